@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvserial: the virtio-serial device (virtio-console, device ID 3, with
+ * VIRTIO_CONSOLE_F_MULTIPORT) as a library.
+ *
+ * Three parties meet here:
+ *  - the device (struct vs_device): config space, the control protocol, the
+ *    port table and the data path over split virtqueues;
+ *  - ports (struct vs_port), each with a host side implemented by the
+ *    embedding program through struct vs_port_ops;
+ *  - a transport (struct vs_transport_ops) that gives the device guest
+ *    memory and rings and delivers its interrupts: the vhost-user backend in
+ *    this library is one, an in-process VMM can be another.
+ *
+ * Conventions: functions return 0 or a positive count on success and a
+ * negative errno on failure. Nothing here logs, allocates without bound, or
+ * owns an event loop. Destructors accept NULL. Not thread-safe: call
+ * everything for one device from one thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VS_VIRTIO_ID_CONSOLE 3
+/* virtio-console feature bits */
+#define VS_CONSOLE_F_SIZE 0
+#define VS_CONSOLE_F_MULTIPORT 1
+#define VS_CONSOLE_F_EMERG_WRITE 2
+
+/* 1024 virtqueues = 2 * (511 + 1) */
+#define VS_MAX_PORTS 511u
+#define VS_DEFAULT_MAX_PORTS 31u
+#define VS_PORT_NAME_MAX 255u
+
+struct vs_device;
+struct vs_port;
+
+/* ---- device ---------------------------------------------------------- */
+
+struct vs_device_config {
+        uint32_t max_ports;     /* 1 .. VS_MAX_PORTS; 0 = VS_DEFAULT_MAX_PORTS */
+        uint16_t cols, rows;    /* console size in config space (F_SIZE) */
+};
+
+/*
+ * Create a device with no ports and no transport. *@ret is owned by the
+ * caller and freed with vs_device_free(). Errors: -EINVAL (bad config),
+ * -ENOMEM.
+ */
+int vs_device_new(const struct vs_device_config *cfg, struct vs_device **ret);
+
+/* Remove every port (calling their exit op) and free. Accepts NULL. */
+void vs_device_free(struct vs_device *dev);
+
+/* Number of virtqueues the device uses: 2 * (max_ports + 1). */
+unsigned vs_device_num_queues(const struct vs_device *dev);
+
+uint32_t vs_device_max_ports(const struct vs_device *dev);
+
+/* ---- ports ----------------------------------------------------------- */
+
+struct vs_port_ops {
+        /* Called once from vs_port_add(); non-zero fails the add. May be NULL. */
+        int (*init)(struct vs_port *port);
+        /* Called once when the port is removed or the device freed. May be NULL. */
+        void (*exit)(struct vs_port *port);
+        /* The guest opened (true) or closed (false) the port. May be NULL. */
+        void (*set_guest_connected)(struct vs_port *port, bool connected);
+        /*
+         * The guest can take data again: it opened the port or posted
+         * receive buffers after a vs_port_write()/vs_port_recv_fd() that
+         * returned short. May be NULL.
+         */
+        void (*guest_ready)(struct vs_port *port);
+        /*
+         * The guest wrote @iov. Return how many bytes were consumed. Less
+         * than offered throttles the port: the device keeps the buffer and
+         * the offset, stops taking data from this port's queue, and offers
+         * the rest again after vs_port_throttle(port, false). Returning a
+         * negative errno is the same as returning 0. Required.
+         */
+        ssize_t (*have_data)(struct vs_port *port, const struct iovec *iov,
+                             unsigned iovcnt);
+};
+
+struct vs_port_config {
+        int32_t id;             /* -1 = the lowest free (0 for a console if free) */
+        const char *name;       /* NULL or "" = unnamed; copied */
+        bool console;           /* the guest binds it to hvc */
+};
+
+/*
+ * Add a port. The device announces it to the guest (PORT_ADD) if the guest
+ * driver is ready. @ops must outlive the port; @opaque is returned by
+ * vs_port_opaque(). Errors: -EINVAL (id >= max_ports, id 0 for a
+ * non-console, name too long or not printable), -EEXIST (id or name in use),
+ * -ENOSPC (no free id), -ENOMEM, or the init op's error.
+ */
+int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
+                const struct vs_port_ops *ops, void *opaque,
+                struct vs_port **ret);
+
+/* Remove a port (PORT_REMOVE to the guest), call its exit op, free it. */
+void vs_port_remove(struct vs_port *port);
+
+struct vs_port *vs_port_find(struct vs_device *dev, uint32_t id);
+struct vs_port *vs_port_find_name(struct vs_device *dev, const char *name);
+/* Ports in id order: start with NULL. */
+struct vs_port *vs_port_next(struct vs_device *dev, struct vs_port *prev);
+
+uint32_t vs_port_id(const struct vs_port *port);
+const char *vs_port_name(const struct vs_port *port); /* "" if unnamed */
+bool vs_port_is_console(const struct vs_port *port);
+void *vs_port_opaque(const struct vs_port *port);
+bool vs_port_guest_connected(const struct vs_port *port);
+bool vs_port_host_connected(const struct vs_port *port);
+
+/* The host side connected (true) or went away: PORT_OPEN 1/0 to the guest. */
+int vs_port_set_host_connected(struct vs_port *port, bool connected);
+
+/*
+ * Copy up to @len bytes to the guest's receive buffers. Returns the bytes
+ * taken (0 when the guest has not opened the port or has no buffers; the
+ * guest_ready op is called when that changes) or a negative errno.
+ */
+ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len);
+
+/*
+ * Read from @fd straight into the guest's receive buffers (one readv() over
+ * as many buffers as are posted, up to @max bytes). Returns bytes moved, 0 at
+ * EOF, -EAGAIN when the guest cannot take data now (guest_ready will follow)
+ * or @fd has nothing, or another negative errno from readv().
+ */
+ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max);
+
+/* Bytes the guest can take right now without waiting. */
+size_t vs_port_guest_room(struct vs_port *port);
+
+/*
+ * Throttle (true) or unthrottle (false) guest->host data. Unthrottling
+ * offers the kept buffer again at once, from the saved offset.
+ */
+void vs_port_throttle(struct vs_port *port, bool throttled);
+
+struct vs_port_stats {
+        uint64_t to_guest;      /* bytes delivered to the guest */
+        uint64_t from_guest;    /* bytes the host side consumed */
+};
+void vs_port_get_stats(const struct vs_port *port, struct vs_port_stats *ret);
+
+/* ---- transport ------------------------------------------------------- */
+
+/* What a transport does for the device. */
+struct vs_transport_ops {
+        /* Interrupt the guest for used buffers on queue @q. */
+        int (*notify)(void *opaque, unsigned q);
+        /* Raise a config-change interrupt. May be NULL. */
+        int (*config_changed)(void *opaque);
+        /*
+         * Ask to have vs_device_queue_kick(@q) called again soon: the device
+         * stopped early to stay fair and work remains. Required.
+         */
+        int (*schedule)(void *opaque, unsigned q);
+};
+
+/* Bind the device to a transport (replacing any earlier one). */
+void vs_device_set_transport(struct vs_device *dev,
+                             const struct vs_transport_ops *ops, void *opaque);
+
+/* Feature bits the device offers / negotiated ones (error: -ENOTSUP). */
+uint64_t vs_device_features(const struct vs_device *dev);
+int vs_device_set_features(struct vs_device *dev, uint64_t features);
+
+/* Config space access. -EINVAL if the range is outside the config struct. */
+int vs_device_config_read(struct vs_device *dev, uint32_t offset, void *buf,
+                          uint32_t len);
+int vs_device_config_write(struct vs_device *dev, uint32_t offset,
+                           const void *buf, uint32_t len);
+
+struct vs_mem_map {
+        uint64_t gpa;           /* guest-physical start */
+        uint64_t size;
+        uint64_t uva;           /* transport's own address of it, if different */
+        void *host;             /* where this process sees it */
+};
+
+/*
+ * Replace guest memory. The caller keeps the mappings alive until the next
+ * vs_device_set_memory() or vs_device_free(). Rings are re-translated.
+ * Errors: -EINVAL (zero size, overlap, wrap), -ENOSPC (too many regions).
+ */
+int vs_device_set_memory(struct vs_device *dev, const struct vs_mem_map *map,
+                         unsigned n);
+
+/* Ring set-up: @q < vs_device_num_queues(), else -ERANGE. */
+int vs_device_queue_set_num(struct vs_device *dev, unsigned q, unsigned num);
+int vs_device_queue_set_addr(struct vs_device *dev, unsigned q, uint64_t desc,
+                             uint64_t avail, uint64_t used, bool is_uva);
+int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base);
+/* Returns the next avail index (>= 0) and stops the ring. */
+int vs_device_queue_get_base(struct vs_device *dev, unsigned q);
+int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable);
+/* The guest kicked queue @q. */
+int vs_device_queue_kick(struct vs_device *dev, unsigned q);
+/* 0, or the -errno that broke queue @q (a misbehaving guest). */
+int vs_device_queue_error(const struct vs_device *dev, unsigned q);
+/* Guest driver reset: forget rings and guest-side port state. */
+void vs_device_reset(struct vs_device *dev);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,1 @@
+void vs_daemon_placeholder(void); void vs_daemon_placeholder(void) {}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Event loop interface. Library code never owns a loop: it is handed a
+ * struct vs_loop_ops and adds, changes and removes fd watches through it.
+ * vs_epoll is the epoll implementation the daemon and the tests use.
+ */
+#pragma once
+
+#include <stdint.h>
+
+/* @events: EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP as in <sys/epoll.h>. */
+typedef void (*vs_watch_fn)(void *opaque, int fd, uint32_t events);
+
+struct vs_loop_ops {
+        /* Watch @fd for @events; -EEXIST if already watched. */
+        int (*add)(void *loop, int fd, uint32_t events, vs_watch_fn fn,
+                   void *opaque);
+        /* Change the events of a watched fd; -ENOENT if not watched. */
+        int (*mod)(void *loop, int fd, uint32_t events);
+        /* Stop watching @fd (does not close it). Safe from inside a callback. */
+        int (*del)(void *loop, int fd);
+};
+
+struct vs_epoll;
+
+extern const struct vs_loop_ops vs_epoll_ops;
+
+/* Errors: -errno of epoll_create1, -ENOMEM. */
+int vs_epoll_new(struct vs_epoll **ret);
+/* Accepts NULL. Does not close watched fds. */
+void vs_epoll_free(struct vs_epoll *ep);
+/*
+ * Wait up to @timeout_ms (-1 = forever, 0 = poll) and dispatch ready
+ * watches. Returns the number dispatched or a negative errno (-EINTR is
+ * returned as 0).
+ */
+int vs_epoll_run_once(struct vs_epoll *ep, int timeout_ms);

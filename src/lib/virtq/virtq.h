@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Split virtqueues, device side.
+ *
+ * Security model: the descriptor table, the avail ring and every buffer they
+ * name are written by an untrusted guest, concurrently with us. Each field is
+ * read once into a local, validated, and only then used. A chain is walked
+ * with a ttl equal to the queue size; indices are checked against the queue
+ * size before they index anything; addresses go through vs_mem, which never
+ * returns memory outside the table. The first violation is recorded in
+ * vq->error and the queue is not used again until it is set up anew.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "mem/mem.h"
+
+#define VS_VQ_MAX_SIZE 32768u
+/* Cap on the iovecs one chain may map to (after region splitting). */
+#define VS_VQ_MAX_IOV 128u
+
+#define VS_VRING_DESC_F_NEXT 1u
+#define VS_VRING_DESC_F_WRITE 2u
+#define VS_VRING_DESC_F_INDIRECT 4u
+#define VS_VRING_USED_F_NO_NOTIFY 1u
+#define VS_VRING_AVAIL_F_NO_INTERRUPT 1u
+
+/* Feature bits of the ring layer. */
+#define VS_F_INDIRECT_DESC 28
+#define VS_F_EVENT_IDX 29
+#define VS_F_VERSION_1 32
+
+struct vs_vring_desc {
+        uint64_t addr;
+        uint32_t len;
+        uint16_t flags;
+        uint16_t next;
+};
+
+struct vs_vring_avail {
+        uint16_t flags;
+        uint16_t idx;
+        uint16_t ring[];        /* num entries, then le16 used_event */
+};
+
+struct vs_vring_used_elem {
+        uint32_t id;
+        uint32_t len;
+};
+
+struct vs_vring_used {
+        uint16_t flags;
+        uint16_t idx;
+        struct vs_vring_used_elem ring[]; /* num entries, then le16 avail_event */
+};
+
+/* One popped descriptor chain: device-readable iovecs first, then writable. */
+struct vs_vq_elem {
+        uint16_t head;
+        unsigned out_num;       /* readable iovecs: iov[0 .. out_num) */
+        unsigned in_num;        /* writable iovecs: iov[out_num .. out_num + in_num) */
+        uint64_t out_len;       /* total readable bytes */
+        uint64_t in_len;        /* total writable bytes */
+        struct iovec iov[VS_VQ_MAX_IOV];
+};
+
+struct vs_vq {
+        /* Set by the transport. */
+        uint16_t num;           /* 0 = not configured */
+        bool addr_set;
+        bool addr_is_uva;       /* ring addresses are frontend virtual addresses */
+        bool enabled;
+        bool event_idx;         /* VIRTIO_RING_F_EVENT_IDX negotiated */
+        bool indirect;          /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+        uint64_t desc_addr, avail_addr, used_addr;
+
+        /* Ring pointers, valid after vs_vq_map(). */
+        struct vs_vring_desc *desc;
+        struct vs_vring_avail *avail;
+        struct vs_vring_used *used;
+
+        uint16_t last_avail;    /* next avail index to pop */
+        uint16_t used_idx;      /* our copy of used->idx */
+        uint16_t signalled_used;
+        bool signalled_used_valid;
+        int error;              /* 0, or the -errno of the first violation */
+};
+
+/* A blank, unconfigured queue. */
+void vs_vq_init(struct vs_vq *vq);
+
+/* Size: a power of two in [1, VS_VQ_MAX_SIZE], else -EINVAL. */
+int vs_vq_set_num(struct vs_vq *vq, unsigned num);
+
+/* Record ring addresses; they are translated by vs_vq_map(). */
+void vs_vq_set_addr(struct vs_vq *vq, uint64_t desc, uint64_t avail,
+                    uint64_t used, bool is_uva);
+
+/* Resume point: next avail index to pop and used index. Clears vq->error. */
+void vs_vq_set_base(struct vs_vq *vq, uint16_t base);
+
+/* The next avail index that would be popped (GET_VRING_BASE). */
+uint16_t vs_vq_get_base(const struct vs_vq *vq);
+
+/*
+ * Translate the ring addresses through @mem. Each ring part must lie in one
+ * region and be aligned as the spec requires. -EINVAL if the queue has no
+ * size or no address, -EFAULT if a part is unmapped, -EINVAL on misalignment.
+ */
+int vs_vq_map(struct vs_vq *vq, const struct vs_mem *mem);
+
+/* Forget the ring pointers (memory going away or ring disabled). */
+void vs_vq_unmap(struct vs_vq *vq);
+
+/* Mapped, enabled and not broken: the device may use it. */
+bool vs_vq_ready(const struct vs_vq *vq);
+
+/*
+ * Pop the next available chain into @elem.
+ * Returns 1 with @elem filled, 0 if the ring is empty, or a negative errno
+ * when the guest broke the rules (the queue is then marked broken):
+ *   -EOVERFLOW  avail index moved more than the queue size
+ *   -ERANGE     head or next index >= queue size
+ *   -ELOOP      chain longer than the queue size (a loop)
+ *   -EPROTO     nested indirect, or indirect without the feature
+ *   -EINVAL     indirect table length 0 or not a multiple of 16
+ *   -EFAULT     buffer outside guest memory, or addr + len wraps
+ *   -EBADMSG    a readable descriptor after a writable one
+ *   -E2BIG      more than VS_VQ_MAX_IOV iovecs
+ *   -ENODEV     queue not ready
+ */
+int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
+              struct vs_vq_elem *elem);
+
+/* Give back the last @n popped chains (they will be popped again). */
+void vs_vq_unpop(struct vs_vq *vq, unsigned n);
+
+/* Return a chain to the guest with @len bytes written into it. */
+void vs_vq_push(struct vs_vq *vq, uint16_t head, uint32_t len);
+
+/*
+ * After one or more pushes: must the guest be interrupted? Honours
+ * VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX.
+ */
+bool vs_vq_need_notify(struct vs_vq *vq);
+
+/*
+ * Ask the guest to kick (@on) or not to kick (!@on) when it adds buffers.
+ * After enabling, the caller must check vs_vq_has_avail() again: buffers
+ * may have arrived before the guest saw the request.
+ */
+void vs_vq_set_notify(struct vs_vq *vq, bool on);
+
+/* Are buffers waiting? (false on a queue that is not ready) */
+bool vs_vq_has_avail(struct vs_vq *vq);
+
+/* Mark the queue broken with @err (negative errno) unless already broken. */
+void vs_vq_fail(struct vs_vq *vq, int err);
