@@ -86,16 +86,24 @@ struct vs_vq {
         uint16_t used_idx;      /* our copy of used->idx */
         uint16_t signalled_used;
         bool signalled_used_valid;
+        bool no_notify;         /* vs_vq_set_notify(false) in force */
         int error;              /* 0, or the -errno of the first violation */
 };
 
 /* A blank, unconfigured queue. */
 void vs_vq_init(struct vs_vq *vq);
 
-/* Size: a power of two in [1, VS_VQ_MAX_SIZE], else -EINVAL. */
+/*
+ * Size: a power of two in [1, VS_VQ_MAX_SIZE], else -EINVAL. On success the
+ * ring pointers are dropped (they were checked for the old size): call
+ * vs_vq_map() again.
+ */
 int vs_vq_set_num(struct vs_vq *vq, unsigned num);
 
-/* Record ring addresses; they are translated by vs_vq_map(). */
+/*
+ * Record ring addresses; they are translated by vs_vq_map(). Drops the
+ * current ring pointers until then.
+ */
 void vs_vq_set_addr(struct vs_vq *vq, uint64_t desc, uint64_t avail,
                     uint64_t used, bool is_uva);
 
@@ -149,8 +157,14 @@ bool vs_vq_need_notify(struct vs_vq *vq);
 
 /*
  * Ask the guest to kick (@on) or not to kick (!@on) when it adds buffers.
+ * Kicks are on by default; with EVENT_IDX, a pop that finds the ring empty
+ * re-arms them (unless turned off here), so a consumer that pops until empty
+ * is always kicked for the next buffer.
  * After enabling, the caller must check vs_vq_has_avail() again: buffers
  * may have arrived before the guest saw the request.
+ * With EVENT_IDX, enabling asks for one kick after the current last_avail
+ * and disabling does nothing (as in Linux vhost): enable again after each
+ * drain of the ring, or kicks for later buffers will not come.
  */
 void vs_vq_set_notify(struct vs_vq *vq, bool on);
 
