@@ -39,6 +39,8 @@ extern "C" {
 #define VS_MAX_PORTS 511u
 #define VS_DEFAULT_MAX_PORTS 31u
 #define VS_PORT_NAME_MAX 255u
+/* struct virtio_console_config: le16 cols, le16 rows, le32 max_nr_ports, le32 emerg_wr */
+#define VS_CONFIG_SIZE 12u
 
 struct vs_device;
 struct vs_port;
@@ -136,8 +138,9 @@ ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len);
 /*
  * Read from @fd straight into the guest's receive buffers (one readv() over
  * as many buffers as are posted, up to @max bytes). Returns bytes moved, 0 at
- * EOF, -EAGAIN when the guest cannot take data now (guest_ready will follow)
- * or @fd has nothing, or another negative errno from readv().
+ * EOF, -ENOBUFS when the guest cannot take data now (the guest_ready op
+ * follows when it can), -EAGAIN when @fd has nothing, or another negative
+ * errno from readv().
  */
 ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max);
 

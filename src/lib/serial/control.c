@@ -1,1 +1,195 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The control queues of a MULTIPORT device (VIRTIO 1.2, 5.3.6.2).
+ *
+ * Security model: control-tx chains come from an untrusted guest. A message
+ * is read into a fixed local buffer (only its 8-byte header matters to us),
+ * its id is checked against the port table, and unknown events, unknown
+ * ports and short messages are ignored: the device never trusts the guest
+ * to name a port that exists. Messages to the guest queue up to a bound
+ * while the guest posts no control-rx buffers; they are never dropped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serial/serial.h"
+
+int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
+                  uint16_t value, const void *extra, uint32_t extra_len)
+{
+        struct vs_ctrl_msg *m;
+        uint32_t le_id = htole32(id);
+        uint16_t le_ev = htole16(event), le_val = htole16(value);
+
+        if (dev->ctrl_len >= dev->ctrl_max)
+                return -ENOSPC;
+        m = malloc(sizeof(*m) + VS_CTRL_HDR_LEN + extra_len);
+        if (!m)
+                return -ENOMEM;
+        m->next = NULL;
+        m->len = VS_CTRL_HDR_LEN + extra_len;
+        memcpy(m->data, &le_id, 4);
+        memcpy(m->data + 4, &le_ev, 2);
+        memcpy(m->data + 6, &le_val, 2);
+        if (extra_len)
+                memcpy(m->data + VS_CTRL_HDR_LEN, extra, extra_len);
+        if (dev->ctrl_tail)
+                dev->ctrl_tail->next = m;
+        else
+                dev->ctrl_head = m;
+        dev->ctrl_tail = m;
+        dev->ctrl_len++;
+        vs__ctrl_flush(dev);
+        return 0;
+}
+
+void vs__ctrl_clear(struct vs_device *dev)
+{
+        while (dev->ctrl_head) {
+                struct vs_ctrl_msg *m = dev->ctrl_head;
+
+                dev->ctrl_head = m->next;
+                free(m);
+        }
+        dev->ctrl_tail = NULL;
+        dev->ctrl_len = 0;
+}
+
+static void ctrl_pop_msg(struct vs_device *dev)
+{
+        struct vs_ctrl_msg *m = dev->ctrl_head;
+
+        dev->ctrl_head = m->next;
+        if (!dev->ctrl_head)
+                dev->ctrl_tail = NULL;
+        dev->ctrl_len--;
+        free(m);
+}
+
+static size_t copy_to_iov(const struct vs_vq_elem *e, const uint8_t *buf,
+                          size_t len)
+{
+        size_t done = 0;
+
+        for (unsigned i = e->out_num; i < e->out_num + e->in_num && done < len; i++) {
+                size_t n = e->iov[i].iov_len < len - done ? e->iov[i].iov_len : len - done;
+
+                memcpy(e->iov[i].iov_base, buf + done, n);
+                done += n;
+        }
+        return done;
+}
+
+/* Deliver queued messages into the guest's control-rx buffers. */
+void vs__ctrl_flush(struct vs_device *dev)
+{
+        struct vs_vq *vq = &dev->vqs[VS_CTRL_RXQ];
+        struct vs_vq_elem *e = &dev->scratch;
+        bool pushed = false;
+
+        if (!vs__multiport(dev) || !vs_vq_ready(vq))
+                return;
+        for (unsigned budget = vq->num; dev->ctrl_head && budget > 0; budget--) {
+                struct vs_ctrl_msg *m = dev->ctrl_head;
+
+                if (vs_vq_pop(vq, &dev->mem, e) <= 0)
+                        break;
+                pushed = true;
+                /* A buffer too small for the message is returned empty;
+                 * the message waits for the next one. */
+                if (e->in_len < m->len) {
+                        vs_vq_push(vq, e->head, 0);
+                        continue;
+                }
+                vs_vq_push(vq, e->head, copy_to_iov(e, m->data, m->len));
+                ctrl_pop_msg(dev);
+        }
+        if (pushed)
+                vs__notify(dev, vq, VS_CTRL_RXQ);
+}
+
+/* Tell the guest what it needs about a port it just acknowledged. */
+static void port_ready(struct vs_device *dev, struct vs_port *port)
+{
+        port->guest_ready = true;
+        if (port->console)
+                vs__ctrl_send(dev, port->id, VS_CTRL_CONSOLE_PORT, 1, NULL, 0);
+        if (port->name[0])
+                vs__ctrl_send(dev, port->id, VS_CTRL_PORT_NAME, 1, port->name,
+                              strlen(port->name));
+        if (port->host_connected)
+                vs__ctrl_send(dev, port->id, VS_CTRL_PORT_OPEN, 1, NULL, 0);
+        vs__port_guest_ready(port);
+}
+
+/* The driver (re)started: everything the guest knew is gone. */
+static void device_ready(struct vs_device *dev)
+{
+        vs__ctrl_clear(dev);
+        dev->driver_ready = true;
+        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p)) {
+                p->guest_ready = false;
+                p->resume_valid = false;
+                vs__port_set_guest_connected(p, false);
+                vs__ctrl_send(dev, p->id, VS_CTRL_PORT_ADD, 1, NULL, 0);
+        }
+}
+
+static void ctrl_handle(struct vs_device *dev, uint32_t id, uint16_t event,
+                        uint16_t value)
+{
+        struct vs_port *port;
+
+        if (event == VS_CTRL_DEVICE_READY) {
+                if (value == 1)
+                        device_ready(dev);
+                return;
+        }
+        port = vs_port_find(dev, id);
+        if (!port)
+                return;         /* a port we never added: ignored */
+        if (event == VS_CTRL_PORT_READY && value == 1)
+                port_ready(dev, port);
+        else if (event == VS_CTRL_PORT_READY)
+                port->guest_ready = false;
+        else if (event == VS_CTRL_PORT_OPEN)
+                vs__port_set_guest_connected(port, value != 0);
+}
+
+/* Control messages from the guest. Serviced at once: the driver spins. */
+void vs__ctrl_handle_tx(struct vs_device *dev)
+{
+        struct vs_vq *vq = &dev->vqs[VS_CTRL_TXQ];
+        struct vs_vq_elem *e = &dev->scratch;
+        bool pushed = false;
+
+        for (unsigned budget = vq->num; budget > 0; budget--) {
+                uint8_t hdr[VS_CTRL_HDR_LEN];
+                size_t got = 0;
+                uint32_t id;
+                uint16_t event, value;
+
+                if (vs_vq_pop(vq, &dev->mem, e) <= 0)
+                        break;
+                for (unsigned i = 0; i < e->out_num && got < sizeof(hdr); i++) {
+                        size_t n = e->iov[i].iov_len < sizeof(hdr) - got ?
+                                   e->iov[i].iov_len : sizeof(hdr) - got;
+
+                        memcpy(hdr + got, e->iov[i].iov_base, n);
+                        got += n;
+                }
+                vs_vq_push(vq, e->head, 0);
+                pushed = true;
+                if (got < sizeof(hdr))
+                        continue;
+                memcpy(&id, hdr, 4);
+                memcpy(&event, hdr + 4, 2);
+                memcpy(&value, hdr + 6, 2);
+                ctrl_handle(dev, le32toh(id), le16toh(event), le16toh(value));
+        }
+        if (pushed)
+                vs__notify(dev, vq, VS_CTRL_TXQ);
+        if (vs_vq_has_avail(vq))
+                vs__schedule(dev, VS_CTRL_TXQ);
+}

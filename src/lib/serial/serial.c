@@ -1,1 +1,815 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The virtio-serial device: port table, config space, data path, and the
+ * entry points a transport calls.
+ *
+ * Security model: rings and buffers belong to an untrusted guest; virtq.c
+ * validates chains, this file bounds work per call (at most one queue's worth
+ * of chains per kick, then the transport is asked to schedule us again) and
+ * keeps per-port memory bounded (one kept chain per port).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "serial/serial.h"
+
+#define DEVICE_FEATURES                                                     \
+        ((1ull << VS_CONSOLE_F_SIZE) | (1ull << VS_CONSOLE_F_MULTIPORT) |   \
+         (1ull << VS_CONSOLE_F_EMERG_WRITE) | (1ull << VS_F_VERSION_1) |    \
+         (1ull << VS_F_EVENT_IDX) | (1ull << VS_F_INDIRECT_DESC))
+
+/* ---- device ---------------------------------------------------------- */
+
+int vs_device_new(const struct vs_device_config *cfg, struct vs_device **ret)
+{
+        uint32_t max = cfg && cfg->max_ports ? cfg->max_ports : VS_DEFAULT_MAX_PORTS;
+        struct vs_device *dev;
+
+        if (max > VS_MAX_PORTS)
+                return -EINVAL;
+        dev = calloc(1, sizeof(*dev));
+        if (!dev)
+                return -ENOMEM;
+        dev->max_ports = max;
+        dev->nvqs = 2 * (max + 1);
+        dev->cols = cfg ? cfg->cols : 0;
+        dev->rows = cfg ? cfg->rows : 0;
+        /* Room for every port's announcement plus a little slack. */
+        dev->ctrl_max = 8 * (max + 1) + 64;
+        dev->ports = calloc(max, sizeof(*dev->ports));
+        dev->vqs = calloc(dev->nvqs, sizeof(*dev->vqs));
+        if (!dev->ports || !dev->vqs) {
+                vs_device_free(dev);
+                return -ENOMEM;
+        }
+        for (unsigned q = 0; q < dev->nvqs; q++)
+                vs_vq_init(&dev->vqs[q]);
+        vs_mem_init(&dev->mem);
+        *ret = dev;
+        return 0;
+}
+
+static void port_free(struct vs_port *port)
+{
+        if (port->ops->exit)
+                port->ops->exit(port);
+        free(port->elem);
+        free(port);
+}
+
+void vs_device_free(struct vs_device *dev)
+{
+        if (!dev)
+                return;
+        for (uint32_t i = 0; dev->ports && i < dev->max_ports; i++)
+                if (dev->ports[i])
+                        port_free(dev->ports[i]);
+        vs__ctrl_clear(dev);
+        vs_mem_clear(&dev->mem);
+        free(dev->ports);
+        free(dev->vqs);
+        free(dev);
+}
+
+unsigned vs_device_num_queues(const struct vs_device *dev) { return dev->nvqs; }
+uint32_t vs_device_max_ports(const struct vs_device *dev) { return dev->max_ports; }
+
+bool vs__multiport(const struct vs_device *dev)
+{
+        return dev->features & (1ull << VS_CONSOLE_F_MULTIPORT);
+}
+
+void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q)
+{
+        if (dev->tops && vs_vq_need_notify(vq))
+                dev->tops->notify(dev->topaque, q);
+}
+
+void vs__schedule(struct vs_device *dev, unsigned q)
+{
+        if (dev->tops && dev->tops->schedule)
+                dev->tops->schedule(dev->topaque, q);
+}
+
+/* ---- ports ----------------------------------------------------------- */
+
+static bool name_ok(const char *name)
+{
+        size_t len = strlen(name);
+
+        if (len > VS_PORT_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (name[i] <= ' ' || name[i] > '~')
+                        return false;
+        return true;
+}
+
+static int pick_id(struct vs_device *dev, const struct vs_port_config *cfg,
+                   uint32_t *ret_id)
+{
+        if (cfg->id >= 0) {
+                if ((uint32_t)cfg->id >= dev->max_ports)
+                        return -EINVAL;
+                /* Port 0 is the console's, as in QEMU: old guests expect it. */
+                if (cfg->id == 0 && !cfg->console)
+                        return -EINVAL;
+                if (dev->ports[cfg->id])
+                        return -EEXIST;
+                *ret_id = cfg->id;
+                return 0;
+        }
+        for (uint32_t id = cfg->console ? 0 : 1; id < dev->max_ports; id++) {
+                if (!dev->ports[id]) {
+                        *ret_id = id;
+                        return 0;
+                }
+        }
+        return -ENOSPC;
+}
+
+int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
+                const struct vs_port_ops *ops, void *opaque,
+                struct vs_port **ret)
+{
+        const char *name = cfg->name ? cfg->name : "";
+        struct vs_port *port;
+        uint32_t id;
+        int r;
+
+        if (!ops || !ops->have_data || !name_ok(name))
+                return -EINVAL;
+        if (*name && vs_port_find_name(dev, name))
+                return -EEXIST;
+        r = pick_id(dev, cfg, &id);
+        if (r < 0)
+                return r;
+        port = calloc(1, sizeof(*port));
+        if (!port)
+                return -ENOMEM;
+        port->dev = dev;
+        port->id = id;
+        port->console = cfg->console;
+        strcpy(port->name, name);
+        port->ops = ops;
+        port->opaque = opaque;
+        if (ops->init && (r = ops->init(port)) != 0) {
+                free(port);
+                return r < 0 ? r : -EIO;
+        }
+        dev->ports[id] = port;
+        if (dev->driver_ready)
+                vs__ctrl_send(dev, id, VS_CTRL_PORT_ADD, 1, NULL, 0);
+        if (ret)
+                *ret = port;
+        return 0;
+}
+
+/* Hand the chain being consumed back to its ring, remembering the offset. */
+static void port_park(struct vs_port *port)
+{
+        struct vs_vq *vq = &port->dev->vqs[vs__port_txq(port->id)];
+
+        if (!port->elem_valid)
+                return;
+        port->elem_valid = false;
+        port->resume_valid = true;
+        port->resume_head = port->elem->head;
+        port->resume_off = port->elem_off;
+        vs_vq_unpop(vq, 1);
+}
+
+void vs_port_remove(struct vs_port *port)
+{
+        struct vs_device *dev;
+        unsigned q;
+
+        if (!port)
+                return;
+        dev = port->dev;
+        q = vs__port_txq(port->id);
+        /* The guest's buffer goes back used: the port is leaving. */
+        if (port->elem_valid && vs_vq_ready(&dev->vqs[q])) {
+                vs_vq_push(&dev->vqs[q], port->elem->head, 0);
+                vs__notify(dev, &dev->vqs[q], q);
+        }
+        if (dev->driver_ready && vs__multiport(dev))
+                vs__ctrl_send(dev, port->id, VS_CTRL_PORT_REMOVE, 1, NULL, 0);
+        dev->ports[port->id] = NULL;
+        port_free(port);
+}
+
+struct vs_port *vs_port_find(struct vs_device *dev, uint32_t id)
+{
+        return id < dev->max_ports ? dev->ports[id] : NULL;
+}
+
+struct vs_port *vs_port_find_name(struct vs_device *dev, const char *name)
+{
+        for (uint32_t i = 0; i < dev->max_ports; i++)
+                if (dev->ports[i] && strcmp(dev->ports[i]->name, name) == 0)
+                        return dev->ports[i];
+        return NULL;
+}
+
+struct vs_port *vs_port_next(struct vs_device *dev, struct vs_port *prev)
+{
+        for (uint32_t i = prev ? prev->id + 1 : 0; i < dev->max_ports; i++)
+                if (dev->ports[i])
+                        return dev->ports[i];
+        return NULL;
+}
+
+uint32_t vs_port_id(const struct vs_port *port) { return port->id; }
+const char *vs_port_name(const struct vs_port *port) { return port->name; }
+bool vs_port_is_console(const struct vs_port *port) { return port->console; }
+void *vs_port_opaque(const struct vs_port *port) { return port->opaque; }
+bool vs_port_guest_connected(const struct vs_port *port) { return port->guest_connected; }
+bool vs_port_host_connected(const struct vs_port *port) { return port->host_connected; }
+
+void vs_port_get_stats(const struct vs_port *port, struct vs_port_stats *ret)
+{
+        *ret = port->stats;
+}
+
+int vs_port_set_host_connected(struct vs_port *port, bool connected)
+{
+        struct vs_device *dev = port->dev;
+
+        if (port->host_connected == connected)
+                return 0;
+        port->host_connected = connected;
+        if (!dev->driver_ready || !port->guest_ready || !vs__multiport(dev))
+                return 0;
+        return vs__ctrl_send(dev, port->id, VS_CTRL_PORT_OPEN, connected,
+                             NULL, 0);
+}
+
+void vs__port_guest_ready(struct vs_port *port)
+{
+        port->want_guest_ready = false;
+        if (port->ops->guest_ready)
+                port->ops->guest_ready(port);
+}
+
+void vs__port_set_guest_connected(struct vs_port *port, bool connected)
+{
+        if (port->guest_connected == connected)
+                return;
+        port->guest_connected = connected;
+        if (port->ops->set_guest_connected)
+                port->ops->set_guest_connected(port, connected);
+        if (connected)
+                vs__port_guest_ready(port);
+}
+
+/* ---- guest -> host ----------------------------------------------------- */
+
+/* The readable iovecs of @e from byte @off on, into @out. */
+static unsigned iov_tail(const struct vs_vq_elem *e, uint64_t off,
+                         struct iovec *out)
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < e->out_num; i++) {
+                if (off >= e->iov[i].iov_len) {
+                        off -= e->iov[i].iov_len;
+                        continue;
+                }
+                out[n].iov_base = (uint8_t *)e->iov[i].iov_base + off;
+                out[n].iov_len = e->iov[i].iov_len - off;
+                off = 0;
+                n++;
+        }
+        return n;
+}
+
+/* Pop the next chain for @port, re-applying a parked offset. */
+static int port_pop(struct vs_port *port, struct vs_vq *vq)
+{
+        struct vs_device *dev = port->dev;
+        int r;
+
+        if (!port->elem && !(port->elem = malloc(sizeof(*port->elem))))
+                return -ENOMEM;
+        r = vs_vq_pop(vq, &dev->mem, port->elem);
+        if (r <= 0)
+                return r;
+        port->elem_valid = true;
+        port->elem_off = 0;
+        if (port->resume_valid && port->resume_head == port->elem->head &&
+            port->resume_off <= port->elem->out_len)
+                port->elem_off = port->resume_off;
+        port->resume_valid = false;
+        return 1;
+}
+
+/* Offer the rest of the current chain; true if it was consumed whole. */
+static bool port_offer(struct vs_port *port)
+{
+        struct vs_vq_elem *e = port->elem;
+        struct iovec iov[VS_VQ_MAX_IOV];
+        uint64_t left = e->out_len - port->elem_off;
+        ssize_t n;
+
+        if (left == 0)
+                return true;
+        n = port->ops->have_data(port, iov, iov_tail(e, port->elem_off, iov));
+        if (n < 0)
+                n = 0;
+        if ((uint64_t)n > left)
+                n = left;       /* a confused host side cannot overrun us */
+        port->elem_off += n;
+        port->stats.from_guest += n;
+        if ((uint64_t)n < left) {
+                port->throttled = true;
+                return false;
+        }
+        return true;
+}
+
+/* Move guest->host data until throttled, empty, or out of budget. */
+static void port_flush_tx(struct vs_port *port)
+{
+        struct vs_device *dev = port->dev;
+        unsigned q = vs__port_txq(port->id);
+        struct vs_vq *vq = &dev->vqs[q];
+        unsigned budget = vq->num;
+        bool pushed = false;
+
+        if (port->in_flush || !vs_vq_ready(vq))
+                return;
+        port->in_flush = true;
+        for (; !port->throttled && budget > 0; budget--) {
+                if (!port->elem_valid && port_pop(port, vq) <= 0) {
+                        /* Empty: re-arm kicks, then catch a late add. */
+                        vs_vq_set_notify(vq, true);
+                        if (!vs_vq_has_avail(vq))
+                                break;
+                        continue;
+                }
+                vs_vq_set_notify(vq, false);
+                if (!port_offer(port))
+                        break;
+                port->elem_valid = false;
+                vs_vq_push(vq, port->elem->head, 0);
+                pushed = true;
+        }
+        port->in_flush = false;
+        if (pushed)
+                vs__notify(dev, vq, q);
+        if (budget == 0 && !port->throttled)
+                vs__schedule(dev, q);
+}
+
+void vs_port_throttle(struct vs_port *port, bool throttled)
+{
+        port->throttled = throttled;
+        if (!throttled)
+                port_flush_tx(port);
+}
+
+/* Chains on a queue with no port: returned unread, the guest is confused. */
+static void discard_tx(struct vs_device *dev, unsigned q)
+{
+        struct vs_vq *vq = &dev->vqs[q];
+
+        for (unsigned budget = vq->num; budget > 0; budget--) {
+                if (vs_vq_pop(vq, &dev->mem, &dev->scratch) <= 0)
+                        break;
+                vs_vq_push(vq, dev->scratch.head, 0);
+        }
+        vs__notify(dev, vq, q);
+}
+
+/* ---- host -> guest ----------------------------------------------------- */
+
+static bool can_send(struct vs_port *port)
+{
+        struct vs_device *dev = port->dev;
+
+        /* The driver drops data for a port it has not opened. */
+        if (vs__multiport(dev) && !port->guest_connected)
+                return false;
+        return vs_vq_ready(&dev->vqs[vs__port_rxq(port->id)]);
+}
+
+/*
+ * Pop receive chains until @want bytes of room or VS_RX_BATCH chains,
+ * gathering their writable iovecs in dev->rx_iov. Returns the chain count
+ * or a negative errno; *@ret_iovcnt gets the iovec count.
+ */
+static int rx_gather(struct vs_port *port, struct vs_vq *vq, size_t want,
+                     unsigned *ret_iovcnt)
+{
+        struct vs_device *dev = port->dev;
+        struct vs_vq_elem *e = &dev->scratch;
+        unsigned chains = 0, iovcnt = 0;
+        size_t room = 0;
+
+        while (room < want && chains < VS_RX_BATCH &&
+               iovcnt + VS_VQ_MAX_IOV <= VS_RX_IOV_MAX) {
+                int r = vs_vq_pop(vq, &dev->mem, e);
+
+                if (r < 0)
+                        return chains ? (int)chains : r;
+                if (r == 0)
+                        break;
+                dev->rx_heads[chains] = e->head;
+                /* Readable parts of a receive chain are skipped. */
+                dev->rx_room[chains] = e->in_len > UINT32_MAX ? UINT32_MAX : e->in_len;
+                memcpy(&dev->rx_iov[iovcnt], &e->iov[e->out_num],
+                       e->in_num * sizeof(struct iovec));
+                iovcnt += e->in_num;
+                room += dev->rx_room[chains];
+                chains++;
+        }
+        *ret_iovcnt = iovcnt;
+        return chains;
+}
+
+/* Return the gathered chains holding @len bytes, give back the rest. */
+static void rx_complete(struct vs_port *port, struct vs_vq *vq,
+                        unsigned chains, size_t len)
+{
+        struct vs_device *dev = port->dev;
+        unsigned used = 0;
+
+        while (used < chains && (len > 0 || dev->rx_room[used] == 0)) {
+                uint32_t n = len < dev->rx_room[used] ? len : dev->rx_room[used];
+
+                vs_vq_push(vq, dev->rx_heads[used], n);
+                len -= n;
+                used++;
+        }
+        vs_vq_unpop(vq, chains - used);
+        if (used)
+                vs__notify(dev, vq, vs__port_rxq(port->id));
+}
+
+static size_t iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
+                       size_t len)
+{
+        size_t done = 0;
+
+        for (unsigned i = 0; i < cnt && done < len; i++) {
+                size_t n = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+
+                memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
+                done += n;
+        }
+        return done;
+}
+
+/* No room: ask the guest to kick when it posts buffers, then look again. */
+static bool rx_wait(struct vs_port *port, struct vs_vq *vq)
+{
+        port->want_guest_ready = true;
+        vs_vq_set_notify(vq, true);
+        return vs_vq_has_avail(vq);
+}
+
+ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
+{
+        struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
+        size_t done = 0;
+
+        if (!can_send(port)) {
+                port->want_guest_ready = true;
+                return 0;
+        }
+        while (done < len) {
+                unsigned iovcnt;
+                int chains = rx_gather(port, vq, len - done, &iovcnt);
+                size_t n;
+
+                if (chains < 0)
+                        return done ? (ssize_t)done : chains;
+                if (chains == 0) {
+                        if (rx_wait(port, vq))
+                                continue;
+                        break;
+                }
+                n = iov_fill(port->dev->rx_iov, iovcnt, (const uint8_t *)buf + done,
+                             len - done);
+                rx_complete(port, vq, chains, n);
+                done += n;
+        }
+        port->stats.to_guest += done;
+        return done;
+}
+
+ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
+{
+        struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
+        unsigned iovcnt;
+        ssize_t n;
+        int chains;
+
+        if (!can_send(port)) {
+                port->want_guest_ready = true;
+                return -ENOBUFS;
+        }
+        chains = rx_gather(port, vq, max, &iovcnt);
+        if (chains == 0 && rx_wait(port, vq))
+                chains = rx_gather(port, vq, max, &iovcnt);
+        /* A broken queue takes nothing either; the device reports it. */
+        if (chains <= 0)
+                return -ENOBUFS;
+        /* Never read more than asked: trim the iovec list to @max. */
+        for (unsigned i = 0, left = 0; i < iovcnt; i++) {
+                size_t have = max - left;
+
+                if (port->dev->rx_iov[i].iov_len > have)
+                        port->dev->rx_iov[i].iov_len = have;
+                left += port->dev->rx_iov[i].iov_len;
+        }
+        n = readv(fd, port->dev->rx_iov, iovcnt);
+        if (n < 0) {
+                int err = -errno;
+
+                rx_complete(port, vq, chains, 0);
+                return err;
+        }
+        rx_complete(port, vq, chains, n);
+        port->stats.to_guest += n;
+        return n;
+}
+
+size_t vs_port_guest_room(struct vs_port *port)
+{
+        struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
+        size_t room = 0;
+        unsigned iovcnt;
+        int chains;
+
+        if (!can_send(port))
+                return 0;
+        chains = rx_gather(port, vq, SIZE_MAX, &iovcnt);
+        if (chains <= 0)
+                return 0;
+        for (int i = 0; i < chains; i++)
+                room += port->dev->rx_room[i];
+        vs_vq_unpop(vq, chains);
+        return room;
+}
+
+/* ---- transport entry points ------------------------------------------ */
+
+void vs_device_set_transport(struct vs_device *dev,
+                             const struct vs_transport_ops *ops, void *opaque)
+{
+        dev->tops = ops;
+        dev->topaque = opaque;
+}
+
+uint64_t vs_device_features(const struct vs_device *dev)
+{
+        (void)dev;
+        return DEVICE_FEATURES;
+}
+
+int vs_device_set_features(struct vs_device *dev, uint64_t features)
+{
+        if (features & ~DEVICE_FEATURES)
+                return -ENOTSUP;
+        dev->features = features;
+        for (unsigned q = 0; q < dev->nvqs; q++) {
+                dev->vqs[q].event_idx = features & (1ull << VS_F_EVENT_IDX);
+                dev->vqs[q].indirect = features & (1ull << VS_F_INDIRECT_DESC);
+        }
+        return 0;
+}
+
+static void config_bytes(const struct vs_device *dev, uint8_t cfg[VS_CONFIG_SIZE])
+{
+        uint16_t cols = htole16(dev->cols), rows = htole16(dev->rows);
+        uint32_t max = htole32(dev->max_ports), emerg = 0;
+
+        memcpy(cfg, &cols, 2);
+        memcpy(cfg + 2, &rows, 2);
+        memcpy(cfg + 4, &max, 4);
+        memcpy(cfg + 8, &emerg, 4);
+}
+
+static bool config_range_ok(uint32_t offset, uint32_t len)
+{
+        return offset <= VS_CONFIG_SIZE && len <= VS_CONFIG_SIZE - offset;
+}
+
+int vs_device_config_read(struct vs_device *dev, uint32_t offset, void *buf,
+                          uint32_t len)
+{
+        uint8_t cfg[VS_CONFIG_SIZE];
+
+        if (!config_range_ok(offset, len))
+                return -EINVAL;
+        config_bytes(dev, cfg);
+        memcpy(buf, cfg + offset, len);
+        return 0;
+}
+
+int vs_device_config_write(struct vs_device *dev, uint32_t offset,
+                           const void *buf, uint32_t len)
+{
+        struct vs_port *port0 = dev->ports[0];
+
+        if (!config_range_ok(offset, len))
+                return -EINVAL;
+        /* Only emerg_wr is writable: its low byte goes to port 0's host side. */
+        if (offset != 8 || len == 0 || !port0)
+                return 0;
+        struct iovec iov = { .iov_base = (void *)buf, .iov_len = 1 };
+
+        if (port0->ops->have_data(port0, &iov, 1) == 1)
+                port0->stats.from_guest++;
+        return 0;
+}
+
+int vs_device_set_memory(struct vs_device *dev, const struct vs_mem_map *map,
+                         unsigned n)
+{
+        struct vs_mem next;
+        int r = 0;
+
+        vs_mem_init(&next);
+        for (unsigned i = 0; i < n && r == 0; i++)
+                r = vs_mem_add_host(&next, map[i].host, map[i].gpa, map[i].size,
+                                    map[i].uva);
+        if (r < 0) {
+                vs_mem_clear(&next);
+                return r;
+        }
+        /* Chains being consumed point into the old memory: park them. */
+        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p))
+                port_park(p);
+        vs_mem_replace(&dev->mem, &next);
+        for (unsigned q = 0; q < dev->nvqs; q++) {
+                struct vs_vq *vq = &dev->vqs[q];
+
+                vs_vq_unmap(vq);
+                if (vq->enabled && vq->addr_set && vq->num)
+                        vs_vq_map(vq, &dev->mem);
+        }
+        return 0;
+}
+
+static struct vs_vq *queue(struct vs_device *dev, unsigned q)
+{
+        return q < dev->nvqs ? &dev->vqs[q] : NULL;
+}
+
+/* The port whose queue @q is, or NULL (control queues, no port). */
+static struct vs_port *queue_port(struct vs_device *dev, unsigned q)
+{
+        if (q < 2)
+                return dev->ports[0];
+        if (q < 4)
+                return NULL;
+        return vs_port_find(dev, (q - 2) / 2);
+}
+
+static bool queue_is_tx(unsigned q) { return q == 1 || (q >= 4 && q % 2 == 1); }
+
+/* The ring behind @q changes: a chain kept from it must be given back. */
+static void queue_park(struct vs_device *dev, unsigned q)
+{
+        struct vs_port *port = queue_port(dev, q);
+
+        if (port && queue_is_tx(q))
+                port_park(port);
+}
+
+int vs_device_queue_set_num(struct vs_device *dev, unsigned q, unsigned num)
+{
+        struct vs_vq *vq = queue(dev, q);
+
+        if (!vq)
+                return -ERANGE;
+        queue_park(dev, q);
+        vs_vq_unmap(vq);
+        return vs_vq_set_num(vq, num);
+}
+
+int vs_device_queue_set_addr(struct vs_device *dev, unsigned q, uint64_t desc,
+                             uint64_t avail, uint64_t used, bool is_uva)
+{
+        struct vs_vq *vq = queue(dev, q);
+
+        if (!vq)
+                return -ERANGE;
+        queue_park(dev, q);
+        vs_vq_set_addr(vq, desc, avail, used, is_uva);
+        vs_vq_unmap(vq);
+        if (vq->enabled && vq->num)
+                return vs_vq_map(vq, &dev->mem);
+        return 0;
+}
+
+int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
+{
+        struct vs_vq *vq = queue(dev, q);
+
+        if (!vq)
+                return -ERANGE;
+        queue_park(dev, q);
+        vs_vq_set_base(vq, base);
+        return 0;
+}
+
+int vs_device_queue_get_base(struct vs_device *dev, unsigned q)
+{
+        struct vs_vq *vq = queue(dev, q);
+
+        if (!vq)
+                return -ERANGE;
+        queue_park(dev, q);
+        vq->enabled = false;
+        vs_vq_unmap(vq);
+        return vs_vq_get_base(vq);
+}
+
+/* A queue just became usable: run what may have been waiting for it. */
+static void queue_started(struct vs_device *dev, unsigned q)
+{
+        struct vs_port *port = queue_port(dev, q);
+
+        if (q == VS_CTRL_RXQ || q == VS_CTRL_TXQ || (port && queue_is_tx(q))) {
+                vs_device_queue_kick(dev, q);
+                return;
+        }
+        if (port && port->want_guest_ready && can_send(port))
+                vs__port_guest_ready(port);
+}
+
+int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
+{
+        struct vs_vq *vq = queue(dev, q);
+        int r;
+
+        if (!vq)
+                return -ERANGE;
+        if (!enable) {
+                queue_park(dev, q);
+                vq->enabled = false;
+                vs_vq_unmap(vq);
+                return 0;
+        }
+        vq->enabled = true;
+        /* QEMU enables rings it never gave an address: they stay idle. */
+        if (!vq->addr_set || !vq->num)
+                return 0;
+        r = vs_vq_map(vq, &dev->mem);
+        if (r < 0) {
+                vs_vq_fail(vq, r);
+                return r;
+        }
+        queue_started(dev, q);
+        return 0;
+}
+
+int vs_device_queue_kick(struct vs_device *dev, unsigned q)
+{
+        struct vs_vq *vq = queue(dev, q);
+        struct vs_port *port;
+
+        if (!vq)
+                return -ERANGE;
+        if (!vs_vq_ready(vq))
+                return vq->error;
+        if (q == VS_CTRL_RXQ && vs__multiport(dev)) {
+                vs__ctrl_flush(dev);
+        } else if (q == VS_CTRL_TXQ && vs__multiport(dev)) {
+                vs__ctrl_handle_tx(dev);
+        } else if ((port = queue_port(dev, q)) == NULL) {
+                if (queue_is_tx(q))
+                        discard_tx(dev, q);
+        } else if (queue_is_tx(q)) {
+                port_flush_tx(port);
+        } else if (port->want_guest_ready && can_send(port)) {
+                vs__port_guest_ready(port);
+        }
+        return vq->error;
+}
+
+int vs_device_queue_error(const struct vs_device *dev, unsigned q)
+{
+        return q < dev->nvqs ? dev->vqs[q].error : -ERANGE;
+}
+
+void vs_device_reset(struct vs_device *dev)
+{
+        for (unsigned q = 0; q < dev->nvqs; q++)
+                vs_vq_init(&dev->vqs[q]);
+        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p)) {
+                p->elem_valid = false;
+                p->resume_valid = false;
+                p->guest_ready = false;
+                vs__port_set_guest_connected(p, false);
+        }
+        vs__ctrl_clear(dev);
+        dev->driver_ready = false;
+        dev->features = 0;
+}

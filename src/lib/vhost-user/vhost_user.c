@@ -1,1 +1,911 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * vhost-user backend connection.
+ *
+ * Security model: the frontend is an untrusted process. Nothing it sends is
+ * used before dispatch() has checked it against msg_table: the request is
+ * known, the payload size is in range, the number of fds is right, and a
+ * vring index is below the number of queues. Handlers then validate values
+ * (memory regions in vs_mem, ring sizes and addresses in virtq). Any failure
+ * closes the connection; nothing the frontend sends can stop the daemon.
+ * Replies go out at once: the UML frontend freezes the whole guest while it
+ * waits for one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vhost-user/proto.h"
+#include "vhost-user/vhost_user.h"
+#include "mem/mem.h"
+
+struct vu_vring {
+        int kick_fd;
+        int call_fd;
+        int err_fd;
+        bool scheduled;
+        bool reported;          /* its breakage was reported once */
+};
+
+struct vs_vu {
+        struct vs_device *dev;
+        struct vs_vu_config cfg;
+        int fd;
+        int backend_fd;         /* SET_BACKEND_REQ_FD, or -1 */
+        int sched_fd;           /* eventfd: queues to run again */
+        bool closed;
+        uint64_t features;
+        uint64_t protocol_features;
+        unsigned nvqs;
+        struct vu_vring *vrings;
+        struct vs_mem mem;
+
+        /* The message being received: bytes and fds may come in pieces. */
+        union {
+                uint8_t buf[VU_HDR_LEN + VU_MAX_PAYLOAD];
+                struct vu_hdr hdr;
+        } in;
+        size_t in_len;
+        int in_fds[VU_MAX_FDS];
+        unsigned in_nfds;
+};
+
+struct vu_msg {
+        const struct vu_hdr *hdr;
+        const uint8_t *payload;
+        int *fds;
+        unsigned nfds;
+        unsigned vring;         /* valid when the table says it names one */
+};
+
+enum vu_fds {
+        FDS_NONE,
+        FDS_ONE,
+        FDS_VRING,              /* one, unless the u64 payload has VU_VRING_NOFD */
+        FDS_MEM,                /* one per region */
+};
+
+enum vu_vring_at {
+        VRING_NONE,
+        VRING_U32,              /* first u32 of the payload */
+        VRING_U64,              /* low byte of a u64 payload */
+};
+
+/* A handler returns the u64 to send (>= 0) when reply is REPLY_U64, else 0,
+ * or a negative errno that closes the connection. */
+enum vu_reply {
+        REPLY_NONE,             /* ack only if NEED_REPLY */
+        REPLY_U64,
+        REPLY_OWN,              /* the handler sends its reply */
+};
+
+struct vu_msg_info {
+        const char *name;
+        uint32_t min_size, max_size;
+        enum vu_fds fds;
+        enum vu_vring_at vring;
+        enum vu_reply reply;
+        int64_t (*handle)(struct vs_vu *vu, struct vu_msg *m);
+};
+
+static void vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void close_fd(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+}
+
+static uint64_t payload_u64(const struct vu_msg *m)
+{
+        uint64_t v;
+
+        memcpy(&v, m->payload, sizeof(v));
+        return le64toh(v);
+}
+
+static int send_reply(struct vs_vu *vu, uint32_t request, const void *payload,
+                      uint32_t size)
+{
+        uint8_t buf[VU_HDR_LEN + VU_MAX_PAYLOAD];
+        struct vu_hdr hdr = {
+                .request = htole32(request),
+                .flags = htole32(VU_VERSION | VU_FLAG_REPLY),
+                .size = htole32(size),
+        };
+        ssize_t n;
+
+        memcpy(buf, &hdr, VU_HDR_LEN);
+        memcpy(buf + VU_HDR_LEN, payload, size);
+        n = send(vu->fd, buf, VU_HDR_LEN + size, MSG_NOSIGNAL);
+        if (n < 0)
+                return -errno;
+        return (size_t)n == VU_HDR_LEN + size ? 0 : -EIO;
+}
+
+static int reply_u64(struct vs_vu *vu, uint32_t request, uint64_t value)
+{
+        uint64_t le = htole64(value);
+
+        return send_reply(vu, request, &le, sizeof(le));
+}
+
+static void fd_nonblock(int fd)
+{
+        int fl = fcntl(fd, F_GETFL);
+
+        if (fl >= 0)
+                fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void unwatch(struct vs_vu *vu, int fd)
+{
+        if (fd >= 0)
+                vu->cfg.loop_ops->del(vu->cfg.loop, fd);
+}
+
+/* ---- transport for the device -------------------------------------------- */
+
+static int tr_notify(void *opaque, unsigned q)
+{
+        struct vs_vu *vu = opaque;
+        uint64_t one = 1;
+
+        if (q >= vu->nvqs || vu->vrings[q].call_fd < 0)
+                return -ENOENT;
+        /* UML's call fd is a socket: a full one means the guest is behind,
+         * and it has unread notifications already. */
+        if (write(vu->vrings[q].call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                return -errno;
+        return 0;
+}
+
+static int tr_config_changed(void *opaque)
+{
+        struct vs_vu *vu = opaque;
+        struct vu_hdr hdr = {
+                .request = htole32(VU_BACKEND_CONFIG_CHANGE_MSG),
+                .flags = htole32(VU_VERSION),
+                .size = 0,
+        };
+
+        if (vu->backend_fd < 0)
+                return -ENOTCONN;
+        if (send(vu->backend_fd, &hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                return -errno;
+        return 0;
+}
+
+static int tr_schedule(void *opaque, unsigned q)
+{
+        struct vs_vu *vu = opaque;
+        uint64_t one = 1;
+
+        if (q >= vu->nvqs)
+                return -ERANGE;
+        vu->vrings[q].scheduled = true;
+        if (write(vu->sched_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                return -errno;
+        return 0;
+}
+
+static const struct vs_transport_ops vu_transport = {
+        .notify = tr_notify,
+        .config_changed = tr_config_changed,
+        .schedule = tr_schedule,
+};
+
+/* ---- queue events ------------------------------------------------------- */
+
+/* A broken queue is reported once: on its err fd and to the embedder. */
+static void check_queue(struct vs_vu *vu, unsigned q)
+{
+        int err = vs_device_queue_error(vu->dev, q);
+        uint64_t one = 1;
+
+        if (err == 0 || vu->vrings[q].reported)
+                return;
+        vu->vrings[q].reported = true;
+        if (vu->vrings[q].err_fd >= 0 && write(vu->vrings[q].err_fd, &one, 8) < 0) {
+                /* Nothing more to do: the frontend may not read it anyway. */
+        }
+        if (vu->cfg.queue_broken)
+                vu->cfg.queue_broken(vu->cfg.opaque, q, err);
+}
+
+static void run_queue(struct vs_vu *vu, unsigned q)
+{
+        vs_device_queue_kick(vu->dev, q);
+        check_queue(vu, q);
+}
+
+static void on_kick(void *opaque, int fd, uint32_t events)
+{
+        struct vs_vu *vu = opaque;
+        uint64_t count;
+        unsigned q;
+
+        (void)events;
+        for (q = 0; q < vu->nvqs && vu->vrings[q].kick_fd != fd; q++)
+                ;
+        if (q == vu->nvqs)
+                return;
+        if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+                return;
+        run_queue(vu, q);
+}
+
+static void on_schedule(void *opaque, int fd, uint32_t events)
+{
+        struct vs_vu *vu = opaque;
+        uint64_t count;
+
+        (void)events;
+        if (read(fd, &count, sizeof(count)) < 0)
+                return;
+        for (unsigned q = 0; q < vu->nvqs && !vu->closed; q++) {
+                if (!vu->vrings[q].scheduled)
+                        continue;
+                vu->vrings[q].scheduled = false;
+                run_queue(vu, q);
+        }
+}
+
+/* Replies to our backend-channel messages carry nothing we need. */
+static void on_backend(void *opaque, int fd, uint32_t events)
+{
+        struct vs_vu *vu = opaque;
+        uint8_t buf[256];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+        (void)events;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                unwatch(vu, vu->backend_fd);
+                close_fd(&vu->backend_fd);
+        }
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static int64_t h_get_features(struct vs_vu *vu, struct vu_msg *m)
+{
+        (void)m;
+        return vs_device_features(vu->dev) | (1ull << VU_F_PROTOCOL_FEATURES);
+}
+
+static int64_t h_set_features(struct vs_vu *vu, struct vu_msg *m)
+{
+        uint64_t f = payload_u64(m);
+        int r = vs_device_set_features(vu->dev, f & ~(1ull << VU_F_PROTOCOL_FEATURES));
+
+        if (r < 0) {
+                vu_fail(vu, r, "SET_FEATURES 0x%llx: bits not offered",
+                        (unsigned long long)f);
+                return r;
+        }
+        vu->features = f;
+        return 0;
+}
+
+static uint64_t offered_protocol_features(void)
+{
+        return (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
+               (1ull << VU_PF_BACKEND_REQ) | (1ull << VU_PF_CONFIG);
+}
+
+static int64_t h_get_protocol_features(struct vs_vu *vu, struct vu_msg *m)
+{
+        (void)vu;
+        (void)m;
+        return offered_protocol_features();
+}
+
+static int64_t h_set_protocol_features(struct vs_vu *vu, struct vu_msg *m)
+{
+        vu->protocol_features = payload_u64(m) & offered_protocol_features();
+        return 0;
+}
+
+static int64_t h_nop(struct vs_vu *vu, struct vu_msg *m)
+{
+        (void)vu;
+        (void)m;
+        return 0;
+}
+
+static void vrings_close(struct vs_vu *vu)
+{
+        for (unsigned q = 0; q < vu->nvqs; q++) {
+                unwatch(vu, vu->vrings[q].kick_fd);
+                close_fd(&vu->vrings[q].kick_fd);
+                close_fd(&vu->vrings[q].call_fd);
+                close_fd(&vu->vrings[q].err_fd);
+                vu->vrings[q].scheduled = false;
+                vu->vrings[q].reported = false;
+        }
+}
+
+/* Forget the guest: rings, fds, memory. Ports and host state stay. */
+static void vu_reset(struct vs_vu *vu)
+{
+        vs_device_reset(vu->dev);
+        vs_device_set_memory(vu->dev, NULL, 0);
+        vrings_close(vu);
+        vs_mem_clear(&vu->mem);
+        vu->features = 0;
+}
+
+static int64_t h_reset_owner(struct vs_vu *vu, struct vu_msg *m)
+{
+        (void)m;
+        vu_reset(vu);
+        return 0;
+}
+
+/* The device's view of our mappings. */
+static int publish_memory(struct vs_vu *vu)
+{
+        struct vs_mem_map map[VS_MEM_MAX_REGIONS];
+
+        for (unsigned i = 0; i < vu->mem.n; i++) {
+                map[i].gpa = vu->mem.r[i].gpa;
+                map[i].size = vu->mem.r[i].size;
+                map[i].uva = vu->mem.r[i].uva;
+                map[i].host = vu->mem.r[i].host;
+        }
+        return vs_device_set_memory(vu->dev, map, vu->mem.n);
+}
+
+static int64_t h_set_mem_table(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_mem_table tbl;
+        struct vs_mem next;
+        int r = 0;
+
+        memcpy(&tbl, m->payload, sizeof(tbl));
+        tbl.nregions = le32toh(tbl.nregions);
+        /* UML always sends room for two regions: allow slack after them. */
+        if (tbl.nregions == 0 || tbl.nregions > VS_MEM_MAX_REGIONS ||
+            m->hdr->size < 8 + tbl.nregions * sizeof(struct vu_mem_region) ||
+            m->nfds != tbl.nregions) {
+                vu_fail(vu, -EINVAL, "SET_MEM_TABLE: %u regions, %u bytes, %u fds",
+                        tbl.nregions, m->hdr->size, m->nfds);
+                return -EINVAL;
+        }
+        vs_mem_init(&next);
+        for (unsigned i = 0; i < tbl.nregions && r == 0; i++) {
+                struct vu_mem_region reg;
+
+                memcpy(&reg, m->payload + 8 + i * sizeof(reg), sizeof(reg));
+                r = vs_mem_add_fd(&next, m->fds[i], le64toh(reg.gpa),
+                                  le64toh(reg.size), le64toh(reg.uva),
+                                  le64toh(reg.mmap_offset));
+        }
+        if (r < 0) {
+                vs_mem_clear(&next);
+                vu_fail(vu, r, "SET_MEM_TABLE: region rejected (%s)", strerror(-r));
+                return r;
+        }
+        /* Map the new table, switch the device to it, then drop the old. */
+        struct vs_mem old = vu->mem;
+
+        vu->mem = next;
+        r = publish_memory(vu);
+        if (r < 0) {
+                vu->mem = old;
+                vs_mem_clear(&next);
+                vu_fail(vu, r, "SET_MEM_TABLE: %s", strerror(-r));
+                return r;
+        }
+        vs_mem_clear(&old);
+        return 0;
+}
+
+static struct vu_vring_state vring_state(const struct vu_msg *m)
+{
+        struct vu_vring_state s;
+
+        memcpy(&s, m->payload, sizeof(s));
+        s.index = le32toh(s.index);
+        s.num = le32toh(s.num);
+        return s;
+}
+
+static int64_t h_set_vring_num(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring_state s = vring_state(m);
+        int r = vs_device_queue_set_num(vu->dev, s.index, s.num);
+
+        if (r < 0)
+                vu_fail(vu, r, "SET_VRING_NUM: queue %u size %u", s.index, s.num);
+        return r;
+}
+
+static int64_t h_set_vring_addr(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring_addr a;
+        int r;
+
+        memcpy(&a, m->payload, sizeof(a));
+        /* vhost-user ring addresses are the frontend's virtual addresses. */
+        r = vs_device_queue_set_addr(vu->dev, m->vring, le64toh(a.desc),
+                                     le64toh(a.avail), le64toh(a.used), true);
+        if (r < 0)
+                vu_fail(vu, r, "SET_VRING_ADDR: queue %u rings not in memory",
+                        m->vring);
+        return r;
+}
+
+static int64_t h_set_vring_base(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring_state s = vring_state(m);
+
+        if (s.num > UINT16_MAX) {
+                vu_fail(vu, -EINVAL, "SET_VRING_BASE: queue %u base %u", s.index, s.num);
+                return -EINVAL;
+        }
+        vu->vrings[s.index].reported = false;
+        return vs_device_queue_set_base(vu->dev, s.index, s.num);
+}
+
+static int64_t h_get_vring_base(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring_state s = vring_state(m);
+        struct vu_vring *vr = &vu->vrings[s.index];
+        int base = vs_device_queue_get_base(vu->dev, s.index);
+
+        /* The ring is stopped until the frontend sets it up again. */
+        unwatch(vu, vr->kick_fd);
+        close_fd(&vr->kick_fd);
+        s.index = htole32(s.index);
+        s.num = htole32(base < 0 ? 0 : base);
+        return send_reply(vu, VU_GET_VRING_BASE, &s, sizeof(s));
+}
+
+/* Take the fd of a SET_VRING_KICK/CALL/ERR into *@slot. */
+static int take_vring_fd(struct vu_msg *m, int *slot)
+{
+        close_fd(slot);
+        if (m->nfds == 1) {
+                *slot = m->fds[0];
+                m->fds[0] = -1;
+        }
+        return 0;
+}
+
+static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring *vr = &vu->vrings[m->vring];
+        int r;
+
+        unwatch(vu, vr->kick_fd);
+        take_vring_fd(m, &vr->kick_fd);
+        if (vr->kick_fd < 0)
+                return 0;
+        /* UML's kick eventfd is blocking; a spurious wake must not hang us. */
+        fd_nonblock(vr->kick_fd);
+        r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN, on_kick, vu);
+        if (r < 0) {
+                vu_fail(vu, r, "SET_VRING_KICK: cannot watch fd");
+                return r;
+        }
+        /* Without PROTOCOL_FEATURES a ring starts when it gets its kick fd. */
+        if (!(vu->features & (1ull << VU_F_PROTOCOL_FEATURES)))
+                vs_device_queue_enable(vu->dev, m->vring, true);
+        /* Buffers may have been posted before we watched the fd. */
+        run_queue(vu, m->vring);
+        return 0;
+}
+
+static int64_t h_set_vring_call(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring *vr = &vu->vrings[m->vring];
+
+        take_vring_fd(m, &vr->call_fd);
+        if (vr->call_fd >= 0)
+                fd_nonblock(vr->call_fd);
+        return 0;
+}
+
+static int64_t h_set_vring_err(struct vs_vu *vu, struct vu_msg *m)
+{
+        return take_vring_fd(m, &vu->vrings[m->vring].err_fd);
+}
+
+static int64_t h_get_queue_num(struct vs_vu *vu, struct vu_msg *m)
+{
+        (void)m;
+        return vu->nvqs;
+}
+
+static int64_t h_set_vring_enable(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_vring_state s = vring_state(m);
+
+        vs_device_queue_enable(vu->dev, s.index, s.num != 0);
+        /* A ring that cannot be mapped is broken, not the connection. */
+        check_queue(vu, s.index);
+        return 0;
+}
+
+static int64_t h_set_backend_req_fd(struct vs_vu *vu, struct vu_msg *m)
+{
+        int r;
+
+        unwatch(vu, vu->backend_fd);
+        close_fd(&vu->backend_fd);
+        vu->backend_fd = m->fds[0];
+        m->fds[0] = -1;
+        r = vu->cfg.loop_ops->add(vu->cfg.loop, vu->backend_fd, EPOLLIN,
+                                  on_backend, vu);
+        if (r < 0)
+                vu_fail(vu, r, "SET_BACKEND_REQ_FD: cannot watch fd");
+        return r;
+}
+
+/* GET_CONFIG/SET_CONFIG: the payload must hold exactly the size it names. */
+static int config_hdr(struct vs_vu *vu, struct vu_msg *m, struct vu_config *c)
+{
+        memcpy(c, m->payload, sizeof(*c));
+        c->offset = le32toh(c->offset);
+        c->size = le32toh(c->size);
+        if (c->size > VU_MAX_CONFIG || m->hdr->size != sizeof(*c) + c->size) {
+                vu_fail(vu, -EINVAL, "config message: size %u in a %u-byte payload",
+                        c->size, m->hdr->size);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int64_t h_get_config(struct vs_vu *vu, struct vu_msg *m)
+{
+        uint8_t out[sizeof(struct vu_config) + VU_MAX_CONFIG] = { 0 };
+        struct vu_config c;
+        uint32_t have;
+        int r = config_hdr(vu, m, &c);
+
+        if (r < 0)
+                return r;
+        memcpy(out, m->payload, sizeof(c));
+        /* Bytes past our 12-byte struct read as zero. */
+        have = c.offset < VS_CONFIG_SIZE ? VS_CONFIG_SIZE - c.offset : 0;
+        if (have > c.size)
+                have = c.size;
+        if (have)
+                vs_device_config_read(vu->dev, c.offset, out + sizeof(c), have);
+        return send_reply(vu, VU_GET_CONFIG, out, sizeof(c) + c.size);
+}
+
+static int64_t h_set_config(struct vs_vu *vu, struct vu_msg *m)
+{
+        struct vu_config c;
+        int r = config_hdr(vu, m, &c);
+
+        if (r < 0)
+                return r;
+        if (vs_device_config_write(vu->dev, c.offset, m->payload + sizeof(c),
+                                   c.size) < 0)
+                return 1;       /* a failed write is acked as failed */
+        return 0;
+}
+
+#define U64 sizeof(uint64_t)
+#define STATE sizeof(struct vu_vring_state)
+
+static const struct vu_msg_info msg_table[VU_REQUEST_MAX] = {
+        [VU_GET_FEATURES] = { "GET_FEATURES", 0, 0, FDS_NONE, VRING_NONE, REPLY_U64, h_get_features },
+        [VU_SET_FEATURES] = { "SET_FEATURES", U64, U64, FDS_NONE, VRING_NONE, REPLY_NONE, h_set_features },
+        [VU_SET_OWNER] = { "SET_OWNER", 0, 0, FDS_NONE, VRING_NONE, REPLY_NONE, h_nop },
+        [VU_RESET_OWNER] = { "RESET_OWNER", 0, U64, FDS_NONE, VRING_NONE, REPLY_NONE, h_reset_owner },
+        [VU_SET_MEM_TABLE] = { "SET_MEM_TABLE", 8 + sizeof(struct vu_mem_region),
+                               8 + VS_MEM_MAX_REGIONS * sizeof(struct vu_mem_region),
+                               FDS_MEM, VRING_NONE, REPLY_NONE, h_set_mem_table },
+        [VU_SET_VRING_NUM] = { "SET_VRING_NUM", STATE, STATE, FDS_NONE, VRING_U32, REPLY_NONE, h_set_vring_num },
+        [VU_SET_VRING_ADDR] = { "SET_VRING_ADDR", sizeof(struct vu_vring_addr), sizeof(struct vu_vring_addr),
+                                FDS_NONE, VRING_U32, REPLY_NONE, h_set_vring_addr },
+        [VU_SET_VRING_BASE] = { "SET_VRING_BASE", STATE, STATE, FDS_NONE, VRING_U32, REPLY_NONE, h_set_vring_base },
+        [VU_GET_VRING_BASE] = { "GET_VRING_BASE", STATE, STATE, FDS_NONE, VRING_U32, REPLY_OWN, h_get_vring_base },
+        [VU_SET_VRING_KICK] = { "SET_VRING_KICK", U64, U64, FDS_VRING, VRING_U64, REPLY_NONE, h_set_vring_kick },
+        [VU_SET_VRING_CALL] = { "SET_VRING_CALL", U64, U64, FDS_VRING, VRING_U64, REPLY_NONE, h_set_vring_call },
+        [VU_SET_VRING_ERR] = { "SET_VRING_ERR", U64, U64, FDS_VRING, VRING_U64, REPLY_NONE, h_set_vring_err },
+        [VU_GET_PROTOCOL_FEATURES] = { "GET_PROTOCOL_FEATURES", 0, 0, FDS_NONE, VRING_NONE, REPLY_U64,
+                                       h_get_protocol_features },
+        [VU_SET_PROTOCOL_FEATURES] = { "SET_PROTOCOL_FEATURES", U64, U64, FDS_NONE, VRING_NONE, REPLY_NONE,
+                                       h_set_protocol_features },
+        [VU_GET_QUEUE_NUM] = { "GET_QUEUE_NUM", 0, 0, FDS_NONE, VRING_NONE, REPLY_U64, h_get_queue_num },
+        [VU_SET_VRING_ENABLE] = { "SET_VRING_ENABLE", STATE, STATE, FDS_NONE, VRING_U32, REPLY_NONE,
+                                  h_set_vring_enable },
+        [VU_SET_BACKEND_REQ_FD] = { "SET_BACKEND_REQ_FD", 0, 0, FDS_ONE, VRING_NONE, REPLY_NONE,
+                                    h_set_backend_req_fd },
+        [VU_GET_CONFIG] = { "GET_CONFIG", sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG,
+                            FDS_NONE, VRING_NONE, REPLY_OWN, h_get_config },
+        [VU_SET_CONFIG] = { "SET_CONFIG", sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG,
+                            FDS_NONE, VRING_NONE, REPLY_NONE, h_set_config },
+};
+
+/* ---- receiving and dispatch -------------------------------------------- */
+
+static void drop_fds(struct vs_vu *vu)
+{
+        for (unsigned i = 0; i < vu->in_nfds; i++)
+                close_fd(&vu->in_fds[i]);
+        vu->in_nfds = 0;
+        vu->in_len = 0;
+}
+
+/* The checks every message gets before its handler runs. */
+static int check_msg(struct vs_vu *vu, const struct vu_msg_info *info,
+                     struct vu_msg *m)
+{
+        unsigned want_fds = 0;
+
+        if (m->hdr->size < info->min_size || m->hdr->size > info->max_size) {
+                vu_fail(vu, -EBADMSG, "%s: payload of %u bytes", info->name, m->hdr->size);
+                return -EBADMSG;
+        }
+        if (info->vring == VRING_U32) {
+                memcpy(&m->vring, m->payload, 4);
+                m->vring = le32toh(m->vring);
+        } else if (info->vring == VRING_U64) {
+                uint64_t v = payload_u64(m);
+
+                if (v & ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD)) {
+                        vu_fail(vu, -EINVAL, "%s: unknown bits in 0x%llx", info->name,
+                                (unsigned long long)v);
+                        return -EINVAL;
+                }
+                m->vring = v & VU_VRING_IDX_MASK;
+                want_fds = (v & VU_VRING_NOFD) ? 0 : 1;
+        }
+        if (info->vring != VRING_NONE && m->vring >= vu->nvqs) {
+                vu_fail(vu, -ERANGE, "%s: vring %u of %u", info->name, m->vring, vu->nvqs);
+                return -ERANGE;
+        }
+        if (info->fds == FDS_ONE)
+                want_fds = 1;
+        if (info->fds == FDS_MEM ? m->nfds == 0 : m->nfds != want_fds) {
+                vu_fail(vu, -EBADF, "%s: %u fds", info->name, m->nfds);
+                return -EBADF;
+        }
+        return 0;
+}
+
+static void dispatch(struct vs_vu *vu)
+{
+        struct vu_msg m = {
+                .hdr = &vu->in.hdr,
+                .payload = vu->in.buf + VU_HDR_LEN,
+                .fds = vu->in_fds,
+                .nfds = vu->in_nfds,
+        };
+        uint32_t req = m.hdr->request;
+        const struct vu_msg_info *info = req < VU_REQUEST_MAX ? &msg_table[req] : NULL;
+        bool ack = m.hdr->flags & VU_FLAG_NEED_REPLY;
+        int64_t r;
+
+        if (!info || !info->handle) {
+                vu_fail(vu, -EPROTO, "unknown request %u", req);
+                return;
+        }
+        if (check_msg(vu, info, &m) < 0)
+                return;
+        r = info->handle(vu, &m);
+        if (vu->closed)
+                return;
+        if (r < 0) {
+                vu_fail(vu, (int)r, "%s failed: %s", info->name, strerror((int)-r));
+                return;
+        }
+        if (info->reply == REPLY_U64)
+                r = reply_u64(vu, req, r);
+        else if (info->reply == REPLY_NONE && ack)
+                r = reply_u64(vu, req, r);
+        else
+                r = 0;
+        if (r < 0)
+                vu_fail(vu, (int)r, "%s: reply not sent: %s", info->name, strerror((int)-r));
+}
+
+static void take_cmsg_fds(struct vs_vu *vu, struct msghdr *mh)
+{
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                unsigned n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *fds = (int *)CMSG_DATA(c);
+
+                for (unsigned i = 0; i < n; i++) {
+                        int fd;
+
+                        memcpy(&fd, &fds[i], sizeof(fd));
+                        if (vu->in_nfds < VU_MAX_FDS)
+                                vu->in_fds[vu->in_nfds++] = fd;
+                        else
+                                close(fd);      /* more than a message may carry */
+                }
+        }
+}
+
+/* Read up to the end of the current header or payload. <0: error, 0: EOF. */
+static ssize_t recv_some(struct vs_vu *vu, size_t want)
+{
+        union {
+                char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+                struct cmsghdr align;
+        } ctl;
+        struct iovec iov = { vu->in.buf + vu->in_len, want };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = ctl.buf,
+                .msg_controllen = sizeof(ctl.buf),
+        };
+        ssize_t n = recvmsg(vu->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+        if (n < 0)
+                return -errno;
+        take_cmsg_fds(vu, &mh);
+        if (mh.msg_flags & MSG_CTRUNC)
+                return -EMSGSIZE;
+        vu->in_len += n;
+        return n;
+}
+
+/*
+ * Receive until the current message is whole. Returns 1 when it is, 0 when
+ * the socket has nothing more now, -1 when the connection was failed.
+ */
+static int recv_msg(struct vs_vu *vu)
+{
+        for (;;) {
+                size_t need = VU_HDR_LEN;
+                ssize_t n;
+
+                if (vu->in_len >= VU_HDR_LEN) {
+                        uint32_t size = le32toh(vu->in.hdr.size);
+
+                        if (size > VU_MAX_PAYLOAD) {
+                                vu_fail(vu, -EMSGSIZE, "message %u: payload of %u bytes",
+                                        le32toh(vu->in.hdr.request), size);
+                                return -1;
+                        }
+                        need += size;
+                }
+                if (vu->in_len == need)
+                        return 1;
+                n = recv_some(vu, need - vu->in_len);
+                if (n == -EAGAIN || n == -EINTR)
+                        return 0;
+                if (n <= 0) {
+                        vu_fail(vu, (int)n, n == 0 ? "frontend closed the connection" :
+                                "receive failed: %s", strerror((int)-n));
+                        return -1;
+                }
+        }
+}
+
+static void on_socket(void *opaque, int fd, uint32_t events)
+{
+        struct vs_vu *vu = opaque;
+
+        (void)fd;
+        (void)events;
+        /* Bounded: a frontend that keeps sending cannot starve the rest;
+         * what is left in the socket wakes us again. */
+        for (int budget = 64; budget > 0 && !vu->closed; budget--) {
+                if (recv_msg(vu) <= 0)
+                        return;
+                vu->in.hdr.request = le32toh(vu->in.hdr.request);
+                vu->in.hdr.flags = le32toh(vu->in.hdr.flags);
+                vu->in.hdr.size = le32toh(vu->in.hdr.size);
+                if ((vu->in.hdr.flags & VU_FLAG_VERSION_MASK) != VU_VERSION) {
+                        vu_fail(vu, -EPROTO, "message %u: version flags 0x%x",
+                                vu->in.hdr.request, vu->in.hdr.flags);
+                        return;
+                }
+                dispatch(vu);
+                drop_fds(vu);
+        }
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static void vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
+{
+        char why[160];
+        va_list ap;
+
+        if (vu->closed)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        vu->closed = true;
+        vrings_close(vu);
+        unwatch(vu, vu->fd);
+        unwatch(vu, vu->backend_fd);
+        unwatch(vu, vu->sched_fd);
+        if (vu->cfg.closed)
+                vu->cfg.closed(vu->cfg.opaque, err, why);
+}
+
+int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
+              struct vs_vu **ret)
+{
+        struct vs_vu *vu = calloc(1, sizeof(*vu));
+        int r;
+
+        if (!vu) {
+                close(fd);
+                return -ENOMEM;
+        }
+        vu->dev = dev;
+        vu->cfg = *cfg;
+        vu->fd = fd;
+        vu->backend_fd = -1;
+        vu->nvqs = vs_device_num_queues(dev);
+        if (cfg->max_queues && cfg->max_queues < vu->nvqs)
+                vu->nvqs = cfg->max_queues;
+        vs_mem_init(&vu->mem);
+        vu->vrings = calloc(vu->nvqs, sizeof(*vu->vrings));
+        vu->sched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (!vu->vrings || vu->sched_fd < 0) {
+                r = vu->vrings ? -errno : -ENOMEM;
+                goto fail;
+        }
+        for (unsigned q = 0; q < vu->nvqs; q++)
+                vu->vrings[q] = (struct vu_vring){ .kick_fd = -1, .call_fd = -1, .err_fd = -1 };
+        fd_nonblock(fd);
+        r = cfg->loop_ops->add(cfg->loop, fd, EPOLLIN, on_socket, vu);
+        if (r == 0)
+                r = cfg->loop_ops->add(cfg->loop, vu->sched_fd, EPOLLIN, on_schedule, vu);
+        if (r < 0)
+                goto fail;
+        vs_device_set_transport(dev, &vu_transport, vu);
+        *ret = vu;
+        return 0;
+fail:
+        unwatch(vu, fd);
+        close_fd(&vu->sched_fd);
+        close(fd);
+        free(vu->vrings);
+        free(vu);
+        return r;
+}
+
+void vs_vu_free(struct vs_vu *vu)
+{
+        if (!vu)
+                return;
+        if (!vu->closed) {
+                vu->closed = true;
+                vrings_close(vu);
+                unwatch(vu, vu->fd);
+                unwatch(vu, vu->backend_fd);
+                unwatch(vu, vu->sched_fd);
+        }
+        vu_reset(vu);
+        vs_device_set_transport(vu->dev, NULL, NULL);
+        drop_fds(vu);
+        close_fd(&vu->backend_fd);
+        close_fd(&vu->sched_fd);
+        close_fd(&vu->fd);
+        free(vu->vrings);
+        free(vu);
+}
+
+bool vs_vu_is_closed(const struct vs_vu *vu)
+{
+        return vu->closed;
+}

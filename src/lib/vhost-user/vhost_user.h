@@ -27,6 +27,12 @@ struct vs_vu_config {
          * iteration returns.
          */
         void (*closed)(void *opaque, int err, const char *why);
+        /*
+         * Queue @q was broken by the guest (@err as vs_vq_pop() returns it).
+         * Called once per breakage; the queue stays idle until the frontend
+         * sets it up again. May be NULL.
+         */
+        void (*queue_broken)(void *opaque, unsigned q, int err);
         void *opaque;
         /* Max queues the device may expose to the frontend; 0 = no limit. */
         unsigned max_queues;

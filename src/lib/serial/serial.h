@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device model internals shared by serial.c (ports, data path, transport
+ * entry points) and control.c (the control queue protocol).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mem/mem.h"
+#include "virtq/virtq.h"
+#include "vserial/vserial.h"
+
+/* Control events (VIRTIO 1.2, 5.3.6.2) */
+enum {
+        VS_CTRL_DEVICE_READY = 0,
+        VS_CTRL_PORT_ADD = 1,
+        VS_CTRL_PORT_REMOVE = 2,
+        VS_CTRL_PORT_READY = 3,
+        VS_CTRL_CONSOLE_PORT = 4,
+        VS_CTRL_RESIZE = 5,
+        VS_CTRL_PORT_OPEN = 6,
+        VS_CTRL_PORT_NAME = 7,
+};
+
+#define VS_CTRL_HDR_LEN 8u
+#define VS_CTRL_RXQ 2u
+#define VS_CTRL_TXQ 3u
+/* Host->guest receive buffers gathered into one readv(). */
+#define VS_RX_BATCH 64u
+#define VS_RX_IOV_MAX 1024u
+
+struct vs_ctrl_msg {
+        struct vs_ctrl_msg *next;
+        uint32_t len;
+        uint8_t data[];
+};
+
+struct vs_port {
+        struct vs_device *dev;
+        uint32_t id;
+        bool console;
+        char name[VS_PORT_NAME_MAX + 1];
+        const struct vs_port_ops *ops;
+        void *opaque;
+
+        bool guest_ready;       /* the guest acked PORT_ADD with PORT_READY 1 */
+        bool guest_connected;   /* the guest has the port open */
+        bool host_connected;
+        bool throttled;
+        bool want_guest_ready;  /* a write came back short: tell when to retry */
+        bool in_flush;          /* guards have_data re-entering the flush */
+
+        /* Guest->host chain being consumed, and how far. */
+        struct vs_vq_elem *elem;        /* allocated on first use */
+        bool elem_valid;
+        uint64_t elem_off;
+        /* The same across a ring stop: the chain is given back and the
+         * offset re-applied when the same head is popped again. */
+        bool resume_valid;
+        uint16_t resume_head;
+        uint64_t resume_off;
+
+        struct vs_port_stats stats;
+};
+
+struct vs_device {
+        uint32_t max_ports;
+        uint16_t cols, rows;
+        uint64_t features;      /* negotiated */
+        bool driver_ready;      /* DEVICE_READY 1 seen since the last reset */
+
+        struct vs_port **ports; /* max_ports slots */
+        unsigned nvqs;
+        struct vs_vq *vqs;
+        struct vs_mem mem;
+
+        const struct vs_transport_ops *tops;
+        void *topaque;
+
+        /* Control messages waiting for control-rx buffers (bounded). */
+        struct vs_ctrl_msg *ctrl_head, *ctrl_tail;
+        unsigned ctrl_len;
+        unsigned ctrl_max;
+
+        /* Scratch for popping; the rx path gathers many chains at once. */
+        struct vs_vq_elem scratch;
+        uint16_t rx_heads[VS_RX_BATCH];
+        uint32_t rx_room[VS_RX_BATCH];
+        struct iovec rx_iov[VS_RX_IOV_MAX];
+};
+
+/* Queue numbers of a port (VIRTIO 1.2, 5.3.2). */
+static inline unsigned vs__port_rxq(uint32_t id) { return id == 0 ? 0 : 2 * id + 2; }
+static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id + 3; }
+
+bool vs__multiport(const struct vs_device *dev);
+void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
+void vs__schedule(struct vs_device *dev, unsigned q);
+
+/* control.c */
+int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
+                  uint16_t value, const void *extra, uint32_t extra_len);
+void vs__ctrl_flush(struct vs_device *dev);
+void vs__ctrl_handle_tx(struct vs_device *dev);
+void vs__ctrl_clear(struct vs_device *dev);
+
+/* serial.c, used by control.c */
+void vs__port_guest_ready(struct vs_port *port);
+void vs__port_set_guest_connected(struct vs_port *port, bool connected);
