@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The host side of a port. Common code (backend.c) moves bytes between a
+ * vs_port and a pair of host fds (in: host->guest, out: guest->host), keeps
+ * guest output in a bounded buffer while the host side is slow or absent,
+ * and pauses reading while the guest has no room. A backend kind (unix,
+ * stdio, ...) only decides where the fds come from: a filled, const
+ * struct backend_ops.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop/loop.h"
+#include "log.h"
+#include "options.h"
+#include "vserial/vserial.h"
+
+#define HPORT_BUFFER_DEFAULT (1u << 20)
+
+struct hport;
+
+struct backend_ops {
+        const char *name;
+        /* Set up (listen, take stdio). Negative errno on failure. */
+        int (*start)(struct hport *hp);
+        /* Release everything start() and later events took. */
+        void (*stop)(struct hport *hp);
+        /* The connected peer went away (EOF, error): drop it. */
+        void (*peer_gone)(struct hport *hp);
+};
+
+/* Guest output not yet written to the host side: a ring of bytes. */
+struct outbuf {
+        uint8_t *data;          /* allocated while non-empty */
+        size_t cap;             /* the bound */
+        size_t head;
+        size_t len;
+};
+
+struct hport {
+        struct port_spec spec;
+        const struct backend_ops *ops;
+        struct vs_port *port;
+        const struct vs_loop_ops *loop_ops;
+        void *loop;
+
+        int listen_fd;          /* unix: the listening socket, or -1 */
+        int in_fd;              /* host->guest source, or -1 */
+        int out_fd;             /* guest->host sink, or -1 */
+        uint32_t in_events;     /* what is being watched on in_fd */
+        uint32_t out_events;    /* ... and on out_fd when it differs */
+        bool out_unpollable;    /* a regular file: always writable */
+        bool in_paused;         /* the guest has no room */
+        struct outbuf buf;
+        struct log_ratelimit rl;
+        char label[VS_PORT_NAME_MAX + 32];
+};
+
+/* Create the host port for @spec on @dev: adds the vs_port and starts the
+ * backend. Errors are logged with the port's name. */
+int hport_new(struct vs_device *dev, const struct port_spec *spec,
+              const struct vs_loop_ops *lops, void *loop, struct hport **ret);
+/* Stop and free (removes the vs_port). Accepts NULL. */
+void hport_free(struct hport *hp);
+
+/* For backends: a peer is now connected on these fds (may be equal). */
+void hport_attach(struct hport *hp, int in_fd, int out_fd);
+/* For backends: forget the fds (the backend closes them). */
+void hport_detach(struct hport *hp);
+/* For backends: stop reading input (its end was reached); output goes on. */
+void hport_drop_input(struct hport *hp);
+/* "port 1 (org.x)" for log lines. */
+const char *hport_label(const struct hport *hp);
+
+/* A listening unix socket at @path (a stale socket file is replaced). */
+int backend_listen_unix(const char *path, int backlog);
+
+extern const struct backend_ops backend_unix_ops;
+extern const struct backend_ops backend_stdio_ops;

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vserial: the virtio-serial vhost-user backend daemon.
+ *
+ * One device, one VMM connection at a time. Ports, their host clients and
+ * buffered data live as long as the daemon: when the VMM goes away the
+ * device forgets the guest and waits for the next connection.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "log.h"
+#include "options.h"
+#include "vhost-user/vhost_user.h"
+
+struct daemon {
+        struct options opt;
+        struct vs_epoll *ep;
+        struct vs_device *dev;
+        struct hport **hports;
+        size_t nhports;
+        int listen_fd;
+        int sig_fd;
+        struct vs_vu *vu;
+        bool vu_closed;         /* freed after the loop iteration */
+        bool quit;
+        struct log_ratelimit rl;
+};
+
+static void on_vu_closed(void *opaque, int err, const char *why)
+{
+        struct daemon *d = opaque;
+
+        if (err == 0)
+                log_info("VMM disconnected: %s", why);
+        else
+                log_warn("VMM connection closed: %s (%s)", why, strerror(-err));
+        d->vu_closed = true;
+}
+
+static void on_queue_broken(void *opaque, unsigned q, int err)
+{
+        struct daemon *d = opaque;
+
+        if (log_ratelimit_ok(&d->rl))
+                log_warn("guest broke queue %u (%s): it is not used until reset",
+                         q, strerror(-err));
+}
+
+static void on_vmm(void *opaque, int fd, uint32_t events)
+{
+        struct daemon *d = opaque;
+        struct vs_vu_config cfg = {
+                .loop_ops = &vs_epoll_ops,
+                .loop = d->ep,
+                .closed = on_vu_closed,
+                .queue_broken = on_queue_broken,
+                .opaque = d,
+        };
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        int r;
+
+        (void)events;
+        if (c < 0)
+                return;
+        if (d->vu) {
+                log_warn("refused a second VMM connection: one is being served");
+                close(c);
+                return;
+        }
+        r = vs_vu_new(d->dev, c, &cfg, &d->vu);
+        if (r < 0)
+                log_error("cannot serve the VMM connection: %s", strerror(-r));
+        else
+                log_info("VMM connected");
+}
+
+static void on_signal(void *opaque, int fd, uint32_t events)
+{
+        struct daemon *d = opaque;
+        struct signalfd_siginfo si;
+
+        (void)events;
+        if (read(fd, &si, sizeof(si)) == sizeof(si)) {
+                log_info("signal %u: shutting down", si.ssi_signo);
+                d->quit = true;
+        }
+}
+
+static int setup_signals(struct daemon *d)
+{
+        sigset_t set;
+
+        signal(SIGPIPE, SIG_IGN);
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+                return -errno;
+        d->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (d->sig_fd < 0)
+                return -errno;
+        return vs_epoll_ops.add(d->ep, d->sig_fd, EPOLLIN, on_signal, d);
+}
+
+static int setup_ports(struct daemon *d)
+{
+        d->hports = calloc(d->opt.nports ? d->opt.nports : 1, sizeof(*d->hports));
+        if (!d->hports)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->opt.nports; i++) {
+                int r = hport_new(d->dev, &d->opt.ports[i], &vs_epoll_ops, d->ep,
+                                  &d->hports[i]);
+
+                if (r < 0) {
+                        log_error("--port %s: %s", d->opt.ports[i].name[0] ?
+                                  d->opt.ports[i].name : "(unnamed)", strerror(-r));
+                        return r;
+                }
+                d->nhports++;
+        }
+        return 0;
+}
+
+static int setup(struct daemon *d)
+{
+        struct vs_device_config dc = { .max_ports = d->opt.max_ports,
+                                       .cols = 80, .rows = 25 };
+        int r;
+
+        r = vs_epoll_new(&d->ep);
+        if (r == 0)
+                r = vs_device_new(&dc, &d->dev);
+        if (r == 0)
+                r = setup_signals(d);
+        if (r == 0)
+                r = setup_ports(d);
+        if (r < 0)
+                return r;
+        d->listen_fd = backend_listen_unix(d->opt.socket_path, 1);
+        if (d->listen_fd < 0) {
+                log_error("cannot listen on %s: %s", d->opt.socket_path,
+                          strerror(-d->listen_fd));
+                return d->listen_fd;
+        }
+        log_info("listening for the VMM on %s (%u ports max, %zu configured)",
+                 d->opt.socket_path, d->opt.max_ports, d->nhports);
+        return vs_epoll_ops.add(d->ep, d->listen_fd, EPOLLIN, on_vmm, d);
+}
+
+static int run(struct daemon *d)
+{
+        while (!d->quit) {
+                int r = vs_epoll_run_once(d->ep, -1);
+
+                if (r < 0) {
+                        log_error("event loop: %s", strerror(-r));
+                        return r;
+                }
+                if (d->vu_closed) {
+                        vs_vu_free(d->vu);
+                        d->vu = NULL;
+                        d->vu_closed = false;
+                }
+        }
+        return 0;
+}
+
+static void teardown(struct daemon *d)
+{
+        vs_vu_free(d->vu);
+        for (size_t i = 0; i < d->nhports; i++)
+                hport_free(d->hports[i]);
+        free(d->hports);
+        vs_device_free(d->dev);
+        if (d->listen_fd >= 0) {
+                close(d->listen_fd);
+                unlink(d->opt.socket_path);
+        }
+        if (d->sig_fd >= 0)
+                close(d->sig_fd);
+        vs_epoll_free(d->ep);
+}
+
+int main(int argc, char **argv)
+{
+        static struct daemon d = { .listen_fd = -1, .sig_fd = -1 };
+        char err[512];
+        int r = options_parse(argc, argv, &d.opt, err, sizeof(err));
+
+        if (r == 1)
+                return 0;
+        if (r < 0) {
+                fprintf(stderr, "vserial: %s\n", err);
+                return 2;
+        }
+        log_set_level(d.opt.log_level);
+        if (d.opt.control_path)
+                log_warn("--control is not implemented yet; ignored");
+        r = setup(&d);
+        if (r == 0)
+                r = run(&d);
+        teardown(&d);
+        return r < 0 ? 1 : 0;
+}
