@@ -21,6 +21,9 @@
 #define VU_PF_BACKEND_REQ 5
 #define VU_PF_CONFIG 9
 
+/* Rings a frontend may name. QEMU sets num_vqs freely and sets up every
+ * ring up to it, even past what the device uses; those rings stay inert. */
+#define VU_MAX_RINGS 1024u
 #define VU_VRING_IDX_MASK 0xffu
 #define VU_VRING_NOFD 0x100u
 

@@ -27,6 +27,8 @@
 #include "mem/mem.h"
 
 struct vu_vring {
+        struct vs_vu *vu;
+        unsigned q;
         int kick_fd;
         int call_fd;
         int err_fd;
@@ -43,7 +45,8 @@ struct vs_vu {
         bool closed;
         uint64_t features;
         uint64_t protocol_features;
-        unsigned nvqs;
+        unsigned nrings;        /* rings the frontend may name */
+        unsigned nvqs;          /* rings the device uses: the first nvqs */
         struct vu_vring *vrings;
         struct vs_mem mem;
 
@@ -232,18 +235,13 @@ static void run_queue(struct vs_vu *vu, unsigned q)
 
 static void on_kick(void *opaque, int fd, uint32_t events)
 {
-        struct vs_vu *vu = opaque;
+        struct vu_vring *vr = opaque;
         uint64_t count;
-        unsigned q;
 
         (void)events;
-        for (q = 0; q < vu->nvqs && vu->vrings[q].kick_fd != fd; q++)
-                ;
-        if (q == vu->nvqs)
-                return;
         if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
                 return;
-        run_queue(vu, q);
+        run_queue(vr->vu, vr->q);
 }
 
 static void on_schedule(void *opaque, int fd, uint32_t events)
@@ -326,7 +324,7 @@ static int64_t h_nop(struct vs_vu *vu, struct vu_msg *m)
 
 static void vrings_close(struct vs_vu *vu)
 {
-        for (unsigned q = 0; q < vu->nvqs; q++) {
+        for (unsigned q = 0; q < vu->nrings; q++) {
                 unwatch(vu, vu->vrings[q].kick_fd);
                 close_fd(&vu->vrings[q].kick_fd);
                 close_fd(&vu->vrings[q].call_fd);
@@ -422,10 +420,16 @@ static struct vu_vring_state vring_state(const struct vu_msg *m)
         return s;
 }
 
+/* A ring past the device's: accepted and never used. */
+static bool inert(const struct vs_vu *vu, const struct vu_msg *m)
+{
+        return m->vring >= vu->nvqs;
+}
+
 static int64_t h_set_vring_num(struct vs_vu *vu, struct vu_msg *m)
 {
         struct vu_vring_state s = vring_state(m);
-        int r = vs_device_queue_set_num(vu->dev, s.index, s.num);
+        int r = inert(vu, m) ? 0 : vs_device_queue_set_num(vu->dev, s.index, s.num);
 
         if (r < 0)
                 vu_fail(vu, r, "SET_VRING_NUM: queue %u size %u", s.index, s.num);
@@ -438,6 +442,8 @@ static int64_t h_set_vring_addr(struct vs_vu *vu, struct vu_msg *m)
         int r;
 
         memcpy(&a, m->payload, sizeof(a));
+        if (inert(vu, m))
+                return 0;
         /* vhost-user ring addresses are the frontend's virtual addresses. */
         r = vs_device_queue_set_addr(vu->dev, m->vring, le64toh(a.desc),
                                      le64toh(a.avail), le64toh(a.used), true);
@@ -456,14 +462,14 @@ static int64_t h_set_vring_base(struct vs_vu *vu, struct vu_msg *m)
                 return -EINVAL;
         }
         vu->vrings[s.index].reported = false;
-        return vs_device_queue_set_base(vu->dev, s.index, s.num);
+        return inert(vu, m) ? 0 : vs_device_queue_set_base(vu->dev, s.index, s.num);
 }
 
 static int64_t h_get_vring_base(struct vs_vu *vu, struct vu_msg *m)
 {
         struct vu_vring_state s = vring_state(m);
         struct vu_vring *vr = &vu->vrings[s.index];
-        int base = vs_device_queue_get_base(vu->dev, s.index);
+        int base = inert(vu, m) ? 0 : vs_device_queue_get_base(vu->dev, s.index);
 
         /* The ring is stopped until the frontend sets it up again. */
         unwatch(vu, vr->kick_fd);
@@ -491,11 +497,11 @@ static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
 
         unwatch(vu, vr->kick_fd);
         take_vring_fd(m, &vr->kick_fd);
-        if (vr->kick_fd < 0)
+        if (vr->kick_fd < 0 || inert(vu, m))
                 return 0;
         /* UML's kick eventfd is blocking; a spurious wake must not hang us. */
         fd_nonblock(vr->kick_fd);
-        r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN, on_kick, vu);
+        r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN, on_kick, vr);
         if (r < 0) {
                 vu_fail(vu, r, "SET_VRING_KICK: cannot watch fd");
                 return r;
@@ -533,6 +539,8 @@ static int64_t h_set_vring_enable(struct vs_vu *vu, struct vu_msg *m)
 {
         struct vu_vring_state s = vring_state(m);
 
+        if (inert(vu, m))
+                return 0;
         vs_device_queue_enable(vu->dev, s.index, s.num != 0);
         /* A ring that cannot be mapped is broken, not the connection. */
         check_queue(vu, s.index);
@@ -668,8 +676,8 @@ static int check_msg(struct vs_vu *vu, const struct vu_msg_info *info,
                 m->vring = v & VU_VRING_IDX_MASK;
                 want_fds = (v & VU_VRING_NOFD) ? 0 : 1;
         }
-        if (info->vring != VRING_NONE && m->vring >= vu->nvqs) {
-                vu_fail(vu, -ERANGE, "%s: vring %u of %u", info->name, m->vring, vu->nvqs);
+        if (info->vring != VRING_NONE && m->vring >= vu->nrings) {
+                vu_fail(vu, -ERANGE, "%s: vring %u of %u", info->name, m->vring, vu->nrings);
                 return -ERANGE;
         }
         if (info->fds == FDS_ONE)
@@ -787,6 +795,10 @@ static int recv_msg(struct vs_vu *vu)
                 n = recv_some(vu, need - vu->in_len);
                 if (n == -EAGAIN || n == -EINTR)
                         return 0;
+                if (n == 0 && vu->in_len > 0) {
+                        vu_fail(vu, -EPROTO, "frontend closed the connection mid-message");
+                        return -1;
+                }
                 if (n <= 0) {
                         vu_fail(vu, (int)n, n == 0 ? "frontend closed the connection" :
                                 "receive failed: %s", strerror((int)-n));
@@ -858,14 +870,16 @@ int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
         if (cfg->max_queues && cfg->max_queues < vu->nvqs)
                 vu->nvqs = cfg->max_queues;
         vs_mem_init(&vu->mem);
-        vu->vrings = calloc(vu->nvqs, sizeof(*vu->vrings));
+        vu->nrings = VU_MAX_RINGS;
+        vu->vrings = calloc(vu->nrings, sizeof(*vu->vrings));
         vu->sched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (!vu->vrings || vu->sched_fd < 0) {
                 r = vu->vrings ? -errno : -ENOMEM;
                 goto fail;
         }
-        for (unsigned q = 0; q < vu->nvqs; q++)
-                vu->vrings[q] = (struct vu_vring){ .kick_fd = -1, .call_fd = -1, .err_fd = -1 };
+        for (unsigned q = 0; q < vu->nrings; q++)
+                vu->vrings[q] = (struct vu_vring){ .vu = vu, .q = q, .kick_fd = -1,
+                                                   .call_fd = -1, .err_fd = -1 };
         fd_nonblock(fd);
         r = cfg->loop_ops->add(cfg->loop, fd, EPOLLIN, on_socket, vu);
         if (r == 0)

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost-user backend: one frontend connection driving one vs_device.
+ *
+ * Security model: the frontend (a VMM process) is untrusted. Every message is
+ * checked against a table (payload size, fd count, vring index) before its
+ * handler runs; a message that fails closes the connection. Memory tables are
+ * validated by vs_mem; ring indices by the device.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "loop/loop.h"
+#include "vserial/vserial.h"
+
+struct vs_vu;
+
+struct vs_vu_config {
+        const struct vs_loop_ops *loop_ops;
+        void *loop;
+        /*
+         * The connection ended: @err is 0 for a clean close by the frontend,
+         * else the negative errno of the protocol violation or I/O error and
+         * @why names it. Called once, from inside a loop callback. The
+         * handler may not free the vs_vu there; do it after the loop
+         * iteration returns.
+         */
+        void (*closed)(void *opaque, int err, const char *why);
+        /*
+         * Queue @q was broken by the guest (@err as vs_vq_pop() returns it).
+         * Called once per breakage; the queue stays idle until the frontend
+         * sets it up again. May be NULL.
+         */
+        void (*queue_broken)(void *opaque, unsigned q, int err);
+        void *opaque;
+        /* Max queues the device may expose to the frontend; 0 = no limit. */
+        unsigned max_queues;
+};
+
+/*
+ * Serve the frontend on connected socket @fd (ownership passes to the vs_vu,
+ * also on error). Binds itself as @dev's transport. Errors: -ENOMEM, or the
+ * loop's error.
+ */
+int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
+              struct vs_vu **ret);
+
+/*
+ * Close the connection: unwatch and close every fd, unmap guest memory, reset
+ * the device's guest-side state (ports and host-side state are kept).
+ * Accepts NULL.
+ */
+void vs_vu_free(struct vs_vu *vu);
+
+/* Has the connection ended (closed() was called)? */
+bool vs_vu_is_closed(const struct vs_vu *vu);
