@@ -11,7 +11,7 @@
 
 #include <stdbool.h>
 
-#include "loop/loop.h"
+#include "vserial/loop.h"
 #include "vserial/vserial.h"
 
 struct vs_vu;

@@ -47,9 +47,20 @@ struct vs_port;
 
 /* ---- device ---------------------------------------------------------- */
 
+/*
+ * Field order of the VIRTIO_CONSOLE_RESIZE payload. The spec and Linux since
+ * commit 5326ab737a47 (also in Debian's 6.1.176) read cols then rows; older
+ * kernels read rows then cols.
+ */
+enum vs_resize_order {
+        VS_RESIZE_COLS_ROWS = 0,
+        VS_RESIZE_ROWS_COLS = 1,
+};
+
 struct vs_device_config {
         uint32_t max_ports;     /* 1 .. VS_MAX_PORTS; 0 = VS_DEFAULT_MAX_PORTS */
-        uint16_t cols, rows;    /* console size in config space (F_SIZE) */
+        uint16_t cols, rows;    /* initial size of console ports (0 = unknown) */
+        enum vs_resize_order resize_order;
 };
 
 /*
@@ -124,6 +135,16 @@ bool vs_port_is_console(const struct vs_port *port);
 void *vs_port_opaque(const struct vs_port *port);
 bool vs_port_guest_connected(const struct vs_port *port);
 bool vs_port_host_connected(const struct vs_port *port);
+
+/*
+ * Set a console port's size. Multiport: a RESIZE message to the guest (now,
+ * or when the guest has the port ready). Single-port mode (port 0): the
+ * config space cols/rows and a config-change interrupt. Errors: -EINVAL
+ * (not a console), -ENOSPC (control queue full).
+ */
+int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows);
+void vs_port_get_size(const struct vs_port *port, uint16_t *ret_cols,
+                      uint16_t *ret_rows);
 
 /* The host side connected (true) or went away: PORT_OPEN 1/0 to the guest. */
 int vs_port_set_host_connected(struct vs_port *port, bool connected);

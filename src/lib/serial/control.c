@@ -109,12 +109,26 @@ void vs__ctrl_flush(struct vs_device *dev)
                 vs__notify(dev, vq, VS_CTRL_RXQ);
 }
 
+int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port)
+{
+        uint16_t first = dev->resize_order == VS_RESIZE_COLS_ROWS ? port->cols : port->rows;
+        uint16_t second = dev->resize_order == VS_RESIZE_COLS_ROWS ? port->rows : port->cols;
+        uint16_t size[2] = { htole16(first), htole16(second) };
+
+        return vs__ctrl_send(dev, port->id, VS_CTRL_RESIZE, 0, size, sizeof(size));
+}
+
 /* Tell the guest what it needs about a port it just acknowledged. */
 static void port_ready(struct vs_device *dev, struct vs_port *port)
 {
         port->guest_ready = true;
-        if (port->console)
+        if (port->console) {
                 vs__ctrl_send(dev, port->id, VS_CTRL_CONSOLE_PORT, 1, NULL, 0);
+                /* The driver binds hvc on CONSOLE_PORT; a size set before
+                 * that follows it. */
+                if (port->cols && port->rows)
+                        vs__ctrl_resize(dev, port);
+        }
         if (port->name[0])
                 vs__ctrl_send(dev, port->id, VS_CTRL_PORT_NAME, 1, port->name,
                               strlen(port->name));

@@ -27,7 +27,7 @@ int vs_device_new(const struct vs_device_config *cfg, struct vs_device **ret)
         uint32_t max = cfg && cfg->max_ports ? cfg->max_ports : VS_DEFAULT_MAX_PORTS;
         struct vs_device *dev;
 
-        if (max > VS_MAX_PORTS)
+        if (max > VS_MAX_PORTS || (cfg && cfg->resize_order > VS_RESIZE_ROWS_COLS))
                 return -EINVAL;
         dev = calloc(1, sizeof(*dev));
         if (!dev)
@@ -36,6 +36,7 @@ int vs_device_new(const struct vs_device_config *cfg, struct vs_device **ret)
         dev->nvqs = 2 * (max + 1);
         dev->cols = cfg ? cfg->cols : 0;
         dev->rows = cfg ? cfg->rows : 0;
+        dev->resize_order = cfg ? cfg->resize_order : VS_RESIZE_COLS_ROWS;
         /* Room for every port's announcement plus a little slack. */
         dev->ctrl_max = 8 * (max + 1) + 64;
         dev->ports = calloc(max, sizeof(*dev->ports));
@@ -152,6 +153,10 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
         port->dev = dev;
         port->id = id;
         port->console = cfg->console;
+        if (port->console) {
+                port->cols = dev->cols;
+                port->rows = dev->rows;
+        }
         strcpy(port->name, name);
         port->ops = ops;
         port->opaque = opaque;
@@ -232,6 +237,32 @@ bool vs_port_host_connected(const struct vs_port *port) { return port->host_conn
 void vs_port_get_stats(const struct vs_port *port, struct vs_port_stats *ret)
 {
         *ret = port->stats;
+}
+
+void vs_port_get_size(const struct vs_port *port, uint16_t *ret_cols,
+                      uint16_t *ret_rows)
+{
+        *ret_cols = port->cols;
+        *ret_rows = port->rows;
+}
+
+int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
+{
+        struct vs_device *dev = port->dev;
+
+        if (!port->console)
+                return -EINVAL;
+        port->cols = cols;
+        port->rows = rows;
+        if (!vs__multiport(dev)) {
+                /* Single-port mode reads the size from config space. */
+                if (port->id == 0 && dev->tops && dev->tops->config_changed)
+                        dev->tops->config_changed(dev->topaque);
+                return 0;
+        }
+        if (!dev->driver_ready || !port->guest_ready)
+                return 0;       /* sent when the guest readies the port */
+        return vs__ctrl_resize(dev, port);
 }
 
 int vs_port_set_host_connected(struct vs_port *port, bool connected)
@@ -585,7 +616,10 @@ int vs_device_set_features(struct vs_device *dev, uint64_t features)
 
 static void config_bytes(const struct vs_device *dev, uint8_t cfg[VS_CONFIG_SIZE])
 {
-        uint16_t cols = htole16(dev->cols), rows = htole16(dev->rows);
+        const struct vs_port *port0 = dev->ports[0];
+        bool sized = port0 && port0->console;
+        uint16_t cols = htole16(sized ? port0->cols : dev->cols);
+        uint16_t rows = htole16(sized ? port0->rows : dev->rows);
         uint32_t max = htole32(dev->max_ports), emerg = 0;
 
         memcpy(cfg, &cols, 2);
@@ -736,6 +770,10 @@ static void queue_started(struct vs_device *dev, unsigned q)
 {
         struct vs_port *port = queue_port(dev, q);
 
+        /* Without MULTIPORT there is no open/close: port 0 is the console
+         * the driver binds at probe, connected while its rings run. */
+        if (q == 0 && port && !vs__multiport(dev))
+                vs__port_set_guest_connected(port, true);
         if (q == VS_CTRL_RXQ || q == VS_CTRL_TXQ || (port && queue_is_tx(q))) {
                 vs_device_queue_kick(dev, q);
                 return;

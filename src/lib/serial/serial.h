@@ -41,6 +41,7 @@ struct vs_port {
         struct vs_device *dev;
         uint32_t id;
         bool console;
+        uint16_t cols, rows;    /* console size, 0 = unknown */
         char name[VS_PORT_NAME_MAX + 1];
         const struct vs_port_ops *ops;
         void *opaque;
@@ -67,7 +68,8 @@ struct vs_port {
 
 struct vs_device {
         uint32_t max_ports;
-        uint16_t cols, rows;
+        uint16_t cols, rows;    /* default console size */
+        enum vs_resize_order resize_order;
         uint64_t features;      /* negotiated */
         bool driver_ready;      /* DEVICE_READY 1 seen since the last reset */
 
@@ -105,6 +107,7 @@ int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
 void vs__ctrl_flush(struct vs_device *dev);
 void vs__ctrl_handle_tx(struct vs_device *dev);
 void vs__ctrl_clear(struct vs_device *dev);
+int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port);
 
 /* serial.c, used by control.c */
 void vs__port_guest_ready(struct vs_port *port);
