@@ -78,6 +78,17 @@ unsigned vs_device_num_queues(const struct vs_device *dev);
 
 uint32_t vs_device_max_ports(const struct vs_device *dev);
 
+/* Driver-level events, for an embedder that reports them. */
+enum vs_device_event {
+        VS_EVENT_DRIVER_READY,  /* the guest driver (re)started: DEVICE_READY */
+        VS_EVENT_RESET,         /* the guest side was reset (vs_device_reset) */
+};
+
+/* Call @fn for each device event (NULL to stop). */
+void vs_device_set_event_cb(struct vs_device *dev,
+                            void (*fn)(void *opaque, enum vs_device_event ev),
+                            void *opaque);
+
 /* ---- ports ----------------------------------------------------------- */
 
 struct vs_port_ops {

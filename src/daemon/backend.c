@@ -28,6 +28,22 @@ const char *hport_label(const struct hport *hp)
         return hp->label;
 }
 
+size_t hport_buffered(const struct hport *hp)
+{
+        return hp->buf.len;
+}
+
+bool hport_connected(const struct hport *hp)
+{
+        return hp->out_fd >= 0 || hp->in_fd >= 0;
+}
+
+static void emit(struct hport *hp, enum hport_event ev)
+{
+        if (hp->env->event)
+                hp->env->event(hp->env->opaque, hp, ev);
+}
+
 /* ---- the bounded output buffer ------------------------------------------ */
 
 static size_t outbuf_room(const struct outbuf *b)
@@ -242,6 +258,7 @@ static void set_guest_connected(struct vs_port *port, bool connected)
         struct hport *hp = vs_port_opaque(port);
 
         log_info("%s: guest %s", hp->label, connected ? "opened" : "closed");
+        emit(hp, connected ? HPORT_GUEST_OPEN : HPORT_GUEST_CLOSE);
 }
 
 static void guest_ready(struct vs_port *port)
@@ -270,20 +287,24 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->in_events = hp->out_events = 0;
         hp->in_paused = false;
         vs_port_set_host_connected(hp->port, true);
+        emit(hp, HPORT_HOST_CONNECT);
         update_watches(hp);
         flush_out(hp);
 }
 
 void hport_detach(struct hport *hp)
 {
+        if (!hport_connected(hp))
+                return;
         unwatch_all(hp);
         hp->in_fd = hp->out_fd = -1;
         hp->in_events = hp->out_events = 0;
         vs_port_set_host_connected(hp->port, false);
+        emit(hp, HPORT_HOST_DISCONNECT);
 }
 
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              const struct vs_loop_ops *lops, void *loop, struct hport **ret)
+              const struct hport_env *env, struct hport **ret)
 {
         struct vs_port_config pc = { .id = spec->id, .name = spec->name,
                                      .console = spec->console };
@@ -294,8 +315,9 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 return -ENOMEM;
         hp->spec = *spec;
         hp->ops = spec->backend == BACKEND_STDIO ? &backend_stdio_ops : &backend_unix_ops;
-        hp->loop_ops = lops;
-        hp->loop = loop;
+        hp->env = env;
+        hp->loop_ops = env->loop_ops;
+        hp->loop = env->loop;
         hp->listen_fd = hp->in_fd = hp->out_fd = -1;
         hp->buf.cap = HPORT_BUFFER_DEFAULT;
         r = vs_port_add(dev, &pc, &hport_ops, hp, &hp->port);

@@ -22,6 +22,22 @@
 
 struct hport;
 
+enum hport_event {
+        HPORT_GUEST_OPEN,
+        HPORT_GUEST_CLOSE,
+        HPORT_HOST_CONNECT,
+        HPORT_HOST_DISCONNECT,
+};
+
+/* What host ports share: the loop, and where their events go. */
+struct hport_env {
+        const struct vs_loop_ops *loop_ops;
+        void *loop;
+        /* Every event, in order; may be NULL. */
+        void (*event)(void *opaque, struct hport *hp, enum hport_event ev);
+        void *opaque;
+};
+
 struct backend_ops {
         const char *name;
         /* Set up (listen, take stdio). Negative errno on failure. */
@@ -44,7 +60,8 @@ struct hport {
         struct port_spec spec;
         const struct backend_ops *ops;
         struct vs_port *port;
-        const struct vs_loop_ops *loop_ops;
+        const struct hport_env *env;
+        const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
 
         int listen_fd;          /* unix: the listening socket, or -1 */
@@ -62,7 +79,7 @@ struct hport {
 /* Create the host port for @spec on @dev: adds the vs_port and starts the
  * backend. Errors are logged with the port's name. */
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              const struct vs_loop_ops *lops, void *loop, struct hport **ret);
+              const struct hport_env *env, struct hport **ret);
 /* Stop and free (removes the vs_port). Accepts NULL. */
 void hport_free(struct hport *hp);
 
@@ -72,6 +89,10 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd);
 void hport_detach(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
 void hport_drop_input(struct hport *hp);
+/* Bytes of guest output waiting for the host side. */
+size_t hport_buffered(const struct hport *hp);
+/* Is a host peer connected? */
+bool hport_connected(const struct hport *hp);
 /* "port 1 (org.x)" for log lines. */
 const char *hport_label(const struct hport *hp);
 

@@ -25,6 +25,7 @@ struct daemon {
         struct options opt;
         struct vs_epoll *ep;
         struct vs_device *dev;
+        struct hport_env env;
         struct hport **hports;
         size_t nhports;
         int listen_fd;
@@ -117,9 +118,10 @@ static int setup_ports(struct daemon *d)
         d->hports = calloc(d->opt.nports ? d->opt.nports : 1, sizeof(*d->hports));
         if (!d->hports)
                 return -ENOMEM;
+        d->env.loop_ops = &vs_epoll_ops;
+        d->env.loop = d->ep;
         for (size_t i = 0; i < d->opt.nports; i++) {
-                int r = hport_new(d->dev, &d->opt.ports[i], &vs_epoll_ops, d->ep,
-                                  &d->hports[i]);
+                int r = hport_new(d->dev, &d->opt.ports[i], &d->env, &d->hports[i]);
 
                 if (r < 0) {
                         log_error("--port %s: %s", d->opt.ports[i].name[0] ?

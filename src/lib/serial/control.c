@@ -148,6 +148,7 @@ static void device_ready(struct vs_device *dev)
                 vs__port_set_guest_connected(p, false);
                 vs__ctrl_send(dev, p->id, VS_CTRL_PORT_ADD, 1, NULL, 0);
         }
+        vs__event(dev, VS_EVENT_DRIVER_READY);
 }
 
 static void ctrl_handle(struct vs_device *dev, uint32_t id, uint16_t event,

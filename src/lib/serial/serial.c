@@ -88,6 +88,20 @@ void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q)
                 dev->tops->notify(dev->topaque, q);
 }
 
+void vs_device_set_event_cb(struct vs_device *dev,
+                            void (*fn)(void *opaque, enum vs_device_event ev),
+                            void *opaque)
+{
+        dev->event_fn = fn;
+        dev->event_opaque = opaque;
+}
+
+void vs__event(struct vs_device *dev, enum vs_device_event ev)
+{
+        if (dev->event_fn)
+                dev->event_fn(dev->event_opaque, ev);
+}
+
 void vs__schedule(struct vs_device *dev, unsigned q)
 {
         if (dev->tops && dev->tops->schedule)
@@ -850,4 +864,5 @@ void vs_device_reset(struct vs_device *dev)
         vs__ctrl_clear(dev);
         dev->driver_ready = false;
         dev->features = 0;
+        vs__event(dev, VS_EVENT_RESET);
 }

@@ -80,6 +80,8 @@ struct vs_device {
 
         const struct vs_transport_ops *tops;
         void *topaque;
+        void (*event_fn)(void *opaque, enum vs_device_event ev);
+        void *event_opaque;
 
         /* Control messages waiting for control-rx buffers (bounded). */
         struct vs_ctrl_msg *ctrl_head, *ctrl_tail;
@@ -100,6 +102,7 @@ static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id +
 bool vs__multiport(const struct vs_device *dev);
 void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
 void vs__schedule(struct vs_device *dev, unsigned q);
+void vs__event(struct vs_device *dev, enum vs_device_event ev);
 
 /* control.c */
 int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
