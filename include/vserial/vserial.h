@@ -126,14 +126,19 @@ struct vs_port_config {
  * driver is ready. @ops must outlive the port; @opaque is returned by
  * vs_port_opaque(). Errors: -EINVAL (id >= max_ports, id 0 for a
  * non-console, name too long or not printable), -EEXIST (id or name in use),
- * -ENOSPC (no free id), -ENOMEM, or the init op's error.
+ * -ENOSPC (no free id, or the control queue is full), -ENOMEM, or the init
+ * op's error.
  */
 int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
                 const struct vs_port_ops *ops, void *opaque,
                 struct vs_port **ret);
 
-/* Remove a port (PORT_REMOVE to the guest), call its exit op, free it. */
-void vs_port_remove(struct vs_port *port);
+/*
+ * Remove a port (PORT_REMOVE to the guest), call its exit op, free it.
+ * Errors: -ENOSPC (the control queue is full: the port stays; retry after
+ * the guest has taken control messages).
+ */
+int vs_port_remove(struct vs_port *port);
 
 struct vs_port *vs_port_find(struct vs_device *dev, uint32_t id);
 struct vs_port *vs_port_find_name(struct vs_device *dev, const char *name);
@@ -157,7 +162,10 @@ int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows);
 void vs_port_get_size(const struct vs_port *port, uint16_t *ret_cols,
                       uint16_t *ret_rows);
 
-/* The host side connected (true) or went away: PORT_OPEN 1/0 to the guest. */
+/*
+ * The host side connected (true) or went away: PORT_OPEN 1/0 to the guest.
+ * Errors: -ENOSPC (control queue full; the state is unchanged, retry).
+ */
 int vs_port_set_host_connected(struct vs_port *port, bool connected);
 
 /*
@@ -184,6 +192,8 @@ size_t vs_port_guest_room(struct vs_port *port);
  * offers the kept buffer again at once, from the saved offset.
  */
 void vs_port_throttle(struct vs_port *port, bool throttled);
+/* Is guest->host data held back (by vs_port_throttle or a short have_data)? */
+bool vs_port_throttled(const struct vs_port *port);
 
 struct vs_port_stats {
         uint64_t to_guest;      /* bytes delivered to the guest */

@@ -141,6 +141,14 @@ int fake_host_new(const struct vs_device_config *cfg, struct fake_host **ret)
         r = vs_epoll_new(&h->ep);
         if (r == 0)
                 r = vs_device_new(cfg ? cfg : &def, &h->dev);
+        if (r == 0) {
+                h->nports = vs_device_max_ports(h->dev);
+                if (h->nports < FAKE_MAX_PORTS)
+                        h->nports = FAKE_MAX_PORTS;
+                h->ports = calloc(h->nports, sizeof(*h->ports));
+                if (!h->ports)
+                        r = -ENOMEM;
+        }
         if (r < 0) {
                 fake_host_free(h);
                 return r;
@@ -155,12 +163,21 @@ void fake_host_free(struct fake_host *h)
                 return;
         vs_vu_free(h->vu);
         vs_device_free(h->dev);
-        for (unsigned i = 0; i < FAKE_MAX_PORTS; i++) {
+        for (unsigned i = 0; h->ports && i < h->nports; i++) {
                 if (!h->ports[i])
                         continue;
                 free(h->ports[i]->in);
                 free(h->ports[i]->out);
                 free(h->ports[i]);
+        }
+        free(h->ports);
+        while (h->dead) {
+                struct fake_port *p = h->dead;
+
+                h->dead = p->dead_next;
+                free(p->in);
+                free(p->out);
+                free(p);
         }
         vs_epoll_free(h->ep);
         free(h);
@@ -180,7 +197,7 @@ struct fake_port *fake_host_add_port(struct fake_host *h, int32_t id,
                 p->take_limit = SIZE_MAX;
                 r = vs_port_add(h->dev, &pc, &fake_port_ops, p, &p->port);
         }
-        if (r == 0 && vs_port_id(p->port) >= FAKE_MAX_PORTS) {
+        if (r == 0 && vs_port_id(p->port) >= h->nports) {
                 vs_port_remove(p->port);
                 r = -ERANGE;
         }
@@ -191,6 +208,10 @@ struct fake_port *fake_host_add_port(struct fake_host *h, int32_t id,
                 return NULL;
         }
         p->id = vs_port_id(p->port);
+        if (h->ports[p->id]) {
+                h->ports[p->id]->dead_next = h->dead;
+                h->dead = h->ports[p->id];
+        }
         h->ports[p->id] = p;
         return p;
 }
@@ -237,7 +258,7 @@ static int flush_ready_ports(struct fake_host *h)
 {
         int moved = 0;
 
-        for (unsigned i = 0; i < FAKE_MAX_PORTS; i++) {
+        for (unsigned i = 0; i < h->nports; i++) {
                 struct fake_port *p = h->ports[i];
                 ssize_t n;
 
@@ -260,6 +281,11 @@ int fake_host_pump(struct fake_host *h)
                 int n = vs_epoll_run_once(h->ep, 0);
                 int f;
 
+                if (n >= 0 && h->pump_hook) {
+                        int k = h->pump_hook(h->pump_opaque);
+
+                        n = k < 0 ? k : n + k;
+                }
                 if (n < 0)
                         return n;
                 f = flush_ready_ports(h);
@@ -413,6 +439,41 @@ static int mem_setup(struct fake_driver *d)
 
 /* ---- driver lifetime ---------------------------------------------------- */
 
+/* The fake's state without a transport: tables, rings, memory. */
+static int driver_alloc(struct fake_host *h, const struct fake_driver_cfg *cfg,
+                        struct fake_driver **ret)
+{
+        struct fake_driver *d = calloc(1, sizeof(*d));
+        unsigned scale;
+
+        if (!d)
+                return -ENOMEM;
+        d->cfg = *cfg;
+        d->host = h;
+        d->sock = d->req = d->memfd = -1;
+        d->port_cap = cfg->max_ports > FAKE_MAX_PORTS ? cfg->max_ports
+                                                      : FAKE_MAX_PORTS;
+        d->vq_cap = 2 * (d->port_cap + 1) > FAKE_MAX_VQS
+                  ? 2 * (d->port_cap + 1) : FAKE_MAX_VQS;
+        scale = (d->port_cap + FAKE_MAX_PORTS - 1) / FAKE_MAX_PORTS;
+        d->log_cap = FAKE_LOG_MAX * scale;
+        d->vq = calloc(d->vq_cap, sizeof(*d->vq));
+        for (unsigned q = 0; d->vq && q < d->vq_cap; q++) {
+                d->vq[q].kick = d->vq[q].call = -1;
+                for (unsigned i = 0; i < 4; i++)
+                        d->vq[q].call_old[i] = -1;
+        }
+        d->base = calloc(d->vq_cap, sizeof(*d->base));
+        d->port = calloc(d->port_cap, sizeof(*d->port));
+        d->log = calloc(d->log_cap, sizeof(*d->log));
+        *ret = d;
+        if (!d->vq || !d->base || !d->port || !d->log)
+                return -ENOMEM;
+        d->qsize = cfg->queue_size ? cfg->queue_size
+                 : cfg->style == FAKE_STYLE_UML ? 256 : 64;
+        return mem_setup(d);
+}
+
 int fake_driver_new(struct fake_host *h, const struct fake_driver_cfg *cfg,
                     struct fake_driver **ret)
 {
@@ -420,22 +481,10 @@ int fake_driver_new(struct fake_host *h, const struct fake_driver_cfg *cfg,
                 .loop_ops = &vs_epoll_ops, .loop = h->ep,
                 .closed = host_closed, .opaque = h,
         };
-        struct fake_driver *d = calloc(1, sizeof(*d));
+        struct fake_driver *d = NULL;
         int sv[2], r;
 
-        if (!d)
-                return -ENOMEM;
-        d->cfg = *cfg;
-        d->host = h;
-        d->sock = d->req = d->memfd = -1;
-        for (unsigned q = 0; q < FAKE_MAX_VQS; q++) {
-                d->vq[q].kick = d->vq[q].call = -1;
-                for (unsigned i = 0; i < 4; i++)
-                        d->vq[q].call_old[i] = -1;
-        }
-        d->qsize = cfg->queue_size ? cfg->queue_size
-                 : cfg->style == FAKE_STYLE_UML ? 256 : 64;
-        r = mem_setup(d);
+        r = driver_alloc(h, cfg, &d);
         if (r == 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
                                  SOCK_NONBLOCK, 0, sv) < 0)
                 r = -errno;
@@ -447,6 +496,104 @@ int fake_driver_new(struct fake_host *h, const struct fake_driver_cfg *cfg,
                 fake_driver_free(d);
                 return r;
         }
+        *ret = d;
+        return 0;
+}
+
+/* ---- in-process transport ------------------------------------------------ */
+
+/* Queue a vs_device_queue_kick(@q) for the next pump (once until then). */
+static void fake_inproc_queue(struct fake_driver *d, unsigned q)
+{
+        if (q >= d->vq_cap || d->ip_pending[q])
+                return;
+        d->ip_pending[q] = true;
+        d->ip_fifo[(d->ip_head + d->ip_len) % d->vq_cap] = q;
+        d->ip_len++;
+}
+
+static int ip_notify(void *opaque, unsigned q)
+{
+        struct fake_driver *d = opaque;
+
+        if (q >= d->vq_cap || q >= d->nvqs || !d->vq[q].live)
+                return fake_fail(d, -EPROTO, "device notified ring %u, which the guest has not set up",
+                                 q);
+        d->vq[q].calls++;
+        d->vq[q].pending_call = true;
+        return 0;
+}
+
+static int ip_config_changed(void *opaque)
+{
+        struct fake_driver *d = opaque;
+
+        d->config_changes++;
+        return 0;
+}
+
+static int ip_schedule(void *opaque, unsigned q)
+{
+        struct fake_driver *d = opaque;
+
+        if (q >= d->vq_cap || q >= vs_device_num_queues(d->host->dev))
+                return fake_fail(d, -EPROTO, "device scheduled queue %u", q);
+        d->ip_scheduled[q]++;
+        fake_inproc_queue(d, q);
+        return 0;
+}
+
+static const struct vs_transport_ops ip_ops = {
+        .notify = ip_notify,
+        .config_changed = ip_config_changed,
+        .schedule = ip_schedule,
+};
+
+/* Deliver the kicks queued so far; ones queued meanwhile wait a round. */
+static int ip_pump(void *opaque)
+{
+        struct fake_driver *d = opaque;
+        unsigned n = d->ip_len;
+
+        for (unsigned i = 0; i < n; i++) {
+                unsigned q = d->ip_fifo[d->ip_head];
+
+                d->ip_head = (d->ip_head + 1) % d->vq_cap;
+                d->ip_len--;
+                d->ip_pending[q] = false;
+                d->ip_kicks[q]++;
+                vs_device_queue_kick(d->host->dev, q);
+        }
+        return (int)n;
+}
+
+int fake_driver_new_inproc(struct fake_host *h,
+                           const struct fake_driver_cfg *cfg,
+                           struct fake_driver **ret)
+{
+        struct fake_driver *d = NULL;
+        int r;
+
+        if (h->vu || h->pump_hook)
+                return -EBUSY;
+        r = driver_alloc(h, cfg, &d);
+        if (r == 0) {
+                d->inproc = true;
+                d->ip_pending = calloc(d->vq_cap, sizeof(*d->ip_pending));
+                d->ip_fifo = calloc(d->vq_cap, sizeof(*d->ip_fifo));
+                d->ip_kicks = calloc(d->vq_cap, sizeof(*d->ip_kicks));
+                d->ip_scheduled = calloc(d->vq_cap, sizeof(*d->ip_scheduled));
+                if (!d->ip_pending || !d->ip_fifo || !d->ip_kicks ||
+                    !d->ip_scheduled)
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                fake_driver_free(d);
+                return r;
+        }
+        h->pump_hook = ip_pump;
+        h->pump_opaque = d;
+        vs_device_set_transport(h->dev, &ip_ops, d);
         *ret = d;
         return 0;
 }
@@ -470,12 +617,25 @@ void fake_driver_free(struct fake_driver *d)
 {
         if (!d)
                 return;
-        for (unsigned q = 0; q < FAKE_MAX_VQS; q++) {
+        if (d->inproc && d->host->pump_opaque == d) {
+                d->host->pump_hook = NULL;
+                d->host->pump_opaque = NULL;
+                vs_device_set_transport(d->host->dev, NULL, NULL);
+        }
+        for (unsigned q = 0; d->vq && q < d->vq_cap; q++) {
                 vq_close_fds(&d->vq[q]);
                 free(d->vq[q].d);
         }
-        for (unsigned i = 0; i < FAKE_MAX_PORTS; i++)
+        for (unsigned i = 0; d->port && i < d->port_cap; i++)
                 free(d->port[i].data);
+        free(d->vq);
+        free(d->base);
+        free(d->port);
+        free(d->log);
+        free(d->ip_pending);
+        free(d->ip_fifo);
+        free(d->ip_kicks);
+        free(d->ip_scheduled);
         close_fd(&d->sock);
         close_fd(&d->req);
         if (d->mem)
@@ -707,7 +867,8 @@ int fake_vu_get_vring_base(struct fake_driver *d, uint32_t index,
         return 0;
 }
 
-int fake_vu_get_config(struct fake_driver *d, uint32_t size, void *ret)
+static int get_config(struct fake_driver *d, uint32_t offset, uint32_t size,
+                      void *ret, bool check_offset)
 {
         uint8_t buf[12 + 256];
         uint32_t *h = (uint32_t *)buf;
@@ -716,6 +877,7 @@ int fake_vu_get_config(struct fake_driver *d, uint32_t size, void *ret)
         if (size > 256)
                 return -EINVAL;
         memset(buf, 0, sizeof(buf));
+        h[0] = offset;
         h[1] = size;
         r = fake_vu_send(d, FAKE_VU_GET_CONFIG, FAKE_VU_VERSION, buf,
                          12 + size, NULL, 0);
@@ -726,8 +888,36 @@ int fake_vu_get_config(struct fake_driver *d, uint32_t size, void *ret)
         if (h[1] != size)
                 return fake_fail(d, -EPROTO, "GET_CONFIG reply config size %u, want %u",
                                  h[1], size);
+        if (check_offset && h[0] != offset)
+                return fake_fail(d, -EPROTO, "GET_CONFIG reply offset %u, want %u",
+                                 h[0], offset);
         memcpy(ret, buf + 12, size);
         return 0;
+}
+
+int fake_vu_get_config(struct fake_driver *d, uint32_t size, void *ret)
+{
+        return get_config(d, 0, size, ret, false);
+}
+
+int fake_vu_get_config_at(struct fake_driver *d, uint32_t offset,
+                          uint32_t size, void *ret)
+{
+        return get_config(d, offset, size, ret, true);
+}
+
+int fake_vu_set_config(struct fake_driver *d, uint32_t offset,
+                       const void *buf, uint32_t size)
+{
+        uint8_t p[12 + 256];
+        uint32_t h[3] = { offset, size, 0 };
+
+        if (size > 256)
+                return -EINVAL;
+        memcpy(p, h, sizeof(h));
+        memcpy(p + 12, buf, size);
+        return fake_vu_msg(d, FAKE_VU_SET_CONFIG, fake_ack_flags(d, true), p,
+                           12 + size, NULL, 0);
 }
 
 int fake_vu_set_mem_table(struct fake_driver *d, uint32_t flags)
@@ -780,7 +970,7 @@ int fake_vq_alloc(struct fake_driver *d, unsigned q, uint16_t num,
         uint64_t avail_end, total;
         void *p;
 
-        if (q >= FAKE_MAX_VQS || !num || (num & (num - 1)))
+        if (q >= d->vq_cap || !num || (num & (num - 1)))
                 return -EINVAL;
         avail_end = 16ull * num + 6 + 2ull * num;
         total = ((avail_end + align - 1) & ~(align - 1)) + 6 + 8ull * num;
@@ -885,8 +1075,10 @@ int fake_vq_kick(struct fake_driver *d, unsigned q)
         uint64_t one = 1;
         bool kick;
 
-        if (vq->kick < 0 || !vq->num)
+        if ((vq->kick < 0 && !d->inproc) || !vq->num)
                 return 0;
+        if (d->inproc && !vq->live)
+                return 0;       /* no kick path to a ring the device lacks */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (d->event_idx) {
                 uint16_t ev = *(volatile uint16_t *)&vq->used->ring[vq->num];
@@ -897,6 +1089,10 @@ int fake_vq_kick(struct fake_driver *d, unsigned q)
                          VS_VRING_USED_F_NO_NOTIFY);
         }
         vq->kicked_idx = vq->avail_idx;
+        if (kick && d->inproc) {
+                fake_inproc_queue(d, q);
+                return 0;
+        }
         if (kick && write(vq->kick, &one, sizeof(one)) != sizeof(one))
                 return fake_fail(d, -errno, "kick %u: %s", q, strerror(errno));
         return 0;
@@ -995,7 +1191,7 @@ static bool is_tx(unsigned q)
 static void log_ctrl(struct fake_driver *d, uint32_t id, uint16_t ev,
                      uint16_t val, bool from_guest)
 {
-        if (d->nlog < FAKE_LOG_MAX)
+        if (d->nlog < d->log_cap)
                 d->log[d->nlog++] = (struct fake_ctrl){ id, ev, val,
                                                         from_guest };
 }
@@ -1022,6 +1218,11 @@ static int fill_rx(struct fake_driver *d, unsigned q, unsigned count)
                         return r;
         }
         return fake_vq_kick(d, q);
+}
+
+int fake_rx_fill(struct fake_driver *d, unsigned q, unsigned count)
+{
+        return fill_rx(d, q, count);
 }
 
 static unsigned rx_fill_count(const struct fake_driver *d)
@@ -1104,6 +1305,9 @@ static int ctrl_port_add(struct fake_driver *d, uint32_t id)
 
         if (p->added)   /* Linux re-sends PORT_READY for a known port */
                 return fake_ctrl_send(d, id, FAKE_C_PORT_READY, 1);
+        /* Linux add_port() failed: PORT_READY 0, the port does not exist */
+        if (id < 64 && (d->cfg.fail_ports >> id & 1))
+                return fake_ctrl_send(d, id, FAKE_C_PORT_READY, 0);
         free(p->data);
         memset(p, 0, sizeof(*p));
         p->added = true;
@@ -1123,11 +1327,13 @@ static int ctrl_event(struct fake_driver *d, const uint8_t *m, uint32_t len)
         memcpy(&ev, m + 4, 2);
         memcpy(&val, m + 6, 2);
         log_ctrl(d, id, ev, val, false);
-        if (id >= d->max_nr_ports || id >= FAKE_MAX_PORTS)
+        if (id >= d->max_nr_ports || id >= d->port_cap)
                 return fake_fail(d, -EPROTO, "control event %u for port %u >= max", ev, id);
         p = &d->port[id];
         if (ev == FAKE_C_PORT_ADD)
                 return ctrl_port_add(d, id);
+        if (!p->added && d->cfg.lenient_ctrl)
+                return 0;
         if (!p->added)
                 return fake_fail(d, -EPROTO, "control event %u for port %u before PORT_ADD",
                                  ev, id);
@@ -1149,6 +1355,8 @@ static int ctrl_event(struct fake_driver *d, const uint8_t *m, uint32_t len)
                         return fake_fail(d, -EPROTO, "short RESIZE");
                 memcpy(&p->cols, m + 8, 2);
                 memcpy(&p->rows, m + 10, 2);
+                memcpy(p->resize_raw, m + 8, 4);
+                p->resizes++;
                 return 0;
         case FAKE_C_PORT_OPEN:
                 p->host_open = val;
@@ -1279,7 +1487,7 @@ static int service_once(struct fake_driver *d)
                 return fake_fail(d, moved, "backend loop: %s", strerror(-moved));
         while (d->req >= 0 && backend_req_one(d) > 0)
                 moved++;
-        for (unsigned q = 0; q < d->num_vqs && q < FAKE_MAX_VQS; q++) {
+        for (unsigned q = 0; q < d->num_vqs && q < d->vq_cap; q++) {
                 fake_vq_drain_calls(d, q);
                 if (q >= d->nvqs && d->vq[q].pending_call)
                         fake_fail(d, -EPROTO, "device signalled ring %u, which has no address", q);
@@ -1329,12 +1537,31 @@ int fake_service(struct fake_driver *d)
         return fake_fail(d, -ELOOP, "the device never went idle");
 }
 
-int fake_console_start(struct fake_driver *d)
+/* Linux without MULTIPORT: port 0 is added at probe and is the console,
+ * open from the start; there are no control messages. */
+static int single_port_start(struct fake_driver *d)
 {
+        struct fake_dport *p = &d->port[0];
         int r;
 
         d->running = true;
-        r = fill_rx(d, 2, d->qsize);
+        free(p->data);
+        memset(p, 0, sizeof(*p));
+        p->added = p->console = p->guest_open = true;
+        r = fill_rx(d, 0, rx_fill_count(d));
+        return r < 0 ? r : fake_service(d);
+}
+
+int fake_console_start(struct fake_driver *d)
+{
+        unsigned ctrl = d->cfg.ctrl_rx_fill == FAKE_RX_NONE ? 0
+                      : d->cfg.ctrl_rx_fill ? d->cfg.ctrl_rx_fill : d->qsize;
+        int r;
+
+        if (d->cfg.single_port)
+                return single_port_start(d);
+        d->running = true;
+        r = fill_rx(d, 2, ctrl);
         if (r == 0)
                 r = fake_ctrl_send(d, FAKE_BAD_ID, FAKE_C_DEVICE_READY, 1);
         return r < 0 ? r : fake_service(d);
@@ -1342,7 +1569,7 @@ int fake_console_start(struct fake_driver *d)
 
 void fake_console_forget(struct fake_driver *d)
 {
-        for (unsigned i = 0; i < FAKE_MAX_PORTS; i++) {
+        for (unsigned i = 0; i < d->port_cap; i++) {
                 free(d->port[i].data);
                 memset(&d->port[i], 0, sizeof(d->port[i]));
         }

@@ -149,6 +149,7 @@ struct fake_port {
         /* callbacks seen */
         unsigned guest_open_calls, guest_close_calls, guest_ready_calls;
         bool guest_connected;
+        struct fake_port *dead_next;    /* on fake_host.dead once replaced */
 };
 
 struct fake_host {
@@ -158,7 +159,16 @@ struct fake_host {
         unsigned closed_calls;
         int closed_err;
         char closed_why[160];
-        struct fake_port *ports[FAKE_MAX_PORTS];
+        /* max(FAKE_MAX_PORTS, the device's max_ports) slots, by id */
+        struct fake_port **ports;
+        unsigned nports;
+        /* Run by fake_host_pump() each round (the in-process transport's
+         * kicks); returns the work it dispatched. NULL = none. */
+        int (*pump_hook)(void *opaque);
+        void *pump_opaque;
+        /* ports whose id was added again: kept (tests may hold them) and
+         * freed with the host */
+        struct fake_port *dead;
 };
 
 /* @cfg may be NULL (defaults). */
@@ -202,6 +212,21 @@ struct fake_driver_cfg {
         unsigned rx_fill;
         uint64_t pf_mask;               /* 0: the style's mask */
         bool no_console_open;           /* don't auto PORT_OPEN on CONSOLE_PORT */
+        /* Ports (and 2 * (n + 1) rings) the fake can track; 0: FAKE_MAX_PORTS
+         * (and FAKE_MAX_VQS rings). */
+        unsigned max_ports;
+        /* The guest does not negotiate MULTIPORT: queues 0/1 are the console
+         * port 0, there is no control queue (Linux without the feature). */
+        bool single_port;
+        /* control rx buffers posted before DEVICE_READY; 0: the queue size,
+         * FAKE_RX_NONE: none (the test posts them: fake_rx_fill(d, 2, n)) */
+        unsigned ctrl_rx_fill;
+        /* bit id: the guest fails to add port id (Linux add_port() error):
+         * it answers PORT_ADD with PORT_READY 0 and never knows the port */
+        uint64_t fail_ports;
+        /* As Linux: a control event for a port the guest does not have is
+         * dropped, not a fake error (the test checks the log instead). */
+        bool lenient_ctrl;
 };
 
 struct fake_desc {
@@ -246,6 +271,8 @@ struct fake_dport {
         size_t discarded;               /* arrived while the guest had it closed */
         uint16_t cols, rows;
         unsigned rx_buffers;            /* rx buffers consumed */
+        uint8_t resize_raw[4];          /* payload of the last RESIZE */
+        unsigned resizes;               /* RESIZE messages seen */
 };
 
 struct fake_driver {
@@ -266,13 +293,23 @@ struct fake_driver {
         bool event_idx;
         bool running;                   /* the device may use the rings */
         uint64_t queue_num;             /* GET_QUEUE_NUM answer */
-        struct fake_vq vq[FAKE_MAX_VQS];
-        uint16_t base[FAKE_MAX_VQS];    /* from GET_VRING_BASE */
-        struct fake_dport port[FAKE_MAX_PORTS];
-        struct fake_ctrl log[FAKE_LOG_MAX];
-        unsigned nlog;
+        unsigned vq_cap, port_cap;      /* entries in vq/base and port */
+        struct fake_vq *vq;             /* [vq_cap] */
+        uint16_t *base;                 /* [vq_cap], from GET_VRING_BASE */
+        struct fake_dport *port;        /* [port_cap] */
+        struct fake_ctrl *log;          /* [log_cap] */
+        unsigned nlog, log_cap;
         unsigned backend_msgs;          /* backend-channel requests seen */
         uint32_t last_backend_req;
+        /* In-process transport (fake_driver_new_inproc): no vhost-user, the
+         * fake calls the vs_device_* entry points itself. */
+        bool inproc;
+        bool *ip_pending;               /* [vq_cap]: queued for a kick */
+        unsigned *ip_fifo;              /* [vq_cap]: kick order */
+        unsigned ip_head, ip_len;
+        uint64_t *ip_kicks;             /* [vq_cap]: kicks delivered */
+        uint64_t *ip_scheduled;         /* [vq_cap]: schedule() calls */
+        uint64_t config_changes;        /* config_changed() calls */
         int err;                        /* first error the fake saw */
         char errmsg[256];
 };
@@ -329,6 +366,12 @@ int fake_vu_get_vring_base(struct fake_driver *d, uint32_t index,
                            uint16_t *ret);
 /* GET_CONFIG {0, @size, 0}: reply checked to repeat both sizes. */
 int fake_vu_get_config(struct fake_driver *d, uint32_t size, void *ret);
+/* GET_CONFIG {@offset, @size, 0}: reply checked to repeat offset and size. */
+int fake_vu_get_config_at(struct fake_driver *d, uint32_t offset,
+                          uint32_t size, void *ret);
+/* SET_CONFIG {@offset, @size, 0} + @buf, acked if REPLY_ACK was agreed. */
+int fake_vu_set_config(struct fake_driver *d, uint32_t offset,
+                       const void *buf, uint32_t size);
 /* SET_MEM_TABLE of the configured regions (header size per style). */
 int fake_vu_set_mem_table(struct fake_driver *d, uint32_t flags);
 /*
@@ -358,6 +401,9 @@ int fake_vq_get_used(struct fake_driver *d, unsigned q, uint16_t *head,
                      uint32_t *len);
 /* Read the call fd(s) of @q: notifications since last time. */
 uint64_t fake_vq_drain_calls(struct fake_driver *d, unsigned q);
+/* Post @count receive buffers of FAKE_RX_BUF on @q (fewer if the ring
+ * fills) and kick, as Linux fill_queue(). */
+int fake_rx_fill(struct fake_driver *d, unsigned q, unsigned count);
 
 /* ---- guest console driver --------------------------------------------- */
 
@@ -402,6 +448,25 @@ int fake_qemu_stop(struct fake_driver *d);
 int fake_qemu_cont(struct fake_driver *d);
 /* system_reset: stop, then a fresh start (new rings, base 0). */
 int fake_qemu_reset(struct fake_driver *d);
+
+/*
+ * In-process transport: for a VMM that links the library, and for rings
+ * vhost-user cannot address (more than 256 with fds). The fake binds itself
+ * as the device's struct vs_transport_ops: notify() counts in vq[q].calls
+ * and marks the ring for the guest, schedule() and guest kicks queue
+ * vs_device_queue_kick() calls that fake_host_pump() delivers, in order.
+ * Guest memory is handed over with vs_device_set_memory(), ring addresses
+ * as gpas. A notification for a ring the guest has not set up, or a second
+ * fake on the same host, is a fake error.
+ */
+int fake_driver_new_inproc(struct fake_host *h,
+                           const struct fake_driver_cfg *cfg,
+                           struct fake_driver **ret);
+/* Probe: features, config, memory, every ring, then the console start. */
+int fake_inproc_probe(struct fake_driver *d);
+/* Driver remove: disable every ring (last first) unless @device_gone (the
+ * device was reset under it), then forget the guest side and the rings. */
+int fake_inproc_remove(struct fake_driver *d, bool device_gone);
 
 /* For tests: fail with the fake's error text. */
 #define FAKE_OK(d, expr)                                                   \

@@ -25,6 +25,8 @@ static int negotiate(struct fake_driver *d)
                         BIT(FAKE_F_RING_PACKED) | BIT(36) |
                         BIT(FAKE_F_PROTOCOL_FEATURES);
 
+        if (d->cfg.single_port)
+                want &= ~BIT(VS_CONSOLE_F_MULTIPORT);
         d->features = d->dev_features & want;
         if (d->features & (BIT(FAKE_F_ACCESS_PLATFORM) | BIT(FAKE_F_RING_PACKED)))
                 return fake_fail(d, -ENOTSUP,
@@ -34,23 +36,36 @@ static int negotiate(struct fake_driver *d)
         return 0;
 }
 
+/* Without MULTIPORT Linux reads no max_nr_ports: one port, two queues. */
+static void single_port_queues(struct fake_driver *d)
+{
+        d->max_nr_ports = 1;
+        d->nvqs = 2;
+}
+
+/* max_nr_ports from @cfg, checked as virtio_console's probe does. */
+static int check_max_ports(struct fake_driver *d, const uint8_t *cfg)
+{
+        memcpy(&d->max_nr_ports, cfg + 4, 4);
+        if (!d->max_nr_ports || d->max_nr_ports > 0x8000)
+                return fake_fail(d, -EINVAL, "Invalidate max_nr_ports %u",
+                                 d->max_nr_ports);
+        if (d->max_nr_ports > d->port_cap)
+                return fake_fail(d, -ERANGE, "max_nr_ports %u > fake limit",
+                                 d->max_nr_ports);
+        d->nvqs = 2 * (d->max_nr_ports + 1);
+        if (d->cfg.single_port)
+                single_port_queues(d);
+        return 0;
+}
+
 /* max_nr_ports from config, checked as virtio_console's probe does. */
 static int read_max_ports(struct fake_driver *d, uint32_t size)
 {
         uint8_t cfg[12];
         int r = fake_vu_get_config(d, size, cfg);
 
-        if (r < 0)
-                return r;
-        memcpy(&d->max_nr_ports, cfg + 4, 4);
-        if (!d->max_nr_ports || d->max_nr_ports > 0x8000)
-                return fake_fail(d, -EINVAL, "Invalidate max_nr_ports %u",
-                                 d->max_nr_ports);
-        if (d->max_nr_ports > FAKE_MAX_PORTS)
-                return fake_fail(d, -ERANGE, "max_nr_ports %u > fake limit",
-                                 d->max_nr_ports);
-        d->nvqs = 2 * (d->max_nr_ports + 1);
-        return 0;
+        return r < 0 ? r : check_max_ports(d, cfg);
 }
 
 static int alloc_rings(struct fake_driver *d)
@@ -65,7 +80,8 @@ static int alloc_rings(struct fake_driver *d)
                         return r;
         }
         /* control tx has no callback: Linux sets NO_INTERRUPT on it */
-        d->vq[3].avail->flags = VS_VRING_AVAIL_F_NO_INTERRUPT;
+        if (d->nvqs > 3)
+                d->vq[3].avail->flags = VS_VRING_AVAIL_F_NO_INTERRUPT;
         return 0;
 }
 
@@ -184,8 +200,11 @@ int fake_uml_probe(struct fake_driver *d)
         ack = fake_ack_flags(d, true);
         if (r == 0)
                 r = fake_vu_u64(d, FAKE_VU_SET_FEATURES, ack, d->features);
-        /* one request per field read: max_nr_ports ends at byte 8 */
-        if (r == 0)
+        /* one request per field read: max_nr_ports ends at byte 8 (not
+         * read at all without MULTIPORT) */
+        if (r == 0 && d->cfg.single_port)
+                single_port_queues(d);
+        else if (r == 0)
                 r = read_max_ports(d, 8);
         if (r == 0 && d->nvqs > 64)
                 r = fake_fail(d, -EINVAL, "UML supports at most 64 vqs");
@@ -312,7 +331,7 @@ int fake_qemu_realize(struct fake_driver *d)
                 r = fake_vu_get_u64(d, FAKE_VU_GET_FEATURES, &f);
         d->num_vqs = d->cfg.num_vqs ? d->cfg.num_vqs
                                     : vs_device_num_queues(d->host->dev);
-        if (d->num_vqs > FAKE_MAX_VQS)
+        if (d->num_vqs > d->vq_cap)
                 return fake_fail(d, -ERANGE, "num_vqs %u > fake limit", d->num_vqs);
         for (unsigned q = 0; r == 0 && q < d->num_vqs; q++) {
                 r = qemu_call(d, q);
@@ -450,4 +469,86 @@ int fake_qemu_reset(struct fake_driver *d)
 
         fake_console_forget(d);
         return r < 0 ? r : fake_qemu_start(d);
+}
+
+/* ---- in-process ---------------------------------------------------------- */
+
+int fake_inproc_probe(struct fake_driver *d)
+{
+        struct vs_device *dev = d->host->dev;
+        struct vs_mem_map map[VS_MEM_MAX_REGIONS];
+        uint8_t cfg[12];
+        int r;
+
+        if (!d->inproc)
+                return -EINVAL;
+        d->dev_features = vs_device_features(dev);
+        r = negotiate(d);
+        if (r == 0 && (r = vs_device_set_features(dev, d->features)) < 0)
+                fake_fail(d, r, "set_features %#llx: %d",
+                          (unsigned long long)d->features, r);
+        if (r == 0 && d->cfg.single_port) {
+                single_port_queues(d);
+        } else if (r == 0) {
+                r = vs_device_config_read(dev, 0, cfg, sizeof(cfg));
+                if (r < 0)
+                        fake_fail(d, r, "config read: %d", r);
+                else
+                        r = check_max_ports(d, cfg);
+        }
+        if (r < 0)
+                return r;
+        if (d->nvqs > d->vq_cap)
+                return fake_fail(d, -ERANGE, "%u vqs > fake limit", d->nvqs);
+        d->num_vqs = d->nvqs;
+        for (unsigned i = 0; i < d->cfg.nregions; i++) {
+                const struct fake_vu_region *g = &d->cfg.regions[i];
+
+                map[i] = (struct vs_mem_map){ .gpa = g->gpa, .size = g->size,
+                                              .uva = g->uva,
+                                              .host = d->mem + g->mmap_offset };
+        }
+        r = vs_device_set_memory(dev, map, d->cfg.nregions);
+        if (r < 0)
+                return fake_fail(d, r, "set_memory: %d", r);
+        r = alloc_rings(d);
+        for (unsigned q = 0; r == 0 && q < d->nvqs; q++) {
+                struct fake_vq *vq = &d->vq[q];
+
+                r = vs_device_queue_set_num(dev, q, vq->num);
+                if (r == 0)
+                        r = vs_device_queue_set_addr(dev, q, vq->desc_gpa,
+                                                     vq->avail_gpa,
+                                                     vq->used_gpa, false);
+                if (r == 0)
+                        r = vs_device_queue_set_base(dev, q, 0);
+                vq->live = r == 0;
+                if (r == 0)
+                        r = vs_device_queue_enable(dev, q, true);
+                if (r < 0)
+                        return fake_fail(d, r, "ring %u set-up: %d", q, r);
+        }
+        return r < 0 ? r : fake_console_start(d);
+}
+
+int fake_inproc_remove(struct fake_driver *d, bool device_gone)
+{
+        int r = 0;
+
+        for (unsigned q = d->nvqs; !device_gone && q-- > 0;) {
+                int e = vs_device_queue_enable(d->host->dev, q, false);
+
+                if (e < 0 && r == 0)
+                        r = fake_fail(d, e, "disable ring %u: %d", q, e);
+        }
+        for (unsigned q = 0; q < d->nvqs; q++) {
+                d->vq[q].live = false;
+                fake_vq_release(d, q);
+        }
+        /* kicks not delivered yet die with the rings */
+        for (unsigned q = 0; q < d->vq_cap; q++)
+                d->ip_pending[q] = false;
+        d->ip_len = 0;
+        fake_console_forget(d);
+        return r;
 }

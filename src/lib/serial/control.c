@@ -15,6 +15,93 @@
 
 #include "serial/serial.h"
 
+static uint32_t msg_id(const struct vs_ctrl_msg *m)
+{
+        uint32_t id;
+
+        memcpy(&id, m->data, 4);
+        return le32toh(id);
+}
+
+static uint16_t msg_event(const struct vs_ctrl_msg *m)
+{
+        uint16_t ev;
+
+        memcpy(&ev, m->data + 4, 2);
+        return le16toh(ev);
+}
+
+/* The queued message for (@id, @event), or NULL. */
+static struct vs_ctrl_msg *find_queued(struct vs_device *dev, uint32_t id,
+                                       uint16_t event)
+{
+        struct vs_ctrl_msg *found = NULL;
+
+        for (struct vs_ctrl_msg *m = dev->ctrl_head; m; m = m->next)
+                if (msg_id(m) == id && msg_event(m) == event)
+                        found = m;      /* the last one */
+        return found;
+}
+
+/* Unlink and free @from and every later message about the same port. */
+static void drop_from(struct vs_device *dev, struct vs_ctrl_msg *from)
+{
+        uint32_t id = msg_id(from);
+        struct vs_ctrl_msg **link = &dev->ctrl_head, *prev = NULL;
+        bool past = false;
+
+        while (*link) {
+                struct vs_ctrl_msg *m = *link;
+
+                past |= m == from;
+                if (past && msg_id(m) == id) {
+                        *link = m->next;
+                        dev->ctrl_len--;
+                        free(m);
+                        continue;
+                }
+                prev = m;
+                link = &m->next;
+        }
+        dev->ctrl_tail = prev;
+}
+
+/*
+ * A message the guest has not taken yet can be brought up to date instead of
+ * queueing another: the guest only cares about a port's latest open state
+ * and size, and about a port added and removed before it looked, not at all.
+ * This keeps the queue bounded by a few messages per port.
+ */
+static bool coalesce(struct vs_device *dev, uint32_t id, uint16_t event,
+                     uint16_t value, const void *extra, uint32_t extra_len)
+{
+        struct vs_ctrl_msg *m;
+        uint16_t le_val = htole16(value);
+
+        if (event == VS_CTRL_PORT_REMOVE && (m = find_queued(dev, id, VS_CTRL_PORT_ADD))) {
+                drop_from(dev, m);
+                return true;
+        }
+        if (event != VS_CTRL_PORT_OPEN && event != VS_CTRL_RESIZE)
+                return false;
+        m = find_queued(dev, id, event);
+        /* Only if nothing about the port was queued after it: order holds. */
+        for (struct vs_ctrl_msg *n = m ? m->next : NULL; n; n = n->next)
+                if (msg_id(n) == id)
+                        return false;
+        if (!m || m->len != VS_CTRL_HDR_LEN + extra_len)
+                return false;
+        memcpy(m->data + 6, &le_val, 2);
+        if (extra_len)
+                memcpy(m->data + VS_CTRL_HDR_LEN, extra, extra_len);
+        return true;
+}
+
+bool vs__ctrl_room(const struct vs_device *dev)
+{
+        return dev->ctrl_len < dev->ctrl_max;
+}
+
 int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
                   uint16_t value, const void *extra, uint32_t extra_len)
 {
@@ -22,7 +109,9 @@ int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
         uint32_t le_id = htole32(id);
         uint16_t le_ev = htole16(event), le_val = htole16(value);
 
-        if (dev->ctrl_len >= dev->ctrl_max)
+        if (coalesce(dev, id, event, value, extra, extra_len))
+                return 0;
+        if (!vs__ctrl_room(dev))
                 return -ENOSPC;
         m = malloc(sizeof(*m) + VS_CTRL_HDR_LEN + extra_len);
         if (!m)
@@ -87,12 +176,14 @@ void vs__ctrl_flush(struct vs_device *dev)
         struct vs_vq *vq = &dev->vqs[VS_CTRL_RXQ];
         struct vs_vq_elem *e = &dev->scratch;
         bool pushed = false;
+        unsigned budget;
 
         if (!vs__multiport(dev) || !vs_vq_ready(vq))
                 return;
-        for (unsigned budget = vq->num; dev->ctrl_head && budget > 0; budget--) {
+        for (budget = vq->num; dev->ctrl_head && budget > 0; budget--) {
                 struct vs_ctrl_msg *m = dev->ctrl_head;
 
+                /* An empty ring re-arms the guest's kick (EVENT_IDX). */
                 if (vs_vq_pop(vq, &dev->mem, e) <= 0)
                         break;
                 pushed = true;
@@ -107,6 +198,10 @@ void vs__ctrl_flush(struct vs_device *dev)
         }
         if (pushed)
                 vs__notify(dev, vq, VS_CTRL_RXQ);
+        /* Out of budget with messages left: come back, do not wait for a
+         * kick the guest may never send. */
+        if (budget == 0 && dev->ctrl_head)
+                vs__schedule(dev, VS_CTRL_RXQ);
 }
 
 int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port)
@@ -140,14 +235,10 @@ static void port_ready(struct vs_device *dev, struct vs_port *port)
 /* The driver (re)started: everything the guest knew is gone. */
 static void device_ready(struct vs_device *dev)
 {
-        vs__ctrl_clear(dev);
+        vs__driver_gone(dev);
         dev->driver_ready = true;
-        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p)) {
-                p->guest_ready = false;
-                p->resume_valid = false;
-                vs__port_set_guest_connected(p, false);
+        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p))
                 vs__ctrl_send(dev, p->id, VS_CTRL_PORT_ADD, 1, NULL, 0);
-        }
         vs__event(dev, VS_EVENT_DRIVER_READY);
 }
 

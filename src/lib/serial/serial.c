@@ -161,6 +161,9 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
         r = pick_id(dev, cfg, &id);
         if (r < 0)
                 return r;
+        /* Never add a port the guest cannot be told about. */
+        if (dev->driver_ready && vs__multiport(dev) && !vs__ctrl_room(dev))
+                return -ENOSPC;
         port = calloc(1, sizeof(*port));
         if (!port)
                 return -ENOMEM;
@@ -200,24 +203,29 @@ static void port_park(struct vs_port *port)
         vs_vq_unpop(vq, 1);
 }
 
-void vs_port_remove(struct vs_port *port)
+int vs_port_remove(struct vs_port *port)
 {
         struct vs_device *dev;
         unsigned q;
+        int r;
 
         if (!port)
-                return;
+                return 0;
         dev = port->dev;
         q = vs__port_txq(port->id);
+        if (dev->driver_ready && vs__multiport(dev)) {
+                r = vs__ctrl_send(dev, port->id, VS_CTRL_PORT_REMOVE, 1, NULL, 0);
+                if (r < 0)
+                        return r;
+        }
         /* The guest's buffer goes back used: the port is leaving. */
         if (port->elem_valid && vs_vq_ready(&dev->vqs[q])) {
                 vs_vq_push(&dev->vqs[q], port->elem->head, 0);
                 vs__notify(dev, &dev->vqs[q], q);
         }
-        if (dev->driver_ready && vs__multiport(dev))
-                vs__ctrl_send(dev, port->id, VS_CTRL_PORT_REMOVE, 1, NULL, 0);
         dev->ports[port->id] = NULL;
         port_free(port);
+        return 0;
 }
 
 struct vs_port *vs_port_find(struct vs_device *dev, uint32_t id)
@@ -247,6 +255,7 @@ bool vs_port_is_console(const struct vs_port *port) { return port->console; }
 void *vs_port_opaque(const struct vs_port *port) { return port->opaque; }
 bool vs_port_guest_connected(const struct vs_port *port) { return port->guest_connected; }
 bool vs_port_host_connected(const struct vs_port *port) { return port->host_connected; }
+bool vs_port_throttled(const struct vs_port *port) { return port->throttled; }
 
 void vs_port_get_stats(const struct vs_port *port, struct vs_port_stats *ret)
 {
@@ -283,13 +292,15 @@ int vs_port_set_host_connected(struct vs_port *port, bool connected)
 {
         struct vs_device *dev = port->dev;
 
+        int r = 0;
+
         if (port->host_connected == connected)
                 return 0;
-        port->host_connected = connected;
-        if (!dev->driver_ready || !port->guest_ready || !vs__multiport(dev))
-                return 0;
-        return vs__ctrl_send(dev, port->id, VS_CTRL_PORT_OPEN, connected,
-                             NULL, 0);
+        if (dev->driver_ready && port->guest_ready && vs__multiport(dev))
+                r = vs__ctrl_send(dev, port->id, VS_CTRL_PORT_OPEN, connected, NULL, 0);
+        if (r == 0)
+                port->host_connected = connected;
+        return r;
 }
 
 void vs__port_guest_ready(struct vs_port *port)
@@ -762,6 +773,12 @@ int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
 
         if (!vq)
                 return -ERANGE;
+        /* The control ring restarting anywhere but where it stopped is a
+         * new driver: what was queued for the old one must not reach it. */
+        if (q == VS_CTRL_RXQ && !(dev->ctrl_stop_valid && dev->ctrl_stop_base == base))
+                vs__driver_gone(dev);
+        if (q == VS_CTRL_RXQ)
+                dev->ctrl_stop_valid = false;
         queue_park(dev, q);
         vs_vq_set_base(vq, base);
         return 0;
@@ -776,6 +793,10 @@ int vs_device_queue_get_base(struct vs_device *dev, unsigned q)
         queue_park(dev, q);
         vq->enabled = false;
         vs_vq_unmap(vq);
+        if (q == VS_CTRL_RXQ) {
+                dev->ctrl_stop_valid = true;
+                dev->ctrl_stop_base = vs_vq_get_base(vq);
+        }
         return vs_vq_get_base(vq);
 }
 
@@ -851,18 +872,26 @@ int vs_device_queue_error(const struct vs_device *dev, unsigned q)
         return q < dev->nvqs ? dev->vqs[q].error : -ERANGE;
 }
 
-void vs_device_reset(struct vs_device *dev)
+/* Forget what the guest driver knew; host-side port state stays. */
+void vs__driver_gone(struct vs_device *dev)
 {
-        for (unsigned q = 0; q < dev->nvqs; q++)
-                vs_vq_init(&dev->vqs[q]);
         for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p)) {
-                p->elem_valid = false;
                 p->resume_valid = false;
                 p->guest_ready = false;
                 vs__port_set_guest_connected(p, false);
         }
         vs__ctrl_clear(dev);
         dev->driver_ready = false;
+        dev->ctrl_stop_valid = false;
+}
+
+void vs_device_reset(struct vs_device *dev)
+{
+        for (unsigned q = 0; q < dev->nvqs; q++)
+                vs_vq_init(&dev->vqs[q]);
+        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p))
+                p->elem_valid = false;
+        vs__driver_gone(dev);
         dev->features = 0;
         vs__event(dev, VS_EVENT_RESET);
 }

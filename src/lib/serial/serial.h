@@ -72,6 +72,10 @@ struct vs_device {
         enum vs_resize_order resize_order;
         uint64_t features;      /* negotiated */
         bool driver_ready;      /* DEVICE_READY 1 seen since the last reset */
+        /* Where GET_VRING_BASE stopped the control-rx ring: a SET_VRING_BASE
+         * elsewhere means a new driver (a reset), not a resume (stop/cont). */
+        bool ctrl_stop_valid;
+        uint16_t ctrl_stop_base;
 
         struct vs_port **ports; /* max_ports slots */
         unsigned nvqs;
@@ -111,6 +115,8 @@ void vs__ctrl_flush(struct vs_device *dev);
 void vs__ctrl_handle_tx(struct vs_device *dev);
 void vs__ctrl_clear(struct vs_device *dev);
 int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port);
+bool vs__ctrl_room(const struct vs_device *dev);
+void vs__driver_gone(struct vs_device *dev);
 
 /* serial.c, used by control.c */
 void vs__port_guest_ready(struct vs_port *port);
