@@ -16,6 +16,12 @@
 
 struct vs_vu;
 
+/*
+ * SET_VRING_KICK/CALL/ERR carry the ring index in 8 bits, so over vhost-user
+ * rings 0..255 can be notified: ports 0..126 (port n uses rings 2n+2, 2n+3).
+ */
+#define VS_VHOST_USER_MAX_PORTS 127u
+
 struct vs_vu_config {
         const struct vs_loop_ops *loop_ops;
         void *loop;

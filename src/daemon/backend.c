@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -142,7 +144,8 @@ static void watch_fd(struct hport *hp, int fd, uint32_t *cur, uint32_t want,
 /* Watch exactly what is needed now: input unless paused, output if pending. */
 static void update_watches(struct hport *hp)
 {
-        uint32_t in = hp->in_fd >= 0 && !hp->in_paused ? EPOLLIN : 0;
+        uint32_t in = hp->in_fd >= 0 && !hp->in_paused && !hp->in_unpollable ?
+                      EPOLLIN : 0;
         uint32_t out = hp->out_fd >= 0 && hp->buf.len && !hp->out_unpollable ?
                        EPOLLOUT : 0;
 
@@ -173,24 +176,72 @@ static void peer_gone(struct hport *hp, const char *why)
         hp->ops->peer_gone(hp);
 }
 
+static void on_poke(void *opaque, int fd, uint32_t events);
+static void unpoke(struct hport *hp);
+
+/* Input epoll cannot watch was left unread for fairness: come back soon. */
+static void poke_later(struct hport *hp)
+{
+        uint64_t one = 1;
+
+        if (hp->poke_fd < 0) {
+                hp->poke_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+                if (hp->poke_fd < 0 ||
+                    hp->loop_ops->add(hp->loop, hp->poke_fd, EPOLLIN, on_poke, hp) < 0) {
+                        log_warn("%s: cannot schedule reading: %s", hp->label, strerror(errno));
+                        return;
+                }
+        }
+        if (write(hp->poke_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_debug("%s: poke: %s", hp->label, strerror(errno));
+}
+
 static void pump_in(struct hport *hp)
 {
+        if (hp->in_fd >= 0 && hp->in_unpollable && !hp->in_paused)
+                poke_later(hp);         /* undone below unless the budget runs out */
         for (int i = 0; i < IN_BUDGET && hp->in_fd >= 0; i++) {
                 ssize_t n = vs_port_recv_fd(hp->port, hp->in_fd, IN_CHUNK);
 
                 if (n > 0)
                         continue;
                 if (n == -EAGAIN || n == -EINTR)
-                        return;
+                        break;
                 if (n == -ENOBUFS) {
                         /* The guest is full: leave the data in the kernel. */
                         hp->in_paused = true;
                         update_watches(hp);
                         return;
                 }
-                peer_gone(hp, n == 0 ? "end of input" : strerror((int)-n));
-                return;
+                if (n == 0 && hp->ops->input_end)
+                        hp->ops->input_end(hp);
+                else
+                        peer_gone(hp, n == 0 ? "end of input" : strerror((int)-n));
+                break;
         }
+        if (hp->in_fd < 0 || hp->in_paused)
+                unpoke(hp);
+}
+
+static void unpoke(struct hport *hp)
+{
+        uint64_t count;
+
+        if (hp->poke_fd >= 0 && read(hp->poke_fd, &count, sizeof(count)) < 0 &&
+            errno != EAGAIN)
+                log_debug("%s: unpoke: %s", hp->label, strerror(errno));
+}
+
+static void on_poke(void *opaque, int fd, uint32_t events)
+{
+        struct hport *hp = opaque;
+        uint64_t count;
+
+        (void)events;
+        if (read(fd, &count, sizeof(count)) < 0)
+                return;
+        if (hp->in_fd >= 0 && !hp->in_paused)
+                pump_in(hp);
 }
 
 /* ---- guest -> host ------------------------------------------------------ */
@@ -202,12 +253,61 @@ static void flush_out(struct hport *hp)
         while (hp->out_fd >= 0 && hp->buf.len && n >= 0)
                 n = outbuf_flush(&hp->buf, hp->out_fd);
         if (n < 0 && n != -EAGAIN && n != -EINTR) {
-                peer_gone(hp, strerror((int)-n));
+                if (hp->ops->output_error)
+                        hp->ops->output_error(hp, (int)n);
+                else
+                        peer_gone(hp, strerror((int)-n));
                 return;
         }
         update_watches(hp);
         if (outbuf_room(&hp->buf) > 0)
                 vs_port_throttle(hp->port, false);
+}
+
+void hport_flush(struct hport *hp)
+{
+        flush_out(hp);
+}
+
+void hport_winch(struct hport *hp)
+{
+        if (hp->ops->winch)
+                hp->ops->winch(hp);
+}
+
+int hport_timer_new(struct hport *hp, vs_watch_fn fn)
+{
+        int r;
+
+        hp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (hp->timer_fd < 0)
+                return -errno;
+        r = hp->loop_ops->add(hp->loop, hp->timer_fd, EPOLLIN, fn, hp);
+        if (r < 0) {
+                close(hp->timer_fd);
+                hp->timer_fd = -1;
+        }
+        return r;
+}
+
+void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat)
+{
+        struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+        struct itimerspec its = { .it_value = t };
+
+        if (repeat)
+                its.it_interval = t;
+        if (hp->timer_fd >= 0 && timerfd_settime(hp->timer_fd, 0, &its, NULL) < 0)
+                log_warn("%s: cannot arm a timer: %s", hp->label, strerror(errno));
+}
+
+static void timer_free(struct hport *hp)
+{
+        if (hp->timer_fd < 0)
+                return;
+        hp->loop_ops->del(hp->loop, hp->timer_fd);
+        close(hp->timer_fd);
+        hp->timer_fd = -1;
 }
 
 static void on_out(void *opaque, int fd, uint32_t events)
@@ -280,16 +380,36 @@ static const struct vs_port_ops hport_ops = {
 
 /* ---- attach / detach ---------------------------------------------------- */
 
+static void probe_fn(void *opaque, int fd, uint32_t events)
+{
+        (void)opaque;
+        (void)fd;
+        (void)events;
+}
+
+/* epoll refuses regular files and /dev/null: those are used without it. */
+static bool pollable(struct hport *hp, int fd)
+{
+        if (fd < 0 || hp->loop_ops->add(hp->loop, fd, 0, probe_fn, NULL) < 0)
+                return false;
+        hp->loop_ops->del(hp->loop, fd);
+        return true;
+}
+
 void hport_attach(struct hport *hp, int in_fd, int out_fd)
 {
         hp->in_fd = in_fd;
         hp->out_fd = out_fd;
         hp->in_events = hp->out_events = 0;
         hp->in_paused = false;
+        hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
+        hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         vs_port_set_host_connected(hp->port, true);
         emit(hp, HPORT_HOST_CONNECT);
         update_watches(hp);
         flush_out(hp);
+        if (hp->in_unpollable)
+                pump_in(hp);
 }
 
 void hport_detach(struct hport *hp)
@@ -303,6 +423,23 @@ void hport_detach(struct hport *hp)
         emit(hp, HPORT_HOST_DISCONNECT);
 }
 
+static const struct backend_ops *backend_ops_of(enum backend_kind kind)
+{
+        switch (kind) {
+        case BACKEND_UNIX_CONNECT:
+                return &backend_connect_ops;
+        case BACKEND_PTY:
+                return &backend_pty_ops;
+        case BACKEND_FILE:
+        case BACKEND_NULL:
+                return &backend_file_ops;
+        case BACKEND_STDIO:
+                return &backend_stdio_ops;
+        default:
+                return &backend_listen_ops;
+        }
+}
+
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
               const struct hport_env *env, struct hport **ret)
 {
@@ -314,11 +451,12 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         if (!hp)
                 return -ENOMEM;
         hp->spec = *spec;
-        hp->ops = spec->backend == BACKEND_STDIO ? &backend_stdio_ops : &backend_unix_ops;
+        hp->ops = backend_ops_of(spec->backend);
         hp->env = env;
         hp->loop_ops = env->loop_ops;
         hp->loop = env->loop;
-        hp->listen_fd = hp->in_fd = hp->out_fd = -1;
+        hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
+        hp->timer_fd = hp->hold_fd = -1;
         hp->buf.cap = HPORT_BUFFER_DEFAULT;
         r = vs_port_add(dev, &pc, &hport_ops, hp, &hp->port);
         if (r < 0) {
@@ -342,6 +480,11 @@ void hport_free(struct hport *hp)
         if (!hp)
                 return;
         hp->ops->stop(hp);
+        timer_free(hp);
+        if (hp->poke_fd >= 0) {
+                hp->loop_ops->del(hp->loop, hp->poke_fd);
+                close(hp->poke_fd);
+        }
         vs_port_remove(hp->port);
         free(hp->buf.data);
         free(hp);
@@ -358,4 +501,59 @@ void hport_drop_input(struct hport *hp)
                 watch_fd(hp, hp->in_fd, &hp->in_events, 0, on_in);
         }
         hp->in_fd = -1;
+}
+
+/* ---- a peer handed over by the control socket --------------------------- */
+
+/* While a control client is the peer, hp->ops is a copy of the backend's own
+ * ops in which the end of input, an output error and peer_gone all end the
+ * client: its fd is closed, the backend's ops are back, and the backend hears
+ * that its peer is gone (with no fds: unix-connect then resumes retrying). */
+struct client_ops {
+        struct backend_ops ops;         /* first: hp->ops points here */
+        const struct backend_ops *orig;
+        int fd;
+};
+
+static const struct backend_ops *client_end(struct hport *hp)
+{
+        struct client_ops *c = (struct client_ops *)hp->ops;
+        const struct backend_ops *orig = c->orig;
+
+        hport_detach(hp);
+        close(c->fd);
+        hp->ops = orig;
+        free(c);
+        return orig;
+}
+
+static void client_gone(struct hport *hp)
+{
+        client_end(hp)->peer_gone(hp);
+}
+
+static void client_stop(struct hport *hp)
+{
+        client_end(hp)->stop(hp);
+}
+
+int hport_attach_client(struct hport *hp, int fd)
+{
+        struct client_ops *c;
+
+        if (hport_connected(hp))
+                return -EBUSY;
+        c = malloc(sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->ops = *hp->ops;
+        c->ops.peer_gone = client_gone;
+        c->ops.input_end = NULL;
+        c->ops.output_error = NULL;
+        c->ops.stop = client_stop;
+        c->orig = hp->ops;
+        c->fd = fd;
+        hp->ops = &c->ops;
+        hport_attach(hp, fd, fd);
+        return 0;
 }

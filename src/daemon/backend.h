@@ -46,6 +46,12 @@ struct backend_ops {
         void (*stop)(struct hport *hp);
         /* The connected peer went away (EOF, error): drop it. */
         void (*peer_gone)(struct hport *hp);
+        /* The input reached its end (EOF); NULL = the peer is gone. */
+        void (*input_end)(struct hport *hp);
+        /* Writing guest output failed (not EAGAIN); NULL = the peer is gone. */
+        void (*output_error)(struct hport *hp, int err);
+        /* The host terminal may have changed size (SIGWINCH). May be NULL. */
+        void (*winch)(struct hport *hp);
 };
 
 /* Guest output not yet written to the host side: a ring of bytes. */
@@ -70,6 +76,14 @@ struct hport {
         uint32_t in_events;     /* what is being watched on in_fd */
         uint32_t out_events;    /* ... and on out_fd when it differs */
         bool out_unpollable;    /* a regular file: always writable */
+        bool in_unpollable;     /* a regular file: always readable */
+        int poke_fd;            /* eventfd: read unpollable input again */
+        int timer_fd;           /* backend's timer (reconnect, retry), or -1 */
+        int hold_fd;            /* pty: our own slave fd, or -1 */
+        int backoff_ms;
+        bool stopping;          /* being freed: no more reconnects */
+        uint16_t cols, rows;    /* host terminal size last sent */
+        char pty_path[64];
         bool in_paused;         /* the guest has no room */
         struct outbuf buf;
         struct log_ratelimit rl;
@@ -89,15 +103,31 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd);
 void hport_detach(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
 void hport_drop_input(struct hport *hp);
+/* For backends: try writing buffered guest output again. */
+void hport_flush(struct hport *hp);
+/* The host terminal may have changed size: consoles follow it. */
+void hport_winch(struct hport *hp);
+/* For backends: a timerfd on the loop calling @fn; -errno. */
+int hport_timer_new(struct hport *hp, vs_watch_fn fn);
+void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat);
 /* Bytes of guest output waiting for the host side. */
 size_t hport_buffered(const struct hport *hp);
 /* Is a host peer connected? */
 bool hport_connected(const struct hport *hp);
+/*
+ * Make @fd (a non-blocking stream socket) the peer, whatever the backend:
+ * the port's host side until EOF or an error, then the fd is closed and the
+ * backend is as before. -EBUSY if a peer is connected (the caller keeps @fd).
+ */
+int hport_attach_client(struct hport *hp, int fd);
 /* "port 1 (org.x)" for log lines. */
 const char *hport_label(const struct hport *hp);
 
 /* A listening unix socket at @path (a stale socket file is replaced). */
 int backend_listen_unix(const char *path, int backlog);
 
-extern const struct backend_ops backend_unix_ops;
+extern const struct backend_ops backend_listen_ops;     /* unix, tcp */
+extern const struct backend_ops backend_connect_ops;    /* unix-connect */
+extern const struct backend_ops backend_pty_ops;
+extern const struct backend_ops backend_file_ops;       /* file, null */
 extern const struct backend_ops backend_stdio_ops;

@@ -1,6 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* backend=unix: listen on a unix socket; one host client at a time. */
+/*
+ * backend=unix and backend=tcp: listen, and serve one host client at a time.
+ * A second client is told why and closed; the first keeps the port.
+ */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -10,7 +16,7 @@
 
 #include "backend.h"
 
-static void unix_peer_gone(struct hport *hp)
+static void listen_peer_gone(struct hport *hp)
 {
         int fd = hp->in_fd >= 0 ? hp->in_fd : hp->out_fd;
 
@@ -19,20 +25,36 @@ static void unix_peer_gone(struct hport *hp)
                 close(fd);
 }
 
+static void refuse(struct hport *hp, int client)
+{
+        char msg[160];
+        int n = snprintf(msg, sizeof(msg),
+                         "vserial: %s already has a host client; try again later\n",
+                         hp->label);
+
+        log_warn("%s: refused a second host client (one at a time)", hp->label);
+        /* Best effort: the refused client learns why before the close. */
+        if (send(client, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                log_debug("%s: refusal not sent: %s", hp->label, strerror(errno));
+        close(client);
+}
+
 static void on_accept(void *opaque, int fd, uint32_t events)
 {
         struct hport *hp = opaque;
         int client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int one = 1;
 
         (void)events;
         if (client < 0)
                 return;
-        if (hp->out_fd >= 0) {
-                log_warn("%s: refused a second host client on %s (one at a time)",
-                         hp->label, hp->spec.path);
-                close(client);
+        if (hport_connected(hp)) {
+                refuse(hp, client);
                 return;
         }
+        /* Small writes (a console) should not wait for Nagle. */
+        if (hp->spec.backend == BACKEND_TCP)
+                setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         log_info("%s: host client connected", hp->label);
         hport_attach(hp, client, client);
 }
@@ -49,6 +71,17 @@ static int unlink_stale(const char *path)
         return unlink(path) < 0 ? -errno : 0;
 }
 
+static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int backlog)
+{
+        int r = 0;
+
+        if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+                r = -errno;
+                close(fd);
+        }
+        return r < 0 ? r : fd;
+}
+
 int backend_listen_unix(const char *path, int backlog)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -63,21 +96,42 @@ int backend_listen_unix(const char *path, int backlog)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
-                r = -errno;
-                close(fd);
-                return r;
-        }
-        return fd;
+        return bind_listen(fd, (struct sockaddr *)&sa, sizeof(sa), backlog);
 }
 
-static int unix_start(struct hport *hp)
+static int listen_tcp(const char *host, uint16_t port)
 {
-        int r = backend_listen_unix(hp->spec.path, 4);
+        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+        struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port) };
+        bool v6 = inet_pton(AF_INET6, host, &a6.sin6_addr) == 1;
+        int one = 1;
+        int fd;
 
+        if (!v6 && inet_pton(AF_INET, host, &a4.sin_addr) != 1)
+                return -EINVAL;
+        fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (v6)
+                return bind_listen(fd, (struct sockaddr *)&a6, sizeof(a6), 4);
+        return bind_listen(fd, (struct sockaddr *)&a4, sizeof(a4), 4);
+}
+
+static int listen_start(struct hport *hp)
+{
+        bool tcp = hp->spec.backend == BACKEND_TCP;
+        char where[SPEC_PATH_MAX + 16];
+        int r;
+
+        if (tcp)
+                snprintf(where, sizeof(where), "%s port %u", hp->spec.host, hp->spec.tcp_port);
+        else
+                snprintf(where, sizeof(where), "%s", hp->spec.path);
+        r = tcp ? listen_tcp(hp->spec.host, hp->spec.tcp_port) :
+                  backend_listen_unix(hp->spec.path, 4);
         if (r < 0) {
-                log_error("%s: cannot listen on %s: %s", hp->label, hp->spec.path,
-                          strerror(-r));
+                log_error("%s: cannot listen on %s: %s", hp->label, where, strerror(-r));
                 return r;
         }
         hp->listen_fd = r;
@@ -87,24 +141,25 @@ static int unix_start(struct hport *hp)
                 hp->listen_fd = -1;
                 return r;
         }
-        log_info("%s: listening on %s", hp->label, hp->spec.path);
+        log_info("%s: listening on %s", hp->label, where);
         return 0;
 }
 
-static void unix_stop(struct hport *hp)
+static void listen_stop(struct hport *hp)
 {
-        unix_peer_gone(hp);
-        if (hp->listen_fd >= 0) {
-                hp->loop_ops->del(hp->loop, hp->listen_fd);
-                close(hp->listen_fd);
+        listen_peer_gone(hp);
+        if (hp->listen_fd < 0)
+                return;
+        hp->loop_ops->del(hp->loop, hp->listen_fd);
+        close(hp->listen_fd);
+        if (hp->spec.backend == BACKEND_UNIX)
                 unlink(hp->spec.path);
-                hp->listen_fd = -1;
-        }
+        hp->listen_fd = -1;
 }
 
-const struct backend_ops backend_unix_ops = {
-        .name = "unix",
-        .start = unix_start,
-        .stop = unix_stop,
-        .peer_gone = unix_peer_gone,
+const struct backend_ops backend_listen_ops = {
+        .name = "listen",
+        .start = listen_start,
+        .stop = listen_stop,
+        .peer_gone = listen_peer_gone,
 };

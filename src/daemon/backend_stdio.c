@@ -1,32 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * backend=stdio: guest output to the daemon's stdout, its stdin to the guest.
- * epoll cannot watch regular files or /dev/null: such a stdout is written
- * synchronously (it never blocks for long), such a stdin is not read.
+ * A console follows the size of the terminal on stdin/stdout (SIGWINCH).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "backend.h"
 
 static int saved_fl[2] = { -1, -1 };
-
-static void probe_fn(void *opaque, int fd, uint32_t events)
-{
-        (void)opaque;
-        (void)fd;
-        (void)events;
-}
-
-static bool pollable(struct hport *hp, int fd)
-{
-        if (hp->loop_ops->add(hp->loop, fd, 0, probe_fn, NULL) < 0)
-                return false;
-        hp->loop_ops->del(hp->loop, fd);
-        return true;
-}
 
 static void set_nonblock(int fd)
 {
@@ -35,20 +19,35 @@ static void set_nonblock(int fd)
                 fcntl(fd, F_SETFL, saved_fl[fd] | O_NONBLOCK);
 }
 
+static void stdio_winch(struct hport *hp)
+{
+        struct winsize ws;
+
+        if (!hp->spec.console)
+                return;
+        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0 &&
+            ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0)
+                return;         /* not a terminal */
+        if (!ws.ws_col || !ws.ws_row)
+                return;
+        hp->cols = ws.ws_col;
+        hp->rows = ws.ws_row;
+        vs_port_resize(hp->port, hp->cols, hp->rows);
+}
+
 static int stdio_start(struct hport *hp)
 {
-        bool in_ok = pollable(hp, STDIN_FILENO);
+        bool in_ok = fcntl(STDIN_FILENO, F_GETFL) >= 0;
 
-        hp->out_unpollable = !pollable(hp, STDOUT_FILENO);
         if (in_ok)
                 set_nonblock(STDIN_FILENO);
-        if (!hp->out_unpollable)
-                set_nonblock(STDOUT_FILENO);
+        set_nonblock(STDOUT_FILENO);
+        stdio_winch(hp);
         hport_attach(hp, in_ok ? STDIN_FILENO : -1, STDOUT_FILENO);
         return 0;
 }
 
-static void stdio_peer_gone(struct hport *hp)
+static void stdio_input_end(struct hport *hp)
 {
         /* End of stdin ends input only; the console keeps printing. */
         hport_drop_input(hp);
@@ -66,5 +65,7 @@ const struct backend_ops backend_stdio_ops = {
         .name = "stdio",
         .start = stdio_start,
         .stop = stdio_stop,
-        .peer_gone = stdio_peer_gone,
+        .peer_gone = stdio_input_end,
+        .input_end = stdio_input_end,
+        .winch = stdio_winch,
 };

@@ -3,6 +3,7 @@
  * Command line parsing. Every rejection names the offending option and why,
  * in one line, so an operator can fix it without reading the source.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -42,23 +43,102 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max,
         return 0;
 }
 
+static const char *const backend_names[] = {
+        [BACKEND_NONE] = "none",
+        [BACKEND_UNIX] = "unix",
+        [BACKEND_UNIX_CONNECT] = "unix-connect",
+        [BACKEND_TCP] = "tcp",
+        [BACKEND_PTY] = "pty",
+        [BACKEND_FILE] = "file",
+        [BACKEND_STDIO] = "stdio",
+        [BACKEND_NULL] = "null",
+};
+
+const char *backend_name(enum backend_kind kind)
+{
+        return kind <= BACKEND_NULL ? backend_names[kind] : "?";
+}
+
 static int spec_backend(struct port_spec *p, const char *val, char *err,
                         size_t errlen)
 {
-        if (strcmp(val, "unix") == 0)
-                p->backend = BACKEND_UNIX;
-        else if (strcmp(val, "stdio") == 0)
-                p->backend = BACKEND_STDIO;
-        else
-                return fail(err, errlen, "unknown backend '%s' (expected unix or stdio)", val);
+        for (int k = BACKEND_UNIX; k <= BACKEND_NULL; k++) {
+                if (strcmp(val, backend_names[k]) == 0) {
+                        p->backend = k;
+                        return 0;
+                }
+        }
+        return fail(err, errlen, "unknown backend '%s' (expected unix, unix-connect, "
+                    "tcp, pty, file, stdio or null)", val);
+}
+
+/* "64K", "1M", "4096": a byte count with an optional binary suffix. */
+static int parse_size(const char *s, size_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno)
+                return -EINVAL;
+        if (*end == 'K' || *end == 'k')
+                v <<= 10, end++;
+        else if (*end == 'M' || *end == 'm')
+                v <<= 20, end++;
+        else if (*end == 'G' || *end == 'g')
+                v <<= 30, end++;
+        if (*end || v < SPEC_BUFFER_MIN || v > SPEC_BUFFER_MAX)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int spec_string(char *dst, size_t cap, const char *key, const char *val,
+                       char *err, size_t errlen)
+{
+        if (!*val || strlen(val) >= cap)
+                return fail(err, errlen, "%s must be 1..%zu bytes", key, cap - 1);
+        strcpy(dst, val);
+        return 0;
+}
+
+static int spec_name(struct port_spec *p, const char *val, char *err, size_t errlen)
+{
+        if (!*val || strlen(val) > VS_PORT_NAME_MAX)
+                return fail(err, errlen, "name must be 1..%u characters", VS_PORT_NAME_MAX);
+        for (const char *c = val; *c; c++)
+                if (*c <= ' ' || *c > '~')
+                        return fail(err, errlen, "name '%s' has a space or non-ASCII character", val);
+        strcpy(p->name, val);
+        return 0;
+}
+
+static int spec_number(struct port_spec *p, const char *key, const char *val,
+                       char *err, size_t errlen)
+{
+        unsigned long v;
+
+        if (strcmp(key, "id") == 0) {
+                if (parse_uint(val, 0, VS_MAX_PORTS - 1, &v) < 0)
+                        return fail(err, errlen, "id '%s' is not a number in 0..%u", val,
+                                    VS_MAX_PORTS - 1);
+                p->id = v;
+        } else if (strcmp(key, "port") == 0) {
+                if (parse_uint(val, 1, 65535, &v) < 0)
+                        return fail(err, errlen, "port '%s' is not a TCP port in 1..65535", val);
+                p->tcp_port = v;
+        } else if (parse_size(val, &p->buffer) < 0) {
+                return fail(err, errlen, "buffer '%s' is not a size in 4K..1G (e.g. 64K, 1M)", val);
+        }
         return 0;
 }
 
 static int spec_key(struct port_spec *p, const char *key, const char *val,
                     char *err, size_t errlen)
 {
-        unsigned long v;
-
         if (strcmp(key, "console") == 0) {
                 if (val)
                         return fail(err, errlen, "'console' takes no value");
@@ -67,41 +147,62 @@ static int spec_key(struct port_spec *p, const char *key, const char *val,
         }
         if (!val)
                 return fail(err, errlen, "key '%s' needs a value (%s=...)", key, key);
-        if (strcmp(key, "id") == 0) {
-                if (parse_uint(val, 0, VS_MAX_PORTS - 1, &v) < 0)
-                        return fail(err, errlen, "id '%s' is not a number in 0..%u", val,
-                                    VS_MAX_PORTS - 1);
-                p->id = v;
-        } else if (strcmp(key, "name") == 0) {
-                if (!*val || strlen(val) > VS_PORT_NAME_MAX)
-                        return fail(err, errlen, "name must be 1..%u characters", VS_PORT_NAME_MAX);
-                for (const char *c = val; *c; c++)
-                        if (*c <= ' ' || *c > '~')
-                                return fail(err, errlen, "name '%s' has a space or non-ASCII character", val);
-                strcpy(p->name, val);
-        } else if (strcmp(key, "backend") == 0) {
+        if (strcmp(key, "id") == 0 || strcmp(key, "port") == 0 || strcmp(key, "buffer") == 0)
+                return spec_number(p, key, val, err, errlen);
+        if (strcmp(key, "name") == 0)
+                return spec_name(p, val, err, errlen);
+        if (strcmp(key, "backend") == 0)
                 return spec_backend(p, val, err, errlen);
-        } else if (strcmp(key, "path") == 0) {
-                if (!*val || strlen(val) >= sizeof(p->path))
-                        return fail(err, errlen, "path must be 1..%zu bytes", sizeof(p->path) - 1);
-                strcpy(p->path, val);
-        } else {
-                return fail(err, errlen, "unknown key '%s'", key);
-        }
+        if (strcmp(key, "path") == 0)
+                return spec_string(p->path, sizeof(p->path), key, val, err, errlen);
+        if (strcmp(key, "input") == 0)
+                return spec_string(p->input, sizeof(p->input), key, val, err, errlen);
+        if (strcmp(key, "host") == 0)
+                return spec_string(p->host, sizeof(p->host), key, val, err, errlen);
+        return fail(err, errlen, "unknown key '%s'", key);
+}
+
+/* Which keys each backend takes. */
+static int spec_check_keys(const struct port_spec *p, char *err, size_t errlen)
+{
+        bool wants_path = p->backend == BACKEND_UNIX || p->backend == BACKEND_UNIX_CONNECT ||
+                          p->backend == BACKEND_FILE;
+        const char *b = backend_name(p->backend);
+
+        if (wants_path && !p->path[0])
+                return fail(err, errlen, "backend=%s needs path=", b);
+        if (!wants_path && p->path[0])
+                return fail(err, errlen, "path= is not a key of backend=%s", b);
+        if (p->backend != BACKEND_FILE && p->input[0])
+                return fail(err, errlen, "input= is only for backend=file");
+        if (p->backend == BACKEND_TCP && !p->tcp_port)
+                return fail(err, errlen, "backend=tcp needs port=");
+        if (p->backend != BACKEND_TCP && (p->tcp_port || p->host[0]))
+                return fail(err, errlen, "host= and port= are only for backend=tcp");
+        if ((p->backend == BACKEND_UNIX || p->backend == BACKEND_UNIX_CONNECT) &&
+            strlen(p->path) >= 108)
+                return fail(err, errlen, "a unix socket path must be under 108 bytes");
         return 0;
 }
 
-static int spec_check(const struct port_spec *p, char *err, size_t errlen)
+static int spec_check(struct port_spec *p, char *err, size_t errlen)
 {
+        struct in6_addr a6;
+        struct in_addr a4;
+
         if (p->backend == BACKEND_NONE)
-                return fail(err, errlen, "backend= is missing (unix or stdio)");
-        if (p->backend == BACKEND_UNIX && !p->path[0])
-                return fail(err, errlen, "backend=unix needs path=");
-        if (p->backend != BACKEND_UNIX && p->path[0])
-                return fail(err, errlen, "path= is only for backend=unix");
+                return fail(err, errlen, "backend= is missing (unix, unix-connect, tcp, pty, "
+                            "file, stdio or null)");
         if (p->id == 0 && !p->console)
                 return fail(err, errlen, "id 0 is reserved for a console port");
-        return 0;
+        if (p->backend == BACKEND_TCP && !p->host[0])
+                strcpy(p->host, "127.0.0.1");
+        if (p->host[0] && inet_pton(AF_INET, p->host, &a4) != 1 &&
+            inet_pton(AF_INET6, p->host, &a6) != 1)
+                return fail(err, errlen, "host '%s' is not a numeric IPv4 or IPv6 address", p->host);
+        if (!p->buffer)
+                p->buffer = 1u << 20;
+        return spec_check_keys(p, err, errlen);
 }
 
 int spec_parse(const char *spec, struct port_spec *ret, char *err, size_t errlen)
@@ -126,7 +227,14 @@ int spec_parse(const char *spec, struct port_spec *ret, char *err, size_t errlen
         return r < 0 ? r : spec_check(ret, err, errlen);
 }
 
-/* Across ports: ids, names and paths unique, one stdio user, ids in range. */
+static bool same_endpoint(const struct port_spec *p, const struct port_spec *q)
+{
+        if (p->path[0] && strcmp(p->path, q->path) == 0)
+                return true;
+        return p->tcp_port && p->tcp_port == q->tcp_port && strcmp(p->host, q->host) == 0;
+}
+
+/* Across ports: ids, names and endpoints unique, one stdio user, ids in range. */
 static int ports_check(const struct options *o, char *err, size_t errlen)
 {
         unsigned stdio = 0;
@@ -145,8 +253,10 @@ static int ports_check(const struct options *o, char *err, size_t errlen)
                                 return fail(err, errlen, "--port id=%d is used twice", p->id);
                         if (p->name[0] && strcmp(p->name, q->name) == 0)
                                 return fail(err, errlen, "--port name=%s is used twice", p->name);
-                        if (p->path[0] && strcmp(p->path, q->path) == 0)
-                                return fail(err, errlen, "--port path=%s is used twice", p->path);
+                        if (same_endpoint(p, q))
+                                return fail(err, errlen, "--port %s%s%s is used twice",
+                                            p->path[0] ? "path=" : "port=", p->path,
+                                            p->path[0] ? "" : p->host);
                 }
         }
         if (stdio > 1)
@@ -161,19 +271,29 @@ void options_usage(FILE *out)
 {
         fprintf(out,
                 "Usage: vserial --socket PATH [--max-ports N] [--port SPEC]... [--control PATH]\n"
-                "               [--log-level error|warn|info|debug]\n"
+                "               [--log-level error|warn|info|debug] [--config FILE]\n"
                 "A virtio-serial (virtio-console) vhost-user backend.\n"
                 "\n"
                 "  -s, --socket PATH     listen for the VMM's vhost-user connection at PATH\n"
-                "  -m, --max-ports N     ports the device offers, 1..%u (default %u)\n"
+                "  -m, --max-ports N     ports the device offers, 1..%u (default %u; over\n"
+                "                        vhost-user only ports below 127 can be reached)\n"
                 "  -p, --port SPEC       add a port; SPEC is a comma-separated key=value list:\n"
-                "        id=N                port number (default: next free; a console gets 0)\n"
-                "        name=STR            name the guest sees (/sys/class/virtio-ports/*/name)\n"
-                "        console             the guest binds the port to hvc\n"
-                "        backend=unix,path=P listen on a unix socket, one host client at a time\n"
-                "        backend=stdio       the daemon's stdin and stdout\n"
-                "  -c, --control PATH    control socket (reserved; not implemented yet)\n"
+                "        id=N                  port number (default: next free; a console gets 0)\n"
+                "        name=STR              name the guest sees (/sys/class/virtio-ports/*/name)\n"
+                "        console               the guest binds the port to hvc\n"
+                "        buffer=SIZE           guest output kept while the host side is away\n"
+                "                              (default 1M; then the guest's writes wait)\n"
+                "        backend=unix,path=P   listen on a unix socket, one host client at a time\n"
+                "        backend=unix-connect,path=P  connect to a unix socket, reconnect\n"
+                "        backend=tcp,port=N[,host=A]  listen on A:N (default 127.0.0.1)\n"
+                "        backend=pty           a pseudo-terminal (its path is logged and listed)\n"
+                "        backend=file,path=P[,input=F]  append guest output to P, send F\n"
+                "        backend=stdio         the daemon's stdin and stdout\n"
+                "        backend=null          discard output, no input\n"
+                "  -c, --control PATH    control socket for vserialctl\n"
                 "  -l, --log-level L     error, warn, info (default) or debug\n"
+                "  -f, --config FILE     options from FILE, one per line without the dashes\n"
+                "                        (\"port name=x,backend=pty\"); the command line adds to it\n"
                 "  -h, --help            this text\n"
                 "  -V, --version         print the version\n",
                 VS_MAX_PORTS, VS_DEFAULT_MAX_PORTS);
@@ -192,6 +312,8 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
         case 'c':
                 o->control_path = arg;
                 return 0;
+        case 'f':
+                return 0;       /* read before everything else */
         case 'm':
                 if (parse_uint(arg, 1, VS_MAX_PORTS, &v) < 0)
                         return fail(err, errlen, "--max-ports '%s': expected a number in 1..%u",
@@ -215,27 +337,33 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
         }
 }
 
-int options_parse(int argc, char **argv, struct options *o, char *err,
-                  size_t errlen)
+static const struct option longopts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "max-ports", required_argument, NULL, 'm' },
+        { "port", required_argument, NULL, 'p' },
+        { "control", required_argument, NULL, 'c' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "config", required_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        {}
+};
+
+/* One getopt pass over @argv; @where names the source in errors. */
+static int parse_args(struct options *o, int argc, char **argv, const char *where,
+                      char *err, size_t errlen)
 {
-        static const struct option longopts[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "max-ports", required_argument, NULL, 'm' },
-                { "port", required_argument, NULL, 'p' },
-                { "control", required_argument, NULL, 'c' },
-                { "log-level", required_argument, NULL, 'l' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                {}
-        };
+        char why[512];
         int c, r;
 
-        memset(o, 0, sizeof(*o));
-        o->max_ports = VS_DEFAULT_MAX_PORTS;
-        o->log_level = LOG_INFO;
-        optind = 1;
+        int prev = optind = 1;
+
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":s:m:p:c:l:hV", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, ":s:m:p:c:l:f:hV", longopts, NULL)) != -1) {
+                /* A config line is one "--key=value": never take the next. */
+                if (*where && optind - prev > 1)
+                        return fail(err, errlen, "%s%s needs a value", where, argv[prev]);
+                prev = optind;
                 if (c == 'h' || c == 'V') {
                         if (c == 'h')
                                 options_usage(stdout);
@@ -244,16 +372,130 @@ int options_parse(int argc, char **argv, struct options *o, char *err,
                         return 1;
                 }
                 if (c == ':')
-                        return fail(err, errlen, "%s needs an argument", argv[optind - 1]);
-                if (c == '?')
-                        return fail(err, errlen, "unknown option '%s' (see --help)", argv[optind - 1]);
-                r = parse_one(o, c, optarg, err, errlen);
+                        r = fail(why, sizeof(why), "%s needs an argument", argv[optind - 1]);
+                else if (c == '?')
+                        r = fail(why, sizeof(why), "unknown option '%s' (see --help)",
+                                 argv[optind - 1]);
+                else
+                        r = parse_one(o, c, optarg, why, sizeof(why));
                 if (r < 0)
-                        return r;
+                        return fail(err, errlen, "%s%s", where, why);
         }
         if (optind < argc)
-                return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-        if (!o->socket_path)
+                return fail(err, errlen, "%sunexpected argument '%s'", where, argv[optind]);
+        return 0;
+}
+
+/* The value of --config/-f in argv, or NULL. */
+static const char *find_config(int argc, char **argv)
+{
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--") == 0)
+                        break;
+                if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-f") == 0) &&
+                    i + 1 < argc)
+                        return argv[i + 1];
+                if (strncmp(argv[i], "--config=", 9) == 0)
+                        return argv[i] + 9;
+        }
+        return NULL;
+}
+
+#define CONFIG_MAX (1u << 20)
+#define CONFIG_MAX_ARGS 4096
+
+static int read_config(struct options *o, const char *path, char *err, size_t errlen)
+{
+        FILE *f = fopen(path, "re");
+        size_t n;
+
+        if (!f)
+                return fail(err, errlen, "--config %s: %s", path, strerror(errno));
+        o->config_text = malloc(CONFIG_MAX + 1);
+        n = o->config_text ? fread(o->config_text, 1, CONFIG_MAX + 1, f) : 0;
+        fclose(f);
+        if (!o->config_text || n > CONFIG_MAX)
+                return fail(err, errlen, "--config %s: larger than 1 MiB", path);
+        o->config_text[n] = '\0';
+        return 0;
+}
+
+/* One config line as "--key=value" (or "--key"); NULL for blank/comment. */
+static char *config_arg(char *line)
+{
+        char *key, *val, *arg;
+
+        line += strspn(line, " \t\r");
+        if (*line == '#' || *line == '\0')
+                return NULL;
+        key = line;
+        val = key + strcspn(key, " \t=");
+        if (*val) {
+                *val++ = '\0';
+                val += strspn(val, " \t=");
+        }
+        for (char *e = val + strlen(val); e > val && strchr(" \t\r", e[-1]); e--)
+                e[-1] = '\0';
+        if (asprintf(&arg, *val ? "--%s=%s" : "--%s", key, val) < 0)
+                return NULL;
+        return arg;
+}
+
+static int parse_config(struct options *o, const char *path, char *err, size_t errlen)
+{
+        char where[600], *save = NULL;
+        int r = read_config(o, path, err, errlen);
+
+        o->config_args = calloc(CONFIG_MAX_ARGS + 1, sizeof(char *));
+        if (r == 0 && !o->config_args)
+                r = fail(err, errlen, "--config: out of memory");
+        if (r < 0)
+                return r;
+        o->config_args[o->config_nargs++] = strdup("vserial");
+        for (char *l = strtok_r(o->config_text, "\n", &save); l;
+             l = strtok_r(NULL, "\n", &save)) {
+                char *arg = config_arg(l);
+
+                if (!arg)
+                        continue;
+                if (o->config_nargs == CONFIG_MAX_ARGS) {
+                        free(arg);
+                        return fail(err, errlen, "--config %s: more than %d options", path,
+                                    CONFIG_MAX_ARGS - 1);
+                }
+                o->config_args[o->config_nargs++] = arg;
+        }
+        snprintf(where, sizeof(where), "%s: ", path);
+        return parse_args(o, o->config_nargs, o->config_args, where, err, errlen);
+}
+
+void options_free(struct options *o)
+{
+        for (int i = 0; i < o->config_nargs; i++)
+                free(o->config_args[i]);
+        free(o->config_args);
+        free(o->config_text);
+        o->config_args = NULL;
+        o->config_nargs = 0;
+        o->config_text = NULL;
+}
+
+int options_parse(int argc, char **argv, struct options *o, char *err,
+                  size_t errlen)
+{
+        const char *config = find_config(argc, argv);
+        int r = 0;
+
+        memset(o, 0, sizeof(*o));
+        o->max_ports = VS_DEFAULT_MAX_PORTS;
+        o->log_level = LOG_INFO;
+        if (config)
+                r = parse_config(o, config, err, errlen);
+        if (r == 0)
+                r = parse_args(o, argc, argv, "", err, errlen);
+        if (r != 0)
+                return r;
+        if (!o->socket_path || !*o->socket_path)
                 return fail(err, errlen, "--socket PATH is required");
         return ports_check(o, err, errlen);
 }

@@ -12,26 +12,46 @@
 enum backend_kind {
         BACKEND_NONE,
         BACKEND_UNIX,           /* listen on a unix socket, one client */
+        BACKEND_UNIX_CONNECT,   /* connect to a unix socket, reconnect */
+        BACKEND_TCP,            /* listen on host:port, one client */
+        BACKEND_PTY,            /* a pseudo-terminal; its path is logged */
+        BACKEND_FILE,           /* guest output appended to path, input= in */
         BACKEND_STDIO,          /* the daemon's stdin/stdout */
+        BACKEND_NULL,           /* output discarded, no input */
 };
+
+#define SPEC_PATH_MAX 512
+#define SPEC_BUFFER_MIN 4096u
+#define SPEC_BUFFER_MAX (1u << 30)
 
 struct port_spec {
         int32_t id;             /* -1 = pick */
         char name[VS_PORT_NAME_MAX + 1];
         bool console;
         enum backend_kind backend;
-        char path[108];         /* sun_path */
+        char path[SPEC_PATH_MAX];       /* unix, unix-connect, file */
+        char input[SPEC_PATH_MAX];      /* file: sent to the guest */
+        char host[64];                  /* tcp: numeric address */
+        uint16_t tcp_port;
+        size_t buffer;                  /* bound on buffered guest output */
 };
+
+/* "unix", "tcp", ... */
+const char *backend_name(enum backend_kind kind);
 
 #define OPT_MAX_PORTS_SPECS VS_MAX_PORTS
 
 struct options {
+        const char *config_path;
         const char *socket_path;
         const char *control_path;
         uint32_t max_ports;
         int log_level;
         size_t nports;
         struct port_spec ports[OPT_MAX_PORTS_SPECS];
+        char *config_text;      /* the --config file */
+        char **config_args;     /* its lines as "--key=value" */
+        int config_nargs;
 };
 
 /*
@@ -41,10 +61,14 @@ struct options {
 int spec_parse(const char *spec, struct port_spec *ret, char *err, size_t errlen);
 
 /*
- * Parse argv. Returns 0, 1 when --help or --version was handled (exit 0),
- * or -EINVAL with a one-line reason in @err (exit 2).
+ * Parse argv (and the --config FILE it names: one option per line, as on
+ * the command line without the leading dashes; '#' starts a comment).
+ * Returns 0, 1 when --help or --version was handled (exit 0), or -EINVAL
+ * with a one-line reason in @err (exit 2). Strings point into argv or into
+ * storage owned by @ret (freed with options_free).
  */
 int options_parse(int argc, char **argv, struct options *ret, char *err,
                   size_t errlen);
 
 void options_usage(FILE *out);
+void options_free(struct options *o);

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend=unix-connect: connect to a unix socket the host side listens on.
+ * When the connection fails or ends, try again after a delay that doubles
+ * from 100 ms up to 5 s, and starts over once a connection succeeds.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static void arm_retry(struct hport *hp)
+{
+        hport_timer_arm(hp, hp->backoff_ms, false);
+        hp->backoff_ms = hp->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+                         hp->backoff_ms * 2;
+}
+
+static void try_connect(struct hport *hp)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+        strcpy(sa.sun_path, hp->spec.path);     /* length checked by spec_parse */
+        /* A unix connect() completes or fails at once (or EAGAIN: backlog full). */
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                log_debug("%s: connect to %s: %s; retrying in %d ms", hp->label,
+                          hp->spec.path, strerror(errno), hp->backoff_ms);
+                if (fd >= 0)
+                        close(fd);
+                arm_retry(hp);
+                return;
+        }
+        log_info("%s: connected to %s", hp->label, hp->spec.path);
+        hp->backoff_ms = BACKOFF_MIN_MS;
+        hport_attach(hp, fd, fd);
+}
+
+static void on_timer(void *opaque, int fd, uint32_t events)
+{
+        struct hport *hp = opaque;
+        uint64_t expirations;
+
+        (void)events;
+        if (read(fd, &expirations, sizeof(expirations)) < 0)
+                return;
+        if (!hport_connected(hp))
+                try_connect(hp);
+}
+
+static void connect_peer_gone(struct hport *hp)
+{
+        int fd = hp->in_fd;
+
+        hport_detach(hp);
+        if (fd >= 0)
+                close(fd);
+        if (!hp->stopping)
+                arm_retry(hp);
+}
+
+static int connect_start(struct hport *hp)
+{
+        int r = hport_timer_new(hp, on_timer);
+
+        if (r < 0)
+                return r;
+        hp->backoff_ms = BACKOFF_MIN_MS;
+        try_connect(hp);
+        return 0;
+}
+
+static void connect_stop(struct hport *hp)
+{
+        hport_timer_arm(hp, 0, false);  /* disarm: no retry from here on */
+        hp->stopping = true;
+        connect_peer_gone(hp);
+}
+
+const struct backend_ops backend_connect_ops = {
+        .name = "unix-connect",
+        .start = connect_start,
+        .stop = connect_stop,
+        .peer_gone = connect_peer_gone,
+};

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend=file: guest output appended to path, and optionally input= sent to
+ * the guest once. backend=null: output discarded, no input.
+ * A failed write (a full disk) keeps the bytes in the port's buffer and is
+ * retried every second; when the buffer is full the guest's writes wait.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#define RETRY_MS 1000
+
+static void on_retry(void *opaque, int fd, uint32_t events)
+{
+        uint64_t expirations;
+
+        (void)events;
+        if (read(fd, &expirations, sizeof(expirations)) >= 0)
+                hport_flush(opaque);
+}
+
+static void file_output_error(struct hport *hp, int err)
+{
+        if (log_ratelimit_ok(&hp->rl))
+                log_warn("%s: writing %s: %s; keeping %zu bytes and retrying", hp->label,
+                         hp->spec.path, strerror(-err), hport_buffered(hp));
+        if (hp->timer_fd < 0 && hport_timer_new(hp, on_retry) < 0)
+                return;
+        hport_timer_arm(hp, RETRY_MS, false);
+}
+
+static int open_or_log(struct hport *hp, const char *path, int flags)
+{
+        int fd = open(path, flags | O_CLOEXEC, 0644);
+
+        if (fd < 0)
+                log_error("%s: cannot open %s: %s", hp->label, path, strerror(errno));
+        return fd < 0 ? -errno : fd;
+}
+
+static int file_start(struct hport *hp)
+{
+        bool null = hp->spec.backend == BACKEND_NULL;
+        int out = open_or_log(hp, null ? "/dev/null" : hp->spec.path,
+                              O_WRONLY | O_APPEND | O_CREAT);
+        int in = -1;
+
+        if (out < 0)
+                return out;
+        if (hp->spec.input[0] && (in = open_or_log(hp, hp->spec.input, O_RDONLY)) < 0) {
+                close(out);
+                return in;
+        }
+        hport_attach(hp, in, out);
+        return 0;
+}
+
+static void file_input_end(struct hport *hp)
+{
+        int fd = hp->in_fd;
+
+        log_info("%s: all of %s sent", hp->label, hp->spec.input);
+        hport_drop_input(hp);
+        close(fd);
+}
+
+static void file_stop(struct hport *hp)
+{
+        int in = hp->in_fd, out = hp->out_fd;
+
+        hport_detach(hp);
+        if (in >= 0)
+                close(in);
+        if (out >= 0)
+                close(out);
+}
+
+const struct backend_ops backend_file_ops = {
+        .name = "file",
+        .start = file_start,
+        .stop = file_stop,
+        .peer_gone = file_input_end,
+        .input_end = file_input_end,
+        .output_error = file_output_error,
+};

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend=pty: a pseudo-terminal whose slave (/dev/pts/N, logged and listed)
+ * a terminal program opens. We keep a slave fd of our own so that the master
+ * never reports a hang-up while nobody has it open: guest output then waits
+ * in the pty and in the port's buffer, and nothing is lost. A console port
+ * follows the size the terminal program sets on the slave (polled: Linux
+ * tells a pty master nothing when it changes).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#define WINSIZE_POLL_MS 500
+
+static int open_pty(struct hport *hp, int *ret_master)
+{
+        struct termios tio;
+        int master = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+
+        if (master < 0)
+                return -errno;
+        if (grantpt(master) < 0 || unlockpt(master) < 0 ||
+            ptsname_r(master, hp->pty_path, sizeof(hp->pty_path)) != 0)
+                goto fail;
+        hp->hold_fd = open(hp->pty_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (hp->hold_fd < 0)
+                goto fail;
+        /* Bytes pass unchanged: no echo, no line editing, no CR/LF games. */
+        if (tcgetattr(hp->hold_fd, &tio) == 0) {
+                cfmakeraw(&tio);
+                tcsetattr(hp->hold_fd, TCSANOW, &tio);
+        }
+        *ret_master = master;
+        return 0;
+fail:
+        close(master);
+        return errno ? -errno : -EIO;
+}
+
+static void pty_winch(struct hport *hp)
+{
+        struct winsize ws;
+
+        if (!hp->spec.console || hp->in_fd < 0 || ioctl(hp->in_fd, TIOCGWINSZ, &ws) < 0)
+                return;
+        if (!ws.ws_col || !ws.ws_row || (ws.ws_col == hp->cols && ws.ws_row == hp->rows))
+                return;
+        hp->cols = ws.ws_col;
+        hp->rows = ws.ws_row;
+        log_info("%s: terminal size %ux%u", hp->label, hp->cols, hp->rows);
+        vs_port_resize(hp->port, hp->cols, hp->rows);
+}
+
+static void on_winsize_timer(void *opaque, int fd, uint32_t events)
+{
+        uint64_t expirations;
+
+        (void)events;
+        if (read(fd, &expirations, sizeof(expirations)) >= 0)
+                pty_winch(opaque);
+}
+
+static int pty_start(struct hport *hp)
+{
+        int master = -1, r = open_pty(hp, &master);
+
+        if (r < 0) {
+                log_error("%s: cannot allocate a pty: %s", hp->label, strerror(-r));
+                return r;
+        }
+        if (hp->spec.console && hport_timer_new(hp, on_winsize_timer) == 0)
+                hport_timer_arm(hp, WINSIZE_POLL_MS, true);
+        log_info("%s: pty %s", hp->label, hp->pty_path);
+        hport_attach(hp, master, master);
+        return 0;
+}
+
+static void pty_stop(struct hport *hp)
+{
+        int master = hp->in_fd;
+
+        hport_detach(hp);
+        if (master >= 0)
+                close(master);
+        if (hp->hold_fd >= 0)
+                close(hp->hold_fd);
+        hp->hold_fd = -1;
+}
+
+/* With our own slave fd open the master never ends; an error is logged and
+ * input stops rather than losing the port. */
+static void pty_peer_gone(struct hport *hp)
+{
+        log_warn("%s: pty input failed; input from %s stops", hp->label, hp->pty_path);
+        hport_drop_input(hp);
+}
+
+const struct backend_ops backend_pty_ops = {
+        .name = "pty",
+        .start = pty_start,
+        .stop = pty_stop,
+        .peer_gone = pty_peer_gone,
+        .input_end = pty_peer_gone,
+        .winch = pty_winch,
+};
