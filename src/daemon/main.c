@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "ctl_server.h"
 #include "log.h"
 #include "options.h"
 #include "vhost-user/vhost_user.h"
@@ -26,8 +27,8 @@ struct daemon {
         struct vs_epoll *ep;
         struct vs_device *dev;
         struct hport_env env;
-        struct hport **hports;
-        size_t nhports;
+        size_t nhports;         /* --port ones; all live in dev */
+        struct ctl_server *ctl;
         int listen_fd;
         int sig_fd;
         struct vs_vu *vu;
@@ -78,10 +79,12 @@ static void on_vmm(void *opaque, int fd, uint32_t events)
                 return;
         }
         r = vs_vu_new(d->dev, c, &cfg, &d->vu);
-        if (r < 0)
+        if (r < 0) {
                 log_error("cannot serve the VMM connection: %s", strerror(-r));
-        else
-                log_info("VMM connected");
+                return;
+        }
+        log_info("VMM connected");
+        ctl_server_vmm_event(d->ctl, true);
 }
 
 static void on_signal(void *opaque, int fd, uint32_t events)
@@ -90,10 +93,17 @@ static void on_signal(void *opaque, int fd, uint32_t events)
         struct signalfd_siginfo si;
 
         (void)events;
-        if (read(fd, &si, sizeof(si)) == sizeof(si)) {
-                log_info("signal %u: shutting down", si.ssi_signo);
-                d->quit = true;
+        if (read(fd, &si, sizeof(si)) != sizeof(si))
+                return;
+        if (si.ssi_signo == SIGWINCH) {
+                /* Consoles on the terminal follow its size. */
+                for (struct vs_port *p = vs_port_next(d->dev, NULL); p;
+                     p = vs_port_next(d->dev, p))
+                        hport_winch(vs_port_opaque(p));
+                return;
         }
+        log_info("signal %u: shutting down", si.ssi_signo);
+        d->quit = true;
 }
 
 static int setup_signals(struct daemon *d)
@@ -105,6 +115,7 @@ static int setup_signals(struct daemon *d)
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
         sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGWINCH);
         if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
                 return -errno;
         d->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -115,13 +126,11 @@ static int setup_signals(struct daemon *d)
 
 static int setup_ports(struct daemon *d)
 {
-        d->hports = calloc(d->opt.nports ? d->opt.nports : 1, sizeof(*d->hports));
-        if (!d->hports)
-                return -ENOMEM;
         d->env.loop_ops = &vs_epoll_ops;
         d->env.loop = d->ep;
         for (size_t i = 0; i < d->opt.nports; i++) {
-                int r = hport_new(d->dev, &d->opt.ports[i], &d->env, &d->hports[i]);
+                struct hport *hp;
+                int r = hport_new(d->dev, &d->opt.ports[i], &d->env, &hp);
 
                 if (r < 0) {
                         log_error("--port %s: %s", d->opt.ports[i].name[0] ?
@@ -130,6 +139,21 @@ static int setup_ports(struct daemon *d)
                 }
                 d->nhports++;
         }
+        return 0;
+}
+
+/* --control: run-time ports and the event stream. */
+static int setup_control(struct daemon *d)
+{
+        struct ctl_server_config cc = { .path = d->opt.control_path, .dev = d->dev,
+                                        .env = &d->env };
+        int r = ctl_server_new(&cc, &d->ctl);
+
+        if (r < 0)
+                return r;
+        d->env.event = ctl_server_hport_event;
+        d->env.opaque = d->ctl;
+        vs_device_set_event_cb(d->dev, ctl_server_device_event, d->ctl);
         return 0;
 }
 
@@ -146,6 +170,8 @@ static int setup(struct daemon *d)
                 r = setup_signals(d);
         if (r == 0)
                 r = setup_ports(d);
+        if (r == 0 && d->opt.control_path)
+                r = setup_control(d);
         if (r < 0)
                 return r;
         d->listen_fd = backend_listen_unix(d->opt.socket_path, 1);
@@ -172,6 +198,7 @@ static int run(struct daemon *d)
                         vs_vu_free(d->vu);
                         d->vu = NULL;
                         d->vu_closed = false;
+                        ctl_server_vmm_event(d->ctl, false);
                 }
         }
         return 0;
@@ -179,10 +206,13 @@ static int run(struct daemon *d)
 
 static void teardown(struct daemon *d)
 {
+        struct vs_port *p;
+
         vs_vu_free(d->vu);
-        for (size_t i = 0; i < d->nhports; i++)
-                hport_free(d->hports[i]);
-        free(d->hports);
+        /* Every port, the control socket's too; their events still go out. */
+        while (d->dev && (p = vs_port_next(d->dev, NULL)))
+                hport_free(vs_port_opaque(p));
+        ctl_server_free(d->ctl);
         vs_device_free(d->dev);
         if (d->listen_fd >= 0) {
                 close(d->listen_fd);
@@ -206,11 +236,14 @@ int main(int argc, char **argv)
                 return 2;
         }
         log_set_level(d.opt.log_level);
-        if (d.opt.control_path)
-                log_warn("--control is not implemented yet; ignored");
+        if (d.opt.max_ports > VS_VHOST_USER_MAX_PORTS)
+                log_warn("--max-ports %u: vhost-user names rings with 8 bits in KICK/CALL, "
+                         "so ports above %u cannot be reached by this transport",
+                         d.opt.max_ports, VS_VHOST_USER_MAX_PORTS - 1);
         r = setup(&d);
         if (r == 0)
                 r = run(&d);
         teardown(&d);
+        options_free(&d.opt);
         return r < 0 ? 1 : 0;
 }

@@ -1,0 +1,839 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vserialctl: talk to a running vserial daemon over its control socket.
+ *
+ *   vserialctl [-c PATH] list [--json]
+ *   vserialctl [-c PATH] add SPEC [--json]
+ *   vserialctl [-c PATH] remove ID|NAME
+ *   vserialctl [-c PATH] resize ID|NAME COLS ROWS
+ *   vserialctl [-c PATH] events [--json]
+ *   vserialctl [-c PATH] attach ID|NAME
+ *
+ * Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 bad
+ * usage. Every failure is one line on stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#define DEFAULT_CONTROL "/run/vserial/control.sock"
+#define ESCAPE_CHAR 0x1d        /* Ctrl-] */
+#define IO_CHUNK (64u * 1024)
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static const char *control_path;
+static bool opt_json;
+
+static void usage(FILE *out)
+{
+        fprintf(out,
+                "Usage: vserialctl [-c PATH] COMMAND [ARGS]\n"
+                "Control a running vserial daemon through its control socket.\n"
+                "\n"
+                "Commands:\n"
+                "  list [--json]              the ports and their state\n"
+                "  add SPEC [--json]          add a port (SPEC as for vserial --port)\n"
+                "  remove ID|NAME             remove a port\n"
+                "  resize ID|NAME COLS ROWS   set a console port's size\n"
+                "  events [--json]            print events until interrupted\n"
+                "  attach ID|NAME             be the port's host side on this terminal\n"
+                "                             (Ctrl-] detaches; without a terminal, stdin\n"
+                "                             is sent until its end)\n"
+                "\n"
+                "Options:\n"
+                "  -c, --control PATH  the daemon's control socket (default: $VSERIAL_CONTROL,\n"
+                "                      else " DEFAULT_CONTROL ")\n"
+                "  -j, --json          print the daemon's JSON (list, add, events)\n"
+                "  -h, --help          this text\n"
+                "  -V, --version       print the version\n"
+                "\n"
+                "A port is named by its id (digits) or its name.\n"
+                "Exit status: 0 done, 1 the daemon refused or is unreachable, 2 bad usage.\n");
+}
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die_usage(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("vserialctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(" (see vserialctl --help)\n", stderr);
+        exit(2);
+}
+
+/* Set while the terminal is raw, so that every exit restores it. */
+static bool term_raw;
+static struct termios term_saved;
+
+static void term_restore(void)
+{
+        if (term_raw) {
+                tcsetattr(STDIN_FILENO, TCSANOW, &term_saved);
+                term_raw = false;
+        }
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+        va_list ap;
+
+        term_restore();
+        fflush(stdout);
+        fputs("vserialctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        exit(1);
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+struct conn {
+        int fd;
+        char *buf;              /* received, not yet consumed */
+        size_t len, cap;
+        bool eof;
+};
+
+static void conn_open(struct conn *c)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        memset(c, 0, sizeof(*c));
+        if (strlen(control_path) >= sizeof(sa.sun_path))
+                die("control socket path too long: %s", control_path);
+        strcpy(sa.sun_path, control_path);
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                die("socket: %s", strerror(errno));
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                die("cannot connect to %s: %s%s", control_path, strerror(errno),
+                    errno == ENOENT ? " (is vserial running with --control?)" : "");
+}
+
+/* The next line (without its newline), or NULL at EOF. Blocking. Set
+ * *interrupted (if given) and return NULL when a signal interrupts. */
+static char *conn_line(struct conn *c, volatile sig_atomic_t *interrupted)
+{
+        for (;;) {
+                char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+                ssize_t n;
+
+                if (nl) {
+                        size_t l = nl - c->buf;
+                        char *line = malloc(l + 1);
+
+                        if (!line)
+                                die("out of memory");
+                        memcpy(line, c->buf, l);
+                        line[l] = '\0';
+                        c->len -= l + 1;
+                        memmove(c->buf, nl + 1, c->len);
+                        return line;
+                }
+                if (c->eof)
+                        return NULL;
+                if (c->cap - c->len < IO_CHUNK) {
+                        c->cap = c->cap ? c->cap * 2 : 2 * IO_CHUNK;
+                        c->buf = realloc(c->buf, c->cap);
+                        if (!c->buf)
+                                die("out of memory");
+                }
+                n = read(c->fd, c->buf + c->len, c->cap - c->len);
+                if (n > 0) {
+                        c->len += n;
+                } else if (n == 0 || errno == ECONNRESET) {
+                        c->eof = true;
+                } else if (errno == EINTR) {
+                        if (interrupted && *interrupted)
+                                return NULL;
+                } else {
+                        die("reading from %s: %s", control_path, strerror(errno));
+                }
+        }
+}
+
+/* A line from the daemon as an object; frees @line. */
+static json_object *parse(char *line)
+{
+        json_object *o = json_tokener_parse(line);
+        char head[81];
+
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                snprintf(head, sizeof(head), "%s", line);
+                free(line);
+                json_object_put(o);
+                die("the daemon sent something that is not a JSON object: %s", head);
+        }
+        free(line);
+        return o;
+}
+
+/* Send @req (consumed); wait for the reply; exit 1 with its error if not ok. */
+static json_object *request(struct conn *c, json_object *req)
+{
+        const char *s = json_object_to_json_string_ext(req, JSON_FLAGS);
+        size_t len = strlen(s), done = 0;
+        bool broken = false;
+        json_object *reply, *v;
+        char *line;
+
+        while (done < len + 1 && !broken) {
+                const char *p = done < len ? s + done : "\n";
+                ssize_t n = send(c->fd, p, done < len ? len - done : 1, MSG_NOSIGNAL);
+
+                if (n > 0)
+                        done += n;
+                else if (errno != EINTR)
+                        broken = true;  /* a refusal may be waiting: read it */
+        }
+        json_object_put(req);
+        /* Events of a subscribed connection may come first. */
+        do {
+                line = conn_line(c, NULL);
+                if (!line)
+                        die("the daemon closed the connection without replying");
+                reply = parse(line);
+                if (json_object_object_get_ex(reply, "ok", &v))
+                        break;
+                json_object_put(reply);
+        } while (1);
+        if (!json_object_get_boolean(v)) {
+                static char err[1024];
+
+                snprintf(err, sizeof(err), "%s", json_object_object_get_ex(reply, "error", &v) ?
+                         json_object_get_string(v) : "request refused");
+                json_object_put(reply);
+                die("%s", err);
+        }
+        return reply;
+}
+
+static json_object *cmd_req(const char *cmd)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "cmd", json_object_new_string(cmd));
+        return o;
+}
+
+/* "3" -> 3, anything else -> "name". */
+static json_object *port_ref(const char *arg)
+{
+        char *end;
+        long v;
+
+        if (!*arg)
+                die_usage("empty port id or name");
+        if (strspn(arg, "0123456789") == strlen(arg)) {
+                errno = 0;
+                v = strtol(arg, &end, 10);
+                if (errno || v > 1000000)
+                        die_usage("port id '%s' is out of range", arg);
+                return json_object_new_int64(v);
+        }
+        return json_object_new_string(arg);
+}
+
+static const char *str_of(json_object *o, const char *key)
+{
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static long long int_of(json_object *o, const char *key)
+{
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) ? (long long)json_object_get_int64(v) : 0;
+}
+
+static bool bool_of(json_object *o, const char *key)
+{
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static void print_json(json_object *o, int flags)
+{
+        puts(json_object_to_json_string_ext(o, flags | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* ---- list, add, remove, resize ------------------------------------------ */
+
+#define NCOLS 10
+
+static void print_table(json_object *ports)
+{
+        static const char *const head[NCOLS] = {
+                "ID", "NAME", "KIND", "BACKEND", "GUEST", "HOST", "THROTTLED",
+                "TO-GUEST", "FROM-GUEST", "BUFFERED",
+        };
+        static const bool right[NCOLS] = { true, false, false, false, false, false, false,
+                                           true, true, true };
+        size_t n = json_object_array_length(ports);
+        char *(*cell)[NCOLS] = calloc(n + 1, sizeof(*cell));
+        size_t width[NCOLS] = { 0 };
+
+        if (!cell)
+                die("out of memory");
+        for (int k = 0; k < NCOLS; k++)
+                cell[0][k] = strdup(head[k]);
+        for (size_t i = 0; i < n; i++) {
+                json_object *p = json_object_array_get_idx(ports, i);
+                char **r = cell[i + 1];
+                const char *name = str_of(p, "name");
+
+                if (asprintf(&r[0], "%lld", int_of(p, "id")) < 0 ||
+                    !(r[1] = strdup(*name ? name : "-")) ||
+                    !(r[2] = strdup(bool_of(p, "console") ? "console" : "port")) ||
+                    !(r[3] = strdup(str_of(p, "backend"))) ||
+                    !(r[4] = strdup(bool_of(p, "guest_open") ? "open" : "closed")) ||
+                    !(r[5] = strdup(bool_of(p, "host_connected") ? "connected" : "-")) ||
+                    !(r[6] = strdup(bool_of(p, "throttled") ? "yes" : "no")) ||
+                    asprintf(&r[7], "%lld", int_of(p, "to_guest")) < 0 ||
+                    asprintf(&r[8], "%lld", int_of(p, "from_guest")) < 0 ||
+                    asprintf(&r[9], "%lld", int_of(p, "buffered")) < 0)
+                        die("out of memory");
+        }
+        for (size_t i = 0; i <= n; i++)
+                for (int k = 0; k < NCOLS; k++)
+                        if (strlen(cell[i][k]) > width[k])
+                                width[k] = strlen(cell[i][k]);
+        for (size_t i = 0; i <= n; i++) {
+                for (int k = 0; k < NCOLS; k++) {
+                        int w = (int)width[k];
+
+                        if (k == NCOLS - 1 && !right[k])
+                                printf("%s", cell[i][k]);
+                        else if (k == NCOLS - 1)
+                                printf("%*s", w, cell[i][k]);
+                        else if (right[k])
+                                printf("%*s  ", w, cell[i][k]);
+                        else
+                                printf("%-*s  ", w, cell[i][k]);
+                        free(cell[i][k]);
+                }
+                putchar('\n');
+        }
+        free(cell);
+}
+
+/* Connections live in static storage: what they hold stays reachable. */
+static struct conn conn;
+
+static int do_list(void)
+{
+        json_object *reply, *ports;
+
+        conn_open(&conn);
+        reply = request(&conn, cmd_req("list"));
+        if (!json_object_object_get_ex(reply, "ports", &ports) ||
+            !json_object_is_type(ports, json_type_array)) {
+                json_object_put(reply);
+                die("the daemon's list reply has no \"ports\" array");
+        }
+        if (opt_json)
+                print_json(ports, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+        else
+                print_table(ports);
+        json_object_put(reply);
+        return 0;
+}
+
+static int do_add(const char *spec)
+{
+        json_object *req = cmd_req("add"), *reply, *port;
+
+        json_object_object_add(req, "spec", json_object_new_string(spec));
+        conn_open(&conn);
+        reply = request(&conn, req);
+        if (!json_object_object_get_ex(reply, "port", &port)) {
+                json_object_put(reply);
+                die("the daemon's add reply has no \"port\"");
+        }
+        if (opt_json)
+                print_json(port, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+        else if (*str_of(port, "name"))
+                printf("added port %lld (%s)\n", int_of(port, "id"), str_of(port, "name"));
+        else
+                printf("added port %lld\n", int_of(port, "id"));
+        json_object_put(reply);
+        return 0;
+}
+
+static int do_remove(const char *port)
+{
+        json_object *req = cmd_req("remove");
+
+        json_object_object_add(req, "port", port_ref(port));
+        conn_open(&conn);
+        json_object_put(request(&conn, req));
+        return 0;
+}
+
+static long parse_dim(const char *what, const char *s)
+{
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (!*s || *end || errno || v < 0 || v > 65535 || *s == '-' || *s == '+')
+                die_usage("%s '%s' is not a number in 0..65535", what, s);
+        return v;
+}
+
+static json_object *resize_req(json_object *port, long cols, long rows)
+{
+        json_object *req = cmd_req("resize");
+
+        json_object_object_add(req, "port", port);
+        json_object_object_add(req, "cols", json_object_new_int64(cols));
+        json_object_object_add(req, "rows", json_object_new_int64(rows));
+        return req;
+}
+
+static int do_resize(const char *port, const char *cols, const char *rows)
+{
+        long c = parse_dim("COLS", cols), r = parse_dim("ROWS", rows);
+        json_object *ref = port_ref(port);
+
+        conn_open(&conn);
+        json_object_put(request(&conn, resize_req(ref, c, r)));
+        return 0;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+        got_signal = sig;
+}
+
+static void catch_signals(void)
+{
+        struct sigaction sa = { .sa_handler = on_signal };    /* no SA_RESTART */
+
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+}
+
+static int do_events(void)
+{
+        char *line;
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        catch_signals();
+        conn_open(&conn);
+        json_object_put(request(&conn, cmd_req("subscribe")));
+        while ((line = conn_line(&conn, &got_signal))) {
+                json_object *ev;
+
+                if (opt_json)
+                        puts(line);
+                ev = parse(line);
+                if (!opt_json && json_object_object_get_ex(ev, "port", NULL)) {
+                        printf("%-6lld %-16s port %lld", int_of(ev, "seq"), str_of(ev, "event"),
+                               int_of(ev, "port"));
+                        if (*str_of(ev, "name"))
+                                printf(" (%s)", str_of(ev, "name"));
+                        putchar('\n');
+                } else if (!opt_json) {
+                        printf("%-6lld %s\n", int_of(ev, "seq"), str_of(ev, "event"));
+                }
+                json_object_put(ev);
+        }
+        if (got_signal)
+                return 0;
+        die("the daemon closed the connection");
+}
+
+/* ---- attach ------------------------------------------------------------- */
+
+struct attach {
+        struct conn ctl;        /* becomes the port's byte stream */
+        struct conn rsz;        /* resize requests, for a console on a tty */
+        bool tty, console;
+        long long id;
+        char name[256];
+        int sigfd;
+        char out[IO_CHUNK];     /* stdin bytes not yet sent */
+        size_t out_len;
+        bool in_eof, shut;
+        unsigned rsz_pending;   /* replies still due on rsz */
+};
+
+static void write_all(int fd, const char *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t w = write(fd, p, n);
+
+                if (w > 0) {
+                        p += w;
+                        n -= w;
+                } else if (w < 0 && errno == EINTR) {
+                        continue;
+                } else if (w < 0 && errno == EAGAIN) {
+                        struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
+                        poll(&pf, 1, -1);
+                } else {
+                        die("write: %s", strerror(errno));
+                }
+        }
+}
+
+static void send_size(struct attach *a)
+{
+        struct winsize ws;
+        const char *s;
+        json_object *req;
+
+        if (!a->tty || !a->console || ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0)
+                return;
+        req = resize_req(json_object_new_int64(a->id), ws.ws_col, ws.ws_row);
+        s = json_object_to_json_string_ext(req, JSON_FLAGS);
+        if (send(a->rsz.fd, s, strlen(s), MSG_NOSIGNAL) < 0 ||
+            send(a->rsz.fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+                fprintf(stderr, "vserialctl: resize: %s%s", strerror(errno), a->tty ? "\r\n" : "\n");
+        } else {
+                a->rsz_pending++;
+        }
+        json_object_put(req);
+}
+
+/* Replies to resize requests: only errors are worth a word. */
+static void read_resize_replies(struct attach *a)
+{
+        char buf[4096];
+        ssize_t n = read(a->rsz.fd, buf, sizeof(buf));
+        char *nl;
+
+        if (n <= 0) {
+                a->console = false;     /* no more resizes */
+                return;
+        }
+        if (a->rsz.cap - a->rsz.len < (size_t)n) {
+                a->rsz.cap = a->rsz.len + n + 4096;
+                if (!(a->rsz.buf = realloc(a->rsz.buf, a->rsz.cap)))
+                        die("out of memory");
+        }
+        memcpy(a->rsz.buf + a->rsz.len, buf, n);
+        a->rsz.len += n;
+        while ((nl = memchr(a->rsz.buf, '\n', a->rsz.len))) {
+                json_object *r, *v;
+
+                *nl = '\0';
+                r = json_tokener_parse(a->rsz.buf);
+                if (r && json_object_object_get_ex(r, "ok", &v) && !json_object_get_boolean(v))
+                        fprintf(stderr, "vserialctl: resize: %s\r\n", str_of(r, "error"));
+                json_object_put(r);
+                a->rsz.len -= nl + 1 - a->rsz.buf;
+                memmove(a->rsz.buf, nl + 1, a->rsz.len);
+                if (a->rsz_pending)
+                        a->rsz_pending--;
+        }
+}
+
+static void flush_out(struct attach *a)
+{
+        while (a->out_len) {
+                ssize_t n = send(a->ctl.fd, a->out, a->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n > 0) {
+                        memmove(a->out, a->out + n, a->out_len - n);
+                        a->out_len -= n;
+                } else if (n < 0 && errno == EINTR) {
+                        continue;
+                } else if (n < 0 && errno == EAGAIN) {
+                        return;
+                } else {
+                        /* The port went away; its EOF tells the rest. */
+                        a->out_len = 0;
+                        a->in_eof = true;
+                        return;
+                }
+        }
+        if (a->in_eof && !a->shut) {
+                shutdown(a->ctl.fd, SHUT_WR);
+                a->shut = true;
+        }
+}
+
+static void detach(struct attach *a)
+{
+        flush_out(a);
+        term_restore();
+        fprintf(stderr, "\nvserialctl: detached from port %lld\n", a->id);
+        exit(0);
+}
+
+/* Typed bytes to the port; Ctrl-] on a terminal detaches. */
+static void read_stdin(struct attach *a)
+{
+        ssize_t n = read(STDIN_FILENO, a->out + a->out_len, sizeof(a->out) - a->out_len);
+        char *esc;
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (n <= 0) {
+                a->in_eof = true;
+                return;
+        }
+        esc = a->tty ? memchr(a->out + a->out_len, ESCAPE_CHAR, n) : NULL;
+        if (esc) {
+                a->out_len = esc - a->out;
+                detach(a);
+        }
+        a->out_len += n;
+}
+
+static void read_port(struct attach *a)
+{
+        char buf[IO_CHUNK];
+        ssize_t n = read(a->ctl.fd, buf, sizeof(buf));
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (n > 0) {
+                write_all(STDOUT_FILENO, buf, n);
+                return;
+        }
+        term_restore();
+        if (a->shut)
+                exit(0);        /* our input ended, and then the port's output */
+        die("port %lld: connection closed by the daemon (port removed or daemon stopped)",
+            a->id);
+}
+
+static void on_sig(struct attach *a)
+{
+        struct signalfd_siginfo si;
+
+        if (read(a->sigfd, &si, sizeof(si)) != sizeof(si))
+                return;
+        if (si.ssi_signo == SIGWINCH) {
+                send_size(a);
+                return;
+        }
+        term_restore();
+        fprintf(stderr, "\nvserialctl: signal %u: detached from port %lld\n", si.ssi_signo, a->id);
+        exit(0);
+}
+
+/* Find the port's id and kind (resizes name it by id). False if unknown. */
+static bool find_port(struct conn *c, const char *arg, struct attach *a)
+{
+        json_object *ref = port_ref(arg), *ports = NULL, *list;
+        bool by_id = json_object_is_type(ref, json_type_int), found = false;
+
+        list = request(c, cmd_req("list"));
+        json_object_object_get_ex(list, "ports", &ports);
+        for (size_t i = 0; ports && i < json_object_array_length(ports) && !found; i++) {
+                json_object *p = json_object_array_get_idx(ports, i);
+
+                if (by_id ? int_of(p, "id") == json_object_get_int64(ref) :
+                            strcmp(str_of(p, "name"), arg) == 0) {
+                        found = true;
+                        a->id = int_of(p, "id");
+                        a->console = bool_of(p, "console");
+                        snprintf(a->name, sizeof(a->name), "%s", str_of(p, "name"));
+                }
+        }
+        json_object_put(ref);
+        json_object_put(list);
+        return found;
+}
+
+static int do_attach(const char *port)
+{
+        static struct attach a;
+        json_object *req = cmd_req("attach");
+        sigset_t set;
+        bool known;
+
+        a.tty = isatty(STDIN_FILENO);
+        conn_open(&a.ctl);
+        known = find_port(&a.ctl, port, &a);
+        /* The daemon has the last word on unknown ports. */
+        json_object_object_add(req, "port", port_ref(port));
+        json_object_put(request(&a.ctl, req));
+        if (!known)
+                die("port %s went away", port);
+        if (a.tty && a.console)
+                conn_open(&a.rsz);
+        else
+                a.console = false;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGWINCH);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        a.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (a.sigfd < 0)
+                die("signalfd: %s", strerror(errno));
+        fcntl(a.ctl.fd, F_SETFL, fcntl(a.ctl.fd, F_GETFL) | O_NONBLOCK);
+
+        if (a.tty) {
+                struct termios raw;
+
+                fprintf(stderr, "vserialctl: attached to port %lld%s%s%s; Ctrl-] detaches\n",
+                        a.id, a.name[0] ? " (" : "", a.name, a.name[0] ? ")" : "");
+                if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
+                        die("tcgetattr: %s", strerror(errno));
+                raw = term_saved;
+                cfmakeraw(&raw);
+                if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
+                        die("tcsetattr: %s", strerror(errno));
+                term_raw = true;
+                atexit(term_restore);
+        }
+        send_size(&a);
+        /* The port's first bytes may have come with the reply. */
+        if (a.ctl.len) {
+                write_all(STDOUT_FILENO, a.ctl.buf, a.ctl.len);
+                a.ctl.len = 0;
+        }
+        if (a.ctl.eof)
+                read_port(&a);
+
+        for (;;) {
+                struct pollfd pf[4] = {
+                        { .fd = a.ctl.fd, .events = POLLIN | (a.out_len ? POLLOUT : 0) },
+                        { .fd = a.sigfd, .events = POLLIN },
+                        { .fd = !a.in_eof && a.out_len < sizeof(a.out) ? STDIN_FILENO : -1,
+                          .events = POLLIN },
+                        { .fd = a.console ? a.rsz.fd : -1, .events = POLLIN },
+                };
+
+                if (poll(pf, 4, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        die("poll: %s", strerror(errno));
+                }
+                if (pf[1].revents)
+                        on_sig(&a);
+                if (pf[2].revents)
+                        read_stdin(&a);
+                if (pf[3].revents)
+                        read_resize_replies(&a);
+                flush_out(&a);
+                if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
+                        read_port(&a);
+        }
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void want_args(const char *cmd, int have, int want, const char *what)
+{
+        if (have < want)
+                die_usage("%s: missing %s", cmd, what);
+        if (have > want)
+                die_usage("%s: unexpected argument (expected %s)", cmd, what);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                { "control", required_argument, NULL, 'c' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        const char *cmd;
+        char **args;
+        int c, nargs;
+
+        signal(SIGPIPE, SIG_IGN);
+        control_path = getenv("VSERIAL_CONTROL");
+        if (!control_path || !*control_path)
+                control_path = DEFAULT_CONTROL;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":c:jhV", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        if (!*optarg)
+                                die_usage("-c needs a path");
+                        control_path = optarg;
+                        break;
+                case 'j':
+                        opt_json = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("vserialctl %s\n", VSERIAL_VERSION);
+                        return 0;
+                case ':':
+                        die_usage("%s needs an argument", argv[optind - 1]);
+                default:
+                        die_usage("unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind >= argc)
+                die_usage("no command given");
+        cmd = argv[optind];
+        args = argv + optind + 1;
+        nargs = argc - optind - 1;
+        if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events"))
+                die_usage("--json is for list, add and events only");
+        if (strcmp(cmd, "list") == 0) {
+                want_args(cmd, nargs, 0, "no arguments");
+                return do_list();
+        }
+        if (strcmp(cmd, "add") == 0) {
+                want_args(cmd, nargs, 1, "SPEC");
+                return do_add(args[0]);
+        }
+        if (strcmp(cmd, "remove") == 0) {
+                want_args(cmd, nargs, 1, "ID|NAME");
+                return do_remove(args[0]);
+        }
+        if (strcmp(cmd, "resize") == 0) {
+                want_args(cmd, nargs, 3, "ID|NAME COLS ROWS");
+                return do_resize(args[0], args[1], args[2]);
+        }
+        if (strcmp(cmd, "events") == 0) {
+                want_args(cmd, nargs, 0, "no arguments");
+                return do_events();
+        }
+        if (strcmp(cmd, "attach") == 0) {
+                want_args(cmd, nargs, 1, "ID|NAME");
+                return do_attach(args[0]);
+        }
+        die_usage("unknown command '%s'", cmd);
+}

@@ -1,0 +1,1009 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket: see ctl_server.h for the protocol and the security
+ * model.
+ *
+ * A client is freed only from its own watch callback (or with the server),
+ * so code that walks the client list never sees one vanish: anything else
+ * that ends a client marks it dead and shuts its socket down, and the hang-up
+ * that follows runs the callback. Requests are read up to their newline and
+ * no further (MSG_PEEK first), so bytes after an "attach" line stay in the
+ * socket for the port.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "ctl_server.h"
+#include "log.h"
+
+/* Stop reading requests while this much output waits for a client. */
+#define OUT_PAUSE (256u * 1024)
+/* Lines handled per wake-up, so one client cannot starve the loop. */
+#define LINE_BUDGET 32
+#define PEEK_CHUNK 4096u
+#define ACCEPT_BUDGET 16
+/* Events a port's start may report before "port-added" is sent. */
+#define HELD_MAX 8
+#define ERR_MAX 512
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+struct obuf {
+        char *data;
+        size_t head, len, cap;
+};
+
+struct client {
+        struct ctl_server *cs;
+        struct client *prev, *next;
+        int fd;
+        uint32_t watched;
+        unsigned id;
+        bool subscribed;
+        bool eof;               /* the peer shut its sending side */
+        bool dead;              /* freed by its own callback */
+        bool handed_off;        /* the fd belongs to a port now */
+        bool discarding;        /* skipping the rest of an over-long line */
+        char *in;               /* CTL_LINE_MAX + 2 bytes */
+        size_t in_len;
+        struct obuf out;
+};
+
+struct held_event {
+        struct hport *hp;
+        enum hport_event ev;
+};
+
+struct ctl_server {
+        char *path;
+        int fd;
+        struct vs_device *dev;
+        const struct hport_env *env;
+        struct client *clients;
+        unsigned nclients;
+        unsigned next_id;
+        uint64_t seq;           /* of the last event */
+        bool holding;           /* a port is being added */
+        struct held_event held[HELD_MAX];
+        unsigned nheld;
+        struct log_ratelimit rl;
+};
+
+static const struct vs_loop_ops *lops(const struct ctl_server *cs)
+{
+        return cs->env->loop_ops;
+}
+
+static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(char *err, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, ERR_MAX, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static int obuf_put(struct obuf *b, const char *s, size_t n)
+{
+        if (b->head + b->len + n > b->cap && b->head > 0) {
+                memmove(b->data, b->data + b->head, b->len);
+                b->head = 0;
+        }
+        if (b->len + n > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                char *p;
+
+                while (cap < b->len + n)
+                        cap *= 2;
+                p = realloc(b->data, cap);
+                if (!p)
+                        return -ENOMEM;
+                b->data = p;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->head + b->len, s, n);
+        b->len += n;
+        return 0;
+}
+
+static void obuf_take(struct obuf *b, size_t n)
+{
+        b->head += n;
+        b->len -= n;
+        if (b->len == 0) {
+                /* Idle clients hold little memory. */
+                if (b->cap > 64 * 1024) {
+                        free(b->data);
+                        b->data = NULL;
+                        b->cap = 0;
+                }
+                b->head = 0;
+        }
+}
+
+static void client_kill(struct client *c, const char *why)
+{
+        if (c->dead)
+                return;
+        if (why)
+                log_warn("control: client %u: %s; disconnected", c->id, why);
+        else
+                log_debug("control: client %u gone", c->id);
+        c->dead = true;
+        c->subscribed = false;
+        /* The hang-up wakes the client's own callback, which frees it. */
+        if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+}
+
+static void client_watch(struct client *c)
+{
+        uint32_t want = 0;
+
+        if (c->dead || c->fd < 0)
+                return;
+        if (!c->eof && c->out.len < OUT_PAUSE)
+                want |= EPOLLIN;
+        if (c->out.len)
+                want |= EPOLLOUT;
+        if (want == c->watched)
+                return;
+        if (lops(c->cs)->mod(c->cs->env->loop, c->fd, want) < 0) {
+                client_kill(c, "cannot watch its socket");
+                return;
+        }
+        c->watched = want;
+}
+
+static void client_flush(struct client *c)
+{
+        while (c->out.len && !c->dead) {
+                ssize_t n = send(c->fd, c->out.data + c->out.head, c->out.len,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n > 0) {
+                        obuf_take(&c->out, n);
+                } else if (n < 0 && errno == EINTR) {
+                        continue;
+                } else if (n < 0 && errno == EAGAIN) {
+                        break;
+                } else {
+                        client_kill(c, NULL);
+                        return;
+                }
+        }
+        client_watch(c);
+}
+
+/* Queue one line (@s has no newline) and send what the socket takes. */
+static void client_send_line(struct client *c, const char *s, size_t n)
+{
+        if (c->dead || c->fd < 0)
+                return;
+        if (c->out.len + n + 1 > CTL_BACKLOG_MAX) {
+                char why[128];
+
+                snprintf(why, sizeof(why), "does not read: %zu bytes are waiting for it (limit %u)",
+                         c->out.len, CTL_BACKLOG_MAX);
+                client_kill(c, why);
+                return;
+        }
+        if (obuf_put(&c->out, s, n) < 0 || obuf_put(&c->out, "\n", 1) < 0) {
+                client_kill(c, "out of memory for its output");
+                return;
+        }
+        client_flush(c);
+}
+
+static void client_send_json(struct client *c, json_object *o)
+{
+        size_t n;
+        const char *s = o ? json_object_to_json_string_length(o, JSON_FLAGS, &n) : NULL;
+
+        if (!s) {
+                client_kill(c, "out of memory for a reply");
+                return;
+        }
+        client_send_line(c, s, n);
+}
+
+static void client_send_error(struct client *c, const char *err)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "ok", json_object_new_boolean(0));
+        json_object_object_add(o, "error", json_object_new_string(err));
+        client_send_json(c, o);
+        json_object_put(o);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void publish(struct ctl_server *cs, const char *event, bool has_port,
+                    uint32_t id, const char *name)
+{
+        json_object *o = json_object_new_object();
+        const char *s;
+        size_t n;
+
+        cs->seq++;
+        json_object_object_add(o, "seq", json_object_new_uint64(cs->seq));
+        json_object_object_add(o, "event", json_object_new_string(event));
+        if (has_port) {
+                json_object_object_add(o, "port", json_object_new_int64(id));
+                json_object_object_add(o, "name", json_object_new_string(name));
+        }
+        s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+        for (struct client *c = cs->clients; c; c = c->next) {
+                if (!c->subscribed || c->dead)
+                        continue;
+                if (s)
+                        client_send_line(c, s, n);
+                else
+                        client_kill(c, "out of memory for an event");
+        }
+        json_object_put(o);
+}
+
+static void publish_port(struct ctl_server *cs, const char *event,
+                         const struct vs_port *port)
+{
+        publish(cs, event, true, vs_port_id(port), vs_port_name(port));
+}
+
+static const char *hport_event_name(enum hport_event ev)
+{
+        switch (ev) {
+        case HPORT_GUEST_OPEN: return "guest-open";
+        case HPORT_GUEST_CLOSE: return "guest-close";
+        case HPORT_HOST_CONNECT: return "host-connect";
+        case HPORT_HOST_DISCONNECT: return "host-disconnect";
+        }
+        return "port-event";
+}
+
+void ctl_server_hport_event(void *opaque, struct hport *hp, enum hport_event ev)
+{
+        struct ctl_server *cs = opaque;
+
+        if (!cs)
+                return;
+        /* A port's start may connect a peer: that follows "port-added". */
+        if (cs->holding && cs->nheld < HELD_MAX) {
+                cs->held[cs->nheld++] = (struct held_event){ hp, ev };
+                return;
+        }
+        publish_port(cs, hport_event_name(ev), hp->port);
+}
+
+void ctl_server_device_event(void *opaque, enum vs_device_event ev)
+{
+        struct ctl_server *cs = opaque;
+
+        /* VS_EVENT_RESET comes with the VMM's disconnect (or its
+         * RESET_OWNER); a (re)started driver is what resets the guest. */
+        if (cs && ev == VS_EVENT_DRIVER_READY)
+                publish(cs, "guest-reset", false, 0, NULL);
+}
+
+void ctl_server_vmm_event(struct ctl_server *cs, bool connected)
+{
+        if (cs)
+                publish(cs, connected ? "vmm-connect" : "vmm-disconnect", false, 0, NULL);
+}
+
+/* ---- request helpers ---------------------------------------------------- */
+
+/* A string member without NUL bytes; NULL (and @err) if absent or not one. */
+static const char *get_string(json_object *req, const char *key, bool required,
+                              char *err)
+{
+        json_object *v;
+        const char *s;
+
+        if (!json_object_object_get_ex(req, key, &v)) {
+                if (required)
+                        fail(err, "missing \"%s\"", key);
+                return NULL;
+        }
+        if (!json_object_is_type(v, json_type_string)) {
+                fail(err, "\"%s\" must be a string", key);
+                return NULL;
+        }
+        s = json_object_get_string(v);
+        if (strlen(s) != (size_t)json_object_get_string_len(v)) {
+                fail(err, "\"%s\" contains a NUL character", key);
+                return NULL;
+        }
+        return s;
+}
+
+static int get_uint(json_object *req, const char *key, int64_t max,
+                    int64_t *ret, char *err)
+{
+        json_object *v;
+        int64_t x;
+
+        if (!json_object_object_get_ex(req, key, &v))
+                return fail(err, "missing \"%s\"", key);
+        if (!json_object_is_type(v, json_type_int))
+                return fail(err, "\"%s\" must be an integer", key);
+        x = json_object_get_int64(v);
+        if (x < 0 || x > max)
+                return fail(err, "\"%s\" must be in 0..%lld", key, (long long)max);
+        *ret = x;
+        return 0;
+}
+
+/* The port a request names with "port": an id or a name. */
+static struct hport *find_port(struct ctl_server *cs, json_object *req, char *err)
+{
+        uint32_t max = vs_device_max_ports(cs->dev);
+        struct vs_port *port = NULL;
+        json_object *v;
+
+        if (!json_object_object_get_ex(req, "port", &v)) {
+                fail(err, "missing \"port\" (a port id or name)");
+                return NULL;
+        }
+        if (json_object_is_type(v, json_type_int)) {
+                int64_t id = json_object_get_int64(v);
+
+                if (id < 0 || id >= max) {
+                        fail(err, "bad port id %lld (ports are 0..%u)", (long long)id, max - 1);
+                        return NULL;
+                }
+                port = vs_port_find(cs->dev, id);
+                if (!port)
+                        fail(err, "no port %lld", (long long)id);
+        } else if (json_object_is_type(v, json_type_string)) {
+                const char *name = get_string(req, "port", true, err);
+
+                if (!name)
+                        return NULL;
+                port = *name ? vs_port_find_name(cs->dev, name) : NULL;
+                if (!port)
+                        fail(err, "no port named '%s'", name);
+        } else {
+                fail(err, "\"port\" must be a port id (integer) or name (string)");
+        }
+        return port ? vs_port_opaque(port) : NULL;
+}
+
+static json_object *port_state(const struct hport *hp)
+{
+        const struct vs_port *port = hp->port;
+        json_object *o = json_object_new_object();
+        struct vs_port_stats st;
+
+        vs_port_get_stats(port, &st);
+        json_object_object_add(o, "id", json_object_new_int64(vs_port_id(port)));
+        json_object_object_add(o, "name", json_object_new_string(vs_port_name(port)));
+        json_object_object_add(o, "console", json_object_new_boolean(vs_port_is_console(port)));
+        json_object_object_add(o, "backend",
+                               json_object_new_string(backend_name(hp->spec.backend)));
+        if (hp->spec.path[0])
+                json_object_object_add(o, "path", json_object_new_string(hp->spec.path));
+        if (hp->spec.tcp_port) {
+                json_object_object_add(o, "host", json_object_new_string(hp->spec.host));
+                json_object_object_add(o, "tcp_port", json_object_new_int(hp->spec.tcp_port));
+        }
+        json_object_object_add(o, "guest_open",
+                               json_object_new_boolean(vs_port_guest_connected(port)));
+        json_object_object_add(o, "host_connected",
+                               json_object_new_boolean(vs_port_host_connected(port)));
+        json_object_object_add(o, "throttled", json_object_new_boolean(vs_port_throttled(port)));
+        json_object_object_add(o, "to_guest", json_object_new_uint64(st.to_guest));
+        json_object_object_add(o, "from_guest", json_object_new_uint64(st.from_guest));
+        json_object_object_add(o, "buffered", json_object_new_uint64(hport_buffered(hp)));
+        if (vs_port_is_console(port)) {
+                uint16_t cols, rows;
+
+                vs_port_get_size(port, &cols, &rows);
+                json_object_object_add(o, "cols", json_object_new_int(cols));
+                json_object_object_add(o, "rows", json_object_new_int(rows));
+        }
+        return o;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* {"id":3,"name":"x","console":true,...} -> "id=3,name=x,console,..." */
+static int object_to_spec(json_object *obj, char *spec, size_t len, char *err)
+{
+        size_t used = 0;
+
+        spec[0] = '\0';
+        json_object_object_foreach(obj, key, val) {
+                char item[1100];
+
+                if (!*key || strpbrk(key, ",="))
+                        return fail(err, "\"port\": bad key '%s'", key);
+                switch (json_object_get_type(val)) {
+                case json_type_boolean:
+                        if (!json_object_get_boolean(val))
+                                continue;
+                        snprintf(item, sizeof(item), "%s", key);
+                        break;
+                case json_type_int:
+                        snprintf(item, sizeof(item), "%s=%lld", key,
+                                 (long long)json_object_get_int64(val));
+                        break;
+                case json_type_string: {
+                        const char *s = json_object_get_string(val);
+
+                        if (strlen(s) != (size_t)json_object_get_string_len(val))
+                                return fail(err, "\"port\": '%s' contains a NUL character", key);
+                        if (strchr(s, ','))
+                                return fail(err, "\"port\": '%s' cannot contain ','", key);
+                        if (strlen(s) > 1024)
+                                return fail(err, "\"port\": '%s' is too long", key);
+                        snprintf(item, sizeof(item), "%s=%s", key, s);
+                        break;
+                }
+                default:
+                        return fail(err, "\"port\": '%s' must be a string, an integer or a boolean",
+                                    key);
+                }
+                if (used + !!used + strlen(item) + 1 > len)
+                        return fail(err, "\"port\": too long");
+                used += snprintf(spec + used, len - used, "%s%s", used ? "," : "", item);
+        }
+        return 0;
+}
+
+/* What the device or another port would refuse, said in a useful way. */
+static int check_new_port(struct ctl_server *cs, const struct port_spec *spec,
+                          char *err)
+{
+        uint32_t max = vs_device_max_ports(cs->dev);
+        struct vs_port *p;
+
+        if (spec->id >= 0 && (uint32_t)spec->id >= max)
+                return fail(err, "id %d is not below the device's max ports %u", spec->id, max);
+        if (spec->id >= 0 && (p = vs_port_find(cs->dev, spec->id)))
+                return fail(err, "port id %d is already in use", spec->id);
+        if (spec->name[0] && (p = vs_port_find_name(cs->dev, spec->name)))
+                return fail(err, "name '%s' is already used by port %u", spec->name,
+                            vs_port_id(p));
+        for (p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
+                const struct hport *hp = vs_port_opaque(p);
+
+                if (spec->path[0] && strcmp(spec->path, hp->spec.path) == 0)
+                        return fail(err, "path %s is already used by port %u", spec->path,
+                                    vs_port_id(p));
+                if (spec->tcp_port && spec->tcp_port == hp->spec.tcp_port &&
+                    strcmp(spec->host, hp->spec.host) == 0)
+                        return fail(err, "%s port %u is already used by port %u", spec->host,
+                                    spec->tcp_port, vs_port_id(p));
+                if (spec->backend == BACKEND_STDIO && hp->spec.backend == BACKEND_STDIO)
+                        return fail(err, "only one port can use backend=stdio (port %u does)",
+                                    vs_port_id(p));
+        }
+        return 0;
+}
+
+static int cmd_add(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        char specbuf[1024], why[256];
+        const char *text = NULL;
+        struct port_spec spec;
+        json_object *obj = NULL;
+        struct hport *hp;
+        int r;
+
+        if (json_object_object_get_ex(req, "spec", NULL) ==
+            json_object_object_get_ex(req, "port", &obj))
+                return fail(err, "add needs either \"spec\" (a SPEC string) or \"port\" (an object)");
+        if (obj) {
+                if (!json_object_is_type(obj, json_type_object))
+                        return fail(err, "\"port\" must be an object of SPEC keys");
+                if (object_to_spec(obj, specbuf, sizeof(specbuf), err) < 0)
+                        return -EINVAL;
+                text = specbuf;
+        } else if (!(text = get_string(req, "spec", true, err))) {
+                return -EINVAL;
+        }
+        if (spec_parse(text, &spec, why, sizeof(why)) < 0)
+                return fail(err, "bad spec '%s': %s", text, why);
+        if (check_new_port(cs, &spec, err) < 0)
+                return -EINVAL;
+        cs->holding = true;
+        cs->nheld = 0;
+        r = hport_new(cs->dev, &spec, cs->env, &hp);
+        cs->holding = false;
+        if (r == -ENOSPC)
+                return fail(err, "no free port id (the device has %u)", vs_device_max_ports(cs->dev));
+        if (r < 0)
+                return fail(err, "cannot add port '%s': %s (see the daemon's log)", text,
+                            strerror(-r));
+        log_info("control: added %s (%s)", hport_label(hp), text);
+        publish_port(cs, "port-added", hp->port);
+        for (unsigned i = 0; i < cs->nheld; i++)
+                publish_port(cs, hport_event_name(cs->held[i].ev), cs->held[i].hp->port);
+        cs->nheld = 0;
+        json_object_object_add(reply, "port", port_state(hp));
+        return 0;
+}
+
+static int cmd_remove(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        struct hport *hp = find_port(cs, req, err);
+        char name[VS_PORT_NAME_MAX + 1];
+        uint32_t id;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        id = vs_port_id(hp->port);
+        strcpy(name, vs_port_name(hp->port));
+        log_info("control: removing %s", hport_label(hp));
+        hport_free(hp);
+        publish(cs, "port-removed", true, id, name);
+        return 0;
+}
+
+static int cmd_list(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        json_object *ports = json_object_new_array();
+
+        (void)req;
+        (void)err;
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p))
+                json_object_array_add(ports, port_state(vs_port_opaque(p)));
+        json_object_object_add(reply, "ports", ports);
+        return 0;
+}
+
+static int cmd_resize(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct hport *hp = find_port(c->cs, req, err);
+        int64_t cols, rows;
+        int r;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        if (get_uint(req, "cols", UINT16_MAX, &cols, err) < 0 ||
+            get_uint(req, "rows", UINT16_MAX, &rows, err) < 0)
+                return -EINVAL;
+        if (!vs_port_is_console(hp->port))
+                return fail(err, "%s is not a console", hport_label(hp));
+        r = vs_port_resize(hp->port, cols, rows);
+        if (r == -ENOSPC)
+                return fail(err, "%s: the guest's control queue is full; try again",
+                            hport_label(hp));
+        if (r < 0)
+                return fail(err, "%s: resize failed: %s", hport_label(hp), strerror(-r));
+        log_debug("control: %s resized to %lldx%lld", hport_label(hp), (long long)cols,
+                  (long long)rows);
+        return 0;
+}
+
+static int cmd_subscribe(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        (void)req;
+        (void)err;
+        c->subscribed = true;
+        json_object_object_add(reply, "seq", json_object_new_uint64(c->cs->seq));
+        return 0;
+}
+
+/* Replies itself: "ok" must be on the wire before the port's first byte. */
+static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        static const char ok[] = "{\"ok\":true}\n";
+        struct hport *hp = find_port(c->cs, req, err);
+        ssize_t n;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        if (hport_connected(hp))
+                return fail(err, "port %u is busy: its %s backend has a host peer connected",
+                            vs_port_id(hp->port), backend_name(hp->spec.backend));
+        client_flush(c);
+        if (c->dead)
+                return 0;
+        if (c->out.len)
+                return fail(err, "read the earlier replies before attaching");
+        n = send(c->fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == EAGAIN))
+                return fail(err, "read the earlier replies before attaching");
+        if (n != (ssize_t)sizeof(ok) - 1) {
+                client_kill(c, n < 0 ? NULL : "attach: the reply did not fit in its socket");
+                return 1;
+        }
+        lops(c->cs)->del(c->cs->env->loop, c->fd);
+        c->watched = 0;
+        if (hport_attach_client(hp, c->fd) < 0) {
+                /* Checked above: cannot happen in one thread. */
+                client_kill(c, "attach failed after it was accepted");
+                return 1;
+        }
+        log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
+        c->fd = -1;
+        c->handed_off = true;
+        c->subscribed = false;
+        return 1;
+}
+
+struct command {
+        const char *name;
+        /* 0: reply {"ok":true,...reply}; 1: replied itself; <0: error in err */
+        int (*fn)(struct client *c, json_object *req, json_object *reply, char *err);
+        const char *keys[4];    /* besides "cmd" */
+};
+
+static const struct command commands[] = {
+        { "add", cmd_add, { "spec", "port" } },
+        { "remove", cmd_remove, { "port" } },
+        { "list", cmd_list, { NULL } },
+        { "resize", cmd_resize, { "port", "cols", "rows" } },
+        { "subscribe", cmd_subscribe, { NULL } },
+        { "attach", cmd_attach, { "port" } },
+};
+
+static int check_keys(const struct command *cmd, json_object *req, char *err)
+{
+        json_object_object_foreach(req, key, val) {
+                bool known = strcmp(key, "cmd") == 0;
+
+                (void)val;
+                for (unsigned i = 0; !known && i < 4 && cmd->keys[i]; i++)
+                        known = strcmp(key, cmd->keys[i]) == 0;
+                if (!known)
+                        return fail(err, "unknown key \"%s\" for %s", key, cmd->name);
+        }
+        return 0;
+}
+
+static int dispatch(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        const char *name;
+
+        if (!json_object_is_type(req, json_type_object))
+                return fail(err, "a request must be a JSON object");
+        if (!(name = get_string(req, "cmd", true, err)))
+                return -EINVAL;
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (strcmp(name, commands[i].name) != 0)
+                        continue;
+                if (check_keys(&commands[i], req, err) < 0)
+                        return -EINVAL;
+                return commands[i].fn(c, req, reply, err);
+        }
+        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe or attach)",
+                    name);
+}
+
+static void handle_line(struct client *c, char *line, size_t len)
+{
+        struct json_tokener *tok;
+        json_object *req = NULL, *reply;
+        char err[ERR_MAX] = "";
+        int r;
+
+        while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+                len--;
+        if (len == 0)
+                return;         /* a blank line is not a request */
+        tok = json_tokener_new();
+        if (!tok) {
+                client_kill(c, "out of memory for a request");
+                return;
+        }
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        req = json_tokener_parse_ex(tok, line, (int)len);
+        if (!req) {
+                enum json_tokener_error je = json_tokener_get_error(tok);
+
+                fail(err, "malformed JSON: %s", je == json_tokener_continue ?
+                     "the line ends inside a value" : json_tokener_error_desc(je));
+        } else if (json_tokener_get_parse_end(tok) < len) {
+                fail(err, "malformed JSON: characters after the request");
+        }
+        json_tokener_free(tok);
+        reply = json_object_new_object();
+        json_object_object_add(reply, "ok", json_object_new_boolean(1));
+        r = err[0] ? -EINVAL : dispatch(c, req, reply, err);
+        if (r < 0)
+                client_send_error(c, err[0] ? err : "failed");
+        else if (r == 0)
+                client_send_json(c, reply);
+        json_object_put(reply);
+        json_object_put(req);
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void client_free(struct client *c)
+{
+        struct ctl_server *cs = c->cs;
+
+        if (c->fd >= 0) {
+                lops(cs)->del(cs->env->loop, c->fd);
+                close(c->fd);
+        }
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                cs->clients = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        cs->nclients--;
+        free(c->out.data);
+        free(c->in);
+        free(c);
+}
+
+/* Read and handle whole lines, never past the last newline handled. */
+static void client_read(struct client *c)
+{
+        int lines = 0;
+
+        for (int reads = 0; reads < 2 * LINE_BUDGET && lines < LINE_BUDGET; reads++) {
+                size_t room = CTL_LINE_MAX + 1 - c->in_len;
+                char *at = c->in + c->in_len;
+                ssize_t n;
+                char *nl;
+
+                if (c->dead || c->eof || c->handed_off || c->out.len >= OUT_PAUSE)
+                        break;
+                n = recv(c->fd, at, room < PEEK_CHUNK ? room : PEEK_CHUNK, MSG_PEEK);
+                if (n == 0) {
+                        c->eof = true;
+                        break;
+                }
+                if (n < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                client_kill(c, NULL);
+                        break;
+                }
+                nl = memchr(at, '\n', n);
+                n = recv(c->fd, at, nl ? (size_t)(nl - at) + 1 : (size_t)n, 0);
+                if (n <= 0)
+                        break;
+                nl = memchr(at, '\n', n);
+                c->in_len += n;
+                if (nl) {
+                        lines++;
+                        if (!c->discarding) {
+                                *nl = '\0';
+                                handle_line(c, c->in, nl - c->in);
+                        }
+                        c->discarding = false;
+                        c->in_len = 0;
+                } else if (c->in_len > CTL_LINE_MAX) {
+                        if (!c->discarding) {
+                                char err[ERR_MAX];
+
+                                fail(err, "request line longer than %u bytes", CTL_LINE_MAX);
+                                client_send_error(c, err);
+                        }
+                        c->discarding = true;
+                        c->in_len = 0;
+                }
+        }
+        client_watch(c);
+}
+
+static void on_client(void *opaque, int fd, uint32_t events)
+{
+        struct client *c = opaque;
+
+        (void)fd;
+        if (!c->dead && (events & EPOLLOUT))
+                client_flush(c);
+        if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                client_read(c);
+        if (!c->dead && !c->handed_off &&
+            ((events & EPOLLERR) || ((events & EPOLLHUP) && (c->eof || !(c->watched & EPOLLIN)))))
+                client_kill(c, NULL);
+        /* A client that is done sending and is not subscribed is done. */
+        if (!c->dead && c->eof && !c->subscribed && c->out.len == 0)
+                client_kill(c, NULL);
+        if (c->dead || c->handed_off)
+                client_free(c);
+}
+
+/* Tell a client why it is not served, and close. */
+static void refuse(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void refuse(int fd, const char *fmt, ...)
+{
+        char err[ERR_MAX], junk[4096];
+        json_object *o = json_object_new_object();
+        const char *s;
+        size_t n;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, sizeof(err), fmt, ap);
+        va_end(ap);
+        json_object_object_add(o, "ok", json_object_new_boolean(0));
+        json_object_object_add(o, "error", json_object_new_string(err));
+        s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+        if (s) {
+                char line[ERR_MAX + 64];
+
+                n = n < sizeof(line) - 1 ? n : sizeof(line) - 2;
+                memcpy(line, s, n);
+                line[n++] = '\n';
+                if (send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                        log_debug("control: refusal not sent: %s", strerror(errno));
+        }
+        json_object_put(o);
+        /* Unread input would turn the client's EOF into ECONNRESET before
+         * it reads the reason. */
+        shutdown(fd, SHUT_WR);
+        while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+                ;
+        close(fd);
+}
+
+static void admit(struct ctl_server *cs, int fd)
+{
+        struct ucred cr;
+        socklen_t len = sizeof(cr);
+        struct client *c;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+                log_warn("control: cannot read a client's credentials: %s", strerror(errno));
+                refuse(fd, "cannot check your credentials");
+                return;
+        }
+        if (cr.uid != 0 && cr.uid != geteuid()) {
+                if (log_ratelimit_ok(&cs->rl))
+                        log_warn("control: refused pid %d: uid %u is neither root nor the daemon's",
+                                 (int)cr.pid, (unsigned)cr.uid);
+                refuse(fd, "permission denied: uid %u may not use this control socket",
+                       (unsigned)cr.uid);
+                return;
+        }
+        if (cs->nclients >= CTL_CLIENTS_MAX) {
+                if (log_ratelimit_ok(&cs->rl))
+                        log_warn("control: refused pid %d: %u clients already", (int)cr.pid,
+                                 cs->nclients);
+                refuse(fd, "too many control connections (%u)", CTL_CLIENTS_MAX);
+                return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (c)
+                c->in = malloc(CTL_LINE_MAX + 2);
+        if (!c || !c->in) {
+                if (c)
+                        free(c);
+                refuse(fd, "out of memory");
+                return;
+        }
+        c->cs = cs;
+        c->fd = fd;
+        c->id = ++cs->next_id;
+        if (lops(cs)->add(cs->env->loop, fd, EPOLLIN, on_client, c) < 0) {
+                free(c->in);
+                free(c);
+                refuse(fd, "cannot watch the connection");
+                return;
+        }
+        c->watched = EPOLLIN;
+        c->next = cs->clients;
+        if (cs->clients)
+                cs->clients->prev = c;
+        cs->clients = c;
+        cs->nclients++;
+        log_debug("control: client %u connected (pid %d, uid %u)", c->id, (int)cr.pid,
+                  (unsigned)cr.uid);
+}
+
+static void on_accept(void *opaque, int fd, uint32_t events)
+{
+        struct ctl_server *cs = opaque;
+
+        (void)events;
+        for (int i = 0; i < ACCEPT_BUDGET; i++) {
+                int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+                if (c < 0)
+                        return;
+                admit(cs, c);
+        }
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+/* A daemon already listening at @path keeps it. */
+static bool in_use(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live;
+
+        if (fd < 0)
+                return false;
+        strcpy(sa.sun_path, path);
+        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        return live;
+}
+
+int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
+{
+        struct ctl_server *cs;
+        mode_t old;
+        int r;
+
+        if (strlen(cfg->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+                log_error("--control %s: path too long", cfg->path);
+                return -ENAMETOOLONG;
+        }
+        if (in_use(cfg->path)) {
+                log_error("--control %s: another process is listening there", cfg->path);
+                return -EADDRINUSE;
+        }
+        cs = calloc(1, sizeof(*cs));
+        if (!cs || !(cs->path = strdup(cfg->path))) {
+                free(cs);
+                return -ENOMEM;
+        }
+        cs->dev = cfg->dev;
+        cs->env = cfg->env;
+        /* Never reachable by others, not even for a moment. */
+        old = umask(0177);
+        cs->fd = backend_listen_unix(cfg->path, CTL_CLIENTS_MAX);
+        umask(old);
+        if (cs->fd < 0) {
+                r = cs->fd;
+                log_error("--control %s: cannot listen: %s", cfg->path, strerror(-r));
+                goto fail;
+        }
+        if (chmod(cfg->path, 0600) < 0) {
+                r = -errno;
+                log_error("--control %s: chmod: %s", cfg->path, strerror(-r));
+                goto fail_unlink;
+        }
+        r = lops(cs)->add(cs->env->loop, cs->fd, EPOLLIN, on_accept, cs);
+        if (r < 0)
+                goto fail_unlink;
+        log_info("control socket on %s", cfg->path);
+        *ret = cs;
+        return 0;
+fail_unlink:
+        unlink(cfg->path);
+        close(cs->fd);
+fail:
+        free(cs->path);
+        free(cs);
+        return r;
+}
+
+void ctl_server_free(struct ctl_server *cs)
+{
+        if (!cs)
+                return;
+        while (cs->clients)
+                client_free(cs->clients);
+        lops(cs)->del(cs->env->loop, cs->fd);
+        close(cs->fd);
+        unlink(cs->path);
+        free(cs->path);
+        free(cs);
+}

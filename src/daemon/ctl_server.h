@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's control socket (--control PATH): run-time port management and
+ * an event stream, newline-delimited JSON over a unix stream socket.
+ *
+ * One request per line, one reply per line, in order:
+ *   {"cmd":"list"}                       -> {"ok":true,"ports":[{...},...]}
+ *   {"cmd":"add","spec":"SPEC"}          -> {"ok":true,"port":{...}}
+ *   {"cmd":"add","port":{"name":"x",...}} (the SPEC keys as an object)
+ *   {"cmd":"remove","port":ID|"NAME"}    -> {"ok":true}
+ *   {"cmd":"resize","port":ID|"NAME","cols":C,"rows":R} -> {"ok":true}
+ *   {"cmd":"subscribe"}                  -> {"ok":true,"seq":LAST}, then one
+ *       {"seq":N,"event":"...","port":ID,"name":"..."} line per event
+ *   {"cmd":"attach","port":ID|"NAME"}    -> {"ok":true}, then the connection
+ *       is the port's host peer: raw bytes both ways until either side closes
+ * Errors: {"ok":false,"error":"one line"}; the connection stays usable.
+ *
+ * Security model: the socket is mode 0600 and SO_PEERCRED admits only root
+ * and the daemon's own uid. Admitted clients are trusted to manage ports but
+ * not to be well-formed or fast: every request is parsed as hostile input,
+ * a request line is at most CTL_LINE_MAX bytes, at most CTL_CLIENTS_MAX
+ * clients are served, and a client that does not read its replies or events
+ * is disconnected (with a log line) once CTL_BACKLOG_MAX bytes wait for it.
+ * Nothing a client does blocks the daemon.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "backend.h"
+#include "vserial/vserial.h"
+
+#define CTL_LINE_MAX (64u * 1024)
+#define CTL_CLIENTS_MAX 64u
+#define CTL_BACKLOG_MAX (4u * 1024 * 1024)
+
+struct ctl_server;
+
+struct ctl_server_config {
+        const char *path;
+        struct vs_device *dev;
+        /* Ports added at run time get this env; its loop serves the socket. */
+        const struct hport_env *env;
+};
+
+/* Listen on cfg->path (mode 0600). Errors are logged; negative errno. */
+int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret);
+/* Close every client and the socket, unlink the path. Accepts NULL. Free it
+ * after the ports (their teardown still reports events). */
+void ctl_server_free(struct ctl_server *cs);
+
+/* For hport_env.event (opaque: the ctl_server). */
+void ctl_server_hport_event(void *opaque, struct hport *hp, enum hport_event ev);
+/* For vs_device_set_event_cb (opaque: the ctl_server). */
+void ctl_server_device_event(void *opaque, enum vs_device_event ev);
+/* The VMM connected or its connection is gone (after vs_vu_free). Accepts a
+ * NULL server. */
+void ctl_server_vmm_event(struct ctl_server *cs, bool connected);
