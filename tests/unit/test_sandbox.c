@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's sandbox (src/daemon/sandbox.c). Each case forks: the child
+ * applies the sandbox (irreversible) and reports by exit status what it
+ * could and could not do; the parent judges. Children never use cmocka and
+ * leave with _exit(), so nothing but the checked calls runs confined.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandbox.h"
+
+/* The same rule as sandbox.c: sanitizer builds refuse with EPERM, not death. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+#define CHILD_OK 0
+#define CHILD_RETURNED 42       /* a call that should have killed came back */
+
+/* Run @fn in a child after sandbox_apply(@user); return its wait status. */
+static int in_child(const char *user, int (*fn)(void))
+{
+        int status = -1;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int r = sandbox_apply(user);
+
+                _exit(r < 0 ? 100 + (-r & 0x3f) : fn());
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        return status;
+}
+
+static void assert_exit(int status, int code)
+{
+        if (WIFSIGNALED(status))
+                fail_msg("child killed by signal %d, expected exit %d", WTERMSIG(status), code);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != code)
+                fail_msg("child exited %d, expected %d (a failed check number, or 100 + errno "
+                         "of sandbox_apply)", WEXITSTATUS(status), code);
+}
+
+/* Killed by seccomp in normal builds; refused with EPERM in sanitizer ones. */
+static void assert_refused_or_killed(int status)
+{
+        if (SANITIZED) {
+                assert_exit(status, CHILD_OK);
+                return;
+        }
+        if (!WIFSIGNALED(status))
+                fail_msg("child %s %d, expected to be killed by SIGSYS",
+                         WIFEXITED(status) ? "exited" : "stopped",
+                         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        assert_int_equal(WTERMSIG(status), SIGSYS);
+}
+
+/* ---- what the daemon does keeps working ---------------------------------- */
+
+static int daemon_calls(void)
+{
+        int sv[2], efd, fd;
+        uint64_t one = 1;
+        char buf[8];
+        void *p;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return 1;
+        if (write(sv[0], "ping", 4) != 4 || read(sv[1], buf, sizeof(buf)) != 4)
+                return 2;
+        if ((efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+                return 3;
+        if (write(efd, &one, 8) != 8 || read(efd, &one, 8) != 8)
+                return 4;
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+                return 5;
+        if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+                return 6;
+        p = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+                return 7;
+        memset(p, 1, 65536);
+        if (munmap(p, 65536) < 0)
+                return 8;
+        close(fd);
+        close(efd);
+        close(sv[0]);
+        close(sv[1]);
+        return CHILD_OK;
+}
+
+static void test_daemon_calls_allowed(void **state)
+{
+        (void)state;
+        assert_exit(in_child(NULL, daemon_calls), CHILD_OK);
+}
+
+/* ---- what it must not do fails with EPERM ---------------------------------- */
+
+static int refused_calls(void)
+{
+        int fd;
+
+        errno = 0;
+        if ((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0 || errno != EPERM)
+                return 1;
+        errno = 0;
+        if ((fd = socket(AF_INET6, SOCK_DGRAM, 0)) >= 0 || errno != EPERM)
+                return 2;
+        if (!SANITIZED) {
+                errno = 0;
+                if ((fd = open("/etc/passwd", O_RDONLY)) >= 0 || errno != EPERM)
+                        return 3;
+                errno = 0;
+                if (kill(getppid(), 0) == 0 || errno != EPERM)
+                        return 4;
+                errno = 0;
+                if (mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED || errno != EPERM)
+                        return 5;
+        }
+        return CHILD_OK;
+}
+
+static void test_other_calls_refused(void **state)
+{
+        (void)state;
+        assert_exit(in_child(NULL, refused_calls), CHILD_OK);
+}
+
+/* ---- spawning kills -------------------------------------------------------- */
+
+static int try_execve(void)
+{
+        char *argv[] = { "true", NULL };
+        char *envp[] = { NULL };
+
+        errno = 0;
+        execve("/bin/true", argv, envp);
+        /* Sanitizer builds: refused, not killed. */
+        return SANITIZED && errno == EPERM ? CHILD_OK : CHILD_RETURNED;
+}
+
+static void test_execve_kills(void **state)
+{
+        (void)state;
+        assert_refused_or_killed(in_child(NULL, try_execve));
+}
+
+static int try_fork(void)
+{
+        pid_t pid = fork();
+
+        if (pid == 0)
+                _exit(0);
+        if (pid > 0)
+                waitpid(pid, NULL, 0);
+        return CHILD_RETURNED;
+}
+
+/* Sanitizer builds allow clone, which LeakSanitizer needs: there it works. */
+static void test_fork_kills(void **state)
+{
+        int status;
+
+        (void)state;
+        status = in_child(NULL, try_fork);
+        if (SANITIZED)
+                assert_exit(status, CHILD_RETURNED);
+        else
+                assert_refused_or_killed(status);
+}
+
+/* ---- dropping to a user -------------------------------------------------- */
+
+static uid_t nobody_uid;
+
+static int is_nobody(void)
+{
+        if (getuid() != nobody_uid || geteuid() != nobody_uid)
+                return 1;
+        /* Root cannot be regained, with or without the filter's say. */
+        if (setuid(0) == 0 || seteuid(0) == 0)
+                return 2;
+        return CHILD_OK;
+}
+
+static void test_user_switch(void **state)
+{
+        struct passwd *pw = getpwnam("nobody");
+        int status;
+
+        (void)state;
+        /* Every Debian system has it; a cmocka skip would count as a failure. */
+        assert_non_null(pw);
+        nobody_uid = pw->pw_uid;
+        status = in_child("nobody", is_nobody);
+        if (geteuid() == 0 || (geteuid() == nobody_uid && getegid() == pw->pw_gid))
+                assert_exit(status, CHILD_OK);
+        else    /* another user: the switch fails, clearly, with EPERM */
+                assert_exit(status, 100 + EPERM);
+}
+
+static int unreachable(void)
+{
+        return 1;
+}
+
+static void test_unknown_user_fails(void **state)
+{
+        (void)state;
+        assert_exit(in_child("no-such-user-vserial", unreachable), 100 + ENOENT);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_daemon_calls_allowed),
+                cmocka_unit_test(test_other_calls_refused),
+                cmocka_unit_test(test_execve_kills),
+                cmocka_unit_test(test_fork_kills),
+                cmocka_unit_test(test_user_switch),
+                cmocka_unit_test(test_unknown_user_fails),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
