@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -142,10 +143,24 @@ static void watch_fd(struct hport *hp, int fd, uint32_t *cur, uint32_t want,
 }
 
 /* Watch exactly what is needed now: input unless paused, output if pending. */
+/*
+ * What to watch on the input: data when reading, else only the peer's
+ * hang-up, so a client that leaves while the guest cannot take its data is
+ * still noticed (once: a hang-up with data left is acted on when reading
+ * resumes and meets the end).
+ */
+static uint32_t in_events(const struct hport *hp)
+{
+        if (hp->in_fd < 0 || hp->in_unpollable)
+                return 0;
+        if (!hp->in_paused)
+                return EPOLLIN | EPOLLRDHUP;
+        return hp->hup_seen ? 0 : EPOLLRDHUP;
+}
+
 static void update_watches(struct hport *hp)
 {
-        uint32_t in = hp->in_fd >= 0 && !hp->in_paused && !hp->in_unpollable ?
-                      EPOLLIN : 0;
+        uint32_t in = in_events(hp);
         uint32_t out = hp->out_fd >= 0 && hp->buf.len && !hp->out_unpollable ?
                        EPOLLOUT : 0;
 
@@ -317,15 +332,34 @@ static void on_out(void *opaque, int fd, uint32_t events)
         flush_out(opaque);
 }
 
+/* The peer hung up while we were not reading: gone now, unless its last
+ * bytes still wait for the guest. */
+static void paused_hangup(struct hport *hp)
+{
+        int pending = 0;
+
+        if (ioctl(hp->in_fd, FIONREAD, &pending) == 0 && pending > 0) {
+                hp->hup_seen = true;
+                update_watches(hp);
+                return;
+        }
+        peer_gone(hp, "closed while the guest was not reading");
+}
+
 static void on_in(void *opaque, int fd, uint32_t events)
 {
         struct hport *hp = opaque;
+        uint32_t hup = EPOLLHUP | EPOLLRDHUP | EPOLLERR;
 
         (void)fd;
         if ((events & EPOLLOUT) || ((events & (EPOLLERR | EPOLLHUP)) && hp->buf.len))
                 flush_out(hp);
-        if (hp->in_fd >= 0 && !hp->in_paused && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        if (hp->in_fd < 0)
+                return;
+        if (!hp->in_paused && (events & (EPOLLIN | hup)))
                 pump_in(hp);
+        else if (hp->in_paused && (events & hup))
+                paused_hangup(hp);
 }
 
 static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
@@ -402,6 +436,7 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->out_fd = out_fd;
         hp->in_events = hp->out_events = 0;
         hp->in_paused = false;
+        hp->hup_seen = false;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         vs_port_set_host_connected(hp->port, true);

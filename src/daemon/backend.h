@@ -85,6 +85,7 @@ struct hport {
         uint16_t cols, rows;    /* host terminal size last sent */
         char pty_path[64];
         bool in_paused;         /* the guest has no room */
+        bool hup_seen;          /* the peer hung up with data still unread */
         struct outbuf buf;
         struct log_ratelimit rl;
         char label[VS_PORT_NAME_MAX + 32];

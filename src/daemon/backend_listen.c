@@ -59,7 +59,25 @@ static void on_accept(void *opaque, int fd, uint32_t events)
         hport_attach(hp, client, client);
 }
 
-/* A stale socket file from an earlier run is replaced; anything else stays. */
+/* Does a process listen at @path? (connect() succeeds or is merely full) */
+static bool socket_live(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        bool live;
+
+        if (fd < 0)
+                return false;
+        strcpy(sa.sun_path, path);
+        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN;
+        close(fd);
+        return live;
+}
+
+/*
+ * A stale socket file from an earlier run is replaced; a socket someone
+ * listens on, or any other file, is left alone.
+ */
 static int unlink_stale(const char *path)
 {
         struct stat st;
@@ -68,6 +86,8 @@ static int unlink_stale(const char *path)
                 return errno == ENOENT ? 0 : -errno;
         if (!S_ISSOCK(st.st_mode))
                 return -EEXIST;
+        if (socket_live(path))
+                return -EADDRINUSE;
         return unlink(path) < 0 ? -errno : 0;
 }
 

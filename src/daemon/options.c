@@ -205,16 +205,19 @@ static int spec_check(struct port_spec *p, char *err, size_t errlen)
         return spec_check_keys(p, err, errlen);
 }
 
+/* Room for every key at its longest. */
+#define SPEC_TEXT_MAX (4 * SPEC_PATH_MAX)
+
 int spec_parse(const char *spec, struct port_spec *ret, char *err, size_t errlen)
 {
-        char buf[1024];
+        char buf[SPEC_TEXT_MAX];
         char *save = NULL;
         int r = 0;
 
         memset(ret, 0, sizeof(*ret));
         ret->id = -1;
         if (strlen(spec) >= sizeof(buf))
-                return fail(err, errlen, "too long");
+                return fail(err, errlen, "longer than %d bytes", SPEC_TEXT_MAX - 1);
         strcpy(buf, spec);
         for (char *kv = strtok_r(buf, ",", &save); kv && r == 0;
              kv = strtok_r(NULL, ",", &save)) {
