@@ -133,9 +133,9 @@ static void conn_open(struct conn *c)
                     errno == ENOENT ? " (is vserial running with --control?)" : "");
 }
 
-/* The next line (without its newline), or NULL at EOF. Blocking. Set
- * *interrupted (if given) and return NULL when a signal interrupts. */
-static char *conn_line(struct conn *c, volatile sig_atomic_t *interrupted)
+/* The next line (without its newline), or NULL at EOF. Blocking; when
+ * @sigfd (a signalfd, or -1) becomes readable first, NULL and *@signalled. */
+static char *conn_line(struct conn *c, int sigfd, bool *signalled)
 {
         for (;;) {
                 char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
@@ -161,15 +161,25 @@ static char *conn_line(struct conn *c, volatile sig_atomic_t *interrupted)
                         if (!c->buf)
                                 die("out of memory");
                 }
+                if (sigfd >= 0) {
+                        struct pollfd pf[2] = { { .fd = c->fd, .events = POLLIN },
+                                                { .fd = sigfd, .events = POLLIN } };
+
+                        if (poll(pf, 2, -1) < 0 && errno != EINTR)
+                                die("poll: %s", strerror(errno));
+                        if (pf[1].revents) {
+                                *signalled = true;
+                                return NULL;
+                        }
+                        if (!pf[0].revents)
+                                continue;
+                }
                 n = read(c->fd, c->buf + c->len, c->cap - c->len);
                 if (n > 0) {
                         c->len += n;
                 } else if (n == 0 || errno == ECONNRESET) {
                         c->eof = true;
-                } else if (errno == EINTR) {
-                        if (interrupted && *interrupted)
-                                return NULL;
-                } else {
+                } else if (errno != EINTR) {
                         die("reading from %s: %s", control_path, strerror(errno));
                 }
         }
@@ -212,7 +222,7 @@ static json_object *request(struct conn *c, json_object *req)
         json_object_put(req);
         /* Events of a subscribed connection may come first. */
         do {
-                line = conn_line(c, NULL);
+                line = conn_line(c, -1, NULL);
                 if (!line)
                         die("the daemon closed the connection without replying");
                 reply = parse(line);
@@ -430,32 +440,35 @@ static int do_resize(const char *port, const char *cols, const char *rows)
 
 /* ---- events ------------------------------------------------------------- */
 
-static volatile sig_atomic_t got_signal;
-
-static void on_signal(int sig)
+/* SIGINT, SIGTERM and SIGHUP, blocked, as a signalfd. */
+static int signals_fd(bool winch)
 {
-        got_signal = sig;
-}
+        sigset_t set;
+        int fd;
 
-static void catch_signals(void)
-{
-        struct sigaction sa = { .sa_handler = on_signal };    /* no SA_RESTART */
-
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        if (winch)
+                sigaddset(&set, SIGWINCH);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (fd < 0)
+                die("signalfd: %s", strerror(errno));
+        return fd;
 }
 
 static int do_events(void)
 {
+        int sigfd = signals_fd(false);
+        bool signalled = false;
         char *line;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
-        catch_signals();
         conn_open(&conn);
         json_object_put(request(&conn, cmd_req("subscribe")));
-        while ((line = conn_line(&conn, &got_signal))) {
+        while ((line = conn_line(&conn, sigfd, &signalled))) {
                 json_object *ev;
 
                 if (opt_json)
@@ -472,7 +485,8 @@ static int do_events(void)
                 }
                 json_object_put(ev);
         }
-        if (got_signal)
+        close(sigfd);
+        if (signalled)
                 return 0;
         die("the daemon closed the connection");
 }
@@ -485,11 +499,11 @@ struct attach {
         bool tty, console;
         long long id;
         char name[256];
+        char label[300];        /* "port 3 (org.x)" */
         int sigfd;
         char out[IO_CHUNK];     /* stdin bytes not yet sent */
         size_t out_len;
         bool in_eof, shut;
-        unsigned rsz_pending;   /* replies still due on rsz */
 };
 
 static void write_all(int fd, const char *p, size_t n)
@@ -524,9 +538,8 @@ static void send_size(struct attach *a)
         s = json_object_to_json_string_ext(req, JSON_FLAGS);
         if (send(a->rsz.fd, s, strlen(s), MSG_NOSIGNAL) < 0 ||
             send(a->rsz.fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-                fprintf(stderr, "vserialctl: resize: %s%s", strerror(errno), a->tty ? "\r\n" : "\n");
-        } else {
-                a->rsz_pending++;
+                fprintf(stderr, "vserialctl: resize: %s\r\n", strerror(errno));
+                a->console = false;     /* no more resizes */
         }
         json_object_put(req);
 }
@@ -559,8 +572,6 @@ static void read_resize_replies(struct attach *a)
                 json_object_put(r);
                 a->rsz.len -= nl + 1 - a->rsz.buf;
                 memmove(a->rsz.buf, nl + 1, a->rsz.len);
-                if (a->rsz_pending)
-                        a->rsz_pending--;
         }
 }
 
@@ -593,7 +604,7 @@ static void detach(struct attach *a)
 {
         flush_out(a);
         term_restore();
-        fprintf(stderr, "\nvserialctl: detached from port %lld\n", a->id);
+        fprintf(stderr, "\nvserialctl: detached from %s\n", a->label);
         exit(0);
 }
 
@@ -631,8 +642,7 @@ static void read_port(struct attach *a)
         term_restore();
         if (a->shut)
                 exit(0);        /* our input ended, and then the port's output */
-        die("port %lld: connection closed by the daemon (port removed or daemon stopped)",
-            a->id);
+        die("%s: connection closed by the daemon (port removed or daemon stopped)", a->label);
 }
 
 static void on_sig(struct attach *a)
@@ -646,7 +656,7 @@ static void on_sig(struct attach *a)
                 return;
         }
         term_restore();
-        fprintf(stderr, "\nvserialctl: signal %u: detached from port %lld\n", si.ssi_signo, a->id);
+        fprintf(stderr, "\nvserialctl: signal %u: detached from %s\n", si.ssi_signo, a->label);
         exit(0);
 }
 
@@ -678,38 +688,33 @@ static int do_attach(const char *port)
 {
         static struct attach a;
         json_object *req = cmd_req("attach");
-        sigset_t set;
         bool known;
 
+        /* A write error must restore the terminal, not kill us. */
+        signal(SIGPIPE, SIG_IGN);
         a.tty = isatty(STDIN_FILENO);
         conn_open(&a.ctl);
         known = find_port(&a.ctl, port, &a);
         /* The daemon has the last word on unknown ports. */
         json_object_object_add(req, "port", port_ref(port));
         json_object_put(request(&a.ctl, req));
-        if (!known)
-                die("port %s went away", port);
+        if (known)
+                snprintf(a.label, sizeof(a.label), "port %lld%s%s%s", a.id, a.name[0] ? " (" : "",
+                         a.name, a.name[0] ? ")" : "");
+        else            /* added since the list: no size forwarding */
+                snprintf(a.label, sizeof(a.label), "port %s", port);
         if (a.tty && a.console)
                 conn_open(&a.rsz);
         else
                 a.console = false;
 
-        sigemptyset(&set);
-        sigaddset(&set, SIGWINCH);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGHUP);
-        sigprocmask(SIG_BLOCK, &set, NULL);
-        a.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (a.sigfd < 0)
-                die("signalfd: %s", strerror(errno));
+        a.sigfd = signals_fd(true);
         fcntl(a.ctl.fd, F_SETFL, fcntl(a.ctl.fd, F_GETFL) | O_NONBLOCK);
 
         if (a.tty) {
                 struct termios raw;
 
-                fprintf(stderr, "vserialctl: attached to port %lld%s%s%s; Ctrl-] detaches\n",
-                        a.id, a.name[0] ? " (" : "", a.name, a.name[0] ? ")" : "");
+                fprintf(stderr, "vserialctl: attached to %s; Ctrl-] detaches\n", a.label);
                 if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
                         die("tcgetattr: %s", strerror(errno));
                 raw = term_saved;
@@ -777,7 +782,6 @@ int main(int argc, char **argv)
         char **args;
         int c, nargs;
 
-        signal(SIGPIPE, SIG_IGN);
         control_path = getenv("VSERIAL_CONTROL");
         if (!control_path || !*control_path)
                 control_path = DEFAULT_CONTROL;

@@ -399,6 +399,8 @@ static json_object *port_state(const struct hport *hp)
                                json_object_new_string(backend_name(hp->spec.backend)));
         if (hp->spec.path[0])
                 json_object_object_add(o, "path", json_object_new_string(hp->spec.path));
+        else if (hp->pty_path[0])
+                json_object_object_add(o, "path", json_object_new_string(hp->pty_path));
         if (hp->spec.tcp_port) {
                 json_object_object_add(o, "host", json_object_new_string(hp->spec.host));
                 json_object_object_add(o, "tcp_port", json_object_new_int(hp->spec.tcp_port));
@@ -930,17 +932,18 @@ static void on_accept(void *opaque, int fd, uint32_t events)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-/* A daemon already listening at @path keeps it. */
+/* A daemon already listening at @path keeps it (EAGAIN: its backlog is
+ * full, so it is there). */
 static bool in_use(const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         bool live;
 
         if (fd < 0)
                 return false;
         strcpy(sa.sun_path, path);
-        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN;
         close(fd);
         return live;
 }

@@ -10,9 +10,18 @@
  *   {"cmd":"remove","port":ID|"NAME"}    -> {"ok":true}
  *   {"cmd":"resize","port":ID|"NAME","cols":C,"rows":R} -> {"ok":true}
  *   {"cmd":"subscribe"}                  -> {"ok":true,"seq":LAST}, then one
- *       {"seq":N,"event":"...","port":ID,"name":"..."} line per event
+ *       {"seq":N,"event":"...","port":ID,"name":"..."} line per event; seq
+ *       counts every event of the daemon from 1, so a subscriber sees
+ *       LAST+1, LAST+2, ... with no gap. Events: port-added, port-removed,
+ *       guest-open, guest-close, host-connect, host-disconnect (with port
+ *       and name), guest-reset (the driver (re)started: DEVICE_READY),
+ *       vmm-connect, vmm-disconnect (without). Requests still work on a
+ *       subscribed connection: the events a request causes come before its
+ *       reply (replies have "ok", events "event").
  *   {"cmd":"attach","port":ID|"NAME"}    -> {"ok":true}, then the connection
- *       is the port's host peer: raw bytes both ways until either side closes
+ *       is the port's host peer (hport_attach_client): raw bytes both ways
+ *       until either side closes; bytes sent right behind the request line
+ *       are port data. Refused while the port has a peer ("port N is busy").
  * Errors: {"ok":false,"error":"one line"}; the connection stays usable.
  *
  * Security model: the socket is mode 0600 and SO_PEERCRED admits only root
