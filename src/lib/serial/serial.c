@@ -469,10 +469,10 @@ static int rx_gather(struct vs_port *port, struct vs_vq *vq, size_t want,
                iovcnt + VS_VQ_MAX_IOV <= VS_RX_IOV_MAX) {
                 int r = vs_vq_pop(vq, &dev->mem, e);
 
-                if (r < 0)
-                        return chains ? (int)chains : r;
-                if (r == 0)
-                        break;
+                if (r < 0 && chains == 0)
+                        return r;
+                if (r <= 0)
+                        break;  /* the queue broke: deliver what was gathered */
                 dev->rx_heads[chains] = e->head;
                 /* Readable parts of a receive chain are skipped. */
                 dev->rx_room[chains] = e->in_len > UINT32_MAX ? UINT32_MAX : e->in_len;
