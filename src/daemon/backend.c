@@ -161,8 +161,8 @@ static uint32_t in_events(const struct hport *hp)
 static void update_watches(struct hport *hp)
 {
         uint32_t in = in_events(hp);
-        uint32_t out = hp->out_fd >= 0 && hp->buf.len && !hp->out_unpollable ?
-                       EPOLLOUT : 0;
+        uint32_t out = hp->out_fd >= 0 && hp->buf.len && !hp->out_unpollable &&
+                       !hp->peer_eof ? EPOLLOUT : 0;
 
         if (hp->in_fd >= 0 && hp->in_fd == hp->out_fd) {
                 watch_fd(hp, hp->in_fd, &hp->in_events, in | out, on_in);
@@ -265,7 +265,7 @@ static void flush_out(struct hport *hp)
 {
         ssize_t n = 0;
 
-        while (hp->out_fd >= 0 && hp->buf.len && n >= 0)
+        while (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len && n >= 0)
                 n = outbuf_flush(&hp->buf, hp->out_fd);
         if (n < 0 && n != -EAGAIN && n != -EINTR) {
                 if (hp->ops->output_error)
@@ -352,6 +352,10 @@ static void on_in(void *opaque, int fd, uint32_t events)
         uint32_t hup = EPOLLHUP | EPOLLRDHUP | EPOLLERR;
 
         (void)fd;
+        /* A client that shut down its sending side is done: nothing more
+         * goes to it; what it sent is still read, then it is closed. */
+        if ((events & (EPOLLRDHUP | EPOLLHUP)) && hp->in_fd == hp->out_fd)
+                hp->peer_eof = true;
         if ((events & EPOLLOUT) || ((events & (EPOLLERR | EPOLLHUP)) && hp->buf.len))
                 flush_out(hp);
         if (hp->in_fd < 0)
@@ -371,7 +375,7 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
         for (unsigned i = 0; i < cnt; i++)
                 total += iov[i].iov_len;
         /* Straight from guest memory when nothing is queued before it. */
-        if (hp->out_fd >= 0 && hp->buf.len == 0) {
+        if (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len == 0) {
                 ssize_t n = writev(hp->out_fd, iov, cnt);
 
                 if (n > 0)
@@ -437,6 +441,7 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->in_events = hp->out_events = 0;
         hp->in_paused = false;
         hp->hup_seen = false;
+        hp->peer_eof = false;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         vs_port_set_host_connected(hp->port, true);
@@ -492,7 +497,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->loop = env->loop;
         hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
         hp->timer_fd = hp->hold_fd = -1;
-        hp->buf.cap = HPORT_BUFFER_DEFAULT;
+        hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         r = vs_port_add(dev, &pc, &hport_ops, hp, &hp->port);
         if (r < 0) {
                 free(hp);

@@ -86,6 +86,7 @@ struct hport {
         char pty_path[64];
         bool in_paused;         /* the guest has no room */
         bool hup_seen;          /* the peer hung up with data still unread */
+        bool peer_eof;          /* the peer shut down its sending side */
         struct outbuf buf;
         struct log_ratelimit rl;
         char label[VS_PORT_NAME_MAX + 32];
