@@ -20,6 +20,7 @@
 #include "ctl_server.h"
 #include "log.h"
 #include "options.h"
+#include "sandbox.h"
 #include "vhost-user/vhost_user.h"
 
 struct daemon {
@@ -241,6 +242,11 @@ int main(int argc, char **argv)
                          "so ports above %u cannot be reached by this transport",
                          d.opt.max_ports, VS_VHOST_USER_MAX_PORTS - 1);
         r = setup(&d);
+        /* Everything the command line asked for exists: confine the rest. */
+        if (r == 0 && !d.opt.no_sandbox)
+                r = sandbox_apply(d.opt.user);
+        else if (r == 0 && d.opt.user)
+                log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
         if (r == 0)
                 r = run(&d);
         teardown(&d);

@@ -295,12 +295,17 @@ void options_usage(FILE *out)
                 "        backend=null          discard output, no input\n"
                 "  -c, --control PATH    control socket for vserialctl\n"
                 "  -l, --log-level L     error, warn, info (default) or debug\n"
+                "  -u, --user USER       after set-up, run as USER (needs root)\n"
+                "      --no-sandbox      no seccomp confinement (for debugging)\n"
                 "  -f, --config FILE     options from FILE, one per line without the dashes\n"
                 "                        (\"port name=x,backend=pty\"); the command line adds to it\n"
                 "  -h, --help            this text\n"
                 "  -V, --version         print the version\n",
                 VS_MAX_PORTS, VS_DEFAULT_MAX_PORTS);
 }
+
+/* getopt value of options with no short form */
+#define OPT_NO_SANDBOX 0x100
 
 static int parse_one(struct options *o, int c, const char *arg, char *err,
                      size_t errlen)
@@ -317,6 +322,12 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                 return 0;
         case 'f':
                 return 0;       /* read before everything else */
+        case 'u':
+                o->user = arg;
+                return 0;
+        case OPT_NO_SANDBOX:
+                o->no_sandbox = true;
+                return 0;
         case 'm':
                 if (parse_uint(arg, 1, VS_MAX_PORTS, &v) < 0)
                         return fail(err, errlen, "--max-ports '%s': expected a number in 1..%u",
@@ -341,6 +352,8 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
 }
 
 static const struct option longopts[] = {
+        { "user", required_argument, NULL, 'u' },
+        { "no-sandbox", no_argument, NULL, OPT_NO_SANDBOX },
         { "socket", required_argument, NULL, 's' },
         { "max-ports", required_argument, NULL, 'm' },
         { "port", required_argument, NULL, 'p' },
@@ -359,10 +372,13 @@ static int parse_args(struct options *o, int argc, char **argv, const char *wher
         char why[512];
         int c, r;
 
-        int prev = optind = 1;
+        /* 0, not 1: glibc then also forgets where it was in an earlier argv */
+        int prev = 1;
+
+        optind = 0;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":s:m:p:c:l:f:hV", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, ":s:m:p:c:l:f:u:hV", longopts, NULL)) != -1) {
                 /* A config line is one "--key=value": never take the next. */
                 if (*where && optind - prev > 1)
                         return fail(err, errlen, "%s%s needs a value", where, argv[prev]);

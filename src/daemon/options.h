@@ -45,6 +45,8 @@ struct options {
         const char *config_path;
         const char *socket_path;
         const char *control_path;
+        const char *user;       /* --user: run as this user after set-up */
+        bool no_sandbox;        /* --no-sandbox */
         uint32_t max_ports;
         int log_level;
         size_t nports;

@@ -72,6 +72,9 @@ static const int allow_any[] = {
         SCMP_SYS(unlink), SCMP_SYS(unlinkat),
         SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lstat), SCMP_SYS(stat),
         SCMP_SYS(statx), SCMP_SYS(lseek),
+        /* file and pty ports added at run time open files: what they may
+         * open is bounded by the user the daemon runs as (--user) */
+        SCMP_SYS(openat), SCMP_SYS(fchmod),
         /* guest memory (SET_MEM_TABLE) and the heap */
         SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
         /* time, signals, exit */
@@ -102,8 +105,14 @@ static const int deny_kill[] = {
         SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev),
 };
 
-/* Terminal size requests of pty backends; nothing else reaches ioctl. */
-static const unsigned long allow_ioctls[] = { TIOCGWINSZ, TIOCSWINSZ, FIONREAD };
+/*
+ * ioctl: terminal sizes (consoles), what posix_openpt()/grantpt()/ptsname()
+ * and cfmakeraw() need for ports added at run time with backend=pty, and
+ * FIONREAD (a peer that hung up with data still to deliver).
+ */
+static const unsigned long allow_ioctls[] = {
+        TIOCGWINSZ, TIOCSWINSZ, FIONREAD, TIOCGPTN, TIOCSPTLCK, TCGETS, TCSETS,
+};
 
 static int rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
                 const struct scmp_arg_cmp *cmp)
@@ -129,12 +138,21 @@ static int add_memory_rules(scmp_filter_ctx ctx)
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1, &no_exec);
 }
 
-/* Sockets: unix only. A VMM or a host client never needs us to dial out. */
+/*
+ * Sockets: unix, and IPv4/IPv6 for backend=tcp ports (also added at run
+ * time). No raw or netlink sockets.
+ */
 static int add_socket_rules(scmp_filter_ctx ctx)
 {
+        static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
         struct scmp_arg_cmp unix_only = SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX);
-        int r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only);
+        int r = 0;
 
+        for (size_t i = 0; i < sizeof(families) / sizeof(families[0]) && r == 0; i++) {
+                struct scmp_arg_cmp fam = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]);
+
+                r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &fam);
+        }
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_only);
 }
 

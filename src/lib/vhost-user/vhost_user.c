@@ -160,18 +160,28 @@ static void unwatch(struct vs_vu *vu, int fd)
 
 /* ---- transport for the device -------------------------------------------- */
 
+/*
+ * Signal an eventfd-like fd: add 1. UML's call fds are sockets, where a
+ * gone peer must not raise SIGPIPE in an embedder that did not ignore it,
+ * and a full one means the guest has unread notifications already.
+ */
+static int signal_fd(int fd)
+{
+        uint64_t one = 1;
+        ssize_t n = send(fd, &one, sizeof(one), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0 && errno == ENOTSOCK)
+                n = write(fd, &one, sizeof(one));
+        return n < 0 && errno != EAGAIN ? -errno : 0;
+}
+
 static int tr_notify(void *opaque, unsigned q)
 {
         struct vs_vu *vu = opaque;
-        uint64_t one = 1;
 
         if (q >= vu->nvqs || vu->vrings[q].call_fd < 0)
                 return -ENOENT;
-        /* UML's call fd is a socket: a full one means the guest is behind,
-         * and it has unread notifications already. */
-        if (write(vu->vrings[q].call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-                return -errno;
-        return 0;
+        return signal_fd(vu->vrings[q].call_fd);
 }
 
 static int tr_config_changed(void *opaque)
@@ -215,14 +225,13 @@ static const struct vs_transport_ops vu_transport = {
 static void check_queue(struct vs_vu *vu, unsigned q)
 {
         int err = vs_device_queue_error(vu->dev, q);
-        uint64_t one = 1;
 
         if (err == 0 || vu->vrings[q].reported)
                 return;
         vu->vrings[q].reported = true;
-        if (vu->vrings[q].err_fd >= 0 && write(vu->vrings[q].err_fd, &one, 8) < 0) {
-                /* Nothing more to do: the frontend may not read it anyway. */
-        }
+        /* Best effort: QEMU only logs it, and only in debug builds. */
+        if (vu->vrings[q].err_fd >= 0)
+                signal_fd(vu->vrings[q].err_fd);
         if (vu->cfg.queue_broken)
                 vu->cfg.queue_broken(vu->cfg.opaque, q, err);
 }
@@ -526,7 +535,13 @@ static int64_t h_set_vring_call(struct vs_vu *vu, struct vu_msg *m)
 
 static int64_t h_set_vring_err(struct vs_vu *vu, struct vu_msg *m)
 {
-        return take_vring_fd(m, &vu->vrings[m->vring].err_fd);
+        int *fd = &vu->vrings[m->vring].err_fd;
+
+        take_vring_fd(m, fd);
+        /* A frontend that never reads it must not block us. */
+        if (*fd >= 0)
+                fd_nonblock(*fd);
+        return 0;
 }
 
 static int64_t h_get_queue_num(struct vs_vu *vu, struct vu_msg *m)
