@@ -290,14 +290,25 @@ void hport_winch(struct hport *hp)
                 hp->ops->winch(hp);
 }
 
-int hport_timer_new(struct hport *hp, vs_watch_fn fn)
+static void on_timer(void *opaque, int fd, uint32_t events)
+{
+        struct hport *hp = opaque;
+        uint64_t expirations;
+
+        (void)events;
+        if (read(fd, &expirations, sizeof(expirations)) >= 0)
+                hp->timer_fn(hp);
+}
+
+int hport_timer_new(struct hport *hp, void (*fn)(struct hport *hp))
 {
         int r;
 
+        hp->timer_fn = fn;
         hp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         if (hp->timer_fd < 0)
                 return -errno;
-        r = hp->loop_ops->add(hp->loop, hp->timer_fd, EPOLLIN, fn, hp);
+        r = hp->loop_ops->add(hp->loop, hp->timer_fd, EPOLLIN, on_timer, hp);
         if (r < 0) {
                 close(hp->timer_fd);
                 hp->timer_fd = -1;

@@ -79,6 +79,7 @@ struct hport {
         bool in_unpollable;     /* a regular file: always readable */
         int poke_fd;            /* eventfd: read unpollable input again */
         int timer_fd;           /* backend's timer (reconnect, retry), or -1 */
+        void (*timer_fn)(struct hport *hp);
         int hold_fd;            /* pty: our own slave fd, or -1 */
         int backoff_ms;
         bool stopping;          /* being freed: no more reconnects */
@@ -109,8 +110,8 @@ void hport_drop_input(struct hport *hp);
 void hport_flush(struct hport *hp);
 /* The host terminal may have changed size: consoles follow it. */
 void hport_winch(struct hport *hp);
-/* For backends: a timerfd on the loop calling @fn; -errno. */
-int hport_timer_new(struct hport *hp, vs_watch_fn fn);
+/* For backends: a timerfd on the loop; @fn runs when it expires. -errno. */
+int hport_timer_new(struct hport *hp, void (*fn)(struct hport *hp));
 void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat);
 /* Bytes of guest output waiting for the host side. */
 size_t hport_buffered(const struct hport *hp);

@@ -43,14 +43,8 @@ static void try_connect(struct hport *hp)
         hport_attach(hp, fd, fd);
 }
 
-static void on_timer(void *opaque, int fd, uint32_t events)
+static void retry_due(struct hport *hp)
 {
-        struct hport *hp = opaque;
-        uint64_t expirations;
-
-        (void)events;
-        if (read(fd, &expirations, sizeof(expirations)) < 0)
-                return;
         if (!hport_connected(hp))
                 try_connect(hp);
 }
@@ -68,7 +62,7 @@ static void connect_peer_gone(struct hport *hp)
 
 static int connect_start(struct hport *hp)
 {
-        int r = hport_timer_new(hp, on_timer);
+        int r = hport_timer_new(hp, retry_due);
 
         if (r < 0)
                 return r;

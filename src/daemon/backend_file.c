@@ -14,21 +14,12 @@
 
 #define RETRY_MS 1000
 
-static void on_retry(void *opaque, int fd, uint32_t events)
-{
-        uint64_t expirations;
-
-        (void)events;
-        if (read(fd, &expirations, sizeof(expirations)) >= 0)
-                hport_flush(opaque);
-}
-
 static void file_output_error(struct hport *hp, int err)
 {
         if (log_ratelimit_ok(&hp->rl))
                 log_warn("%s: writing %s: %s; keeping %zu bytes and retrying", hp->label,
                          hp->spec.path, strerror(-err), hport_buffered(hp));
-        if (hp->timer_fd < 0 && hport_timer_new(hp, on_retry) < 0)
+        if (hp->timer_fd < 0 && hport_timer_new(hp, hport_flush) < 0)
                 return;
         hport_timer_arm(hp, RETRY_MS, false);
 }

@@ -58,15 +58,6 @@ static void pty_winch(struct hport *hp)
         vs_port_resize(hp->port, hp->cols, hp->rows);
 }
 
-static void on_winsize_timer(void *opaque, int fd, uint32_t events)
-{
-        uint64_t expirations;
-
-        (void)events;
-        if (read(fd, &expirations, sizeof(expirations)) >= 0)
-                pty_winch(opaque);
-}
-
 static int pty_start(struct hport *hp)
 {
         int master = -1, r = open_pty(hp, &master);
@@ -75,7 +66,7 @@ static int pty_start(struct hport *hp)
                 log_error("%s: cannot allocate a pty: %s", hp->label, strerror(-r));
                 return r;
         }
-        if (hp->spec.console && hport_timer_new(hp, on_winsize_timer) == 0)
+        if (hp->spec.console && hport_timer_new(hp, pty_winch) == 0)
                 hport_timer_arm(hp, WINSIZE_POLL_MS, true);
         log_info("%s: pty %s", hp->label, hp->pty_path);
         hport_attach(hp, master, master);

@@ -932,36 +932,12 @@ static void on_accept(void *opaque, int fd, uint32_t events)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-/* A daemon already listening at @path keeps it (EAGAIN: its backlog is
- * full, so it is there). */
-static bool in_use(const char *path)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        bool live;
-
-        if (fd < 0)
-                return false;
-        strcpy(sa.sun_path, path);
-        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN;
-        close(fd);
-        return live;
-}
-
 int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
 {
         struct ctl_server *cs;
         mode_t old;
         int r;
 
-        if (strlen(cfg->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-                log_error("--control %s: path too long", cfg->path);
-                return -ENAMETOOLONG;
-        }
-        if (in_use(cfg->path)) {
-                log_error("--control %s: another process is listening there", cfg->path);
-                return -EADDRINUSE;
-        }
         cs = calloc(1, sizeof(*cs));
         if (!cs || !(cs->path = strdup(cfg->path))) {
                 free(cs);
@@ -974,8 +950,10 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
         cs->fd = backend_listen_unix(cfg->path, CTL_CLIENTS_MAX);
         umask(old);
         if (cs->fd < 0) {
+                /* EADDRINUSE: a live daemon listens there; it keeps it. */
                 r = cs->fd;
-                log_error("--control %s: cannot listen: %s", cfg->path, strerror(-r));
+                log_error("--control %s: cannot listen: %s", cfg->path,
+                          r == -EADDRINUSE ? "another process is listening there" : strerror(-r));
                 goto fail;
         }
         if (chmod(cfg->path, 0600) < 0) {
