@@ -303,11 +303,23 @@ int vs_port_set_host_connected(struct vs_port *port, bool connected)
         return r;
 }
 
+/*
+ * Kicks on a receive queue only matter while a write is waiting for room:
+ * otherwise they are turned off (the guest posts buffers all the time).
+ */
+static void rx_kicks(struct vs_port *port)
+{
+        struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
+
+        vs_vq_set_notify(vq, port->want_guest_ready);
+}
+
 void vs__port_guest_ready(struct vs_port *port)
 {
         port->want_guest_ready = false;
         if (port->ops->guest_ready)
                 port->ops->guest_ready(port);
+        rx_kicks(port);
 }
 
 void vs__port_set_guest_connected(struct vs_port *port, bool connected)
@@ -815,6 +827,8 @@ static void queue_started(struct vs_device *dev, unsigned q)
         }
         if (port && port->want_guest_ready && can_send(port))
                 vs__port_guest_ready(port);
+        else if (port)
+                rx_kicks(port);
 }
 
 int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
