@@ -56,7 +56,6 @@ static void port_free(struct vs_port *port)
 {
         if (port->ops->exit)
                 port->ops->exit(port);
-        free(port->elem);
         free(port);
 }
 
@@ -189,41 +188,25 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
         return 0;
 }
 
-/* Hand the chain being consumed back to its ring, remembering the offset. */
-static void port_park(struct vs_port *port)
-{
-        struct vs_vq *vq = &port->dev->vqs[vs__port_txq(port->id)];
-
-        if (!port->elem_valid)
-                return;
-        port->elem_valid = false;
-        port->resume_valid = true;
-        port->resume_head = port->elem->head;
-        port->resume_off = port->elem_off;
-        vs_vq_unpop(vq, 1);
-}
+static void discard_tx(struct vs_device *dev, unsigned q);
 
 int vs_port_remove(struct vs_port *port)
 {
         struct vs_device *dev;
-        unsigned q;
         int r;
 
         if (!port)
                 return 0;
         dev = port->dev;
-        q = vs__port_txq(port->id);
         if (dev->driver_ready && vs__multiport(dev)) {
                 r = vs__ctrl_send(dev, port->id, VS_CTRL_PORT_REMOVE, 1, NULL, 0);
                 if (r < 0)
                         return r;
         }
-        /* The guest's buffer goes back used: the port is leaving. */
-        if (port->elem_valid && vs_vq_ready(&dev->vqs[q])) {
-                vs_vq_push(&dev->vqs[q], port->elem->head, 0);
-                vs__notify(dev, &dev->vqs[q], q);
-        }
+        /* What the guest wrote and nobody will read goes back used. */
         dev->ports[port->id] = NULL;
+        if (vs_vq_ready(&dev->vqs[vs__port_txq(port->id)]))
+                discard_tx(dev, vs__port_txq(port->id));
         port_free(port);
         return 0;
 }
@@ -354,48 +337,88 @@ static unsigned iov_tail(const struct vs_vq_elem *e, uint64_t off,
         return n;
 }
 
-/* Pop the next chain for @port, re-applying a parked offset. */
-static int port_pop(struct vs_port *port, struct vs_vq *vq)
+/*
+ * Pop up to VS_TX_BATCH chains (VS_TX_BYTES, the iovec cap) of @port into
+ * dev->tx: their readable parts as one iovec list, so the host side takes
+ * them in one call (one writev()). A chain the host side took part of
+ * before is offered from that offset on (resume_*). Returns the chain count
+ * or a negative errno (nothing popped).
+ */
+static int tx_gather(struct vs_port *port, struct vs_vq *vq)
 {
         struct vs_device *dev = port->dev;
-        int r;
+        struct vs_tx *tx = &dev->tx;
+        struct vs_vq_elem *e = &tx->elem;
 
-        if (!port->elem && !(port->elem = malloc(sizeof(*port->elem))))
-                return -ENOMEM;
-        r = vs_vq_pop(vq, &dev->mem, port->elem);
-        if (r <= 0)
-                return r;
-        port->elem_valid = true;
-        port->elem_off = 0;
-        if (port->resume_valid && port->resume_head == port->elem->head &&
-            port->resume_off <= port->elem->out_len)
-                port->elem_off = port->resume_off;
-        port->resume_valid = false;
-        return 1;
+        tx->chains = tx->iovcnt = 0;
+        tx->bytes = 0;
+        while (tx->chains < VS_TX_BATCH && tx->bytes < VS_TX_BYTES &&
+               tx->iovcnt + VS_VQ_MAX_IOV <= VS_TX_IOV_MAX) {
+                int r = vs_vq_pop(vq, &dev->mem, e);
+                uint64_t off = 0;
+
+                if (r < 0 && tx->chains == 0)
+                        return r;
+                if (r <= 0)
+                        break;
+                if (port->resume_valid && port->resume_head == e->head &&
+                    port->resume_off <= e->out_len)
+                        off = port->resume_off;
+                port->resume_valid = false;
+                tx->head[tx->chains] = e->head;
+                tx->off[tx->chains] = off;
+                tx->len[tx->chains] = e->out_len - off;
+                tx->bytes += e->out_len - off;
+                tx->iovcnt += iov_tail(e, off, &tx->iov[tx->iovcnt]);
+                tx->chains++;
+        }
+        return tx->chains;
 }
 
-/* Offer the rest of the current chain; true if it was consumed whole. */
-static bool port_offer(struct vs_port *port)
+/*
+ * The host side took @n bytes of the gathered chains: return the chains it
+ * took whole, give the rest back to the ring, and remember how far into the
+ * first of those it got. Returns how many chains went back used.
+ */
+static unsigned tx_complete(struct vs_port *port, struct vs_vq *vq, uint64_t n)
 {
-        struct vs_vq_elem *e = port->elem;
-        struct iovec iov[VS_VQ_MAX_IOV];
-        uint64_t left = e->out_len - port->elem_off;
-        ssize_t n;
+        struct vs_tx *tx = &port->dev->tx;
+        unsigned i = 0;
 
-        if (left == 0)
-                return true;
-        n = port->ops->have_data(port, iov, iov_tail(e, port->elem_off, iov));
+        for (; i < tx->chains && n >= tx->len[i]; i++) {
+                vs_vq_push(vq, tx->head[i], 0);
+                n -= tx->len[i];
+        }
+        if (i < tx->chains) {
+                vs_vq_unpop(vq, tx->chains - i);
+                port->resume_valid = true;
+                port->resume_head = tx->head[i];
+                port->resume_off = tx->off[i] + n;
+        }
+        return i;
+}
+
+/*
+ * Offer the gathered chains to the host side. Less taken than offered
+ * throttles the port. Returns how many chains went back used.
+ */
+static unsigned tx_offer(struct vs_port *port, struct vs_vq *vq)
+{
+        struct vs_tx *tx = &port->dev->tx;
+        unsigned used;
+        ssize_t n = 0;
+
+        if (tx->bytes)
+                n = port->ops->have_data(port, tx->iov, tx->iovcnt);
         if (n < 0)
                 n = 0;
-        if ((uint64_t)n > left)
-                n = left;       /* a confused host side cannot overrun us */
-        port->elem_off += n;
+        if ((uint64_t)n > tx->bytes)
+                n = tx->bytes;  /* a confused host side cannot overrun us */
         port->stats.from_guest += n;
-        if ((uint64_t)n < left) {
+        used = tx_complete(port, vq, n);
+        if (used < tx->chains)
                 port->throttled = true;
-                return false;
-        }
-        return true;
+        return used;
 }
 
 /* Move guest->host data until throttled, empty, or out of budget. */
@@ -407,25 +430,30 @@ static void port_flush_tx(struct vs_port *port)
         unsigned budget = vq->num;
         bool pushed = false;
 
-        if (port->in_flush || !vs_vq_ready(vq))
+        if (!vs_vq_ready(vq))
                 return;
-        port->in_flush = true;
-        for (; !port->throttled && budget > 0; budget--) {
-                if (!port->elem_valid && port_pop(port, vq) <= 0) {
+        /* dev->tx is in use (a have_data op unthrottled a port): later. */
+        if (dev->tx.busy) {
+                vs__schedule(dev, q);
+                return;
+        }
+        dev->tx.busy = true;
+        while (!port->throttled && budget > 0) {
+                int chains = tx_gather(port, vq);
+
+                if (chains <= 0) {
                         /* Empty: re-arm kicks, then catch a late add. */
                         vs_vq_set_notify(vq, true);
-                        if (!vs_vq_has_avail(vq))
+                        if (chains < 0 || !vs_vq_has_avail(vq))
                                 break;
+                        budget--;
                         continue;
                 }
                 vs_vq_set_notify(vq, false);
-                if (!port_offer(port))
-                        break;
-                port->elem_valid = false;
-                vs_vq_push(vq, port->elem->head, 0);
-                pushed = true;
+                budget -= (unsigned)chains < budget ? (unsigned)chains : budget;
+                pushed |= tx_offer(port, vq) > 0;
         }
-        port->in_flush = false;
+        dev->tx.busy = false;
         if (pushed)
                 vs__notify(dev, vq, q);
         if (budget == 0 && !port->throttled)
@@ -569,6 +597,26 @@ ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
         return done;
 }
 
+/*
+ * rx_gather() until the chains have room: a chain with no writable part
+ * (a confused guest) goes back used with nothing in it. Bounded; 0 chains
+ * after asking for a kick means the guest has nothing posted.
+ */
+static int rx_gather_room(struct vs_port *port, struct vs_vq *vq, size_t want,
+                          unsigned *ret_iovcnt)
+{
+        for (int tries = 0; tries < 4; tries++) {
+                int chains = rx_gather(port, vq, want, ret_iovcnt);
+
+                if (chains == 0 && rx_wait(port, vq))
+                        continue;
+                if (chains <= 0 || *ret_iovcnt > 0)
+                        return chains;
+                rx_complete(port, vq, chains, 0);
+        }
+        return 0;
+}
+
 ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
@@ -580,14 +628,12 @@ ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
                 port->want_guest_ready = true;
                 return -ENOBUFS;
         }
-        chains = rx_gather(port, vq, max, &iovcnt);
-        if (chains == 0 && rx_wait(port, vq))
-                chains = rx_gather(port, vq, max, &iovcnt);
+        chains = rx_gather_room(port, vq, max, &iovcnt);
         /* A broken queue takes nothing either; the device reports it. */
         if (chains <= 0)
                 return -ENOBUFS;
         /* Never read more than asked: trim the iovec list to @max. */
-        for (unsigned i = 0, left = 0; i < iovcnt; i++) {
+        for (size_t i = 0, left = 0; i < iovcnt; i++) {
                 size_t have = max - left;
 
                 if (port->dev->rx_iov[i].iov_len > have)
@@ -713,9 +759,7 @@ int vs_device_set_memory(struct vs_device *dev, const struct vs_mem_map *map,
                 vs_mem_clear(&next);
                 return r;
         }
-        /* Chains being consumed point into the old memory: park them. */
-        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p))
-                port_park(p);
+        /* No chain is held between calls: nothing points into the old memory. */
         vs_mem_replace(&dev->mem, &next);
         for (unsigned q = 0; q < dev->nvqs; q++) {
                 struct vs_vq *vq = &dev->vqs[q];
@@ -744,22 +788,12 @@ static struct vs_port *queue_port(struct vs_device *dev, unsigned q)
 
 static bool queue_is_tx(unsigned q) { return q == 1 || (q >= 4 && q % 2 == 1); }
 
-/* The ring behind @q changes: a chain kept from it must be given back. */
-static void queue_park(struct vs_device *dev, unsigned q)
-{
-        struct vs_port *port = queue_port(dev, q);
-
-        if (port && queue_is_tx(q))
-                port_park(port);
-}
-
 int vs_device_queue_set_num(struct vs_device *dev, unsigned q, unsigned num)
 {
         struct vs_vq *vq = queue(dev, q);
 
         if (!vq)
                 return -ERANGE;
-        queue_park(dev, q);
         vs_vq_unmap(vq);
         return vs_vq_set_num(vq, num);
 }
@@ -771,7 +805,6 @@ int vs_device_queue_set_addr(struct vs_device *dev, unsigned q, uint64_t desc,
 
         if (!vq)
                 return -ERANGE;
-        queue_park(dev, q);
         vs_vq_set_addr(vq, desc, avail, used, is_uva);
         vs_vq_unmap(vq);
         if (vq->enabled && vq->num)
@@ -791,7 +824,6 @@ int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
                 vs__driver_gone(dev);
         if (q == VS_CTRL_RXQ)
                 dev->ctrl_stop_valid = false;
-        queue_park(dev, q);
         vs_vq_set_base(vq, base);
         return 0;
 }
@@ -802,7 +834,6 @@ int vs_device_queue_get_base(struct vs_device *dev, unsigned q)
 
         if (!vq)
                 return -ERANGE;
-        queue_park(dev, q);
         vq->enabled = false;
         vs_vq_unmap(vq);
         if (q == VS_CTRL_RXQ) {
@@ -839,7 +870,6 @@ int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
         if (!vq)
                 return -ERANGE;
         if (!enable) {
-                queue_park(dev, q);
                 vq->enabled = false;
                 vs_vq_unmap(vq);
                 return 0;
@@ -903,8 +933,6 @@ void vs_device_reset(struct vs_device *dev)
 {
         for (unsigned q = 0; q < dev->nvqs; q++)
                 vs_vq_init(&dev->vqs[q]);
-        for (struct vs_port *p = vs_port_next(dev, NULL); p; p = vs_port_next(dev, p))
-                p->elem_valid = false;
         vs__driver_gone(dev);
         dev->features = 0;
         vs__event(dev, VS_EVENT_RESET);

@@ -51,19 +51,32 @@ struct vs_port {
         bool host_connected;
         bool throttled;
         bool want_guest_ready;  /* a write came back short: tell when to retry */
-        bool in_flush;          /* guards have_data re-entering the flush */
 
-        /* Guest->host chain being consumed, and how far. */
-        struct vs_vq_elem *elem;        /* allocated on first use */
-        bool elem_valid;
-        uint64_t elem_off;
-        /* The same across a ring stop: the chain is given back and the
-         * offset re-applied when the same head is popped again. */
+        /* A guest->host chain the host side took part of: it went back to
+         * the ring, and the offset applies when that head is popped again
+         * (no chain is held between calls, so ring stops and memory
+         * changes need no care). */
         bool resume_valid;
         uint16_t resume_head;
         uint64_t resume_off;
 
         struct vs_port_stats stats;
+};
+
+/* Guest->host chains gathered for one have_data call (one writev()). */
+#define VS_TX_BATCH 64u
+#define VS_TX_BYTES (256u * 1024)
+#define VS_TX_IOV_MAX 1024u
+
+struct vs_tx {
+        bool busy;              /* a have_data op is running on it */
+        unsigned chains, iovcnt;
+        uint64_t bytes;
+        uint16_t head[VS_TX_BATCH];
+        uint64_t off[VS_TX_BATCH];      /* where each chain's offer starts */
+        uint64_t len[VS_TX_BATCH];      /* bytes offered from each chain */
+        struct iovec iov[VS_TX_IOV_MAX];
+        struct vs_vq_elem elem;         /* pop scratch */
 };
 
 struct vs_device {
@@ -97,6 +110,7 @@ struct vs_device {
         uint16_t rx_heads[VS_RX_BATCH];
         uint32_t rx_room[VS_RX_BATCH];
         struct iovec rx_iov[VS_RX_IOV_MAX];
+        struct vs_tx tx;
 };
 
 /* Queue numbers of a port (VIRTIO 1.2, 5.3.2). */
