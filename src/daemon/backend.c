@@ -396,7 +396,12 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
         }
         if (done < total)
                 done += outbuf_put(&hp->buf, iov, cnt, done);
-        update_watches(hp);
+        /* A file is never polled for room: what it refused is written again
+         * now, and an error arms the backend's retry (a full disk). */
+        if (hp->out_unpollable && hp->buf.len && !hp->peer_eof)
+                flush_out(hp);
+        else
+                update_watches(hp);
         return done;
 }
 

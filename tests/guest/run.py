@@ -616,6 +616,8 @@ CASES += ctl_cases.cases(sys.modules[__name__])
 # Backends, reconnects, a VMM restart, 31 ports, consoles: tests/guest/data_cases.py
 import data_cases  # noqa: E402
 CASES += data_cases.cases(sys.modules[__name__])
+import fault_cases  # noqa: E402  (disk full, stalled/reset peers, a VMM cut mid-message)
+CASES += fault_cases.cases(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- runner
