@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fake_driver.h"
@@ -500,6 +501,82 @@ int fake_driver_new(struct fake_host *h, const struct fake_driver_cfg *cfg,
         return 0;
 }
 
+/* ---- remote backend -------------------------------------------------------- */
+
+static uint64_t mono_ms(void)
+{
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static int poll_one(int fd, short events, unsigned ms)
+{
+        struct pollfd p = { .fd = fd, .events = events };
+        int n;
+
+        do
+                n = poll(&p, 1, (int)ms);
+        while (n < 0 && errno == EINTR);
+        return n;
+}
+
+/* Remote: let the other process run a little (as Linux's cpu_relax spin). */
+static void remote_nap(void)
+{
+        struct timespec t = { 0, 20000 };
+
+        nanosleep(&t, NULL);
+}
+
+/* Remote: wait up to @ms for a notification or a backend request; 1 if one
+ * came, 0 if none. */
+static int remote_wait_events(struct fake_driver *d, unsigned ms)
+{
+        struct pollfd *p = calloc(d->vq_cap + 1, sizeof(*p));
+        unsigned n = 0;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        for (unsigned q = 0; q < d->num_vqs && q < d->vq_cap; q++)
+                if (d->vq[q].call >= 0)
+                        p[n++] = (struct pollfd){ .fd = d->vq[q].call, .events = POLLIN };
+        if (d->req >= 0)
+                p[n++] = (struct pollfd){ .fd = d->req, .events = POLLIN };
+        do
+                r = poll(p, n, (int)ms);
+        while (r < 0 && errno == EINTR);
+        free(p);
+        return r < 0 ? -errno : r > 0;
+}
+
+int fake_driver_new_remote(struct fake_host *h,
+                           const struct fake_driver_cfg *cfg, int sock,
+                           unsigned timeout_ms, struct fake_driver **ret)
+{
+        struct fake_driver *d = NULL;
+        int r;
+
+        if (sock < 0 || !timeout_ms || h->vu || h->pump_hook) {
+                if (sock >= 0)
+                        close(sock);
+                return -EINVAL;
+        }
+        r = driver_alloc(h, cfg, &d);
+        if (r < 0) {
+                fake_driver_free(d);
+                close(sock);
+                return r;
+        }
+        d->sock = sock;
+        d->remote_ms = timeout_ms;
+        d->remote_idle_ms = 20;
+        *ret = d;
+        return 0;
+}
+
 /* ---- in-process transport ------------------------------------------------ */
 
 /* Queue a vs_device_queue_kick(@q) for the next pump (once until then). */
@@ -677,6 +754,12 @@ int fake_vu_send_bytes(struct fake_driver *d, const void *buf, size_t len,
                 n = sendmsg(d->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0 && errno != EAGAIN && errno != EINTR)
                         return -errno;
+                if (n < 0 && d->remote_ms) {
+                        /* socket full: the backend reads it in its time */
+                        if (poll_one(d->sock, POLLOUT, d->remote_ms) <= 0)
+                                return -ETIMEDOUT;
+                        continue;
+                }
                 if (n < 0) {
                         /* socket full: let the backend read */
                         if (fake_host_pump(d->host) < 0)
@@ -709,6 +792,8 @@ int fake_vu_send(struct fake_driver *d, uint32_t req, uint32_t flags,
 /* Wait until the socket is readable, pumping the backend in between. */
 static int wait_readable(struct fake_driver *d)
 {
+        if (d->remote_ms)
+                return poll_one(d->sock, POLLIN, d->remote_ms) > 0 ? 0 : -ETIMEDOUT;
         for (int i = 0; i < WAIT_MAX; i++) {
                 struct pollfd p = { .fd = d->sock, .events = POLLIN };
                 int n;
@@ -1236,6 +1321,7 @@ int fake_ctrl_send(struct fake_driver *d, uint32_t id, uint16_t event,
                    uint16_t value)
 {
         uint8_t msg[8];
+        uint64_t deadline;
         int head, r;
 
         memcpy(msg, &id, 4);
@@ -1246,8 +1332,9 @@ int fake_ctrl_send(struct fake_driver *d, uint32_t id, uint16_t event,
                 return fake_fail(d, head, "control tx full");
         log_ctrl(d, id, event, value, true);
         r = fake_vq_kick(d, 3);
+        deadline = d->remote_ms ? mono_ms() + d->remote_ms : 0;
         /* Linux spins until the device used the buffer: so do we, bounded */
-        for (int i = 0; r == 0 && i < WAIT_MAX; i++) {
+        for (int i = 0; r == 0 && (d->remote_ms ? mono_ms() < deadline : i < WAIT_MAX); i++) {
                 uint16_t h;
                 uint32_t len;
                 int n;
@@ -1257,6 +1344,10 @@ int fake_ctrl_send(struct fake_driver *d, uint32_t id, uint16_t event,
                                 return 0;
                 if (n < 0)
                         return n;
+                if (d->remote_ms) {
+                        remote_nap();
+                        continue;
+                }
                 n = fake_host_pump(d->host);
                 if (n < 0)
                         return fake_fail(d, n, "backend loop: %s", strerror(-n));
@@ -1508,7 +1599,8 @@ static int service_once(struct fake_driver *d)
         return d->err ? d->err : moved;
 }
 
-/* At rest, an rx ring with unread used entries lost an interrupt. */
+/* At rest, an rx ring with unread used entries lost an interrupt (remote:
+ * unless it arrives within remote_ms; then 1, keep servicing). */
 static int check_lost_interrupts(struct fake_driver *d)
 {
         for (unsigned q = 0; d->running && q < d->nvqs; q++) {
@@ -1516,10 +1608,15 @@ static int check_lost_interrupts(struct fake_driver *d)
 
                 if (is_tx(q) || !vq->num)
                         continue;
-                if (__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) !=
+                if (__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) ==
                     vq->last_used)
-                        return fake_fail(d, -EPROTO,
-                                         "vq %u: used ring moved without a notification", q);
+                        continue;
+                /* Remote: the notification may still be on its way. */
+                if (d->remote_ms && vq->call >= 0 &&
+                    poll_one(vq->call, POLLIN, d->remote_ms) > 0)
+                        return 1;
+                return fake_fail(d, -EPROTO,
+                                 "vq %u: used ring moved without a notification", q);
         }
         return 0;
 }
@@ -1531,8 +1628,17 @@ int fake_service(struct fake_driver *d)
 
                 if (n < 0)
                         return n;
-                if (n == 0)
-                        return check_lost_interrupts(d);
+                if (n == 0 && d->remote_ms) {
+                        /* the backend runs on its own: give it a moment */
+                        n = remote_wait_events(d, d->remote_idle_ms);
+                        if (n < 0)
+                                return n;
+                }
+                if (n == 0) {
+                        n = check_lost_interrupts(d);
+                        if (n <= 0)
+                                return n;
+                }
         }
         return fake_fail(d, -ELOOP, "the device never went idle");
 }

@@ -227,6 +227,9 @@ struct fake_driver_cfg {
         /* As Linux: a control event for a port the guest does not have is
          * dropped, not a fake error (the test checks the log instead). */
         bool lenient_ctrl;
+        /* The guest does not ack VIRTIO_RING_F_EVENT_IDX even if offered:
+         * notifications are suppressed with the ring flags only. */
+        bool no_event_idx;
 };
 
 struct fake_desc {
@@ -312,6 +315,13 @@ struct fake_driver {
         uint64_t config_changes;        /* config_changed() calls */
         int err;                        /* first error the fake saw */
         char errmsg[256];
+        /* Remote backend (fake_driver_new_remote): it runs in another
+         * process, so waits block in poll() (up to remote_ms) instead of
+         * pumping; 0 = the backend is d->host, in this thread. */
+        unsigned remote_ms;
+        /* Remote: how long fake_service() waits for one more notification
+         * before it calls the device idle. */
+        unsigned remote_idle_ms;
 };
 
 int fake_driver_new(struct fake_host *h, const struct fake_driver_cfg *cfg,
@@ -467,6 +477,19 @@ int fake_inproc_probe(struct fake_driver *d);
 /* Driver remove: disable every ring (last first) unless @device_gone (the
  * device was reset under it), then forget the guest side and the rings. */
 int fake_inproc_remove(struct fake_driver *d, bool device_gone);
+
+/*
+ * Remote backend: the device runs in another process (a vserial daemon) and
+ * @sock is a connected vhost-user socket to it; the fake owns it from here
+ * on. @h is only a placeholder: create it with the remote device's
+ * max_ports (its device's queue count is QEMU's default num_vqs) and never
+ * give it a backend. Every wait is bounded by @timeout_ms of wall time
+ * instead of pump rounds; the frontends (fake_uml_*, fake_qemu_*) and the
+ * console driver functions work unchanged.
+ */
+int fake_driver_new_remote(struct fake_host *h,
+                           const struct fake_driver_cfg *cfg, int sock,
+                           unsigned timeout_ms, struct fake_driver **ret);
 
 /* For tests: fail with the fake's error text. */
 #define FAKE_OK(d, expr)                                                   \

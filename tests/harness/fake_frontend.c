@@ -27,6 +27,8 @@ static int negotiate(struct fake_driver *d)
 
         if (d->cfg.single_port)
                 want &= ~BIT(VS_CONSOLE_F_MULTIPORT);
+        if (d->cfg.no_event_idx)
+                want &= ~BIT(VS_F_EVENT_IDX);
         d->features = d->dev_features & want;
         if (d->features & (BIT(FAKE_F_ACCESS_PLATFORM) | BIT(FAKE_F_RING_PACKED)))
                 return fake_fail(d, -ENOTSUP,
