@@ -25,6 +25,7 @@
 /* Reads per wake-up, so one busy port cannot starve the others. */
 #define IN_BUDGET 16
 #define IN_CHUNK (256u * 1024)
+#define IN_MIN 4096u
 
 const char *hport_label(const struct hport *hp)
 {
@@ -216,10 +217,22 @@ static void pump_in(struct hport *hp)
         if (hp->in_fd >= 0 && hp->in_unpollable && !hp->in_paused)
                 poke_later(hp);         /* undone below unless the budget runs out */
         for (int i = 0; i < IN_BUDGET && hp->in_fd >= 0; i++) {
-                ssize_t n = vs_port_recv_fd(hp->port, hp->in_fd, IN_CHUNK);
+                ssize_t n = vs_port_recv_fd(hp->port, hp->in_fd, hp->in_want);
 
-                if (n > 0)
+                /*
+                 * Ask for what the last read suggests: the device takes
+                 * (and gives back) receive buffers for all of it, which is
+                 * most of the cost of a small message. A short read means
+                 * the fd is drained for now; epoll reports the rest.
+                 */
+                if (n > 0 && (size_t)n == hp->in_want) {
+                        hp->in_want = hp->in_want * 2 > IN_CHUNK ? IN_CHUNK : hp->in_want * 2;
                         continue;
+                }
+                if (n > 0) {
+                        hp->in_want = (size_t)n > IN_MIN ? (size_t)n : IN_MIN;
+                        break;
+                }
                 if (n == -EAGAIN || n == -EINTR)
                         break;
                 if (n == -ENOBUFS) {
@@ -458,6 +471,7 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->in_paused = false;
         hp->hup_seen = false;
         hp->peer_eof = false;
+        hp->in_want = IN_MIN;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         vs_port_set_host_connected(hp->port, true);

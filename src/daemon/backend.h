@@ -88,6 +88,7 @@ struct hport {
         bool in_paused;         /* the guest has no room */
         bool hup_seen;          /* the peer hung up with data still unread */
         bool peer_eof;          /* the peer shut down its sending side */
+        size_t in_want;         /* bytes to ask for in the next read */
         struct outbuf buf;
         struct log_ratelimit rl;
         char label[VS_PORT_NAME_MAX + 32];
