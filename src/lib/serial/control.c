@@ -68,9 +68,9 @@ static void drop_from(struct vs_device *dev, struct vs_ctrl_msg *from)
 
 /*
  * A message the guest has not taken yet can be brought up to date instead of
- * queueing another: the guest only cares about a port's latest open state
- * and size, and about a port added and removed before it looked, not at all.
- * This keeps the queue bounded by a few messages per port.
+ * queueing another: the guest only cares about a console's latest size, and
+ * about a port added and removed (or opened and closed) before it looked,
+ * not at all. This keeps the queue bounded by a few messages per port.
  */
 static bool coalesce(struct vs_device *dev, uint32_t id, uint16_t event,
                      uint16_t value, const void *extra, uint32_t extra_len)
@@ -91,6 +91,20 @@ static bool coalesce(struct vs_device *dev, uint32_t id, uint16_t event,
                         return false;
         if (!m || m->len != VS_CTRL_HDR_LEN + extra_len)
                 return false;
+        if (event == VS_CTRL_PORT_OPEN) {
+                uint16_t queued;
+
+                memcpy(&queued, m->data + 6, 2);
+                /* A close must reach the guest (its reader sees end of
+                 * file): never fold close-then-open. Open-then-close the
+                 * guest never saw cancels out; a repeat is a no-op. */
+                if (le16toh(queued) == value)
+                        return true;
+                if (value != 0)
+                        return false;
+                drop_from(dev, m);
+                return true;
+        }
         memcpy(m->data + 6, &le_val, 2);
         if (extra_len)
                 memcpy(m->data + VS_CTRL_HDR_LEN, extra, extra_len);
