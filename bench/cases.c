@@ -13,7 +13,6 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -832,54 +831,11 @@ void run_throughput(struct vmm *v)
         }
 }
 
-/*
- * CPUs kept busy at the lowest priority: on this VM an idle vCPU halts and
- * waking it costs the hypervisor tens of microseconds, which would swamp
- * the round trip; SCHED_IDLE threads keep the vCPUs running and give way
- * at once to any real thread.
- */
-struct spinners {
-        pthread_t th[16];
-        unsigned n;
-        atomic_bool stop;
-};
-
-static void *spin_main(void *arg)
-{
-        struct spinners *sp = arg;
-        struct sched_param prio = { 0 };
-
-        pthread_setschedparam(pthread_self(), SCHED_IDLE, &prio);
-        while (!atomic_load_explicit(&sp->stop, memory_order_relaxed))
-                __asm__ __volatile__("" ::: "memory");
-        return NULL;
-}
-
-static void spinners_start(struct spinners *sp)
-{
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
-        atomic_store(&sp->stop, false);
-        sp->n = 0;
-        for (long i = 0; i < ncpu && sp->n < 16; i++)
-                if (pthread_create(&sp->th[sp->n], NULL, spin_main, sp) == 0)
-                        sp->n++;
-}
-
-static void spinners_stop(struct spinners *sp)
-{
-        atomic_store(&sp->stop, true);
-        for (unsigned i = 0; i < sp->n; i++)
-                pthread_join(sp->th[i], NULL);
-        sp->n = 0;
-}
-
 void run_latency(struct vmm *v)
 {
         const uint32_t pl = 103;
         double *raw = calloc(opt.rtt, sizeof(double));
         double *vs = calloc(opt.rtt, sizeof(double));
-        struct spinners sp;
         struct row *row;
         int r;
 
@@ -887,41 +843,24 @@ void run_latency(struct vmm *v)
                 case_failed("rtt", "round trip", "set-up failed");
                 goto out;
         }
-        for (int busy = 1; busy >= 0; busy--) {
-                const char *how = busy ? "" : ", idle CPUs";
-                char name[64], base[48];
-
-                if (busy)
-                        spinners_start(&sp);
-                r = raw_pingpong(opt.rtt, raw);
-                if (r == 0)
-                        r = latency_run(v, pl, opt.rtt, vs);
-                if (busy)
-                        spinners_stop(&sp);
-                if (r < 0) {
-                        case_failed("rtt", busy ? "round trip" : "round trip, idle CPUs",
-                                    "%s [%s]", strerror(-r), fake_error(v->d));
-                        goto out;
-                }
-                snprintf(name, sizeof(name), "64 B round trip, p50%s", how);
-                snprintf(base, sizeof(base), "raw ping-pong p50%s", how);
-                row = row_add("rtt", name, percentile(vs, opt.rtt, 50), "us", base,
-                              percentile(raw, opt.rtt, 50));
-                if (busy) {
-                        row_target(row, TGT_RATIO_MAX, 3.0);
-                        row_extra(row, "%u round trips (+10%% warm-up), guest->host "
-                                  "client->guest; vCPUs kept from halting by SCHED_IDLE "
-                                  "spinners", opt.rtt);
-                } else {
-                        row_extra(row, "the same with idle vCPUs: each wake-up of a "
-                                  "halted vCPU costs the hypervisor, in both cases");
-                }
-                snprintf(name, sizeof(name), "64 B round trip, p99%s", how);
-                snprintf(base, sizeof(base), "raw ping-pong p99%s", how);
-                row = row_add("rtt", name, percentile(vs, opt.rtt, 99), "us", base,
-                              percentile(raw, opt.rtt, 99));
-                row_extra(row, "max %.1f us (raw %.1f us)", vs[opt.rtt - 1], raw[opt.rtt - 1]);
+        r = raw_pingpong(opt.rtt, raw);
+        if (r < 0) {
+                case_failed("rtt", "raw ping-pong", "%s", strerror(-r));
+                goto out;
         }
+        r = latency_run(v, pl, opt.rtt, vs);
+        if (r < 0) {
+                case_failed("rtt", "round trip", "%s [%s]", strerror(-r), fake_error(v->d));
+                goto out;
+        }
+        row = row_add("rtt", "64 B round trip, p50", percentile(vs, opt.rtt, 50), "us",
+                      "raw ping-pong p50", percentile(raw, opt.rtt, 50));
+        row_target(row, TGT_RATIO_MAX, 3.0);
+        row_extra(row, "%u round trips (+10%% warm-up); guest->host client->guest",
+                  opt.rtt);
+        row = row_add("rtt", "64 B round trip, p99", percentile(vs, opt.rtt, 99), "us",
+                      "raw ping-pong p99", percentile(raw, opt.rtt, 99));
+        row_extra(row, "max %.1f us (raw %.1f us)", vs[opt.rtt - 1], raw[opt.rtt - 1]);
 out:
         free(raw);
         free(vs);
