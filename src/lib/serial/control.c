@@ -170,20 +170,6 @@ static void ctrl_pop_msg(struct vs_device *dev)
         free(m);
 }
 
-static size_t copy_to_iov(const struct vs_vq_elem *e, const uint8_t *buf,
-                          size_t len)
-{
-        size_t done = 0;
-
-        for (unsigned i = e->out_num; i < e->out_num + e->in_num && done < len; i++) {
-                size_t n = e->iov[i].iov_len < len - done ? e->iov[i].iov_len : len - done;
-
-                memcpy(e->iov[i].iov_base, buf + done, n);
-                done += n;
-        }
-        return done;
-}
-
 /* Deliver queued messages into the guest's control-rx buffers. */
 void vs__ctrl_flush(struct vs_device *dev)
 {
@@ -207,7 +193,8 @@ void vs__ctrl_flush(struct vs_device *dev)
                         vs_vq_push(vq, e->head, 0);
                         continue;
                 }
-                vs_vq_push(vq, e->head, copy_to_iov(e, m->data, m->len));
+                vs_vq_push(vq, e->head, vs__iov_fill(&e->iov[e->out_num], e->in_num,
+                                                  m->data, m->len));
                 ctrl_pop_msg(dev);
         }
         if (pushed)

@@ -545,8 +545,9 @@ static void rx_complete(struct vs_port *port, struct vs_vq *vq,
                 vs__notify(dev, vq, vs__port_rxq(port->id));
 }
 
-static size_t iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
-                       size_t len)
+/* Copy up to @len bytes of @buf into @iov; returns the bytes copied. */
+size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
+                    size_t len)
 {
         size_t done = 0;
 
@@ -588,7 +589,7 @@ ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
                                 continue;
                         break;
                 }
-                n = iov_fill(port->dev->rx_iov, iovcnt, (const uint8_t *)buf + done,
+                n = vs__iov_fill(port->dev->rx_iov, iovcnt, (const uint8_t *)buf + done,
                              len - done);
                 rx_complete(port, vq, chains, n);
                 done += n;

@@ -120,6 +120,8 @@ static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id +
 bool vs__multiport(const struct vs_device *dev);
 void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
 void vs__schedule(struct vs_device *dev, unsigned q);
+size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
+                    size_t len);
 void vs__event(struct vs_device *dev, enum vs_device_event ev);
 
 /* control.c */
