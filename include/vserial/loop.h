@@ -35,3 +35,16 @@ void vs_epoll_free(struct vs_epoll *ep);
  * returned as 0).
  */
 int vs_epoll_run_once(struct vs_epoll *ep, int timeout_ms);
+
+/*
+ * What the loop has done since vs_epoll_new(): the cost oracle of the tests.
+ * A daemon with nothing to do must dispatch nothing; a watch that fires
+ * without making progress (an fd at EOF left in the set) shows up here as
+ * a count that keeps growing while the peer is idle.
+ */
+struct vs_epoll_stats {
+        uint64_t wakeups;       /* epoll_wait calls that returned events */
+        uint64_t dispatched;    /* callbacks run */
+        unsigned watches;       /* fds watched now */
+};
+void vs_epoll_get_stats(const struct vs_epoll *ep, struct vs_epoll_stats *ret);

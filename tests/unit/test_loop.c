@@ -317,6 +317,38 @@ static void test_high_fd_and_free_with_watches(void **state)
         close(high);
 }
 
+/* The counters the hostile-input tests use as their oracle. */
+static void test_stats(void **state)
+{
+        struct fx *f = *state;
+        struct vs_epoll_stats st;
+        struct hit h;
+
+        hit_init(&h, f);
+        vs_epoll_get_stats(f->ep, &st);
+        assert_int_equal(st.wakeups, 0);
+        assert_int_equal(st.dispatched, 0);
+        assert_int_equal(st.watches, 0);
+        assert_int_equal(vs_epoll_ops.add(f->ep, f->a[0], EPOLLIN, on_event,
+                                          &h), 0);
+        assert_int_equal(vs_epoll_ops.add(f->ep, f->b[0], EPOLLIN, on_event,
+                                          &h), 0);
+        /* Nothing ready: no wake-up, no callback. */
+        assert_int_equal(vs_epoll_run_once(f->ep, 0), 0);
+        vs_epoll_get_stats(f->ep, &st);
+        assert_int_equal(st.wakeups, 0);
+        assert_int_equal(st.dispatched, 0);
+        assert_int_equal(st.watches, 2);
+        make_readable(f->a[1]);
+        make_readable(f->b[1]);
+        assert_int_equal(vs_epoll_run_once(f->ep, 0), 2);
+        assert_int_equal(vs_epoll_ops.del(f->ep, f->b[0]), 0);
+        vs_epoll_get_stats(f->ep, &st);
+        assert_int_equal(st.wakeups, 1);
+        assert_int_equal(st.dispatched, 2);
+        assert_int_equal(st.watches, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -334,6 +366,7 @@ int main(void)
                 T(test_add_in_callback),
                 T(test_hangup),
                 T(test_high_fd_and_free_with_watches),
+                T(test_stats),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,7 @@ struct vs_epoll {
         struct vs_watch **by_fd;        /* indexed by fd, NULL if unwatched */
         size_t cap;
         struct vs_watch *dead;          /* deleted during dispatch */
+        struct vs_epoll_stats stats;
 };
 
 int vs_epoll_new(struct vs_epoll **ret)
@@ -123,6 +124,7 @@ static int epoll_add(void *loop, int fd, uint32_t events, vs_watch_fn fn,
                 return ret;
         }
         ep->by_fd[fd] = w;
+        ep->stats.watches++;
         return 0;
 }
 
@@ -153,6 +155,7 @@ static int epoll_del(void *loop, int fd)
          */
         epoll_ctl(ep->epfd, EPOLL_CTL_DEL, fd, NULL);
         ep->by_fd[fd] = NULL;
+        ep->stats.watches--;
         if (ep->dispatching) {
                 w->dead = true;
                 w->next_dead = ep->dead;
@@ -177,6 +180,8 @@ int vs_epoll_run_once(struct vs_epoll *ep, int timeout_ms)
         n = epoll_wait(ep->epfd, ev, EVENTS_PER_WAIT, timeout_ms);
         if (n < 0)
                 return errno == EINTR ? 0 : -errno;
+        if (n > 0)
+                ep->stats.wakeups++;
         ep->dispatching++;
         for (int i = 0; i < n; i++) {
                 struct vs_watch *w = ev[i].data.ptr;
@@ -186,8 +191,14 @@ int vs_epoll_run_once(struct vs_epoll *ep, int timeout_ms)
                 w->fn(w->opaque, w->fd, ev[i].events);
                 done++;
         }
+        ep->stats.dispatched += (unsigned)done;
         /* Outer passes may still hold pointers to dead watches. */
         if (--ep->dispatching == 0)
                 free_dead(ep);
         return done;
+}
+
+void vs_epoll_get_stats(const struct vs_epoll *ep, struct vs_epoll_stats *ret)
+{
+        *ret = ep->stats;
 }
