@@ -56,11 +56,12 @@ static int read_file(const char *path, uint8_t **ret, size_t *ret_len)
         }
         fclose(f);
         /* Exactly @len bytes on the heap, so ASan sees reads past the end. */
-        *ret = realloc(buf, len ? len : 1);
-        if (!*ret)
-                *ret = buf;
+        *ret = malloc(len ? len : 1);
+        if (*ret)
+                memcpy(*ret, buf, len);
+        free(buf);
         *ret_len = len;
-        return 0;
+        return *ret ? 0 : -ENOMEM;
 }
 
 static int run_file(const char *path, unsigned *count)

@@ -31,6 +31,8 @@
 
 #include <json-c/json.h>
 
+#include "version.h"
+
 #define DEFAULT_CONTROL "/run/vserial/control.sock"
 #define ESCAPE_CHAR 0x1d        /* Ctrl-] */
 #define IO_CHUNK (64u * 1024)
@@ -800,7 +802,7 @@ int main(int argc, char **argv)
                         usage(stdout);
                         return 0;
                 case 'V':
-                        printf("vserialctl %s\n", VSERIAL_VERSION);
+                        printf("vserialctl %s\n", vserial_version());
                         return 0;
                 case ':':
                         die_usage("%s needs an argument", argv[optind - 1]);

@@ -21,7 +21,7 @@
 #include "log.h"
 #include "options.h"
 #include "sandbox.h"
-#include "vhost-user/vhost_user.h"
+#include "vserial/vhost_user.h"
 
 struct daemon {
         struct options opt;

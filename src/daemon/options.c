@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "options.h"
+#include "version.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -387,7 +388,7 @@ static int parse_args(struct options *o, int argc, char **argv, const char *wher
                         if (c == 'h')
                                 options_usage(stdout);
                         else
-                                printf("vserial %s\n", VSERIAL_VERSION);
+                                printf("vserial %s\n", vserial_version());
                         return 1;
                 }
                 if (c == ':')

@@ -114,6 +114,11 @@ static const unsigned long allow_ioctls[] = {
         TIOCGWINSZ, TIOCSWINSZ, FIONREAD, TIOCGPTN, TIOCSPTLCK, TCGETS, TCSETS,
 };
 
+/*
+ * Comparisons are written with both data fields (SCMP_CMP_EQ ignores the
+ * second, datum_b = 0) so that every field of struct scmp_arg_cmp is
+ * initialised: clang's -Wmissing-field-initializers.
+ */
 static int rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
                 const struct scmp_arg_cmp *cmp)
 {
@@ -145,11 +150,11 @@ static int add_memory_rules(scmp_filter_ctx ctx)
 static int add_socket_rules(scmp_filter_ctx ctx)
 {
         static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
-        struct scmp_arg_cmp unix_only = SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX);
+        struct scmp_arg_cmp unix_only = SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX, 0);
         int r = 0;
 
         for (size_t i = 0; i < sizeof(families) / sizeof(families[0]) && r == 0; i++) {
-                struct scmp_arg_cmp fam = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]);
+                struct scmp_arg_cmp fam = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i], 0);
 
                 r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &fam);
         }
@@ -159,7 +164,7 @@ static int add_socket_rules(scmp_filter_ctx ctx)
 /* abort() and raise() signal this process; no other one. */
 static int add_signal_rules(scmp_filter_ctx ctx)
 {
-        struct scmp_arg_cmp self = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)getpid());
+        struct scmp_arg_cmp self = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)getpid(), 0);
         int r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, &self);
 
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &self);
@@ -170,7 +175,7 @@ static int add_ioctl_rules(scmp_filter_ctx ctx)
         int r = 0;
 
         for (size_t i = 0; i < sizeof(allow_ioctls) / sizeof(allow_ioctls[0]) && r == 0; i++) {
-                struct scmp_arg_cmp req = SCMP_A1_64(SCMP_CMP_EQ, allow_ioctls[i]);
+                struct scmp_arg_cmp req = SCMP_A1_64(SCMP_CMP_EQ, allow_ioctls[i], 0);
 
                 r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &req);
         }
