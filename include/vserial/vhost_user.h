@@ -14,6 +14,10 @@
 #include "vserial/loop.h"
 #include "vserial/vserial.h"
 
+/* Every declaration below is libvserial ABI: the library is compiled with
+ * hidden visibility, this exports them (docs/abi.md). */
+#pragma GCC visibility push(default)
+
 struct vs_vu;
 
 /*
@@ -61,3 +65,5 @@ void vs_vu_free(struct vs_vu *vu);
 
 /* Has the connection ended (closed() was called)? */
 bool vs_vu_is_closed(const struct vs_vu *vu);
+
+#pragma GCC visibility pop
