@@ -303,6 +303,12 @@ void hport_winch(struct hport *hp)
                 hp->ops->winch(hp);
 }
 
+void hport_reopen(struct hport *hp)
+{
+        if (hp->ops->reopen)
+                hp->ops->reopen(hp);
+}
+
 static void on_timer(void *opaque, int fd, uint32_t events)
 {
         struct hport *hp = opaque;

@@ -52,6 +52,8 @@ struct backend_ops {
         void (*output_error)(struct hport *hp, int err);
         /* The host terminal may have changed size (SIGWINCH). May be NULL. */
         void (*winch)(struct hport *hp);
+        /* Open again the files written by name (SIGHUP). May be NULL. */
+        void (*reopen)(struct hport *hp);
 };
 
 /* Guest output not yet written to the host side: a ring of bytes. */
@@ -111,6 +113,12 @@ void hport_drop_input(struct hport *hp);
 void hport_flush(struct hport *hp);
 /* The host terminal may have changed size: consoles follow it. */
 void hport_winch(struct hport *hp);
+/*
+ * SIGHUP (logrotate moved the files away): every file the port writes by
+ * name is opened again, so new output goes to a new file. What the port
+ * writes to files is all reopened here, whoever writes it.
+ */
+void hport_reopen(struct hport *hp);
 /* For backends: a timerfd on the loop; @fn runs when it expires. -errno. */
 int hport_timer_new(struct hport *hp, void (*fn)(struct hport *hp));
 void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat);

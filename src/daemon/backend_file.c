@@ -50,6 +50,27 @@ static int file_start(struct hport *hp)
         return 0;
 }
 
+/*
+ * SIGHUP: output goes on in a new file at path (logrotate renamed the old
+ * one). The old file is closed only once the new one is open: if opening
+ * fails, output keeps going to the old file. Only a regular file is
+ * reopened: a FIFO or a device at path has no rotation to follow.
+ */
+static void file_reopen(struct hport *hp)
+{
+        int fd, old = hp->out_fd;
+
+        if (hp->spec.backend != BACKEND_FILE || old < 0 || !hp->out_unpollable)
+                return;
+        fd = open_or_log(hp, hp->spec.path, O_WRONLY | O_APPEND | O_CREAT);
+        if (fd < 0)
+                return;
+        hp->out_fd = fd;
+        close(old);
+        log_info("%s: reopened %s", hp->label, hp->spec.path);
+        hport_flush(hp);
+}
+
 static void file_input_end(struct hport *hp)
 {
         int fd = hp->in_fd;
@@ -77,4 +98,5 @@ const struct backend_ops backend_file_ops = {
         .peer_gone = file_input_end,
         .input_end = file_input_end,
         .output_error = file_output_error,
+        .reopen = file_reopen,
 };

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "options.h"
 #include "sandbox.h"
+#include "service.h"
 #include "vserial/vhost_user.h"
 
 struct daemon {
@@ -31,7 +32,9 @@ struct daemon {
         size_t nhports;         /* --port ones; all live in dev */
         struct ctl_server *ctl;
         int listen_fd;
+        bool own_socket;        /* we created listen_fd's path: remove it */
         int sig_fd;
+        int notify_fd;          /* NOTIFY_SOCKET, or -1 */
         struct vs_vu *vu;
         bool vu_closed;         /* freed after the loop iteration */
         bool quit;
@@ -103,6 +106,14 @@ static void on_signal(void *opaque, int fd, uint32_t events)
                         hport_winch(vs_port_opaque(p));
                 return;
         }
+        if (si.ssi_signo == SIGHUP) {
+                /* logrotate moved the files: write to new ones. */
+                log_info("SIGHUP: reopening the ports' files");
+                for (struct vs_port *p = vs_port_next(d->dev, NULL); p;
+                     p = vs_port_next(d->dev, p))
+                        hport_reopen(vs_port_opaque(p));
+                return;
+        }
         log_info("signal %u: shutting down", si.ssi_signo);
         d->quit = true;
 }
@@ -158,6 +169,58 @@ static int setup_control(struct daemon *d)
         return 0;
 }
 
+static int listen_path(struct daemon *d)
+{
+        int fd = backend_listen_unix(d->opt.socket_path, 1);
+
+        if (fd < 0) {
+                log_error("cannot listen on %s: %s", d->opt.socket_path, strerror(-fd));
+                return fd;
+        }
+        d->own_socket = true;
+        return fd;
+}
+
+/* The VMM socket: --socket-fd, else systemd's (LISTEN_FDS), else --socket. */
+static int vmm_socket(struct daemon *d)
+{
+        char what[32];
+        int fd, r;
+
+        if (d->opt.socket_fd >= 0) {
+                snprintf(what, sizeof(what), "--socket-fd %d", d->opt.socket_fd);
+                r = service_take_listener(d->opt.socket_fd, what);
+                return r < 0 ? r : d->opt.socket_fd;
+        }
+        fd = service_listen_fd();
+        if (fd > 0 && d->opt.socket_path)
+                log_info("serving the socket passed by systemd; --socket %s is not created",
+                         d->opt.socket_path);
+        if (fd != 0)
+                return fd;
+        if (d->opt.socket_path)
+                return listen_path(d);
+        log_error("no VMM socket: LISTEN_FDS is set but LISTEN_PID is not this process; "
+                  "give --socket PATH or --socket-fd N");
+        return -EINVAL;
+}
+
+static int setup_vmm_socket(struct daemon *d)
+{
+        int fd = vmm_socket(d);
+
+        if (fd < 0)
+                return fd;
+        d->listen_fd = fd;
+        if (d->own_socket)
+                log_info("listening for the VMM on %s (%u ports max, %zu configured)",
+                         d->opt.socket_path, d->opt.max_ports, d->nhports);
+        else
+                log_info("listening for the VMM on the socket passed as fd %d "
+                         "(%u ports max, %zu configured)", fd, d->opt.max_ports, d->nhports);
+        return 0;
+}
+
 static int setup(struct daemon *d)
 {
         struct vs_device_config dc = { .max_ports = d->opt.max_ports,
@@ -173,16 +236,14 @@ static int setup(struct daemon *d)
                 r = setup_ports(d);
         if (r == 0 && d->opt.control_path)
                 r = setup_control(d);
+        if (r == 0)
+                r = setup_vmm_socket(d);
         if (r < 0)
                 return r;
-        d->listen_fd = backend_listen_unix(d->opt.socket_path, 1);
-        if (d->listen_fd < 0) {
-                log_error("cannot listen on %s: %s", d->opt.socket_path,
-                          strerror(-d->listen_fd));
-                return d->listen_fd;
-        }
-        log_info("listening for the VMM on %s (%u ports max, %zu configured)",
-                 d->opt.socket_path, d->opt.max_ports, d->nhports);
+        /* Now, while nothing is confined yet (service.c). */
+        r = service_notify_open(&d->notify_fd);
+        if (r < 0)
+                return r;
         return vs_epoll_ops.add(d->ep, d->listen_fd, EPOLLIN, on_vmm, d);
 }
 
@@ -217,16 +278,20 @@ static void teardown(struct daemon *d)
         vs_device_free(d->dev);
         if (d->listen_fd >= 0) {
                 close(d->listen_fd);
-                unlink(d->opt.socket_path);
+                /* A passed socket's path belongs to whoever made it. */
+                if (d->own_socket)
+                        unlink(d->opt.socket_path);
         }
         if (d->sig_fd >= 0)
                 close(d->sig_fd);
+        if (d->notify_fd >= 0)
+                close(d->notify_fd);
         vs_epoll_free(d->ep);
 }
 
 int main(int argc, char **argv)
 {
-        static struct daemon d = { .listen_fd = -1, .sig_fd = -1 };
+        static struct daemon d = { .listen_fd = -1, .sig_fd = -1, .notify_fd = -1 };
         char err[512];
         int r = options_parse(argc, argv, &d.opt, err, sizeof(err));
 
@@ -247,8 +312,11 @@ int main(int argc, char **argv)
                 r = sandbox_apply(d.opt.user);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
-        if (r == 0)
+        if (r == 0) {
+                service_notify(d.notify_fd, "READY=1");
                 r = run(&d);
+                service_notify(d.notify_fd, "STOPPING=1");
+        }
         teardown(&d);
         options_free(&d.opt);
         return r < 0 ? 1 : 0;

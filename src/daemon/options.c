@@ -274,11 +274,14 @@ static int ports_check(const struct options *o, char *err, size_t errlen)
 void options_usage(FILE *out)
 {
         fprintf(out,
-                "Usage: vserial --socket PATH [--max-ports N] [--port SPEC]... [--control PATH]\n"
+                "Usage: vserial --socket PATH|--socket-fd N [--max-ports N] [--port SPEC]...\n"
+                "               [--control PATH]\n"
                 "               [--log-level error|warn|info|debug] [--config FILE]\n"
                 "A virtio-serial (virtio-console) vhost-user backend.\n"
                 "\n"
                 "  -s, --socket PATH     listen for the VMM's vhost-user connection at PATH\n"
+                "      --socket-fd N     ... on the listening unix socket N that the caller\n"
+                "                        passed (systemd socket activation needs neither)\n"
                 "  -m, --max-ports N     ports the device offers, 1..%u (default %u; over\n"
                 "                        vhost-user only ports below 127 can be reached)\n"
                 "  -p, --port SPEC       add a port; SPEC is a comma-separated key=value list:\n"
@@ -307,6 +310,7 @@ void options_usage(FILE *out)
 
 /* getopt value of options with no short form */
 #define OPT_NO_SANDBOX 0x100
+#define OPT_SOCKET_FD 0x101
 
 static int parse_one(struct options *o, int c, const char *arg, char *err,
                      size_t errlen)
@@ -328,6 +332,12 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                 return 0;
         case OPT_NO_SANDBOX:
                 o->no_sandbox = true;
+                return 0;
+        case OPT_SOCKET_FD:
+                if (parse_uint(arg, 0, 0x7fffffff, &v) < 0)
+                        return fail(err, errlen, "--socket-fd '%s': expected a file descriptor number",
+                                    arg);
+                o->socket_fd = (int)v;
                 return 0;
         case 'm':
                 if (parse_uint(arg, 1, VS_MAX_PORTS, &v) < 0)
@@ -356,6 +366,7 @@ static const struct option longopts[] = {
         { "user", required_argument, NULL, 'u' },
         { "no-sandbox", no_argument, NULL, OPT_NO_SANDBOX },
         { "socket", required_argument, NULL, 's' },
+        { "socket-fd", required_argument, NULL, OPT_SOCKET_FD },
         { "max-ports", required_argument, NULL, 'm' },
         { "port", required_argument, NULL, 'p' },
         { "control", required_argument, NULL, 'c' },
@@ -509,13 +520,21 @@ int options_parse(int argc, char **argv, struct options *o, char *err,
         memset(o, 0, sizeof(*o));
         o->max_ports = VS_DEFAULT_MAX_PORTS;
         o->log_level = LOG_INFO;
+        o->socket_fd = -1;
         if (config)
                 r = parse_config(o, config, err, errlen);
         if (r == 0)
                 r = parse_args(o, argc, argv, "", err, errlen);
         if (r != 0)
                 return r;
-        if (!o->socket_path || !*o->socket_path)
-                return fail(err, errlen, "--socket PATH is required");
+        if (o->socket_path && !*o->socket_path)
+                return fail(err, errlen, "--socket needs a path");
+        if (o->socket_path && o->socket_fd >= 0)
+                return fail(err, errlen, "--socket and --socket-fd both name the VMM socket: "
+                            "give one");
+        /* Socket activation is checked in full later (service.c). */
+        if (!o->socket_path && o->socket_fd < 0 && !getenv("LISTEN_FDS"))
+                return fail(err, errlen, "--socket PATH is required (or --socket-fd N, "
+                            "or systemd socket activation)");
         return ports_check(o, err, errlen);
 }

@@ -44,6 +44,7 @@ const char *backend_name(enum backend_kind kind);
 struct options {
         const char *config_path;
         const char *socket_path;
+        int socket_fd;          /* --socket-fd: a listening socket, or -1 */
         const char *control_path;
         const char *user;       /* --user: run as this user after set-up */
         bool no_sandbox;        /* --no-sandbox */
