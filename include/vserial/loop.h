@@ -8,10 +8,6 @@
 
 #include <stdint.h>
 
-/* Every declaration below is libvserial ABI: the library is compiled with
- * hidden visibility, this exports them (docs/abi.md). */
-#pragma GCC visibility push(default)
-
 /* @events: EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP as in <sys/epoll.h>. */
 typedef void (*vs_watch_fn)(void *opaque, int fd, uint32_t events);
 
@@ -52,5 +48,3 @@ struct vs_epoll_stats {
         unsigned watches;       /* fds watched now */
 };
 void vs_epoll_get_stats(const struct vs_epoll *ep, struct vs_epoll_stats *ret);
-
-#pragma GCC visibility pop

@@ -14,10 +14,6 @@
 #include "vserial/loop.h"
 #include "vserial/vserial.h"
 
-/* Every declaration below is libvserial ABI: the library is compiled with
- * hidden visibility, this exports them (docs/abi.md). */
-#pragma GCC visibility push(default)
-
 struct vs_vu;
 
 /*
@@ -65,5 +61,3 @@ void vs_vu_free(struct vs_vu *vu);
 
 /* Has the connection ended (closed() was called)? */
 bool vs_vu_is_closed(const struct vs_vu *vu);
-
-#pragma GCC visibility pop

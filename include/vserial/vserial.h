@@ -29,10 +29,6 @@
 extern "C" {
 #endif
 
-/* Every declaration below is libvserial ABI: the library is compiled with
- * hidden visibility, this exports them (docs/abi.md). */
-#pragma GCC visibility push(default)
-
 #define VS_VIRTIO_ID_CONSOLE 3
 /* virtio-console feature bits */
 #define VS_CONSOLE_F_SIZE 0
@@ -263,8 +259,6 @@ int vs_device_queue_kick(struct vs_device *dev, unsigned q);
 int vs_device_queue_error(const struct vs_device *dev, unsigned q);
 /* Guest driver reset: forget rings and guest-side port state. */
 void vs_device_reset(struct vs_device *dev);
-
-#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

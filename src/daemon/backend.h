@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loop/loop.h"
 #include "log.h"
 #include "options.h"
-#include "vserial/loop.h"
 #include "vserial/vserial.h"
 
 #define HPORT_BUFFER_DEFAULT (1u << 20)

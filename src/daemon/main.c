@@ -22,7 +22,7 @@
 #include "options.h"
 #include "sandbox.h"
 #include "service.h"
-#include "vserial/vhost_user.h"
+#include "vhost-user/vhost_user.h"
 
 struct daemon {
         struct options opt;
