@@ -310,7 +310,7 @@ void options_usage(FILE *out)
 
 /* getopt value of options with no short form */
 #define OPT_NO_SANDBOX 0x100
-#define OPT_SOCKET_FD 0x101
+#define OPT_SOCKET_FD 0x110   /* clear of other long-only options */
 
 static int parse_one(struct options *o, int c, const char *arg, char *err,
                      size_t errlen)
