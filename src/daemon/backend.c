@@ -472,6 +472,7 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->hup_seen = false;
         hp->peer_eof = false;
         hp->in_want = IN_MIN;
+        hp->cnt.host_connects++;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         vs_port_set_host_connected(hp->port, true);

@@ -54,6 +54,12 @@ struct backend_ops {
         void (*winch)(struct hport *hp);
 };
 
+/* What a port's host side has done (stats_port()). */
+struct hport_counters {
+        uint64_t host_connects;         /* peers that became the host side */
+        uint64_t clients_refused;       /* clients told to go away */
+};
+
 /* Guest output not yet written to the host side: a ring of bytes. */
 struct outbuf {
         uint8_t *data;          /* allocated while non-empty */
@@ -90,6 +96,7 @@ struct hport {
         bool peer_eof;          /* the peer shut down its sending side */
         size_t in_want;         /* bytes to ask for in the next read */
         struct outbuf buf;
+        struct hport_counters cnt;
         struct log_ratelimit rl;
         char label[VS_PORT_NAME_MAX + 32];
 };

@@ -32,6 +32,7 @@ static void refuse(struct hport *hp, int client)
                          "vserial: %s already has a host client; try again later\n",
                          hp->label);
 
+        hp->cnt.clients_refused++;
         log_warn("%s: refused a second host client (one at a time)", hp->label);
         /* Best effort: the refused client learns why before the close. */
         if (send(client, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)

@@ -49,6 +49,7 @@ struct client {
         int fd;
         uint32_t watched;
         unsigned id;
+        uint64_t callbacks;     /* run for this client ("stats") */
         bool subscribed;
         bool eof;               /* the peer shut its sending side */
         bool dead;              /* freed by its own callback */
@@ -69,6 +70,9 @@ struct ctl_server {
         int fd;
         struct vs_device *dev;
         const struct hport_env *env;
+        const struct stats_src *stats;
+        uint64_t requests;      /* lines handled */
+        uint64_t refused;       /* clients not admitted */
         struct client *clients;
         unsigned nclients;
         unsigned next_id;
@@ -388,7 +392,7 @@ static struct hport *find_port(struct ctl_server *cs, json_object *req, char *er
 static json_object *port_state(const struct hport *hp)
 {
         const struct vs_port *port = hp->port;
-        json_object *o = json_object_new_object();
+        json_object *o = json_object_new_object(), *counters = json_object_new_object();
         struct vs_port_stats st;
 
         vs_port_get_stats(port, &st);
@@ -413,6 +417,8 @@ static json_object *port_state(const struct hport *hp)
         json_object_object_add(o, "to_guest", json_object_new_uint64(st.to_guest));
         json_object_object_add(o, "from_guest", json_object_new_uint64(st.from_guest));
         json_object_object_add(o, "buffered", json_object_new_uint64(hport_buffered(hp)));
+        json_object_object_add(o, "counters", counters);
+        stats_port(hp, counters);
         if (vs_port_is_console(port)) {
                 uint16_t cols, rows;
 
@@ -600,6 +606,44 @@ static int cmd_resize(struct client *c, json_object *req, json_object *reply, ch
         return 0;
 }
 
+static json_object *control_section(const struct ctl_server *cs)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "clients", json_object_new_uint64(cs->nclients));
+        json_object_object_add(o, "requests", json_object_new_uint64(cs->requests));
+        json_object_object_add(o, "refused", json_object_new_uint64(cs->refused));
+        return o;
+}
+
+/* Counted while this request is served: see stats.h for how to read them. */
+static int cmd_stats(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        json_object *st = json_object_new_object(), *me = json_object_new_object();
+        json_object *ports = json_object_new_array();
+
+        (void)req;
+        (void)err;
+        if (cs->stats)
+                stats_fill(cs->stats, st);
+        json_object_object_add(st, "control", control_section(cs));
+        json_object_object_add(me, "id", json_object_new_uint64(c->id));
+        json_object_object_add(me, "callbacks", json_object_new_uint64(c->callbacks));
+        json_object_object_add(st, "client", me);
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
+                json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "id", json_object_new_int64(vs_port_id(p)));
+                json_object_object_add(o, "name", json_object_new_string(vs_port_name(p)));
+                stats_port(vs_port_opaque(p), o);
+                json_object_array_add(ports, o);
+        }
+        json_object_object_add(st, "ports", ports);
+        json_object_object_add(reply, "stats", st);
+        return 0;
+}
+
 static int cmd_subscribe(struct client *c, json_object *req, json_object *reply, char *err)
 {
         (void)req;
@@ -662,6 +706,7 @@ static const struct command commands[] = {
         { "resize", cmd_resize, { "port", "cols", "rows" } },
         { "subscribe", cmd_subscribe, { NULL } },
         { "attach", cmd_attach, { "port" } },
+        { "stats", cmd_stats, { NULL } },
 };
 
 static int check_keys(const struct command *cmd, json_object *req, char *err)
@@ -693,7 +738,7 @@ static int dispatch(struct client *c, json_object *req, json_object *reply, char
                         return -EINVAL;
                 return commands[i].fn(c, req, reply, err);
         }
-        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe or attach)",
+        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, attach or stats)",
                     name);
 }
 
@@ -708,6 +753,7 @@ static void handle_line(struct client *c, char *line, size_t len)
                 len--;
         if (len == 0)
                 return;         /* a blank line is not a request */
+        c->cs->requests++;
         tok = json_tokener_new();
         if (!tok) {
                 client_kill(c, "out of memory for a request");
@@ -813,6 +859,7 @@ static void on_client(void *opaque, int fd, uint32_t events)
         struct client *c = opaque;
 
         (void)fd;
+        c->callbacks++;
         if (!c->dead && (events & EPOLLOUT))
                 client_flush(c);
         if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -828,9 +875,10 @@ static void on_client(void *opaque, int fd, uint32_t events)
 }
 
 /* Tell a client why it is not served, and close. */
-static void refuse(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(struct ctl_server *cs, int fd, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
-static void refuse(int fd, const char *fmt, ...)
+static void refuse(struct ctl_server *cs, int fd, const char *fmt, ...)
 {
         char err[ERR_MAX], junk[4096];
         json_object *o = json_object_new_object();
@@ -838,6 +886,7 @@ static void refuse(int fd, const char *fmt, ...)
         size_t n;
         va_list ap;
 
+        cs->refused++;
         va_start(ap, fmt);
         vsnprintf(err, sizeof(err), fmt, ap);
         va_end(ap);
@@ -870,14 +919,14 @@ static void admit(struct ctl_server *cs, int fd)
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
                 log_warn("control: cannot read a client's credentials: %s", strerror(errno));
-                refuse(fd, "cannot check your credentials");
+                refuse(cs, fd, "cannot check your credentials");
                 return;
         }
         if (cr.uid != 0 && cr.uid != geteuid()) {
                 if (log_ratelimit_ok(&cs->rl))
                         log_warn("control: refused pid %d: uid %u is neither root nor the daemon's",
                                  (int)cr.pid, (unsigned)cr.uid);
-                refuse(fd, "permission denied: uid %u may not use this control socket",
+                refuse(cs, fd, "permission denied: uid %u may not use this control socket",
                        (unsigned)cr.uid);
                 return;
         }
@@ -885,7 +934,7 @@ static void admit(struct ctl_server *cs, int fd)
                 if (log_ratelimit_ok(&cs->rl))
                         log_warn("control: refused pid %d: %u clients already", (int)cr.pid,
                                  cs->nclients);
-                refuse(fd, "too many control connections (%u)", CTL_CLIENTS_MAX);
+                refuse(cs, fd, "too many control connections (%u)", CTL_CLIENTS_MAX);
                 return;
         }
         c = calloc(1, sizeof(*c));
@@ -894,7 +943,7 @@ static void admit(struct ctl_server *cs, int fd)
         if (!c || !c->in) {
                 if (c)
                         free(c);
-                refuse(fd, "out of memory");
+                refuse(cs, fd, "out of memory");
                 return;
         }
         c->cs = cs;
@@ -903,7 +952,7 @@ static void admit(struct ctl_server *cs, int fd)
         if (lops(cs)->add(cs->env->loop, fd, EPOLLIN, on_client, c) < 0) {
                 free(c->in);
                 free(c);
-                refuse(fd, "cannot watch the connection");
+                refuse(cs, fd, "cannot watch the connection");
                 return;
         }
         c->watched = EPOLLIN;
@@ -945,6 +994,7 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
         }
         cs->dev = cfg->dev;
         cs->env = cfg->env;
+        cs->stats = cfg->stats;
         /* Never reachable by others, not even for a moment. */
         old = umask(0177);
         cs->fd = backend_listen_unix(cfg->path, CTL_CLIENTS_MAX);

@@ -18,6 +18,8 @@
  *       vmm-connect, vmm-disconnect (without). Requests still work on a
  *       subscribed connection: the events a request causes come before its
  *       reply (replies have "ok", events "event").
+ *   {"cmd":"stats"}                      -> {"ok":true,"stats":{...}}: the
+ *       cost counters, see stats.h; "list" has each port's as "counters".
  *   {"cmd":"attach","port":ID|"NAME"}    -> {"ok":true}, then the connection
  *       is the port's host peer (hport_attach_client): raw bytes both ways
  *       until either side closes; bytes sent right behind the request line
@@ -37,6 +39,7 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "stats.h"
 #include "vserial/vserial.h"
 
 #define CTL_LINE_MAX (64u * 1024)
@@ -50,6 +53,8 @@ struct ctl_server_config {
         struct vs_device *dev;
         /* Ports added at run time get this env; its loop serves the socket. */
         const struct hport_env *env;
+        /* The daemon-wide counters of "stats"; may be NULL. */
+        const struct stats_src *stats;
 };
 
 /* Listen on cfg->path (mode 0600). Errors are logged; negative errno. */

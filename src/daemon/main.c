@@ -21,6 +21,7 @@
 #include "log.h"
 #include "options.h"
 #include "sandbox.h"
+#include "stats.h"
 #include "vhost-user/vhost_user.h"
 
 struct daemon {
@@ -36,6 +37,8 @@ struct daemon {
         bool vu_closed;         /* freed after the loop iteration */
         bool quit;
         struct log_ratelimit rl;
+        struct daemon_counters counters;
+        struct stats_src stats;
 };
 
 static void on_vu_closed(void *opaque, int err, const char *why)
@@ -75,6 +78,7 @@ static void on_vmm(void *opaque, int fd, uint32_t events)
         if (c < 0)
                 return;
         if (d->vu) {
+                d->counters.vmm_refused++;
                 log_warn("refused a second VMM connection: one is being served");
                 close(c);
                 return;
@@ -84,6 +88,7 @@ static void on_vmm(void *opaque, int fd, uint32_t events)
                 log_error("cannot serve the VMM connection: %s", strerror(-r));
                 return;
         }
+        d->counters.vmm_accepted++;
         log_info("VMM connected");
         ctl_server_vmm_event(d->ctl, true);
 }
@@ -143,11 +148,26 @@ static int setup_ports(struct daemon *d)
         return 0;
 }
 
+/* The counters of the "stats" request (stats.h). */
+static int setup_stats(struct daemon *d)
+{
+        int r;
+
+        d->stats = (struct stats_src){ .ep = d->ep, .dev = d->dev, .vu = &d->vu,
+                                       .counters = &d->counters, .env = &d->env };
+        r = stats_open(&d->stats);
+        /* Only the fd count is lost: say so, and serve anyway. */
+        if (r < 0)
+                log_warn("cannot open /proc/self/fd (%s): stats report no fd count",
+                         strerror(-r));
+        return 0;
+}
+
 /* --control: run-time ports and the event stream. */
 static int setup_control(struct daemon *d)
 {
         struct ctl_server_config cc = { .path = d->opt.control_path, .dev = d->dev,
-                                        .env = &d->env };
+                                        .env = &d->env, .stats = &d->stats };
         int r = ctl_server_new(&cc, &d->ctl);
 
         if (r < 0)
@@ -167,6 +187,8 @@ static int setup(struct daemon *d)
         r = vs_epoll_new(&d->ep);
         if (r == 0)
                 r = vs_device_new(&dc, &d->dev);
+        if (r == 0)
+                r = setup_stats(d);
         if (r == 0)
                 r = setup_signals(d);
         if (r == 0)
@@ -221,6 +243,7 @@ static void teardown(struct daemon *d)
         }
         if (d->sig_fd >= 0)
                 close(d->sig_fd);
+        stats_close(&d->stats);
         vs_epoll_free(d->ep);
 }
 

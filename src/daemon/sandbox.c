@@ -72,6 +72,8 @@ static const int allow_any[] = {
         SCMP_SYS(unlink), SCMP_SYS(unlinkat),
         SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lstat), SCMP_SYS(stat),
         SCMP_SYS(statx), SCMP_SYS(lseek),
+        /* "stats" counts /proc/self/fd through a directory fd opened at set-up */
+        SCMP_SYS(getdents64),
         /* file and pty ports added at run time open files: what they may
          * open is bounded by the user the daemon runs as (--user) */
         SCMP_SYS(openat), SCMP_SYS(fchmod),

@@ -94,7 +94,11 @@ class Client:
 
 
 class Daemon:
-    def __init__(self, ports=(), max_ports=None, extra=()):
+    """vserial in its own directory. @stdin/@stdout: what the daemon gets
+    (default /dev/null and its log file), @preexec_fn runs in the child."""
+
+    def __init__(self, ports=(), max_ports=None, extra=(), stdin=subprocess.DEVNULL,
+                 stdout=None, preexec_fn=None):
         # sun_path is 108 bytes: keep the directory short.
         self.dir = tempfile.mkdtemp(prefix='vsctl-', dir='/tmp')
         self.control = self.path('ctl.sock')
@@ -108,8 +112,9 @@ class Daemon:
         argv += list(extra)
         self.argv = argv
         self.logf = open(self.path('daemon.log'), 'wb')
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf, cwd=self.dir)
+        self.proc = subprocess.Popen(argv, stdin=stdin,
+                                     stdout=self.logf if stdout is None else stdout,
+                                     stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn)
         self.guest = None
         end = time.monotonic() + 10
         while not listening(self.control) or not listening(self.vhost):
@@ -292,6 +297,52 @@ def list_fields(d):
 
 list_fields.ports = ['id=0,console,backend=unix,path=@con.sock',
                      'id=1,name=org.one,backend=unix,path=@one.sock']
+
+
+@case
+def stats_fields(d):
+    """The "stats" reply (src/daemon/stats.h), vserialctl stats and the
+    per-port counters of list."""
+    cl = d.client()
+    st = cl.ok({'cmd': 'stats'})['stats']
+    want = {'loop': ('wakeups', 'dispatched', 'watches'), 'log': ('written', 'suppressed'),
+            'process': ('fds',), 'vmm': ('accepted', 'refused'),
+            'control': ('clients', 'requests', 'refused'), 'client': ('id', 'callbacks')}
+    for sec, keys in want.items():
+        for k in keys:
+            check(isinstance(st.get(sec, {}).get(k), int) and st[sec][k] >= 0,
+                  'stats %s.%s: %r' % (sec, k, st.get(sec)))
+    check(st['vmm']['connected'] is False, 'vmm.connected %r' % st['vmm'])
+    check(st['process']['fds'] == len(os.listdir('/proc/%d/fd' % d.proc.pid)),
+          'fds %d, /proc says %d' % (st['process']['fds'],
+                                     len(os.listdir('/proc/%d/fd' % d.proc.pid))))
+    check([(p['id'], p['name']) for p in st['ports']] == [(1, 'org.one')], 'ports %s' % st['ports'])
+    for k in ('to_guest', 'from_guest', 'buffered', 'host_connects', 'clients_refused'):
+        check(st['ports'][0][k] == 0, 'port counter %s: %s' % (k, st['ports'][0]))
+    # Idle but for this client: the loop ran this client's callbacks only
+    # (one callback may serve several requests).
+    st2 = cl.ok({'cmd': 'stats'})['stats']
+    check(st2['client']['callbacks'] - st['client']['callbacks'] ==
+          st2['loop']['dispatched'] - st['loop']['dispatched'],
+          'client callbacks %s -> %s, loop %s -> %s' % (st['client'], st2['client'],
+                                                        st['loop'], st2['loop']))
+    check(st2['control']['requests'] == st['control']['requests'] + 1, 'requests')
+    host = unix_client(d.path('one.sock'))
+    wait_for(lambda: ports_by_id(cl)[1]['counters']['host_connects'] == 1, 'host_connects')
+    host.close()
+    r = d.ctl('stats')
+    check(r.returncode == 0 and r.stderr == '', 'vserialctl stats: %s %r' % (r.returncode, r.stderr))
+    lines = r.stdout.splitlines()
+    for sec in ('loop', 'log', 'process', 'vmm', 'control', 'client'):
+        check(any(ln.startswith(sec + ': ') for ln in lines), 'no %s line in %r' % (sec, r.stdout))
+    check(any(ln.startswith('ports: ') and 'id=1' in ln and 'host_connects=1' in ln
+              for ln in lines), 'port line in %r' % r.stdout)
+    r = d.ctl('stats', '--json')
+    check(r.returncode == 0 and set(json.loads(r.stdout)) >= set(want) | {'ports'},
+          'stats --json %r' % r.stdout)
+
+
+stats_fields.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
 
 
 @case

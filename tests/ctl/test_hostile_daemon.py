@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Hostile input against the real vserial daemon, judged by what it costs.
+
+Every row of the table below starts its own daemon (test_ctl.Daemon), sets
+the scene (a fake guest, host clients), takes a baseline of the daemon's
+"stats" counters, applies one hostile input (from a guest, a VMM, a host
+peer or the process's limits), lets the daemon settle, and then judges:
+
+  - no callback without progress: over PAUSE seconds of quiet the loop
+    dispatched nothing but the two stats requests' own callbacks
+    (loop.dispatched grows exactly as client.callbacks does, see
+    src/daemon/stats.h);
+  - no log line over the quiet PAUSE, and at most the row's bound for the
+    whole input;
+  - fds back at the baseline (or the row's stated difference);
+  - the row's own checks (the daemon still serves, nothing changed that a
+    refused request named, ...).
+
+Prints TAP, one case per row, with the measured numbers as a comment:
+
+  tests/ctl/test_hostile_daemon.py --vserial build/src/daemon/vserial \\
+                                   --vserialctl build/src/ctl/vserialctl [ROW...]
+
+Adding a case (e.g. for a library finding: a kick fd at EOF, a memfd that
+shrinks, a descriptor storm) is one @row function: set up with the fixtures
+in test_ctl.py and fakeguest.py, apply the input, return; the harness does
+the judging. Row options: ports, max_ports, extra (daemon arguments),
+log_max (log lines the input may cost), fd_delta, daemon_kw (Popen).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fakeguest  # noqa: E402,F401  (rows use its constants)
+import test_ctl as tc  # noqa: E402
+from test_ctl import CaseFailed, check, wait_for  # noqa: E402,F401
+
+PAUSE = 1.0             # quiet seconds judged
+SETTLE_TIMEOUT = 20     # seconds a daemon may take to become idle
+
+
+# ---------------------------------------------------------------- the meter
+
+class Meter:
+    """The daemon's counters, read on a connection of their own."""
+
+    def __init__(self, d):
+        self.cl = d.client()
+
+    def read(self):
+        return self.cl.ok({'cmd': 'stats'})['stats']
+
+
+def busy(a, b):
+    """Callbacks between two reads that were not the reads' own."""
+    return ((b['loop']['dispatched'] - a['loop']['dispatched']) -
+            (b['client']['callbacks'] - a['client']['callbacks']))
+
+
+def settle(m, what):
+    """Wait until 0.2 s pass without a callback; the last read."""
+    end = time.monotonic() + SETTLE_TIMEOUT
+    a = m.read()
+    while True:
+        time.sleep(0.2)
+        b = m.read()
+        if busy(a, b) == 0:
+            return b
+        if time.monotonic() > end:
+            raise CaseFailed('%s: the daemon never became idle: %d callbacks in the last 0.2 s, '
+                             'loop %s' % (what, busy(a, b), b['loop']))
+        a = b
+
+
+# ---------------------------------------------------------------- rows
+
+ROWS = []
+
+
+def row(**opts):
+    def reg(fn):
+        fn.opts = opts
+        ROWS.append(fn)
+        return fn
+    return reg
+
+
+class Ctx:
+    """What a row gets: the daemon, the meter, and room for its own state."""
+
+    def __init__(self, d, m):
+        self.d, self.m = d, m
+        self.notes = []
+
+    def note(self, s):
+        self.notes.append(s)
+
+
+@row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4, log_max=0)
+def idle_after_setup(x):
+    """The harness itself: a guest and a host client connected, no input."""
+    g = x.d.connect_guest()
+    g.wait(lambda: 1 in g.ports, what='port 1')
+    x.client = tc.unix_client(x.d.path('one.sock'))
+    g.wait(lambda: g.ports[1].host_open, what='host open')
+    x.setup_done()
+
+
+# ---------------------------------------------------------------- runner
+
+def run_row(fn):
+    o = fn.opts
+    d = tc.Daemon(ports=o.get('ports', ()), max_ports=o.get('max_ports'),
+                  extra=o.get('extra', ()), **o.get('daemon_kw', {}))
+    errs, info = [], ''
+    try:
+        m = Meter(d)
+        x = Ctx(d, m)
+        state = {}
+
+        def setup_done():
+            state['base'] = settle(m, 'after set-up')
+            state['t0'] = time.monotonic()
+        x.setup_done = setup_done
+        fn(x)
+        if 'base' not in state:         # a row without a separate set-up
+            setup_done()
+        base = state['base']
+        hostile = settle(m, 'after the input')
+        a = m.read()
+        time.sleep(PAUSE)
+        b = m.read()
+        cb = busy(a, b)
+        logged = b['log']['written'] - base['log']['written']
+        supp = b['log']['suppressed'] - base['log']['suppressed']
+        fds, fds0 = b['process']['fds'], base['process']['fds']
+        info = ('idle callbacks %d in %.1f s; input cost %d log lines (+%d suppressed); '
+                'fds %d (baseline %d)' % (cb, PAUSE, logged, supp, fds, fds0))
+        if x.notes:
+            info += '; ' + '; '.join(x.notes)
+        check(cb == 0, 'callbacks while idle: %d in %.1f s (loop %s -> %s)'
+              % (cb, PAUSE, a['loop'], b['loop']))
+        check(b['log']['written'] == a['log']['written'],
+              'log lines while idle: %d' % (b['log']['written'] - a['log']['written']))
+        check(logged <= o.get('log_max', 40), 'the input cost %d log lines (bound %d)'
+              % (logged, o.get('log_max', 40)))
+        check(fds == fds0 + o.get('fd_delta', 0), 'fds %d, baseline %d%s'
+              % (fds, fds0, ' + %d' % o['fd_delta'] if o.get('fd_delta') else ''))
+        check(hostile['loop']['watches'] == b['loop']['watches'], 'watches changed while idle')
+        if hasattr(x, 'check'):
+            x.check(base, b)
+    except CaseFailed as e:
+        errs.append(str(e))
+    except Exception as e:      # noqa: BLE001
+        errs.append('%s: %s' % (type(e).__name__, e))
+        errs += traceback.format_exc().splitlines()
+    e2, log = d.stop()
+    errs += e2
+    if not errs:
+        shutil.rmtree(d.dir, ignore_errors=True)
+    return errs, info, log, d.dir
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--vserial', required=True)
+    ap.add_argument('--vserialctl', required=True)
+    ap.add_argument('--list', action='store_true')
+    ap.add_argument('rows', nargs='*')
+    opts = ap.parse_args()
+    opts.vserial = os.path.abspath(opts.vserial)
+    opts.vserialctl = os.path.abspath(opts.vserialctl)
+    tc.OPTS = opts
+    if opts.list:
+        print('\n'.join(r.__name__ for r in ROWS))
+        return 0
+    rows = ROWS
+    if opts.rows:
+        known = {r.__name__: r for r in ROWS}
+        bad = [n for n in opts.rows if n not in known]
+        if bad:
+            ap.error('unknown row(s): %s' % ' '.join(bad))
+        rows = [known[n] for n in opts.rows]
+    print('1..%d' % len(rows), flush=True)
+    failed = 0
+    for i, fn in enumerate(rows, 1):
+        errs, info, log, ddir = run_row(fn)
+        if errs:
+            failed += 1
+            print('not ok %d - %s' % (i, fn.__name__))
+            for e in errs:
+                for ln in str(e).splitlines():
+                    print('#   %s' % ln)
+            if info:
+                print('#   %s' % info)
+            print('#   daemon: %s' % ddir)
+            for ln in log.splitlines()[-20:]:
+                print('#   | %s' % ln)
+        else:
+            print('ok %d - %s # %s' % (i, fn.__name__, info))
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
