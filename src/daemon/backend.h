@@ -71,7 +71,10 @@ struct outbuf {
 struct hport {
         struct port_spec spec;
         const struct backend_ops *ops;
+        /* NULL while the backend starts (before the device has the port)
+         * and once the device forgot it (removed, or being freed). */
         struct vs_port *port;
+        uint32_t id;
         const struct hport_env *env;
         const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
@@ -89,6 +92,9 @@ struct hport {
         int hold_fd;            /* pty: our own slave fd, or -1 */
         int backoff_ms;
         bool stopping;          /* being freed: no more reconnects */
+        bool rolling_back;      /* a failed add: undo what start() made */
+        bool created;           /* file: start() created the file */
+        bool announced;         /* host-connect reported for this peer */
         uint16_t cols, rows;    /* host terminal size last sent */
         char pty_path[64];
         bool in_paused;         /* the guest has no room */
@@ -101,15 +107,39 @@ struct hport {
         char label[VS_PORT_NAME_MAX + 32];
 };
 
-/* Create the host port for @spec on @dev: adds the vs_port and starts the
- * backend. Errors are logged with the port's name. */
+/*
+ * Create the host port for @spec on @dev: start the backend, then add the
+ * vs_port. Both happen or neither: if the device refuses, what start()
+ * made is undone (a socket or a file it created is removed). Errors are
+ * logged with the port's name; -ENOSPC: no free port id; -EAGAIN: the
+ * guest's control queue is full (it takes no control messages now).
+ */
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
               const struct hport_env *env, struct hport **ret);
-/* Stop and free (removes the vs_port). Accepts NULL. */
+/*
+ * Remove the port from the device, then stop and free the host side. If
+ * the device refuses (-ENOSPC: the guest's control queue is full) nothing
+ * changes and the port keeps working.
+ */
+int hport_remove(struct hport *hp);
+/* Stop and free the host side, leaving the device alone: for the daemon's
+ * exit, when the device is freed next. Accepts NULL. */
 void hport_free(struct hport *hp);
 
-/* For backends: a peer is now connected on these fds (may be equal). */
-void hport_attach(struct hport *hp, int in_fd, int out_fd);
+/*
+ * For backends: a peer is now connected on these fds (may be equal).
+ * -ENOSPC if the guest cannot be told (its control queue is full): the fds
+ * are not taken, the caller refuses the peer.
+ */
+int hport_attach(struct hport *hp, int in_fd, int out_fd);
+/*
+ * Tell the guest the host side is (not) connected before a peer is
+ * attached (the control socket's attach replies in between). -ENOSPC: the
+ * guest's control queue is full, nothing changed.
+ */
+int hport_announce(struct hport *hp, bool connected);
+/* For backends: a console's host terminal has this size. */
+void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows);
 /* For backends: forget the fds (the backend closes them). */
 void hport_detach(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
@@ -128,7 +158,8 @@ bool hport_connected(const struct hport *hp);
 /*
  * Make @fd (a non-blocking stream socket) the peer, whatever the backend:
  * the port's host side until EOF or an error, then the fd is closed and the
- * backend is as before. -EBUSY if a peer is connected (the caller keeps @fd).
+ * backend is as before. -EBUSY if a peer is connected, -ENOSPC as for
+ * hport_attach() (the caller keeps @fd).
  */
 int hport_attach_client(struct hport *hp, int fd);
 /* "port 1 (org.x)" for log lines. */

@@ -38,9 +38,15 @@ static void try_connect(struct hport *hp)
                 arm_retry(hp);
                 return;
         }
+        if (hport_attach(hp, fd, fd) < 0) {
+                log_debug("%s: connected to %s, but the guest is not taking control messages; "
+                          "retrying in %d ms", hp->label, hp->spec.path, hp->backoff_ms);
+                close(fd);
+                arm_retry(hp);
+                return;
+        }
         log_info("%s: connected to %s", hp->label, hp->spec.path);
         hp->backoff_ms = BACKOFF_MIN_MS;
-        hport_attach(hp, fd, fd);
 }
 
 static void retry_due(struct hport *hp)

@@ -25,15 +25,14 @@ static void listen_peer_gone(struct hport *hp)
                 close(fd);
 }
 
-static void refuse(struct hport *hp, int client)
+/* Tell a client why it is not served, and close it. */
+static void refuse(struct hport *hp, int client, const char *why)
 {
-        char msg[160];
-        int n = snprintf(msg, sizeof(msg),
-                         "vserial: %s already has a host client; try again later\n",
-                         hp->label);
+        char msg[200];
+        int n = snprintf(msg, sizeof(msg), "vserial: %s %s; try again later\n", hp->label, why);
 
         hp->cnt.clients_refused++;
-        log_warn("%s: refused a second host client (one at a time)", hp->label);
+        log_warn("%s: refused a host client: it %s", hp->label, why);
         /* Best effort: the refused client learns why before the close. */
         if (send(client, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
                 log_debug("%s: refusal not sent: %s", hp->label, strerror(errno));
@@ -50,14 +49,18 @@ static void on_accept(void *opaque, int fd, uint32_t events)
         if (client < 0)
                 return;
         if (hport_connected(hp)) {
-                refuse(hp, client);
+                refuse(hp, client, "already has a host client");
                 return;
         }
         /* Small writes (a console) should not wait for Nagle. */
         if (hp->spec.backend == BACKEND_TCP)
                 setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (hport_attach(hp, client, client) < 0) {
+                /* The guest would not hear of it: no half-connected port. */
+                refuse(hp, client, "cannot tell the guest: it is not taking control messages");
+                return;
+        }
         log_info("%s: host client connected", hp->label);
-        hport_attach(hp, client, client);
 }
 
 /* Does a process listen at @path? (connect() succeeds or is merely full) */

@@ -30,9 +30,7 @@ static void stdio_winch(struct hport *hp)
                 return;         /* not a terminal */
         if (!ws.ws_col || !ws.ws_row)
                 return;
-        hp->cols = ws.ws_col;
-        hp->rows = ws.ws_row;
-        vs_port_resize(hp->port, hp->cols, hp->rows);
+        hport_set_size(hp, ws.ws_col, ws.ws_row);
 }
 
 static int stdio_start(struct hport *hp)
@@ -43,6 +41,7 @@ static int stdio_start(struct hport *hp)
                 set_nonblock(STDIN_FILENO);
         set_nonblock(STDOUT_FILENO);
         stdio_winch(hp);
+        /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, in_ok ? STDIN_FILENO : -1, STDOUT_FILENO);
         return 0;
 }

@@ -37,6 +37,9 @@
 #define ERR_MAX 512
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+/* Why the device refuses host-side changes for now. */
+#define QUEUE_FULL "the guest's control queue is full (the guest takes no control " \
+                   "messages now); nothing changed, try again later"
 
 struct obuf {
         char *data;
@@ -264,10 +267,11 @@ static void publish(struct ctl_server *cs, const char *event, bool has_port,
         json_object_put(o);
 }
 
+/* By the host port's own id and name: the device may have forgotten it. */
 static void publish_port(struct ctl_server *cs, const char *event,
-                         const struct vs_port *port)
+                         const struct hport *hp)
 {
-        publish(cs, event, true, vs_port_id(port), vs_port_name(port));
+        publish(cs, event, true, hp->id, hp->spec.name);
 }
 
 static const char *hport_event_name(enum hport_event ev)
@@ -292,7 +296,7 @@ void ctl_server_hport_event(void *opaque, struct hport *hp, enum hport_event ev)
                 cs->held[cs->nheld++] = (struct held_event){ hp, ev };
                 return;
         }
-        publish_port(cs, hport_event_name(ev), hp->port);
+        publish_port(cs, hport_event_name(ev), hp);
 }
 
 void ctl_server_device_event(void *opaque, enum vs_device_event ev)
@@ -538,32 +542,41 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
         cs->holding = false;
         if (r == -ENOSPC)
                 return fail(err, "no free port id (the device has %u)", vs_device_max_ports(cs->dev));
+        if (r == -EAGAIN)
+                return fail(err, "cannot add port '%s': %s", text, QUEUE_FULL);
         if (r < 0)
                 return fail(err, "cannot add port '%s': %s (see the daemon's log)", text,
                             strerror(-r));
         log_info("control: added %s (%s)", hport_label(hp), text);
-        publish_port(cs, "port-added", hp->port);
+        publish_port(cs, "port-added", hp);
         for (unsigned i = 0; i < cs->nheld; i++)
-                publish_port(cs, hport_event_name(cs->held[i].ev), cs->held[i].hp->port);
+                publish_port(cs, hport_event_name(cs->held[i].ev), cs->held[i].hp);
         cs->nheld = 0;
         json_object_object_add(reply, "port", port_state(hp));
         return 0;
 }
 
+/* Refused by the device: nothing changed, the port keeps working. */
 static int cmd_remove(struct client *c, json_object *req, json_object *reply, char *err)
 {
         struct ctl_server *cs = c->cs;
         struct hport *hp = find_port(cs, req, err);
-        char name[VS_PORT_NAME_MAX + 1];
+        char name[VS_PORT_NAME_MAX + 1], label[sizeof(hp->label)];
         uint32_t id;
+        int r;
 
         (void)reply;
         if (!hp)
                 return -EINVAL;
-        id = vs_port_id(hp->port);
-        strcpy(name, vs_port_name(hp->port));
-        log_info("control: removing %s", hport_label(hp));
-        hport_free(hp);
+        id = hp->id;
+        strcpy(name, hp->spec.name);
+        strcpy(label, hport_label(hp));
+        r = hport_remove(hp);
+        if (r == -ENOSPC)
+                return fail(err, "cannot remove %s: %s", label, QUEUE_FULL);
+        if (r < 0)
+                return fail(err, "cannot remove %s: %s", label, strerror(-r));
+        log_info("control: removed %s", label);
         publish(cs, "port-removed", true, id, name);
         return 0;
 }
@@ -597,8 +610,7 @@ static int cmd_resize(struct client *c, json_object *req, json_object *reply, ch
                 return fail(err, "%s is not a console", hport_label(hp));
         r = vs_port_resize(hp->port, cols, rows);
         if (r == -ENOSPC)
-                return fail(err, "%s: the guest's control queue is full; try again",
-                            hport_label(hp));
+                return fail(err, "cannot resize %s: %s", hport_label(hp), QUEUE_FULL);
         if (r < 0)
                 return fail(err, "%s: resize failed: %s", hport_label(hp), strerror(-r));
         log_debug("control: %s resized to %lldx%lld", hport_label(hp), (long long)cols,
@@ -653,42 +665,54 @@ static int cmd_subscribe(struct client *c, json_object *req, json_object *reply,
         return 0;
 }
 
-/* Replies itself: "ok" must be on the wire before the port's first byte. */
+/*
+ * Replies itself: "ok" must be on the wire before the port's first byte.
+ * The guest is told first, since that is what may be refused; if "ok"
+ * then cannot be sent the guest is told the host side is gone again.
+ */
 static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
 {
         static const char ok[] = "{\"ok\":true}\n";
         struct hport *hp = find_port(c->cs, req, err);
         ssize_t n;
+        int fd;
 
         (void)reply;
         if (!hp)
                 return -EINVAL;
         if (hport_connected(hp))
                 return fail(err, "port %u is busy: its %s backend has a host peer connected",
-                            vs_port_id(hp->port), backend_name(hp->spec.backend));
+                            hp->id, backend_name(hp->spec.backend));
         client_flush(c);
         if (c->dead)
                 return 0;
         if (c->out.len)
                 return fail(err, "read the earlier replies before attaching");
+        if (hport_announce(hp, true) < 0)
+                return fail(err, "cannot attach to %s: %s", hport_label(hp), QUEUE_FULL);
         n = send(c->fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n != (ssize_t)sizeof(ok) - 1)
+                hport_announce(hp, false);
         if (n == 0 || (n < 0 && errno == EAGAIN))
                 return fail(err, "read the earlier replies before attaching");
         if (n != (ssize_t)sizeof(ok) - 1) {
                 client_kill(c, n < 0 ? NULL : "attach: the reply did not fit in its socket");
                 return 1;
         }
+        /* The fd is the port's from here on: no event or reply goes to it. */
         lops(c->cs)->del(c->cs->env->loop, c->fd);
+        fd = c->fd;
+        c->fd = -1;
         c->watched = 0;
-        if (hport_attach_client(hp, c->fd) < 0) {
-                /* Checked above: cannot happen in one thread. */
-                client_kill(c, "attach failed after it was accepted");
+        c->handed_off = true;
+        c->subscribed = false;
+        if (hport_attach_client(hp, fd) < 0) {
+                /* Announced above and not connected: cannot happen. */
+                log_error("control: client %u: attach failed after it was accepted", c->id);
+                close(fd);
                 return 1;
         }
         log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
-        c->fd = -1;
-        c->handed_off = true;
-        c->subscribed = false;
         return 1;
 }
 

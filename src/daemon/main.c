@@ -232,8 +232,9 @@ static void teardown(struct daemon *d)
         struct vs_port *p;
 
         vs_vu_free(d->vu);
-        /* Every port, the control socket's too; their events still go out. */
-        while (d->dev && (p = vs_port_next(d->dev, NULL)))
+        /* Every port's host side, the control socket's too (their events
+         * still go out); the device and its ports go next. */
+        for (p = d->dev ? vs_port_next(d->dev, NULL) : NULL; p; p = vs_port_next(d->dev, p))
                 hport_free(vs_port_opaque(p));
         ctl_server_free(d->ctl);
         vs_device_free(d->dev);

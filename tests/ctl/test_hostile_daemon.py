@@ -30,6 +30,7 @@ log_max (log lines the input may cost), fd_delta, daemon_kw (Popen).
 
 import argparse
 import os
+import select
 import shutil
 import sys
 import time
@@ -109,6 +110,128 @@ def idle_after_setup(x):
     x.client = tc.unix_client(x.d.path('one.sock'))
     g.wait(lambda: g.ports[1].host_open, what='host open')
     x.setup_done()
+
+
+def guest_with_ports(x, *ids):
+    g = x.d.connect_guest()
+    g.wait(lambda: all(i in g.ports for i in ids), what='ports %s' % (ids,))
+    return g
+
+
+def ports_by_id(x):
+    return {p['id']: p for p in x.m.cl.ok({'cmd': 'list'})['ports']}
+
+
+@row(ports=['id=1,name=org.victim,backend=unix,path=@v.sock'], max_ports=4, fd_delta=-1)
+def port_ready_repeated(x):
+    """Finding 1 as the audit found it: a guest that takes no control
+    messages sends PORT_READY 1 for a named port again and again; then the
+    host removes the port, the guest writes to it and list runs. A repeat
+    asks for what is already queued (one PORT_NAME, not one per repeat), so
+    the remove goes through; the port is gone for good."""
+    g = guest_with_ports(x, 1)
+    g.wait(lambda: g.ports[1].name == 'org.victim', what='the name')
+    x.setup_done()
+    names0 = g.ctrl_count(fakeguest.PORT_NAME, 1)
+    with g.lock:
+        g.ctrl_rx_hold = True
+        posted = fakeguest.QSIZE - len(g.vqs[2].free)
+    for _ in range(300):
+        g.ctrl(1, fakeguest.PORT_READY, 1)
+    r = x.m.cl.req({'cmd': 'remove', 'port': 'org.victim'})
+    check(r == {'ok': True}, 'remove after 300 PORT_READY: %s' % r)
+    g.send(1, b'written after the remove' * 10)
+    check(1 not in ports_by_id(x), 'port 1 still listed after its remove')
+    g.ctrl_rx_resume()
+    g.wait(lambda: 1 not in g.ports, what='PORT_REMOVE')
+    names = g.ctrl_count(fakeguest.PORT_NAME, 1) - names0
+    x.note('%d PORT_NAME for 300 PORT_READY (%d control buffers were posted)' % (names, posted))
+    # Each repeat finding a posted buffer gets its copy at once; what the
+    # device keeps for the guest is one.
+    check(names <= posted + 1, '300 PORT_READY with %d buffers posted: %d PORT_NAME messages'
+          % (posted, names))
+
+
+def refused(sock):
+    """Has the daemon closed @sock (a refused client)?"""
+    r, _, _ = select.select([sock], [], [], 0)
+    return bool(r)
+
+
+def fill_control_queue(x, g, console_sock):
+    """Stop taking control messages and make the host side queue them until
+    the device refuses: a console resized and its host client connecting
+    and leaving in turn (each a message the queue cannot fold into an
+    earlier one). Returns the refusal."""
+    g.ctrl_rx_hold = True
+    host, connects = None, 0
+    for i in range(400):
+        r = x.m.cl.req({'cmd': 'resize', 'port': 0, 'cols': 80 + i % 2, 'rows': 25})
+        if not r['ok']:
+            if host:
+                host.close()
+            cols = ports_by_id(x)[0]['cols']
+            check(cols == 80 + (i - 1) % 2, 'a refused resize changed the size: %d' % cols)
+            return r['error']
+        if host is None:
+            host = tc.unix_client(console_sock)
+            connects += 1
+            wait_for(lambda: ports_by_id(x)[0]['counters']['host_connects'] == connects or
+                     refused(host), 'host client %d' % connects)
+            if refused(host):
+                host.close()
+                host = None
+        else:
+            host.close()
+            host = None
+            wait_for(lambda: not ports_by_id(x)[0]['host_connected'], 'host client %d gone' % i)
+    raise CaseFailed('the control queue never filled')
+
+
+@row(ports=['id=0,console,backend=unix,path=@con.sock',
+            'id=1,name=org.victim,backend=unix,path=@v.sock'], max_ports=4, fd_delta=-1,
+     log_max=400)
+def host_ops_with_full_control_queue(x):
+    """Finding 1, the class: host-side operations are transactional. While
+    the guest takes no control messages and the device's queue is full,
+    remove, add, attach and a new host client are refused with the reason
+    and change nothing; the guest's writes to the port still arrive, list
+    still works; once the guest takes messages again the remove goes
+    through."""
+    g = guest_with_ports(x, 0, 1)
+    x.setup_done()
+    why = fill_control_queue(x, g, x.d.path('con.sock'))
+    check('control queue is full' in why, 'resize refused with %r' % why)
+    before = ports_by_id(x)
+    r = x.m.cl.req({'cmd': 'remove', 'port': 'org.victim'})
+    check(not r['ok'] and 'control queue is full' in r['error'], 'remove: %s' % r)
+    g.send(1, b'g' * 5000)
+    wait_for(lambda: ports_by_id(x)[1]['counters']['from_guest'] == 5000, 'guest data on port 1')
+    r = x.m.cl.req({'cmd': 'add', 'spec': 'id=3,name=org.new,backend=unix,path=%s'
+                    % x.d.path('new.sock')})
+    check(not r['ok'] and 'control queue is full' in r['error'], 'add: %s' % r)
+    check(not os.path.exists(x.d.path('new.sock')), 'a refused add left its socket file')
+    c = x.d.client()
+    r = c.req({'cmd': 'attach', 'port': 1})
+    check(not r['ok'] and 'control queue is full' in r['error'], 'attach: %s' % r)
+    check(c.ok({'cmd': 'list'}), 'the refused attach connection is still a control connection')
+    c.close()
+    host = tc.unix_client(x.d.path('v.sock'))
+    msg = host.recv(200)
+    check(b'not taking control messages' in msg and host.recv(10) == b'',
+          'a host client while the queue is full: %r' % msg)
+    host.close()
+    after = ports_by_id(x)
+    check(sorted(after) == [0, 1], 'ports %s' % sorted(after))
+    check({k: v for k, v in after[1].items() if k not in ('from_guest', 'counters', 'buffered')} ==
+          {k: v for k, v in before[1].items() if k not in ('from_guest', 'counters', 'buffered')},
+          'port 1 changed: %s -> %s' % (before[1], after[1]))
+    g.ctrl_rx_resume()
+    # Refused removes change nothing, so retrying until the queue drained is
+    # safe.
+    wait_for(lambda: x.m.cl.req({'cmd': 'remove', 'port': 'org.victim'})['ok'],
+             'remove once the guest takes messages again')
+    g.wait(lambda: 1 not in g.ports, what='PORT_REMOVE')
 
 
 # ---------------------------------------------------------------- runner
