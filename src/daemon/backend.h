@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "listener.h"
 #include "loop/loop.h"
 #include "log.h"
 #include "options.h"
@@ -33,6 +34,8 @@ enum hport_event {
 struct hport_env {
         const struct vs_loop_ops *loop_ops;
         void *loop;
+        /* Listening sockets accept through it (back-off when out of fds). */
+        struct listen_pool *listeners;
         /* Every event, in order; may be NULL. */
         void (*event)(void *opaque, struct hport *hp, enum hport_event ev);
         void *opaque;
@@ -79,7 +82,8 @@ struct hport {
         const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
 
-        int listen_fd;          /* unix: the listening socket, or -1 */
+        int listen_fd;          /* unix, tcp: the listening socket, or -1 */
+        struct listener *listener;      /* ... accepting on it */
         int in_fd;              /* host->guest source, or -1 */
         int out_fd;             /* guest->host sink, or -1 */
         uint32_t in_events;     /* what is being watched on in_fd */

@@ -39,15 +39,11 @@ static void refuse(struct hport *hp, int client, const char *why)
         close(client);
 }
 
-static void on_accept(void *opaque, int fd, uint32_t events)
+static void on_accept(void *opaque, int client)
 {
         struct hport *hp = opaque;
-        int client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         int one = 1;
 
-        (void)events;
-        if (client < 0)
-                return;
         if (hport_connected(hp)) {
                 refuse(hp, client, "already has a host client");
                 return;
@@ -159,7 +155,8 @@ static int listen_start(struct hport *hp)
                 return r;
         }
         hp->listen_fd = r;
-        r = hp->loop_ops->add(hp->loop, hp->listen_fd, EPOLLIN, on_accept, hp);
+        /* A few per wake-up: one is served, the rest are told why not. */
+        r = listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
         if (r < 0) {
                 close(hp->listen_fd);
                 hp->listen_fd = -1;
@@ -174,7 +171,8 @@ static void listen_stop(struct hport *hp)
         listen_peer_gone(hp);
         if (hp->listen_fd < 0)
                 return;
-        hp->loop_ops->del(hp->loop, hp->listen_fd);
+        listener_free(hp->listener);
+        hp->listener = NULL;
         close(hp->listen_fd);
         if (hp->spec.backend == BACKEND_UNIX)
                 unlink(hp->spec.path);

@@ -71,6 +71,7 @@ struct held_event {
 struct ctl_server {
         char *path;
         int fd;
+        struct listener *listener;
         struct vs_device *dev;
         const struct hport_env *env;
         const struct stats_src *stats;
@@ -989,18 +990,9 @@ static void admit(struct ctl_server *cs, int fd)
                   (unsigned)cr.uid);
 }
 
-static void on_accept(void *opaque, int fd, uint32_t events)
+static void on_accept(void *opaque, int fd)
 {
-        struct ctl_server *cs = opaque;
-
-        (void)events;
-        for (int i = 0; i < ACCEPT_BUDGET; i++) {
-                int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-                if (c < 0)
-                        return;
-                admit(cs, c);
-        }
+        admit(opaque, fd);
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -1035,7 +1027,8 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
                 log_error("--control %s: chmod: %s", cfg->path, strerror(-r));
                 goto fail_unlink;
         }
-        r = lops(cs)->add(cs->env->loop, cs->fd, EPOLLIN, on_accept, cs);
+        r = listener_new(cs->env->listeners, cs->fd, ACCEPT_BUDGET, on_accept, cs,
+                         &cs->listener);
         if (r < 0)
                 goto fail_unlink;
         log_info("control socket on %s", cfg->path);
@@ -1056,7 +1049,7 @@ void ctl_server_free(struct ctl_server *cs)
                 return;
         while (cs->clients)
                 client_free(cs->clients);
-        lops(cs)->del(cs->env->loop, cs->fd);
+        listener_free(cs->listener);
         close(cs->fd);
         unlink(cs->path);
         free(cs->path);

@@ -31,7 +31,9 @@ struct daemon {
         struct hport_env env;
         size_t nhports;         /* --port ones; all live in dev */
         struct ctl_server *ctl;
+        struct listen_pool *listeners;
         int listen_fd;
+        struct listener *vmm_listener;
         int sig_fd;
         struct vs_vu *vu;
         bool vu_closed;         /* freed after the loop iteration */
@@ -61,7 +63,7 @@ static void on_queue_broken(void *opaque, unsigned q, int err)
                          q, strerror(-err));
 }
 
-static void on_vmm(void *opaque, int fd, uint32_t events)
+static void on_vmm(void *opaque, int c)
 {
         struct daemon *d = opaque;
         struct vs_vu_config cfg = {
@@ -71,12 +73,8 @@ static void on_vmm(void *opaque, int fd, uint32_t events)
                 .queue_broken = on_queue_broken,
                 .opaque = d,
         };
-        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
         int r;
 
-        (void)events;
-        if (c < 0)
-                return;
         if (d->vu) {
                 d->counters.vmm_refused++;
                 log_warn("refused a second VMM connection: one is being served");
@@ -132,8 +130,6 @@ static int setup_signals(struct daemon *d)
 
 static int setup_ports(struct daemon *d)
 {
-        d->env.loop_ops = &vs_epoll_ops;
-        d->env.loop = d->ep;
         for (size_t i = 0; i < d->opt.nports; i++) {
                 struct hport *hp;
                 int r = hport_new(d->dev, &d->opt.ports[i], &d->env, &hp);
@@ -188,6 +184,11 @@ static int setup(struct daemon *d)
         if (r == 0)
                 r = vs_device_new(&dc, &d->dev);
         if (r == 0)
+                r = listen_pool_new(&vs_epoll_ops, d->ep, &d->listeners);
+        d->env.loop_ops = &vs_epoll_ops;
+        d->env.loop = d->ep;
+        d->env.listeners = d->listeners;
+        if (r == 0)
                 r = setup_stats(d);
         if (r == 0)
                 r = setup_signals(d);
@@ -205,7 +206,7 @@ static int setup(struct daemon *d)
         }
         log_info("listening for the VMM on %s (%u ports max, %zu configured)",
                  d->opt.socket_path, d->opt.max_ports, d->nhports);
-        return vs_epoll_ops.add(d->ep, d->listen_fd, EPOLLIN, on_vmm, d);
+        return listener_new(d->listeners, d->listen_fd, 4, on_vmm, d, &d->vmm_listener);
 }
 
 static int run(struct daemon *d)
@@ -238,10 +239,12 @@ static void teardown(struct daemon *d)
                 hport_free(vs_port_opaque(p));
         ctl_server_free(d->ctl);
         vs_device_free(d->dev);
+        listener_free(d->vmm_listener);
         if (d->listen_fd >= 0) {
                 close(d->listen_fd);
                 unlink(d->opt.socket_path);
         }
+        listen_pool_free(d->listeners);
         if (d->sig_fd >= 0)
                 close(d->sig_fd);
         stats_close(&d->stats);

@@ -84,6 +84,18 @@ static json_object *sec_vmm(const struct stats_src *src)
         return o;
 }
 
+static json_object *sec_listeners(const struct stats_src *src)
+{
+        json_object *o = json_object_new_object();
+        struct listen_pool_stats st = { 0 };
+
+        if (src->env->listeners)
+                listen_pool_get_stats(src->env->listeners, &st);
+        json_object_object_add(o, "backoffs", u64(st.backoffs));
+        json_object_object_add(o, "paused", u64(st.paused));
+        return o;
+}
+
 static const struct {
         const char *name;
         json_object *(*fn)(const struct stats_src *src);
@@ -92,6 +104,7 @@ static const struct {
         { "log", sec_log },
         { "process", sec_process },
         { "vmm", sec_vmm },
+        { "listeners", sec_listeners },
 };
 
 void stats_fill(const struct stats_src *src, json_object *out)

@@ -234,6 +234,50 @@ def host_ops_with_full_control_queue(x):
     g.wait(lambda: 1 not in g.ports, what='PORT_REMOVE')
 
 
+@row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4, log_max=60)
+def out_of_fds(x):
+    """Finding 5: out of fds is survivable. With the daemon's fd limit just
+    above what it holds, connections wait in the backlogs of all three
+    kinds of listener (control, a port, the VMM's); the listeners back off
+    instead of spinning on the pending connection, and serve them once fds
+    are free again."""
+    import resource
+    g = guest_with_ports(x, 1)
+    x.setup_done()
+    pid = x.d.proc.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    held = x.m.read()['process']['fds']
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 2, old[1]))
+    socks = [x.d.client() for _ in range(2)]
+    for c in socks:
+        c.ok({'cmd': 'list'})
+    late_ctl = tc.Client(x.d.control)
+    late_port = tc.unix_client(x.d.path('one.sock'))
+    late_vmm = tc.unix_client(x.d.vhost)
+    time.sleep(0.3)
+    a = x.m.read()
+    time.sleep(PAUSE)
+    b = x.m.read()
+    spent = busy(a, b)
+    x.note('%d callbacks in %.1f s out of fds, %d back-offs' % (
+        spent, PAUSE, b['listeners']['backoffs'] if 'listeners' in b else -1))
+    check(spent <= 40, 'out of fds with 3 connections pending: %d callbacks in %.1f s' %
+          (spent, PAUSE))
+    for c in socks:
+        c.close()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    # Served now: the control client, the port's client; the second VMM is
+    # told no and closed.
+    check(late_ctl.ok({'cmd': 'list'}), 'the waiting control client')
+    wait_for(lambda: ports_by_id(x)[1]['host_connected'], 'the waiting port client')
+    late_vmm.settimeout(10)
+    check(late_vmm.recv(10) == b'', 'the waiting second VMM was not closed')
+    check(g.error is None, 'fake guest: %s' % g.error)
+    for s_ in (late_ctl, late_port, late_vmm):
+        s_.close()
+    wait_for(lambda: not ports_by_id(x)[1]['host_connected'], 'port client gone')
+
+
 # ---------------------------------------------------------------- runner
 
 def run_row(fn):
