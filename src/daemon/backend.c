@@ -398,6 +398,10 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
 
         for (unsigned i = 0; i < cnt; i++)
                 total += iov[i].iov_len;
+        if (hp->out_gone) {
+                hp->cnt.output_discarded += total;
+                return total;
+        }
         /* Straight from guest memory when nothing is queued before it. */
         if (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len == 0) {
                 ssize_t n = writev(hp->out_fd, iov, cnt);
@@ -642,6 +646,21 @@ void hport_free(struct hport *hp)
                 return;
         hp->port = NULL;
         hport_release(hp);
+}
+
+void hport_drop_output(struct hport *hp)
+{
+        if (hp->out_fd < 0 || hp->out_fd == hp->in_fd)
+                return;         /* a socket: its error ends the peer instead */
+        watch_fd(hp, hp->out_fd, &hp->out_events, 0, on_out);
+        hp->out_fd = -1;
+        hp->out_gone = true;
+        hp->cnt.output_discarded += hp->buf.len;
+        free(hp->buf.data);
+        hp->buf.data = NULL;
+        hp->buf.head = hp->buf.len = 0;
+        if (hp->port)
+                vs_port_throttle(hp->port, false);
 }
 
 void hport_drop_input(struct hport *hp)

@@ -61,6 +61,7 @@ struct backend_ops {
 struct hport_counters {
         uint64_t host_connects;         /* peers that became the host side */
         uint64_t clients_refused;       /* clients told to go away */
+        uint64_t output_discarded;      /* guest bytes dropped: output gone for good */
 };
 
 /* Guest output not yet written to the host side: a ring of bytes. */
@@ -104,6 +105,7 @@ struct hport {
         bool in_paused;         /* the guest has no room */
         bool hup_seen;          /* the peer hung up with data still unread */
         bool peer_eof;          /* the peer shut down its sending side */
+        bool out_gone;          /* output failed for good: guest output is dropped */
         size_t in_want;         /* bytes to ask for in the next read */
         struct outbuf buf;
         struct hport_counters cnt;
@@ -148,6 +150,13 @@ void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows);
 void hport_detach(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
 void hport_drop_input(struct hport *hp);
+/*
+ * For backends: the output can never be written again (stdout's reader
+ * left): stop watching it, and from now on take guest output and drop it,
+ * counted (output_discarded), rather than buffer and throttle a guest
+ * that nobody will ever read. Input goes on.
+ */
+void hport_drop_output(struct hport *hp);
 /* For backends: try writing buffered guest output again. */
 void hport_flush(struct hport *hp);
 /* The host terminal may have changed size: consoles follow it. */

@@ -124,4 +124,5 @@ void stats_port(const struct hport *hp, json_object *o)
         json_object_object_add(o, "buffered", u64(hport_buffered(hp)));
         json_object_object_add(o, "host_connects", u64(hp->cnt.host_connects));
         json_object_object_add(o, "clients_refused", u64(hp->cnt.clients_refused));
+        json_object_object_add(o, "output_discarded", u64(hp->cnt.output_discarded));
 }

@@ -25,7 +25,9 @@ Adding a case (e.g. for a library finding: a kick fd at EOF, a memfd that
 shrinks, a descriptor storm) is one @row function: set up with the fixtures
 in test_ctl.py and fakeguest.py, apply the input, return; the harness does
 the judging. Row options: ports, max_ports, extra (daemon arguments),
-log_max (log lines the input may cost), fd_delta, daemon_kw (Popen).
+log_max (log lines the input may cost), fd_delta, daemon_kw (Popen),
+stdio (the daemon's stdin and stdout are pipes; the row gets x.ends =
+(stdin's write end, stdout's read end)).
 """
 
 import argparse
@@ -278,16 +280,59 @@ def out_of_fds(x):
     wait_for(lambda: not ports_by_id(x)[1]['host_connected'], 'port client gone')
 
 
+def stdio_pipes():
+    """Pipes for a daemon's stdin and stdout: (Popen kwargs, test's ends)."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    return {'stdin': in_r, 'stdout': out_w}, (in_w, out_r)
+
+
+@row(ports=['id=0,console,backend=stdio'], max_ports=4, stdio=True)
+def stdout_reader_gone(x):
+    """Finding 6: the reader of the daemon's stdout left (EPIPE). The output
+    side stops: no watch, no log flood, guest output is counted and dropped
+    (nobody can ever read it, and a console the guest cannot write to would
+    stall it); input from stdin keeps working."""
+    in_w, out_r = x.ends
+    g = guest_with_ports(x, 0)
+    g.wait(lambda: g.ports[0].guest_open, what='console open')
+    g.send(0, b'before\n')
+    check(os.read(out_r, 100) == b'before\n', 'console output on stdout')
+    x.setup_done()
+    os.close(out_r)
+    g.send(0, b'x' * 3000)
+    wait_for(lambda: ports_by_id(x)[0]['counters'].get('output_discarded', 0) >= 3000 or
+             ports_by_id(x)[0]['counters']['buffered'] >= 3000, 'the write after EPIPE')
+    # More than the port's buffer: taken and dropped, never throttled.
+    g.send(0, b'y' * (1 << 20) + b'z' * 8192)
+    wait_for(lambda: ports_by_id(x)[0]['from_guest'] >= 3000 + (1 << 20) + 8192,
+             'guest output after EPIPE taken (%s)' % ports_by_id(x)[0])
+    os.write(in_w, b'typed\n')
+    g.wait(lambda: b'typed\n' in g.ports[0].rx, what='stdin still reaches the guest')
+
+    def after(base, now):
+        p = [q for q in now['ports'] if q['id'] == 0][0]
+        check(p['output_discarded'] == 3000 + (1 << 20) + 8192, 'discarded %s' % p)
+        check(p['buffered'] == 0, 'buffered %s' % p)
+    x.check = after
+
+
 # ---------------------------------------------------------------- runner
 
 def run_row(fn):
     o = fn.opts
+    kw, ends = stdio_pipes() if o.get('stdio') else ({}, ())
+    kw.update(o.get('daemon_kw', {}))
     d = tc.Daemon(ports=o.get('ports', ()), max_ports=o.get('max_ports'),
-                  extra=o.get('extra', ()), **o.get('daemon_kw', {}))
+                  extra=o.get('extra', ()), **kw)
+    for fd in (kw.get('stdin'), kw.get('stdout')):
+        if isinstance(fd, int):
+            os.close(fd)        # the daemon's ends
     errs, info = [], ''
     try:
         m = Meter(d)
         x = Ctx(d, m)
+        x.ends = ends
         state = {}
 
         def setup_done():
@@ -328,6 +373,11 @@ def run_row(fn):
         errs += traceback.format_exc().splitlines()
     e2, log = d.stop()
     errs += e2
+    for fd in ends:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     if not errs:
         shutil.rmtree(d.dir, ignore_errors=True)
     return errs, info, log, d.dir
