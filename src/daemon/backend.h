@@ -109,7 +109,6 @@ struct hport {
         size_t in_want;         /* bytes to ask for in the next read */
         struct outbuf buf;
         struct hport_counters cnt;
-        struct log_ratelimit rl;
         char label[VS_PORT_NAME_MAX + 32];
 };
 

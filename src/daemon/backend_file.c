@@ -16,9 +16,8 @@
 
 static void file_output_error(struct hport *hp, int err)
 {
-        if (log_ratelimit_ok(&hp->rl))
-                log_warn("%s: writing %s: %s; keeping %zu bytes and retrying", hp->label,
-                         hp->spec.path, strerror(-err), hport_buffered(hp));
+        log_warn("%s: writing %s: %s; keeping %zu bytes and retrying", hp->label,
+                 hp->spec.path, strerror(-err), hport_buffered(hp));
         if (hp->timer_fd < 0 && hport_timer_new(hp, hport_flush) < 0)
                 return;
         hport_timer_arm(hp, RETRY_MS, false);

@@ -84,7 +84,6 @@ struct ctl_server {
         bool holding;           /* a port is being added */
         struct held_event held[HELD_MAX];
         unsigned nheld;
-        struct log_ratelimit rl;
 };
 
 static const struct vs_loop_ops *lops(const struct ctl_server *cs)
@@ -797,7 +796,9 @@ static void handle_line(struct client *c, char *line, size_t len)
         json_tokener_free(tok);
         reply = json_object_new_object();
         json_object_object_add(reply, "ok", json_object_new_boolean(1));
+        log_trusted(true);
         r = err[0] ? -EINVAL : dispatch(c, req, reply, err);
+        log_trusted(false);
         if (r < 0)
                 client_send_error(c, err[0] ? err : "failed");
         else if (r == 0)
@@ -948,17 +949,15 @@ static void admit(struct ctl_server *cs, int fd)
                 return;
         }
         if (cr.uid != 0 && cr.uid != geteuid()) {
-                if (log_ratelimit_ok(&cs->rl))
-                        log_warn("control: refused pid %d: uid %u is neither root nor the daemon's",
-                                 (int)cr.pid, (unsigned)cr.uid);
+                log_warn("control: refused pid %d: uid %u is neither root nor the daemon's",
+                         (int)cr.pid, (unsigned)cr.uid);
                 refuse(cs, fd, "permission denied: uid %u may not use this control socket",
                        (unsigned)cr.uid);
                 return;
         }
         if (cs->nclients >= CTL_CLIENTS_MAX) {
-                if (log_ratelimit_ok(&cs->rl))
-                        log_warn("control: refused pid %d: %u clients already", (int)cr.pid,
-                                 cs->nclients);
+                log_warn("control: refused pid %d: %u clients already", (int)cr.pid,
+                         cs->nclients);
                 refuse(cs, fd, "too many control connections (%u)", CTL_CLIENTS_MAX);
                 return;
         }

@@ -9,7 +9,9 @@
  * is trusted to be rare. All lines share one budget of LOG_BURST lines,
  * refilled at LOG_RATE lines a second; a line over the budget is counted,
  * not written, and the next line written is preceded by
- * "N messages suppressed (rate limit)". Set-up and exit log freely.
+ * "N messages suppressed (rate limit)". Set-up and exit log freely, and so
+ * does a control request while it is served (log_trusted(): its client is
+ * root or the daemon's user, and its lines answer what the operator did).
  */
 #pragma once
 
@@ -30,6 +32,9 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void log_limit_start(void);
 /* Write the pending "suppressed" line, and log freely again (at exit). */
 void log_limit_stop(void);
+/* While a control client's request is served: lines are not rate-limited
+ * (they nest; each true needs its false). */
+void log_trusted(bool on);
 
 struct log_stats {
         uint64_t written;       /* lines written */
@@ -37,13 +42,6 @@ struct log_stats {
 };
 void log_get_stats(struct log_stats *ret);
 
-/* True if another line from this source may be logged now (10 per second). */
-struct log_ratelimit {
-        long long window;
-        unsigned count;
-        unsigned suppressed;
-};
-bool log_ratelimit_ok(struct log_ratelimit *rl);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -38,7 +38,6 @@ struct daemon {
         struct vs_vu *vu;
         bool vu_closed;         /* freed after the loop iteration */
         bool quit;
-        struct log_ratelimit rl;
         struct daemon_counters counters;
         struct stats_src stats;
 };
@@ -56,11 +55,8 @@ static void on_vu_closed(void *opaque, int err, const char *why)
 
 static void on_queue_broken(void *opaque, unsigned q, int err)
 {
-        struct daemon *d = opaque;
-
-        if (log_ratelimit_ok(&d->rl))
-                log_warn("guest broke queue %u (%s): it is not used until reset",
-                         q, strerror(-err));
+        (void)opaque;
+        log_warn("guest broke queue %u (%s): it is not used until reset", q, strerror(-err));
 }
 
 static void on_vmm(void *opaque, int c)
@@ -274,8 +270,11 @@ int main(int argc, char **argv)
                 r = sandbox_apply(d.opt.user);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
+        /* From here on a guest, a VMM or a peer can make lines at will. */
+        log_limit_start();
         if (r == 0)
                 r = run(&d);
+        log_limit_stop();
         teardown(&d);
         options_free(&d.opt);
         return r < 0 ? 1 : 0;

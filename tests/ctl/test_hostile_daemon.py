@@ -32,8 +32,10 @@ stdio (the daemon's stdin and stdout are pipes; the row gets x.ends =
 
 import argparse
 import os
+import re
 import select
 import shutil
+import struct
 import sys
 import time
 import traceback
@@ -317,7 +319,109 @@ def stdout_reader_gone(x):
     x.check = after
 
 
+def log_limits():
+    """LOG_BURST and LOG_RATE of src/daemon/log.h."""
+    h = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'src', 'daemon',
+                     'log.h')
+    with open(h) as f:
+        text = f.read()
+    return tuple(int(re.search(r'#define %s (\d+)u' % k, text).group(1))
+                 for k in ('LOG_BURST', 'LOG_RATE'))
+
+
+def rate_limited(x, wanted):
+    """The input wanted at least @wanted log lines: the daemon wrote no more
+    than its budget allows for the time it took (an upper bound that only
+    grows on a slow machine), and counted the rest."""
+    burst, rate = log_limits()
+    t0 = time.monotonic()
+
+    def after(base, now):
+        secs = int(time.monotonic() - t0) + 2
+        written = now['log']['written'] - base['log']['written']
+        supp = now['log']['suppressed'] - base['log']['suppressed']
+        # +1 a line: each written line may carry the "suppressed" summary
+        check(written <= 2 * (burst + rate * secs), '%d lines written in %d s (budget %d + %d/s)'
+              % (written, secs, burst, rate))
+        check(written + supp >= wanted, 'only %d + %d lines for an input that wants %d'
+              % (written, supp, wanted))
+        x.note('%d lines wanted, %d written, %d suppressed' % (wanted, written, supp))
+    x.check = after
+    x.log_max = 10 ** 9         # judged by after()
+
+
+@row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
+def port_open_toggles(x):
+    """Finding 7: a guest opens and closes a port 2000 times; each is worth
+    a log line, the daemon writes what its rate limit allows."""
+    g = guest_with_ports(x, 1)
+    x.setup_done()
+    rate_limited(x, 2000)
+    for i in range(2000):
+        g.ctrl(1, fakeguest.PORT_OPEN, (i + 1) % 2)
+    wait_for(lambda: x.m.read()['log']['written'] + x.m.read()['log']['suppressed'] >= 2000,
+             'the toggles handled')
+
+
+@row(max_ports=4)
+def vmm_reconnect_flood(x):
+    """Finding 7: a VMM that connects, sends a message the daemon does not
+    know and is cut off, 300 times: each connection is worth a line or two
+    (connected, closed: why; or refused while the last one is not gone)."""
+    x.setup_done()
+    rate_limited(x, 300)
+    for _ in range(300):
+        s_ = tc.unix_client(x.d.vhost)
+        s_.settimeout(10)
+        try:
+            s_.sendall(struct.pack('<III', 9999, 1, 0))
+            check(s_.recv(10) == b'', 'the VMM was not cut off')
+        except (ConnectionResetError, BrokenPipeError):
+            pass                # closed before or with our message unread
+        s_.close()
+    wait_for(lambda: not x.m.read()['vmm']['connected'], 'the last VMM gone')
+
+
+@row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
+def host_client_flood(x):
+    """Finding 7: a host peer keeps connecting to a port that has a client
+    (any local user can, on a tcp port): each refusal is worth a line."""
+    keep = tc.unix_client(x.d.path('one.sock'))
+    wait_for(lambda: ports_by_id(x)[1]['host_connected'], 'the first client')
+    x.setup_done()
+    rate_limited(x, 300)
+    for _ in range(300):
+        s_ = tc.unix_client(x.d.path('one.sock'))
+        s_.settimeout(10)
+        while s_.recv(200):
+            pass
+        s_.close()
+    wait_for(lambda: ports_by_id(x)[1]['counters']['clients_refused'] == 300, 'refusals')
+    x.keep = keep
+
+
 # ---------------------------------------------------------------- runner
+
+def judge(x, o, base, hostile, a, b):
+    """The checks every row gets; numbers for the report go to x.notes."""
+    cb = busy(a, b)
+    logged = b['log']['written'] - base['log']['written']
+    supp = b['log']['suppressed'] - base['log']['suppressed']
+    fds, fds0 = b['process']['fds'], base['process']['fds']
+    x.notes.insert(0, 'idle callbacks %d in %.1f s; input cost %d log lines (+%d suppressed); '
+                   'fds %d (baseline %d)' % (cb, PAUSE, logged, supp, fds, fds0))
+    check(cb == 0, 'callbacks while idle: %d in %.1f s (loop %s -> %s)'
+          % (cb, PAUSE, a['loop'], b['loop']))
+    check(b['log']['written'] == a['log']['written'],
+          'log lines while idle: %d' % (b['log']['written'] - a['log']['written']))
+    if hasattr(x, 'check'):
+        x.check(base, b)
+    log_max = getattr(x, 'log_max', o.get('log_max', 40))
+    check(logged <= log_max, 'the input cost %d log lines (bound %d)' % (logged, log_max))
+    check(fds == fds0 + o.get('fd_delta', 0), 'fds %d, baseline %d%s'
+          % (fds, fds0, ' + %d' % o['fd_delta'] if o.get('fd_delta') else ''))
+    check(hostile['loop']['watches'] == b['loop']['watches'], 'watches changed while idle')
+
 
 def run_row(fn):
     o = fn.opts
@@ -328,7 +432,7 @@ def run_row(fn):
     for fd in (kw.get('stdin'), kw.get('stdout')):
         if isinstance(fd, int):
             os.close(fd)        # the daemon's ends
-    errs, info = [], ''
+    errs, x, b = [], None, None
     try:
         m = Meter(d)
         x = Ctx(d, m)
@@ -337,35 +441,15 @@ def run_row(fn):
 
         def setup_done():
             state['base'] = settle(m, 'after set-up')
-            state['t0'] = time.monotonic()
         x.setup_done = setup_done
         fn(x)
         if 'base' not in state:         # a row without a separate set-up
             setup_done()
-        base = state['base']
         hostile = settle(m, 'after the input')
         a = m.read()
         time.sleep(PAUSE)
         b = m.read()
-        cb = busy(a, b)
-        logged = b['log']['written'] - base['log']['written']
-        supp = b['log']['suppressed'] - base['log']['suppressed']
-        fds, fds0 = b['process']['fds'], base['process']['fds']
-        info = ('idle callbacks %d in %.1f s; input cost %d log lines (+%d suppressed); '
-                'fds %d (baseline %d)' % (cb, PAUSE, logged, supp, fds, fds0))
-        if x.notes:
-            info += '; ' + '; '.join(x.notes)
-        check(cb == 0, 'callbacks while idle: %d in %.1f s (loop %s -> %s)'
-              % (cb, PAUSE, a['loop'], b['loop']))
-        check(b['log']['written'] == a['log']['written'],
-              'log lines while idle: %d' % (b['log']['written'] - a['log']['written']))
-        check(logged <= o.get('log_max', 40), 'the input cost %d log lines (bound %d)'
-              % (logged, o.get('log_max', 40)))
-        check(fds == fds0 + o.get('fd_delta', 0), 'fds %d, baseline %d%s'
-              % (fds, fds0, ' + %d' % o['fd_delta'] if o.get('fd_delta') else ''))
-        check(hostile['loop']['watches'] == b['loop']['watches'], 'watches changed while idle')
-        if hasattr(x, 'check'):
-            x.check(base, b)
+        judge(x, o, state['base'], hostile, a, b)
     except CaseFailed as e:
         errs.append(str(e))
     except Exception as e:      # noqa: BLE001
@@ -373,6 +457,11 @@ def run_row(fn):
         errs += traceback.format_exc().splitlines()
     e2, log = d.stop()
     errs += e2
+    # Suppressed lines are summed up on the next line written (at the
+    # latest the one of the SIGTERM).
+    if b and b['log']['suppressed'] and 'messages suppressed (rate limit)' not in log:
+        errs.append('%d lines suppressed, and no "suppressed" line in the log'
+                    % b['log']['suppressed'])
     for fd in ends:
         try:
             os.close(fd)
@@ -380,7 +469,7 @@ def run_row(fn):
             pass
     if not errs:
         shutil.rmtree(d.dir, ignore_errors=True)
-    return errs, info, log, d.dir
+    return errs, '; '.join(x.notes) if x else '', log, d.dir
 
 
 def main():
