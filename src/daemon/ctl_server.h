@@ -23,7 +23,10 @@
  *   {"cmd":"attach","port":ID|"NAME"}    -> {"ok":true}, then the connection
  *       is the port's host peer (hport_attach_client): raw bytes both ways
  *       until either side closes; bytes sent right behind the request line
- *       are port data. Refused while the port has a peer ("port N is busy").
+ *       are port data. Refused while the port has a peer ("port N is busy")
+ *       and while the guest takes no control messages (it could not be
+ *       told). On a subscribed connection the events end with the reply:
+ *       any before it are lines before it, none come after.
  * Errors: {"ok":false,"error":"one line"}; the connection stays usable.
  *
  * Security model: the socket is mode 0600 and SO_PEERCRED admits only root

@@ -1081,6 +1081,39 @@ attach_raw_pipelined.max_ports = 4
 
 
 @case
+def attach_subscribed(d):
+    """Finding 8: attach on a connection that subscribed to events. It works
+    cleanly: events before the "ok" are lines before it, after it the
+    connection carries the port's bytes only (the host-connect event goes
+    to the other subscribers, not into the port's stream)."""
+    g = d.connect_guest()
+    g.wait(lambda: 1 in g.ports, what='port 1')
+    g.open(1)
+    other = d.client()
+    seq = other.ok({'cmd': 'subscribe'})['seq']
+    c = d.client()
+    c.ok({'cmd': 'subscribe'})
+    c.send(b'{"cmd":"attach","port":1}\n')
+    check(c.reply() == {'ok': True}, 'attach reply')
+    ev = other.event()
+    check((ev['event'], ev['port'], ev['seq']) == ('host-connect', 1, seq + 1), 'event %s' % ev)
+    g.wait(lambda: g.ports[1].host_open, what='host open in the guest')
+    g.send(1, b'guest says hi\n')
+    check(c.line() == b'guest says hi', 'port data after the attach (event JSON in the stream?)')
+    c.send(b'typed\n')
+    g.wait(lambda: b'typed\n' in g.ports[1].rx, what='typed bytes in the guest')
+    check(g.take(1) == b'typed\n', 'guest got %r' % g.ports[1].rx)
+    c.close()
+    ev = other.event()
+    check((ev['event'], ev['port']) == ('host-disconnect', 1), 'event %s' % ev)
+    check(not ports_by_id(other)[1]['host_connected'], 'host side still connected')
+
+
+attach_subscribed.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+attach_subscribed.max_ports = 4
+
+
+@case
 def attach_port_removed(d):
     g = d.connect_guest()
     g.wait(lambda: 1 in g.ports, what='port 1')

@@ -282,6 +282,32 @@ def out_of_fds(x):
     wait_for(lambda: not ports_by_id(x)[1]['host_connected'], 'port client gone')
 
 
+@row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
+def subscribed_attach(x):
+    """Finding 8: attach on a subscribed connection, while the guest opens
+    and closes the port: only port bytes reach the attached connection; the
+    events go to the other subscriber; nothing is left behind."""
+    g = guest_with_ports(x, 1)
+    g.open(1)
+    other = x.d.client()
+    other.ok({'cmd': 'subscribe'})
+    x.setup_done()
+    c = x.d.client()
+    c.ok({'cmd': 'subscribe'})
+    c.send(b'{"cmd":"attach","port":1}\n')
+    check(c.reply() == {'ok': True}, 'attach reply')
+    for _ in range(20):
+        g.close(1)
+        g.open(1)
+    g.send(1, b'data\n')
+    check(c.line() == b'data', 'the attached connection got more than the port\'s bytes')
+    c.close()
+    want = ['host-connect'] + ['guest-close', 'guest-open'] * 20 + ['host-disconnect']
+    got = [other.event()['event'] for _ in want]
+    check(got == want, 'events %s' % got)
+    x.keep = other
+
+
 def stdio_pipes():
     """Pipes for a daemon's stdin and stdout: (Popen kwargs, test's ends)."""
     in_r, in_w = os.pipe()
