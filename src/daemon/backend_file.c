@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * backend=file: guest output appended to path, and optionally input= sent to
- * the guest once. backend=null: output discarded, no input.
+ * the guest once. backend=null: output discarded, no input. Neither path is
+ * followed if it is a symbolic link (O_NOFOLLOW): the daemon may run as
+ * root, and a link planted where the output goes would have it create or
+ * append to any file, or send any file to the guest as input.
  * A failed write (a full disk) keeps the bytes in the port's buffer and is
  * retried every second; when the buffer is full the guest's writes wait.
  */
@@ -25,11 +28,12 @@ static void file_output_error(struct hport *hp, int err)
 
 static int open_or_log(struct hport *hp, const char *path, int flags)
 {
-        int fd = open(path, flags | O_CLOEXEC, 0644);
+        int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, 0644);
         int err = errno;
 
         if (fd < 0)
-                log_error("%s: cannot open %s: %s", hp->label, path, strerror(err));
+                log_error("%s: cannot open %s: %s", hp->label, path,
+                          err == ELOOP ? "it is a symbolic link (not followed)" : strerror(err));
         return fd < 0 ? -err : fd;
 }
 
@@ -41,7 +45,8 @@ static int open_output(struct hport *hp)
 
         if (hp->spec.backend == BACKEND_NULL)
                 return open_or_log(hp, "/dev/null", O_WRONLY);
-        fd = open(hp->spec.path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        fd = open(hp->spec.path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0644);
         if (fd >= 0) {
                 hp->created = true;
                 return fd;

@@ -32,6 +32,8 @@
 #define LINE_BUDGET 32
 #define PEEK_CHUNK 4096u
 #define ACCEPT_BUDGET 16
+/* What a refused client may have sent that is read before the close. */
+#define REFUSE_DRAIN_MAX (64u * 1024)
 /* Events a port's start may report before "port-added" is sent. */
 #define HELD_MAX 8
 #define ERR_MAX 512
@@ -77,6 +79,7 @@ struct ctl_server {
         const struct stats_src *stats;
         uint64_t requests;      /* lines handled */
         uint64_t refused;       /* clients not admitted */
+        uint64_t drained;       /* bytes read from refused clients */
         struct client *clients;
         unsigned nclients;
         unsigned next_id;
@@ -544,6 +547,9 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
                 return fail(err, "no free port id (the device has %u)", vs_device_max_ports(cs->dev));
         if (r == -EAGAIN)
                 return fail(err, "cannot add port '%s': %s", text, QUEUE_FULL);
+        if (r == -ELOOP)
+                return fail(err, "cannot add port '%s': its path is a symbolic link, which is "
+                            "not followed", text);
         if (r < 0)
                 return fail(err, "cannot add port '%s': %s (see the daemon's log)", text,
                             strerror(-r));
@@ -625,6 +631,7 @@ static json_object *control_section(const struct ctl_server *cs)
         json_object_object_add(o, "clients", json_object_new_uint64(cs->nclients));
         json_object_object_add(o, "requests", json_object_new_uint64(cs->requests));
         json_object_object_add(o, "refused", json_object_new_uint64(cs->refused));
+        json_object_object_add(o, "drained", json_object_new_uint64(cs->drained));
         return o;
 }
 
@@ -929,11 +936,18 @@ static void refuse(struct ctl_server *cs, int fd, const char *fmt, ...)
                         log_debug("control: refusal not sent: %s", strerror(errno));
         }
         json_object_put(o);
-        /* Unread input would turn the client's EOF into ECONNRESET before
-         * it reads the reason. */
+        /* Unread input would turn the client's EOF into ECONNRESET: what a
+         * well-behaved client sent is read first. A client that sent more
+         * (it may have queued a lot before the accept) gets the reset. */
         shutdown(fd, SHUT_WR);
-        while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
-                ;
+        for (size_t total = 0; total < REFUSE_DRAIN_MAX;) {
+                ssize_t n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+
+                if (n <= 0)
+                        break;
+                total += n;
+                cs->drained += n;
+        }
         close(fd);
 }
 
@@ -996,6 +1010,31 @@ static void on_accept(void *opaque, int fd)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+/*
+ * The umask made the socket 0600 as bind() created it; nothing is done to
+ * the path afterwards (a chmod() would follow a symbolic link someone put
+ * there meanwhile). Checked without following: the socket we bound, ours,
+ * 0600. Anything else means the directory is not ours alone.
+ */
+static int check_socket_file(const char *path)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0) {
+                int err = errno;
+
+                log_error("--control %s: %s", path, strerror(err));
+                return -err;
+        }
+        if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0777) != 0600) {
+                log_error("--control %s: not the socket this daemon bound (mode %o, owner %u): "
+                          "someone else can write in its directory", path,
+                          (unsigned)st.st_mode, (unsigned)st.st_uid);
+                return -EPERM;
+        }
+        return 0;
+}
+
 int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
 {
         struct ctl_server *cs;
@@ -1021,11 +1060,9 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
                           r == -EADDRINUSE ? "another process is listening there" : strerror(-r));
                 goto fail;
         }
-        if (chmod(cfg->path, 0600) < 0) {
-                r = -errno;
-                log_error("--control %s: chmod: %s", cfg->path, strerror(-r));
+        r = check_socket_file(cfg->path);
+        if (r < 0)
                 goto fail_unlink;
-        }
         r = listener_new(cs->env->listeners, cs->fd, ACCEPT_BUDGET, on_accept, cs,
                          &cs->listener);
         if (r < 0)

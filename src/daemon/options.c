@@ -77,6 +77,7 @@ static int parse_size(const char *s, size_t *ret)
 {
         char *end;
         unsigned long long v;
+        unsigned shift = 0;
 
         if (*s < '0' || *s > '9')
                 return -EINVAL;
@@ -85,12 +86,16 @@ static int parse_size(const char *s, size_t *ret)
         if (errno)
                 return -EINVAL;
         if (*end == 'K' || *end == 'k')
-                v <<= 10, end++;
+                shift = 10, end++;
         else if (*end == 'M' || *end == 'm')
-                v <<= 20, end++;
+                shift = 20, end++;
         else if (*end == 'G' || *end == 'g')
-                v <<= 30, end++;
-        if (*end || v < SPEC_BUFFER_MIN || v > SPEC_BUFFER_MAX)
+                shift = 30, end++;
+        /* Compared before the shift, which would wrap (2^34 + 1 G = 1 G). */
+        if (*end || v > (SPEC_BUFFER_MAX >> shift))
+                return -EINVAL;
+        v <<= shift;
+        if (v < SPEC_BUFFER_MIN)
                 return -EINVAL;
         *ret = v;
         return 0;

@@ -98,7 +98,7 @@ class Daemon:
     (default /dev/null and its log file), @preexec_fn runs in the child."""
 
     def __init__(self, ports=(), max_ports=None, extra=(), stdin=subprocess.DEVNULL,
-                 stdout=None, preexec_fn=None):
+                 stdout=None, preexec_fn=None, env=None, wait=True):
         # sun_path is 108 bytes: keep the directory short.
         self.dir = tempfile.mkdtemp(prefix='vsctl-', dir='/tmp')
         self.control = self.path('ctl.sock')
@@ -114,8 +114,11 @@ class Daemon:
         self.logf = open(self.path('daemon.log'), 'wb')
         self.proc = subprocess.Popen(argv, stdin=stdin,
                                      stdout=self.logf if stdout is None else stdout,
-                                     stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn)
+                                     stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn,
+                                     env=env)
         self.guest = None
+        if not wait:
+            return
         end = time.monotonic() + 10
         while not listening(self.control) or not listening(self.vhost):
             if self.proc.poll() is not None or time.monotonic() > end:
@@ -216,6 +219,16 @@ def wait_for(cond, what, timeout=10):
     raise CaseFailed('timed out waiting for %s' % what)
 
 
+def run_refused(argv, env=None):
+    """Run a vserial that must refuse to start; one that starts anyway is
+    stopped after 10 s and the case fails."""
+    try:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise CaseFailed('%s started (killed after 10 s)' % ' '.join(argv))
+
+
 def one_error_line(r, what):
     lines = r.stderr.splitlines()
     check(len(lines) == 1 and lines[0].startswith('vserialctl: '),
@@ -243,6 +256,112 @@ def case(fn):
 
 
 # ---------------------------------------------------------------- no VMM
+
+@case
+def control_socket_swapped(d):
+    """The control socket is never chmod()ed by path: an attacker who can
+    write in its directory and swaps the socket for a symlink right after
+    bind() (bindhook.c) must not get the link's target chmod()ed to 0600.
+    The daemon notices the swap and refuses to start."""
+    if not OPTS.bindhook:
+        return 'SKIP no --bindhook'
+    victim = d.path('victim')
+    with open(victim, 'w') as f:
+        f.write('not the daemon\'s\n')
+    os.chmod(victim, 0o644)
+    ctl = d.path('ctl2.sock')
+    env = dict(os.environ, LD_PRELOAD=OPTS.bindhook, VSHOOK_PATH=ctl, VSHOOK_TARGET=victim,
+               ASAN_OPTIONS=os.environ.get('ASAN_OPTIONS', '') + ':verify_asan_link_order=0')
+    argv = [OPTS.vserial, '--socket', d.path('v2.sock'), '--control', ctl]
+    started = None
+    try:
+        p = run_refused(argv, env)
+    except CaseFailed as e:
+        started = e
+    mode = stat.S_IMODE(os.stat(victim).st_mode)
+    check(mode == 0o644, 'the symlink target was chmod()ed to %o' % mode)
+    if started:
+        raise started
+    check(p.returncode == 1 and 'ctl2.sock' in p.stderr and 'not the socket' in p.stderr,
+          'daemon: exit %s, %r' % (p.returncode, p.stderr[-500:]))
+
+
+@case
+def file_port_symlink(d):
+    """backend=file opens its path without following a symlink (O_NOFOLLOW):
+    a link planted at the path does not make the daemon create or append to
+    its target."""
+    cl = d.client()
+    target = d.path('through-the-link')
+    os.symlink(target, d.path('out.txt'))
+    r = cl.req({'cmd': 'add', 'spec': 'id=2,backend=file,path=%s' % d.path('out.txt')})
+    check(r.get('ok') is False and 'symbolic link' in r.get('error', ''), 'add: %s' % r)
+    check(not os.path.exists(target), 'the daemon created the symlink\'s target')
+    check(2 not in ports_by_id(cl), 'port 2 was added')
+
+
+@case
+def refused_client_drain_bounded(d):
+    """A refused client's input is drained a bounded amount before the close
+    (to let it read the reason), not all of it: here the 65th client queued
+    32 MiB before it was even accepted (the daemon stopped meanwhile;
+    SO_SNDBUFFORCE), and the daemon reads at most 64 KiB of it (stats
+    control.drained), then closes: the client reads the reason, then a
+    reset (the rest was never read)."""
+    if os.geteuid() != 0:
+        return 'SKIP SO_SNDBUFFORCE needs root'
+    keep = [d.client() for _ in range(64)]
+    for c in keep:
+        c.ok({'cmd': 'list'})
+    d.proc.send_signal(signal.SIGSTOP)
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, 32, 64 << 20)      # SO_SNDBUFFORCE
+        s.connect(d.control)
+        s.setblocking(False)
+        sent = 0
+        try:
+            while sent < 32 << 20:
+                sent += s.send(b'x' * 65536)
+        except BlockingIOError:
+            pass
+    finally:
+        d.proc.send_signal(signal.SIGCONT)
+    check(sent >= 32 << 20, 'only %d bytes queued' % sent)
+    wait_for(lambda: keep[0].ok({'cmd': 'stats'})['stats']['control']['refused'] == 1,
+             'the refusal')
+    ctl = keep[0].ok({'cmd': 'stats'})['stats']['control']
+    check(0 <= ctl.get('drained', -1) <= 64 << 10, 'drained from the refused client: %s' % ctl)
+    s.setblocking(True)
+    s.settimeout(10)
+    got = b''
+    try:
+        while b'\n' not in got:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    except ConnectionResetError:
+        pass
+    check(b'too many control connections' in got, 'the refused client read %r' % got)
+    s.close()
+
+
+@case
+def buffer_size_overflow(d):
+    """buffer=17179869185G is 2^34 + 1 GiB: far over the 1G bound, not 1 GiB
+    after the multiplication wrapped."""
+    p = run_refused([OPTS.vserial, '--socket', d.path('v2.sock'), '--port',
+                     'id=1,backend=null,buffer=17179869185G'])
+    lines = p.stderr.splitlines()
+    check(p.returncode == 2 and len(lines) == 1 and 'buffer' in lines[0],
+          'vserial: exit %s, %r' % (p.returncode, p.stderr))
+    for bad in ('17179869185G', '18014398509481985K', '17592186044417M', '99999999999999999999'):
+        r = d.client().req({'cmd': 'add', 'spec': 'id=2,backend=null,buffer=' + bad})
+        check(r.get('ok') is False and 'buffer' in r.get('error', ''), 'buffer=%s: %s' % (bad, r))
+    r = d.client().req({'cmd': 'add', 'spec': 'id=2,backend=null,buffer=1G'})
+    check(r.get('ok') is True, 'buffer=1G: %s' % r)
+
 
 @case
 def socket_mode_0600(d):
@@ -1225,6 +1344,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--vserial', required=True)
     ap.add_argument('--vserialctl', required=True)
+    ap.add_argument('--bindhook', help='tests/ctl/bindhook.c built (control_socket_swapped)')
     ap.add_argument('--list', action='store_true')
     ap.add_argument('cases', nargs='*')
     OPTS = ap.parse_args()
