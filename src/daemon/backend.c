@@ -564,9 +564,9 @@ static int pick_id(struct vs_device *dev, const struct port_spec *spec, uint32_t
         return -ENOSPC;
 }
 
-static void hport_release(struct hport *hp)
+/* What backend.c itself holds; after the backend's stop(). */
+static void hport_release_own(struct hport *hp)
 {
-        hp->ops->stop(hp);
         timer_free(hp);
         if (hp->poke_fd >= 0) {
                 hp->loop_ops->del(hp->loop, hp->poke_fd);
@@ -576,13 +576,19 @@ static void hport_release(struct hport *hp)
         free(hp);
 }
 
+static void hport_release(struct hport *hp)
+{
+        hp->ops->stop(hp);
+        hport_release_own(hp);
+}
+
 /*
  * The backend starts first, with no port in the device (a peer it connects
  * waits in hport_attach), so that the device's refusal, the one failure
  * that cannot be checked beforehand, is the last step and undoes cleanly.
  */
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              const struct hport_env *env, struct hport **ret)
+              struct hport_env *env, struct hport **ret)
 {
         struct vs_port_config pc = { .name = spec->name, .console = spec->console };
         struct hport *hp = calloc(1, sizeof(*hp));
@@ -607,7 +613,8 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
         r = hp->ops->start(hp);
         if (r < 0) {
-                free(hp);
+                /* start() undid its own part; a timer it made is ours. */
+                hport_release_own(hp);
                 return r;
         }
         pc.id = hp->id;
@@ -625,6 +632,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 vs_port_set_host_connected(hp->port, true);
                 attach_start(hp);
         }
+        env->nports++;
         *ret = hp;
         return 0;
 }
@@ -636,6 +644,7 @@ int hport_remove(struct hport *hp)
         if (r < 0)
                 return r;
         hp->port = NULL;
+        hp->env->nports--;
         hport_release(hp);
         return 0;
 }
@@ -645,6 +654,7 @@ void hport_free(struct hport *hp)
         if (!hp)
                 return;
         hp->port = NULL;
+        hp->env->nports--;
         hport_release(hp);
 }
 

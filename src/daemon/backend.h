@@ -36,6 +36,7 @@ struct hport_env {
         void *loop;
         /* Listening sockets accept through it (back-off when out of fds). */
         struct listen_pool *listeners;
+        unsigned nports;        /* host ports alive (hport_new, not yet freed) */
         /* Every event, in order; may be NULL. */
         void (*event)(void *opaque, struct hport *hp, enum hport_event ev);
         void *opaque;
@@ -79,7 +80,7 @@ struct hport {
          * and once the device forgot it (removed, or being freed). */
         struct vs_port *port;
         uint32_t id;
-        const struct hport_env *env;
+        struct hport_env *env;
         const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
 
@@ -120,7 +121,7 @@ struct hport {
  * guest's control queue is full (it takes no control messages now).
  */
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              const struct hport_env *env, struct hport **ret);
+              struct hport_env *env, struct hport **ret);
 /*
  * Remove the port from the device, then stop and free the host side. If
  * the device refuses (-ENOSPC: the guest's control queue is full) nothing

@@ -59,7 +59,11 @@ static void on_accept(void *opaque, int client)
         log_info("%s: host client connected", hp->label);
 }
 
-/* Does a process listen at @path? (connect() succeeds or is merely full) */
+/*
+ * Does a process listen at @path? (connect() succeeds or is merely full.)
+ * If we may not tell (connect refused by the sandbox, or by the socket's
+ * permissions) it counts as live: never remove what may be in use.
+ */
 static bool socket_live(const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -69,7 +73,8 @@ static bool socket_live(const char *path)
         if (fd < 0)
                 return false;
         strcpy(sa.sun_path, path);
-        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN;
+        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN ||
+               errno == EPERM || errno == EACCES;
         close(fd);
         return live;
 }

@@ -75,8 +75,9 @@ struct ctl_server {
         int fd;
         struct listener *listener;
         struct vs_device *dev;
-        const struct hport_env *env;
+        struct hport_env *env;
         const struct stats_src *stats;
+        const char *sandbox_hint;
         uint64_t requests;      /* lines handled */
         uint64_t refused;       /* clients not admitted */
         uint64_t drained;       /* bytes read from refused clients */
@@ -550,6 +551,9 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
         if (r == -ELOOP)
                 return fail(err, "cannot add port '%s': its path is a symbolic link, which is "
                             "not followed", text);
+        if ((r == -EACCES || r == -EPERM) && cs->sandbox_hint && cs->sandbox_hint[0])
+                return fail(err, "cannot add port '%s': %s (%s)", text, strerror(-r),
+                            cs->sandbox_hint);
         if (r < 0)
                 return fail(err, "cannot add port '%s': %s (see the daemon's log)", text,
                             strerror(-r));
@@ -1042,13 +1046,19 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
         int r;
 
         cs = calloc(1, sizeof(*cs));
-        if (!cs || !(cs->path = strdup(cfg->path))) {
+        if (!cs || (cfg->path && !(cs->path = strdup(cfg->path)))) {
                 free(cs);
                 return -ENOMEM;
         }
         cs->dev = cfg->dev;
         cs->env = cfg->env;
         cs->stats = cfg->stats;
+        cs->sandbox_hint = cfg->sandbox_hint;
+        cs->fd = -1;
+        if (!cfg->path) {
+                *ret = cs;
+                return 0;
+        }
         /* Never reachable by others, not even for a moment. */
         old = umask(0177);
         cs->fd = backend_listen_unix(cfg->path, CTL_CLIENTS_MAX);
@@ -1079,15 +1089,22 @@ fail:
         return r;
 }
 
+void ctl_server_adopt(struct ctl_server *cs, int fd)
+{
+        admit(cs, fd);
+}
+
 void ctl_server_free(struct ctl_server *cs)
 {
         if (!cs)
                 return;
         while (cs->clients)
                 client_free(cs->clients);
-        listener_free(cs->listener);
-        close(cs->fd);
-        unlink(cs->path);
+        if (cs->path) {
+                listener_free(cs->listener);
+                close(cs->fd);
+                unlink(cs->path);
+        }
         free(cs->path);
         free(cs);
 }

@@ -55,13 +55,20 @@ struct ctl_server_config {
         const char *path;
         struct vs_device *dev;
         /* Ports added at run time get this env; its loop serves the socket. */
-        const struct hport_env *env;
+        struct hport_env *env;
         /* The daemon-wide counters of "stats"; may be NULL. */
         const struct stats_src *stats;
+        /* Added to an add refused with EACCES or EPERM, once set (the
+         * sandbox may be why); may be NULL. */
+        const char *sandbox_hint;
 };
 
-/* Listen on cfg->path (mode 0600). Errors are logged; negative errno. */
+/* Listen on cfg->path (mode 0600). Errors are logged; negative errno.
+ * With a NULL path nothing listens: clients come from ctl_server_adopt(). */
 int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret);
+/* Serve @fd (a connected, non-blocking unix stream socket; the server owns
+ * it) as a client, as if it had connected (the fuzzer's way in). */
+void ctl_server_adopt(struct ctl_server *cs, int fd);
 /* Close every client and the socket, unlink the path. Accepts NULL. Free it
  * after the ports (their teardown still reports events). */
 void ctl_server_free(struct ctl_server *cs);

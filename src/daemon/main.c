@@ -7,6 +7,7 @@
  * device forgets the guest and waits for the next connection.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,10 @@ struct daemon {
         bool quit;
         struct daemon_counters counters;
         struct stats_src stats;
+        struct sandbox_policy policy;
+        char *dirs[2 * SANDBOX_MAX_DIRS];       /* the policy's strings */
+        size_t ndirs;
+        char sandbox_hint[512]; /* why a run-time add may be refused */
 };
 
 static void on_vu_closed(void *opaque, int err, const char *why)
@@ -159,7 +164,8 @@ static int setup_stats(struct daemon *d)
 static int setup_control(struct daemon *d)
 {
         struct ctl_server_config cc = { .path = d->opt.control_path, .dev = d->dev,
-                                        .env = &d->env, .stats = &d->stats };
+                                        .env = &d->env, .stats = &d->stats,
+                                        .sandbox_hint = d->sandbox_hint };
         int r = ctl_server_new(&cc, &d->ctl);
 
         if (r < 0)
@@ -205,6 +211,91 @@ static int setup(struct daemon *d)
         return listener_new(d->listeners, d->listen_fd, 4, on_vmm, d, &d->vmm_listener);
 }
 
+/* @list gets the directory of @path, once. -E2BIG past SANDBOX_MAX_DIRS. */
+static int add_dir(struct daemon *d, const char **list, size_t *n, const char *path,
+                   bool of_file)
+{
+        char *copy = strdup(path), *dir;
+
+        if (!copy)
+                return -ENOMEM;
+        dir = of_file ? dirname(copy) : copy;
+        for (size_t i = 0; i < *n; i++) {
+                if (strcmp(list[i], dir) == 0) {
+                        free(copy);
+                        return 0;
+                }
+        }
+        if (*n == SANDBOX_MAX_DIRS || d->ndirs == 2 * SANDBOX_MAX_DIRS) {
+                free(copy);
+                log_error("sandbox: more than %d directories", SANDBOX_MAX_DIRS);
+                return -E2BIG;
+        }
+        /* dirname() returns a pointer into @copy or to a static ".". */
+        if (dir != copy) {
+                char *s = strdup(dir);
+
+                free(copy);
+                if (!s)
+                        return -ENOMEM;
+                copy = dir = s;
+        }
+        d->dirs[d->ndirs++] = copy;
+        list[(*n)++] = dir;
+        return 0;
+}
+
+/*
+ * What the confined daemon may do, from the options: ports added at run
+ * time live in the control socket's directory and --allow-path ones; the
+ * daemon removes its own sockets in theirs; connect() for unix-connect
+ * ports, IPv4/IPv6 for tcp ones added at run time.
+ */
+static int make_policy(struct daemon *d)
+{
+        struct sandbox_policy *p = &d->policy;
+        const struct options *o = &d->opt;
+        bool runtime = o->control_path != NULL;
+        int r = 0;
+
+        p->user = o->user;
+        p->inet = o->allow_tcp;
+        p->connect = o->allow_connect;
+        p->devices = runtime;
+        if (runtime)
+                r = add_dir(d, p->port_dirs, &p->nport_dirs, o->control_path, true);
+        for (size_t i = 0; i < o->nallow_paths && r == 0; i++)
+                r = add_dir(d, p->port_dirs, &p->nport_dirs, o->allow_paths[i], false);
+        if (r == 0)
+                r = add_dir(d, p->remove_dirs, &p->nremove_dirs, o->socket_path, true);
+        if (r == 0 && runtime)
+                r = add_dir(d, p->remove_dirs, &p->nremove_dirs, o->control_path, true);
+        for (size_t i = 0; i < o->nports && r == 0; i++) {
+                p->connect |= o->ports[i].backend == BACKEND_UNIX_CONNECT;
+                if (o->ports[i].backend == BACKEND_UNIX)
+                        r = add_dir(d, p->remove_dirs, &p->nremove_dirs, o->ports[i].path, true);
+        }
+        return r;
+}
+
+/* Confine the process; from here on a refused add says why it may be. */
+static int confine(struct daemon *d)
+{
+        char summary[1024];
+        int r = make_policy(d);
+
+        if (r == 0)
+                r = sandbox_apply(&d->policy, summary, sizeof(summary));
+        if (r < 0)
+                return r;
+        log_info("sandbox: %s", summary);
+        snprintf(d->sandbox_hint, sizeof(d->sandbox_hint),
+                 "the sandbox lets ports added at run time use paths under the control "
+                 "socket's directory and --allow-path ones only, backend=tcp with "
+                 "--allow-tcp and backend=unix-connect with --allow-connect: see vserial(8)");
+        return 0;
+}
+
 static int run(struct daemon *d)
 {
         while (!d->quit) {
@@ -243,6 +334,8 @@ static void teardown(struct daemon *d)
         listen_pool_free(d->listeners);
         if (d->sig_fd >= 0)
                 close(d->sig_fd);
+        for (size_t i = 0; i < d->ndirs; i++)
+                free(d->dirs[i]);
         stats_close(&d->stats);
         vs_epoll_free(d->ep);
 }
@@ -267,7 +360,7 @@ int main(int argc, char **argv)
         r = setup(&d);
         /* Everything the command line asked for exists: confine the rest. */
         if (r == 0 && !d.opt.no_sandbox)
-                r = sandbox_apply(d.opt.user);
+                r = confine(&d);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
         /* From here on a guest, a VMM or a peer can make lines at will. */

@@ -363,6 +363,187 @@ def buffer_size_overflow(d):
     check(r.get('ok') is True, 'buffer=1G: %s' % r)
 
 
+# ---------------------------------------------------------------- the sandbox
+
+def other_dir():
+    """A directory outside the daemon's: the sandbox does not allow it."""
+    return tempfile.mkdtemp(prefix='vsctl-out-', dir='/tmp')
+
+
+@case
+def sandbox_forbidden_open(d):
+    """Finding 9: after set-up the confined daemon opens files and makes
+    unix sockets only in the control socket's directory and --allow-path
+    ones (Landlock); elsewhere the kernel refuses the open and the bind,
+    the add says so, and nothing is created."""
+    out = other_dir()
+    try:
+        cl = d.client()
+        for spec, made in (('id=2,backend=file,path=%s/out.txt', 'out.txt'),
+                           ('id=2,backend=unix,path=%s/s.sock', 's.sock'),
+                           ('id=2,backend=file,path=%s/x,input=/etc/hostname', 'x')):
+            r = cl.req({'cmd': 'add', 'spec': spec % out})
+            check(r.get('ok') is False and 'ermission denied' in r['error'] and
+                  'allow-path' in r['error'], 'add %s: %s' % (spec % out, r))
+            check(not os.path.exists(os.path.join(out, made)), '%s created' % made)
+        check(sorted(ports_by_id(cl)) == [1], 'ports %s' % sorted(ports_by_id(cl)))
+        # In the control socket's directory: allowed.
+        cl.ok({'cmd': 'add', 'spec': 'id=2,backend=file,path=%s' % d.path('ok.txt')})
+        cl.ok({'cmd': 'add', 'spec': 'id=3,backend=unix,path=%s' % d.path('ok.sock')})
+        check(os.path.exists(d.path('ok.txt')) and os.path.exists(d.path('ok.sock')),
+              'allowed ports not created')
+        cl.ok({'cmd': 'remove', 'port': 3})
+        check(not os.path.exists(d.path('ok.sock')), 'socket of a removed port left')
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+sandbox_forbidden_open.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+
+
+def another_daemon(d, fn, ports=(), extra=(), chmod=None):
+    """Run @fn(d2) against a daemon of its own configuration (computed at
+    run time) instead of the case's @d, which is stopped first."""
+    d.terminate()
+    d2 = Daemon(ports=ports, extra=extra)
+    try:
+        if chmod is not None:
+            os.chmod(d2.dir, chmod)
+        fn(d2)
+    finally:
+        errs, log = d2.stop()
+    check(not errs, '; '.join(errs) + '\n' + log[-1500:])
+    shutil.rmtree(d2.dir, ignore_errors=True)
+
+
+@case
+def sandbox_allow_path(d):
+    """--allow-path DIR: run-time ports may live there too."""
+    out = other_dir()
+
+    def run(d2):
+        cl = d2.client()
+        for spec in ('id=2,backend=file,path=%s/out.txt', 'id=3,backend=unix,path=%s/s.sock'):
+            cl.ok({'cmd': 'add', 'spec': spec % out})
+        check(os.path.exists(os.path.join(out, 's.sock')), 'no socket in --allow-path')
+        cl.ok({'cmd': 'remove', 'port': 3})
+        check(not os.path.exists(os.path.join(out, 's.sock')), 'socket of a removed port left')
+    try:
+        another_daemon(d, run, extra=['--allow-path', out])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@case
+def sandbox_forbidden_connect(d):
+    """Finding 9: connect() is refused (seccomp) unless a unix-connect port
+    is configured or --allow-connect is given: a run-time unix-connect port
+    fails to add, and its peer never sees a connection."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(d.path('peer.sock'))
+    srv.listen(4)
+    cl = d.client()
+    r = cl.req({'cmd': 'add', 'spec': 'id=2,backend=unix-connect,path=%s' % d.path('peer.sock')})
+    check(r.get('ok') is False and 'not permitted' in r['error'] and
+          'allow-connect' in r['error'], 'add: %s' % r)
+    ready, _, _ = select.select([srv], [], [], 0.2)
+    check(not ready, 'the confined daemon connected to the peer')
+    check(sorted(ports_by_id(cl)) == [1], 'ports %s' % sorted(ports_by_id(cl)))
+    # Not a tcp socket either: socket(AF_INET) is refused without --allow-tcp.
+    r = cl.req({'cmd': 'add', 'spec': 'id=3,backend=tcp,port=%d' % free_tcp_port()})
+    check(r.get('ok') is False and 'not permitted' in r['error'] and
+          'allow-tcp' in r['error'], 'tcp add: %s' % r)
+    srv.close()
+
+
+sandbox_forbidden_connect.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+
+
+@case
+def sandbox_allow_connect_tcp(d):
+    """--allow-connect and --allow-tcp: run-time unix-connect and tcp ports
+    work in the confined daemon."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(d.path('peer.sock'))
+    srv.listen(4)
+    srv.settimeout(10)
+    cl = d.client()
+    cl.ok({'cmd': 'add', 'spec': 'id=2,backend=unix-connect,path=%s' % d.path('peer.sock')})
+    peer, _ = srv.accept()
+    port = free_tcp_port()
+    cl.ok({'cmd': 'add', 'spec': 'id=3,backend=tcp,port=%d' % port})
+    t = socket.create_connection(('127.0.0.1', port), timeout=10)
+    wait_for(lambda: ports_by_id(cl)[3]['host_connected'], 'tcp client connected')
+    t.close()
+    peer.close()
+    srv.close()
+
+
+sandbox_allow_connect_tcp.extra = ['--allow-connect', '--allow-tcp']
+
+
+@case
+def sandbox_configured_backends(d):
+    """Ports of the command line keep working confined: a unix-connect port
+    reconnects (connect is allowed because it exists), a tcp port accepts."""
+    port = free_tcp_port()
+
+    def run(d2):
+        cl = d2.client()
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(d2.path('peer.sock'))
+        srv.listen(4)
+        srv.settimeout(15)
+        peer, _ = srv.accept()
+        peer.close()
+        peer, _ = srv.accept()          # the reconnect after the peer left
+        wait_for(lambda: ports_by_id(cl)[1]['host_connected'], 'unix-connect reconnected')
+        t = socket.create_connection(('127.0.0.1', port), timeout=10)
+        wait_for(lambda: ports_by_id(cl)[2]['host_connected'], 'tcp client')
+        t.close()
+        peer.close()
+        srv.close()
+    another_daemon(d, run, ports=['id=1,backend=unix-connect,path=@peer.sock',
+                                  'id=2,backend=tcp,port=%d' % port])
+
+
+def free_tcp_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@case
+def sandbox_user(d):
+    """--user: the confined daemon runs as that user and still serves: the
+    control socket, run-time ports in a directory the user may write, and
+    a clean exit that removes its sockets."""
+    import pwd
+    if os.geteuid() != 0:
+        return 'SKIP --user needs root'
+    nobody = pwd.getpwnam('nobody')
+
+    def uids(pid):
+        with open('/proc/%d/status' % pid) as f:
+            return [ln.split()[1:] for ln in f if ln.startswith('Uid:')][0]
+
+    def run(d2):
+        # The switch follows the listening sockets.
+        wait_for(lambda: uids(d2.proc.pid) == [str(nobody.pw_uid)] * 4,
+                 'the daemon running as nobody (uids %s)' % uids(d2.proc.pid))
+        cl = d2.client()
+        cl.ok({'cmd': 'add', 'spec': 'id=2,backend=unix,path=%s' % d2.path('hot.sock')})
+        check(os.stat(d2.path('hot.sock')).st_uid == nobody.pw_uid, 'hot.sock owner')
+        cl.ok({'cmd': 'remove', 'port': 2})
+        check(cl.ok({'cmd': 'stats'})['stats']['process']['fds'] > 0, 'stats as nobody')
+        cl.close()
+    # nobody removes the sockets at exit and adds ports: its directory
+    another_daemon(d, run, ports=['id=1,name=org.one,backend=unix,path=@one.sock'],
+                   extra=['--user', 'nobody'], chmod=0o777)
+
+
 @case
 def socket_mode_0600(d):
     st = os.lstat(d.control)
@@ -1320,7 +1501,8 @@ def run_case(fn):
     errs = []
     skip = None
     try:
-        d = Daemon(ports=getattr(fn, 'ports', ()), max_ports=getattr(fn, 'max_ports', None))
+        d = Daemon(ports=getattr(fn, 'ports', ()), max_ports=getattr(fn, 'max_ports', None),
+                   extra=getattr(fn, 'extra', ()))
         res = fn(d)
         if isinstance(res, str) and res.startswith('SKIP'):
             skip = res[5:]

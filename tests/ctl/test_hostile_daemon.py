@@ -35,6 +35,7 @@ import os
 import re
 import select
 import shutil
+import socket
 import struct
 import sys
 import time
@@ -306,6 +307,32 @@ def subscribed_attach(x):
     got = [other.event()['event'] for _ in want]
     check(got == want, 'events %s' % got)
     x.keep = other
+
+
+@row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4, log_max=200)
+def sandbox_refusals(x):
+    """Finding 9: the confined daemon refused what its sandbox forbids (a
+    file and a socket outside its directories, a connect, a tcp socket),
+    100 times over: every refusal is an error reply, nothing is created,
+    nothing is held afterwards."""
+    import tempfile
+    out = tempfile.mkdtemp(prefix='vsctl-out-', dir='/tmp')
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(x.d.path('peer.sock'))
+    srv.listen(4)
+    x.keep = srv
+    x.setup_done()
+    specs = ['id=2,backend=file,path=%s/f' % out, 'id=2,backend=unix,path=%s/s.sock' % out,
+             'id=2,backend=unix-connect,path=%s' % x.d.path('peer.sock'),
+             'id=2,backend=tcp,port=1']
+    try:
+        for i in range(100):
+            r = x.m.cl.req({'cmd': 'add', 'spec': specs[i % 4]})
+            check(r['ok'] is False and 'vserial(8)' in r['error'], 'add %s: %s' % (specs[i % 4], r))
+        check(os.listdir(out) == [], 'created: %s' % os.listdir(out))
+        check(not select.select([srv], [], [], 0)[0], 'the daemon connected')
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def stdio_pipes():
