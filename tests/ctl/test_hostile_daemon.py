@@ -435,6 +435,31 @@ def vmm_reconnect_flood(x):
     wait_for(lambda: not x.m.read()['vmm']['connected'], 'the last VMM gone')
 
 
+@row(max_ports=4)
+def vmm_never_reads(x):
+    """A VMM that sends requests and never reads the replies: once its
+    socket is full the daemon drops the connection (vs_vu makes the fd
+    non-blocking) rather than block in send() with every port and the
+    control socket waiting behind it. A guard: this held before issue 9."""
+    x.setup_done()
+    vmm = tc.unix_client(x.d.vhost)
+    vmm.setblocking(False)
+    msg = struct.pack('<III', fakeguest.GET_FEATURES, 1, 0) * 1024
+    sent = 0
+    for _ in range(4000):
+        try:
+            sent += vmm.send(msg)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        if not x.m.read()['vmm']['connected'] and sent:
+            break
+    wait_for(lambda: not x.m.read()['vmm']['connected'], 'the VMM dropped')
+    x.note('%d request bytes sent before the drop' % sent)
+    vmm.close()
+
+
 @row(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def host_client_flood(x):
     """Finding 7: a host peer keeps connecting to a port that has a client
