@@ -524,10 +524,12 @@ void hport_detach(struct hport *hp)
 
 void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows)
 {
+        /* Refused (a full control queue): not remembered, so the next look
+         * at the terminal tries again. */
+        if (hp->port && vs_port_resize(hp->port, cols, rows) < 0)
+                return;
         hp->cols = cols;
         hp->rows = rows;
-        if (hp->port)
-                vs_port_resize(hp->port, cols, rows);
 }
 
 static const struct backend_ops *backend_ops_of(enum backend_kind kind)

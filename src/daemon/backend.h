@@ -144,7 +144,8 @@ int hport_attach(struct hport *hp, int in_fd, int out_fd);
  * guest's control queue is full, nothing changed.
  */
 int hport_announce(struct hport *hp, bool connected);
-/* For backends: a console's host terminal has this size. */
+/* For backends: a console's host terminal has this size (hp->cols and
+ * hp->rows keep it once the device took it). */
 void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows);
 /* For backends: forget the fds (the backend closes them). */
 void hport_detach(struct hport *hp);

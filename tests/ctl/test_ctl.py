@@ -247,6 +247,43 @@ def unix_client(path):
     return s
 
 
+def refused(sock):
+    """Has the daemon closed @sock (a refused client)?"""
+    r, _, _ = select.select([sock], [], [], 0)
+    return bool(r)
+
+
+def fill_control_queue(cl, g, console_sock):
+    """Stop taking control messages (fake guest @g) and make the host side
+    queue them until the device refuses: console port 0 resized and its
+    host client (at @console_sock) connecting and leaving in turn, each a
+    message the queue cannot fold into an earlier one. Returns the
+    refusal; the refused resize must not have changed the size."""
+    g.ctrl_rx_hold = True
+    host, connects = None, 0
+    for i in range(400):
+        r = cl.req({'cmd': 'resize', 'port': 0, 'cols': 80 + i % 2, 'rows': 25})
+        if not r['ok']:
+            if host:
+                host.close()
+            cols = ports_by_id(cl)[0]['cols']
+            check(cols == 80 + (i - 1) % 2, 'a refused resize changed the size: %d' % cols)
+            return r['error']
+        if host is None:
+            host = unix_client(console_sock)
+            connects += 1
+            wait_for(lambda: ports_by_id(cl)[0]['counters']['host_connects'] == connects or
+                     refused(host), 'host client %d' % connects)
+            if refused(host):
+                host.close()
+                host = None
+        else:
+            host.close()
+            host = None
+            wait_for(lambda: not ports_by_id(cl)[0]['host_connected'], 'host client %d gone' % i)
+    raise CaseFailed('the control queue never filled')
+
+
 CASES = []
 
 
@@ -542,6 +579,33 @@ def sandbox_user(d):
     # nobody removes the sockets at exit and adds ports: its directory
     another_daemon(d, run, ports=['id=1,name=org.one,backend=unix,path=@one.sock'],
                    extra=['--user', 'nobody'], chmod=0o777)
+
+
+@case
+def pty_resize_while_full(d):
+    """A pty console's new terminal size that the device refuses (the
+    guest's control queue is full) is tried again at the next poll, and
+    reaches the guest once it takes control messages again."""
+    g = d.connect_guest()
+    g.wait(lambda: 1 in g.ports and g.ports[1].console and g.ports[1].resizes,
+           what='pty console 1')
+    cl = d.client()
+    fill_control_queue(cl, g, d.path('con.sock'))
+    pty = os.open(ports_by_id(cl)[1]['path'], os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.ioctl(pty, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 100, 0, 0))
+        time.sleep(1.2)         # two polls, both refused
+        check(ports_by_id(cl)[1]['cols'] != 100, 'size taken while the queue was full')
+        g.ctrl_rx_resume()
+        g.wait(lambda: g.ports[1].resizes[-1] == (100, 40), timeout=15,
+               what='the new size in the guest (got %s)' % g.ports[1].resizes[-3:])
+    finally:
+        os.close(pty)
+
+
+pty_resize_while_full.ports = ['id=0,console,backend=unix,path=@con.sock',
+                               'id=1,console,backend=pty']
+pty_resize_while_full.max_ports = 4
 
 
 @case

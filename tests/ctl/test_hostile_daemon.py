@@ -157,40 +157,8 @@ def port_ready_repeated(x):
           % (posted, names))
 
 
-def refused(sock):
-    """Has the daemon closed @sock (a refused client)?"""
-    r, _, _ = select.select([sock], [], [], 0)
-    return bool(r)
-
-
 def fill_control_queue(x, g, console_sock):
-    """Stop taking control messages and make the host side queue them until
-    the device refuses: a console resized and its host client connecting
-    and leaving in turn (each a message the queue cannot fold into an
-    earlier one). Returns the refusal."""
-    g.ctrl_rx_hold = True
-    host, connects = None, 0
-    for i in range(400):
-        r = x.m.cl.req({'cmd': 'resize', 'port': 0, 'cols': 80 + i % 2, 'rows': 25})
-        if not r['ok']:
-            if host:
-                host.close()
-            cols = ports_by_id(x)[0]['cols']
-            check(cols == 80 + (i - 1) % 2, 'a refused resize changed the size: %d' % cols)
-            return r['error']
-        if host is None:
-            host = tc.unix_client(console_sock)
-            connects += 1
-            wait_for(lambda: ports_by_id(x)[0]['counters']['host_connects'] == connects or
-                     refused(host), 'host client %d' % connects)
-            if refused(host):
-                host.close()
-                host = None
-        else:
-            host.close()
-            host = None
-            wait_for(lambda: not ports_by_id(x)[0]['host_connected'], 'host client %d gone' % i)
-    raise CaseFailed('the control queue never filled')
+    return tc.fill_control_queue(x.m.cl, g, console_sock)
 
 
 @row(ports=['id=0,console,backend=unix,path=@con.sock',
