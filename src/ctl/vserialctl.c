@@ -8,6 +8,7 @@
  *   vserialctl [-c PATH] resize ID|NAME COLS ROWS
  *   vserialctl [-c PATH] events [--json]
  *   vserialctl [-c PATH] attach ID|NAME
+ *   vserialctl [-c PATH] stats [--json]
  *
  * Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 bad
  * usage. Every failure is one line on stderr.
@@ -56,11 +57,12 @@ static void usage(FILE *out)
                 "  attach ID|NAME             be the port's host side on this terminal\n"
                 "                             (Ctrl-] detaches; without a terminal, stdin\n"
                 "                             is sent until its end)\n"
+                "  stats [--json]             the daemon's cost counters\n"
                 "\n"
                 "Options:\n"
                 "  -c, --control PATH  the daemon's control socket (default: $VSERIAL_CONTROL,\n"
                 "                      else " DEFAULT_CONTROL ")\n"
-                "  -j, --json          print the daemon's JSON (list, add, events)\n"
+                "  -j, --json          print the daemon's JSON (list, add, events, stats)\n"
                 "  -h, --help          this text\n"
                 "  -V, --version       print the version\n"
                 "\n"
@@ -405,6 +407,53 @@ static int do_remove(const char *port)
         json_object_object_add(req, "port", port_ref(port));
         conn_open(&conn);
         json_object_put(request(&conn, req));
+        return 0;
+}
+
+/* "key=value key=value" of an object's scalar members. */
+static void print_members(json_object *o)
+{
+        const char *sep = "";
+
+        json_object_object_foreach(o, key, val) {
+                if (json_object_is_type(val, json_type_object) ||
+                    json_object_is_type(val, json_type_array))
+                        continue;
+                printf("%s%s=%s", sep, key, json_object_get_string(val));
+                sep = " ";
+        }
+        putchar('\n');
+}
+
+/* One line per section; arrays (the ports) one line per element. */
+static int do_stats(void)
+{
+        json_object *reply, *st;
+
+        conn_open(&conn);
+        reply = request(&conn, cmd_req("stats"));
+        if (!json_object_object_get_ex(reply, "stats", &st) ||
+            !json_object_is_type(st, json_type_object)) {
+                json_object_put(reply);
+                die("the daemon's stats reply has no \"stats\" object");
+        }
+        if (opt_json) {
+                print_json(st, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+                json_object_put(reply);
+                return 0;
+        }
+        json_object_object_foreach(st, key, val) {
+                if (json_object_is_type(val, json_type_object)) {
+                        printf("%s: ", key);
+                        print_members(val);
+                } else if (json_object_is_type(val, json_type_array)) {
+                        for (size_t i = 0; i < json_object_array_length(val); i++) {
+                                printf("%s: ", key);
+                                print_members(json_object_array_get_idx(val, i));
+                        }
+                }
+        }
+        json_object_put(reply);
         return 0;
 }
 
@@ -815,8 +864,9 @@ int main(int argc, char **argv)
         cmd = argv[optind];
         args = argv + optind + 1;
         nargs = argc - optind - 1;
-        if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events"))
-                die_usage("--json is for list, add and events only");
+        if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events") &&
+            strcmp(cmd, "stats"))
+                die_usage("--json is for list, add, events and stats only");
         if (strcmp(cmd, "list") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_list();
@@ -840,6 +890,10 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "attach") == 0) {
                 want_args(cmd, nargs, 1, "ID|NAME");
                 return do_attach(args[0]);
+        }
+        if (strcmp(cmd, "stats") == 0) {
+                want_args(cmd, nargs, 0, "no arguments");
+                return do_stats();
         }
         die_usage("unknown command '%s'", cmd);
 }

@@ -404,6 +404,10 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
 
         for (unsigned i = 0; i < cnt; i++)
                 total += iov[i].iov_len;
+        if (hp->out_gone) {
+                hp->cnt.output_discarded += total;
+                return total;
+        }
         /* Straight from guest memory when nothing is queued before it. */
         if (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len == 0) {
                 ssize_t n = writev(hp->out_fd, iov, cnt);
@@ -469,8 +473,30 @@ static bool pollable(struct hport *hp, int fd)
         return true;
 }
 
-void hport_attach(struct hport *hp, int in_fd, int out_fd)
+int hport_announce(struct hport *hp, bool connected)
 {
+        return hp->port ? vs_port_set_host_connected(hp->port, connected) : 0;
+}
+
+/* The peer's fds are in place and the device has the port: go. */
+static void attach_start(struct hport *hp)
+{
+        hp->announced = true;
+        hp->cnt.host_connects++;
+        emit(hp, HPORT_HOST_CONNECT);
+        update_watches(hp);
+        flush_out(hp);
+        if (hp->in_unpollable)
+                pump_in(hp);
+}
+
+int hport_attach(struct hport *hp, int in_fd, int out_fd)
+{
+        /* Before the port is added (start()) this waits for hport_new. */
+        int r = hport_announce(hp, true);
+
+        if (r < 0)
+                return r;
         hp->in_fd = in_fd;
         hp->out_fd = out_fd;
         hp->in_events = hp->out_events = 0;
@@ -480,12 +506,9 @@ void hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->in_want = IN_MIN;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
-        vs_port_set_host_connected(hp->port, true);
-        emit(hp, HPORT_HOST_CONNECT);
-        update_watches(hp);
-        flush_out(hp);
-        if (hp->in_unpollable)
-                pump_in(hp);
+        if (hp->port)
+                attach_start(hp);
+        return 0;
 }
 
 void hport_detach(struct hport *hp)
@@ -495,8 +518,24 @@ void hport_detach(struct hport *hp)
         unwatch_all(hp);
         hp->in_fd = hp->out_fd = -1;
         hp->in_events = hp->out_events = 0;
-        vs_port_set_host_connected(hp->port, false);
-        emit(hp, HPORT_HOST_DISCONNECT);
+        /* Refused only while the guest takes no control messages: it then
+         * believes the host side is still there until the next peer. */
+        if (hport_announce(hp, false) < 0)
+                log_debug("%s: the guest cannot be told the host side left: its control "
+                          "queue is full", hp->label);
+        if (hp->announced)
+                emit(hp, HPORT_HOST_DISCONNECT);
+        hp->announced = false;
+}
+
+void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows)
+{
+        /* Refused (a full control queue): not remembered, so the next look
+         * at the terminal tries again. */
+        if (hp->port && vs_port_resize(hp->port, cols, rows) < 0)
+                return;
+        hp->cols = cols;
+        hp->rows = rows;
 }
 
 static const struct backend_ops *backend_ops_of(enum backend_kind kind)
@@ -516,16 +555,60 @@ static const struct backend_ops *backend_ops_of(enum backend_kind kind)
         }
 }
 
-int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              const struct hport_env *env, struct hport **ret)
+/* The id the device will give: the spec's, else the lowest free one (a
+ * console's is 0 if free), as vs_port_add() picks. */
+static int pick_id(struct vs_device *dev, const struct port_spec *spec, uint32_t *ret)
 {
-        struct vs_port_config pc = { .id = spec->id, .name = spec->name,
-                                     .console = spec->console };
+        if (spec->id >= 0) {
+                *ret = spec->id;
+                return 0;
+        }
+        for (uint32_t id = spec->console ? 0 : 1; id < vs_device_max_ports(dev); id++) {
+                if (!vs_port_find(dev, id)) {
+                        *ret = id;
+                        return 0;
+                }
+        }
+        return -ENOSPC;
+}
+
+/* What backend.c itself holds; after the backend's stop(). */
+static void hport_release_own(struct hport *hp)
+{
+        timer_free(hp);
+        if (hp->poke_fd >= 0) {
+                hp->loop_ops->del(hp->loop, hp->poke_fd);
+                close(hp->poke_fd);
+        }
+        free(hp->buf.data);
+        free(hp);
+}
+
+static void hport_release(struct hport *hp)
+{
+        hp->ops->stop(hp);
+        hport_release_own(hp);
+}
+
+/*
+ * The backend starts first, with no port in the device (a peer it connects
+ * waits in hport_attach), so that the device's refusal, the one failure
+ * that cannot be checked beforehand, is the last step and undoes cleanly.
+ */
+int hport_new(struct vs_device *dev, const struct port_spec *spec,
+              struct hport_env *env, struct hport **ret)
+{
+        struct vs_port_config pc = { .name = spec->name, .console = spec->console };
         struct hport *hp = calloc(1, sizeof(*hp));
         int r;
 
         if (!hp)
                 return -ENOMEM;
+        r = pick_id(dev, spec, &hp->id);
+        if (r < 0) {
+                free(hp);
+                return r;
+        }
         hp->spec = *spec;
         hp->ops = backend_ops_of(spec->backend);
         hp->env = env;
@@ -534,20 +617,43 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
         hp->timer_fd = hp->hold_fd = -1;
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
-        r = vs_port_add(dev, &pc, &hport_ops, hp, &hp->port);
-        if (r < 0) {
-                free(hp);
-                return r;
-        }
-        snprintf(hp->label, sizeof(hp->label), "port %u (%s)", vs_port_id(hp->port),
+        snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
         r = hp->ops->start(hp);
         if (r < 0) {
-                vs_port_remove(hp->port);
-                free(hp);
+                /* start() undid its own part; a timer it made is ours. */
+                hport_release_own(hp);
                 return r;
         }
+        pc.id = hp->id;
+        r = vs_port_add(dev, &pc, &hport_ops, hp, &hp->port);
+        if (r < 0) {
+                hp->port = NULL;
+                hp->rolling_back = true;
+                hport_release(hp);
+                return r == -ENOSPC ? -EAGAIN : r;
+        }
+        /* A new port is not the guest's yet: nothing here is refused. */
+        if (hp->spec.console && hp->cols && hp->rows)
+                vs_port_resize(hp->port, hp->cols, hp->rows);
+        if (hport_connected(hp)) {
+                vs_port_set_host_connected(hp->port, true);
+                attach_start(hp);
+        }
+        env->nports++;
         *ret = hp;
+        return 0;
+}
+
+int hport_remove(struct hport *hp)
+{
+        int r = vs_port_remove(hp->port);
+
+        if (r < 0)
+                return r;
+        hp->port = NULL;
+        hp->env->nports--;
+        hport_release(hp);
         return 0;
 }
 
@@ -555,15 +661,24 @@ void hport_free(struct hport *hp)
 {
         if (!hp)
                 return;
-        hp->ops->stop(hp);
-        timer_free(hp);
-        if (hp->poke_fd >= 0) {
-                hp->loop_ops->del(hp->loop, hp->poke_fd);
-                close(hp->poke_fd);
-        }
-        vs_port_remove(hp->port);
+        hp->port = NULL;
+        hp->env->nports--;
+        hport_release(hp);
+}
+
+void hport_drop_output(struct hport *hp)
+{
+        if (hp->out_fd < 0 || hp->out_fd == hp->in_fd)
+                return;         /* a socket: its error ends the peer instead */
+        watch_fd(hp, hp->out_fd, &hp->out_events, 0, on_out);
+        hp->out_fd = -1;
+        hp->out_gone = true;
+        hp->cnt.output_discarded += hp->buf.len;
         free(hp->buf.data);
-        free(hp);
+        hp->buf.data = NULL;
+        hp->buf.head = hp->buf.len = 0;
+        if (hp->port)
+                vs_port_throttle(hp->port, false);
 }
 
 void hport_drop_input(struct hport *hp)
@@ -616,6 +731,7 @@ static void client_stop(struct hport *hp)
 int hport_attach_client(struct hport *hp, int fd)
 {
         struct client_ops *c;
+        int r;
 
         if (hport_connected(hp))
                 return -EBUSY;
@@ -630,6 +746,10 @@ int hport_attach_client(struct hport *hp, int fd)
         c->orig = hp->ops;
         c->fd = fd;
         hp->ops = &c->ops;
-        hport_attach(hp, fd, fd);
-        return 0;
+        r = hport_attach(hp, fd, fd);
+        if (r < 0) {
+                hp->ops = c->orig;
+                free(c);
+        }
+        return r;
 }

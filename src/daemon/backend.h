@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "listener.h"
 #include "loop/loop.h"
 #include "log.h"
 #include "options.h"
@@ -33,6 +34,9 @@ enum hport_event {
 struct hport_env {
         const struct vs_loop_ops *loop_ops;
         void *loop;
+        /* Listening sockets accept through it (back-off when out of fds). */
+        struct listen_pool *listeners;
+        unsigned nports;        /* host ports alive (hport_new, not yet freed) */
         /* Every event, in order; may be NULL. */
         void (*event)(void *opaque, struct hport *hp, enum hport_event ev);
         void *opaque;
@@ -56,6 +60,13 @@ struct backend_ops {
         void (*reopen)(struct hport *hp);
 };
 
+/* What a port's host side has done (stats_port()). */
+struct hport_counters {
+        uint64_t host_connects;         /* peers that became the host side */
+        uint64_t clients_refused;       /* clients told to go away */
+        uint64_t output_discarded;      /* guest bytes dropped: output gone for good */
+};
+
 /* Guest output not yet written to the host side: a ring of bytes. */
 struct outbuf {
         uint8_t *data;          /* allocated while non-empty */
@@ -67,12 +78,16 @@ struct outbuf {
 struct hport {
         struct port_spec spec;
         const struct backend_ops *ops;
+        /* NULL while the backend starts (before the device has the port)
+         * and once the device forgot it (removed, or being freed). */
         struct vs_port *port;
-        const struct hport_env *env;
+        uint32_t id;
+        struct hport_env *env;
         const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
 
-        int listen_fd;          /* unix: the listening socket, or -1 */
+        int listen_fd;          /* unix, tcp: the listening socket, or -1 */
+        struct listener *listener;      /* ... accepting on it */
         int in_fd;              /* host->guest source, or -1 */
         int out_fd;             /* guest->host sink, or -1 */
         uint32_t in_events;     /* what is being watched on in_fd */
@@ -85,30 +100,66 @@ struct hport {
         int hold_fd;            /* pty: our own slave fd, or -1 */
         int backoff_ms;
         bool stopping;          /* being freed: no more reconnects */
+        bool rolling_back;      /* a failed add: undo what start() made */
+        bool created;           /* file: start() created the file */
+        bool announced;         /* host-connect reported for this peer */
         uint16_t cols, rows;    /* host terminal size last sent */
         char pty_path[64];
         bool in_paused;         /* the guest has no room */
         bool hup_seen;          /* the peer hung up with data still unread */
         bool peer_eof;          /* the peer shut down its sending side */
+        bool out_gone;          /* output failed for good: guest output is dropped */
         size_t in_want;         /* bytes to ask for in the next read */
         struct outbuf buf;
-        struct log_ratelimit rl;
+        struct hport_counters cnt;
         char label[VS_PORT_NAME_MAX + 32];
 };
 
-/* Create the host port for @spec on @dev: adds the vs_port and starts the
- * backend. Errors are logged with the port's name. */
+/*
+ * Create the host port for @spec on @dev: start the backend, then add the
+ * vs_port. Both happen or neither: if the device refuses, what start()
+ * made is undone (a socket or a file it created is removed). Errors are
+ * logged with the port's name; -ENOSPC: no free port id; -EAGAIN: the
+ * guest's control queue is full (it takes no control messages now).
+ */
 int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              const struct hport_env *env, struct hport **ret);
-/* Stop and free (removes the vs_port). Accepts NULL. */
+              struct hport_env *env, struct hport **ret);
+/*
+ * Remove the port from the device, then stop and free the host side. If
+ * the device refuses (-ENOSPC: the guest's control queue is full) nothing
+ * changes and the port keeps working.
+ */
+int hport_remove(struct hport *hp);
+/* Stop and free the host side, leaving the device alone: for the daemon's
+ * exit, when the device is freed next. Accepts NULL. */
 void hport_free(struct hport *hp);
 
-/* For backends: a peer is now connected on these fds (may be equal). */
-void hport_attach(struct hport *hp, int in_fd, int out_fd);
+/*
+ * For backends: a peer is now connected on these fds (may be equal).
+ * -ENOSPC if the guest cannot be told (its control queue is full): the fds
+ * are not taken, the caller refuses the peer.
+ */
+int hport_attach(struct hport *hp, int in_fd, int out_fd);
+/*
+ * Tell the guest the host side is (not) connected before a peer is
+ * attached (the control socket's attach replies in between). -ENOSPC: the
+ * guest's control queue is full, nothing changed.
+ */
+int hport_announce(struct hport *hp, bool connected);
+/* For backends: a console's host terminal has this size (hp->cols and
+ * hp->rows keep it once the device took it). */
+void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows);
 /* For backends: forget the fds (the backend closes them). */
 void hport_detach(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
 void hport_drop_input(struct hport *hp);
+/*
+ * For backends: the output can never be written again (stdout's reader
+ * left): stop watching it, and from now on take guest output and drop it,
+ * counted (output_discarded), rather than buffer and throttle a guest
+ * that nobody will ever read. Input goes on.
+ */
+void hport_drop_output(struct hport *hp);
 /* For backends: try writing buffered guest output again. */
 void hport_flush(struct hport *hp);
 /* The host terminal may have changed size: consoles follow it. */
@@ -129,7 +180,8 @@ bool hport_connected(const struct hport *hp);
 /*
  * Make @fd (a non-blocking stream socket) the peer, whatever the backend:
  * the port's host side until EOF or an error, then the fd is closed and the
- * backend is as before. -EBUSY if a peer is connected (the caller keeps @fd).
+ * backend is as before. -EBUSY if a peer is connected, -ENOSPC as for
+ * hport_attach() (the caller keeps @fd).
  */
 int hport_attach_client(struct hport *hp, int fd);
 /* "port 1 (org.x)" for log lines. */

@@ -23,7 +23,15 @@ static void arm_retry(struct hport *hp)
                          hp->backoff_ms * 2;
 }
 
-static void try_connect(struct hport *hp)
+/* Refused for good: by the sandbox (vserial --allow-connect) or the
+ * socket's permissions. Anything else may change: retry. */
+static bool forbidden(int err)
+{
+        return err == EPERM || err == EACCES;
+}
+
+/* Connect now, else arm the retry. -errno if connecting is forbidden. */
+static int try_connect(struct hport *hp)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -31,20 +39,35 @@ static void try_connect(struct hport *hp)
         strcpy(sa.sun_path, hp->spec.path);     /* length checked by spec_parse */
         /* A unix connect() completes or fails at once (or EAGAIN: backlog full). */
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                log_debug("%s: connect to %s: %s; retrying in %d ms", hp->label,
-                          hp->spec.path, strerror(errno), hp->backoff_ms);
+                int err = errno;
+
                 if (fd >= 0)
                         close(fd);
+                if (forbidden(err)) {
+                        log_error("%s: connect to %s: %s", hp->label, hp->spec.path,
+                                  strerror(err));
+                        return -err;
+                }
+                log_debug("%s: connect to %s: %s; retrying in %d ms", hp->label,
+                          hp->spec.path, strerror(err), hp->backoff_ms);
                 arm_retry(hp);
-                return;
+                return 0;
+        }
+        if (hport_attach(hp, fd, fd) < 0) {
+                log_debug("%s: connected to %s, but the guest is not taking control messages; "
+                          "retrying in %d ms", hp->label, hp->spec.path, hp->backoff_ms);
+                close(fd);
+                arm_retry(hp);
+                return 0;
         }
         log_info("%s: connected to %s", hp->label, hp->spec.path);
         hp->backoff_ms = BACKOFF_MIN_MS;
-        hport_attach(hp, fd, fd);
+        return 0;
 }
 
 static void retry_due(struct hport *hp)
 {
+        /* Allowed at the start, so allowed now: the result is only logged. */
         if (!hport_connected(hp))
                 try_connect(hp);
 }
@@ -67,8 +90,7 @@ static int connect_start(struct hport *hp)
         if (r < 0)
                 return r;
         hp->backoff_ms = BACKOFF_MIN_MS;
-        try_connect(hp);
-        return 0;
+        return try_connect(hp);
 }
 
 static void connect_stop(struct hport *hp)

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * backend=file: guest output appended to path, and optionally input= sent to
- * the guest once. backend=null: output discarded, no input.
+ * the guest once. backend=null: output discarded, no input. Neither path is
+ * followed if it is a symbolic link (O_NOFOLLOW): the daemon may run as
+ * root, and a link planted where the output goes would have it create or
+ * append to any file, or send any file to the guest as input.
  * A failed write (a full disk) keeps the bytes in the port's buffer and is
  * retried every second; when the buffer is full the guest's writes wait.
  */
@@ -16,9 +19,8 @@
 
 static void file_output_error(struct hport *hp, int err)
 {
-        if (log_ratelimit_ok(&hp->rl))
-                log_warn("%s: writing %s: %s; keeping %zu bytes and retrying", hp->label,
-                         hp->spec.path, strerror(-err), hport_buffered(hp));
+        log_warn("%s: writing %s: %s; keeping %zu bytes and retrying", hp->label,
+                 hp->spec.path, strerror(-err), hport_buffered(hp));
         if (hp->timer_fd < 0 && hport_timer_new(hp, hport_flush) < 0)
                 return;
         hport_timer_arm(hp, RETRY_MS, false);
@@ -26,26 +28,52 @@ static void file_output_error(struct hport *hp, int err)
 
 static int open_or_log(struct hport *hp, const char *path, int flags)
 {
-        int fd = open(path, flags | O_CLOEXEC, 0644);
+        int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int err = errno;
 
         if (fd < 0)
-                log_error("%s: cannot open %s: %s", hp->label, path, strerror(errno));
-        return fd < 0 ? -errno : fd;
+                log_error("%s: cannot open %s: %s", hp->label, path,
+                          err == ELOOP ? "it is a symbolic link (not followed)" : strerror(err));
+        return fd < 0 ? -err : fd;
+}
+
+/* Append to the output file; remember whether we created it, so that a
+ * refused add can remove it again. */
+static int open_output(struct hport *hp)
+{
+        int fd;
+
+        if (hp->spec.backend == BACKEND_NULL)
+                return open_or_log(hp, "/dev/null", O_WRONLY);
+        fd = open(hp->spec.path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0644);
+        if (fd >= 0) {
+                hp->created = true;
+                return fd;
+        }
+        if (errno != EEXIST) {
+                int err = errno;
+
+                log_error("%s: cannot open %s: %s", hp->label, hp->spec.path, strerror(err));
+                return -err;
+        }
+        return open_or_log(hp, hp->spec.path, O_WRONLY | O_APPEND);
 }
 
 static int file_start(struct hport *hp)
 {
-        bool null = hp->spec.backend == BACKEND_NULL;
-        int out = open_or_log(hp, null ? "/dev/null" : hp->spec.path,
-                              O_WRONLY | O_APPEND | O_CREAT);
+        int out = open_output(hp);
         int in = -1;
 
         if (out < 0)
                 return out;
         if (hp->spec.input[0] && (in = open_or_log(hp, hp->spec.input, O_RDONLY)) < 0) {
                 close(out);
+                if (hp->created)
+                        unlink(hp->spec.path);
                 return in;
         }
+        /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, in, out);
         return 0;
 }
@@ -89,6 +117,8 @@ static void file_stop(struct hport *hp)
                 close(in);
         if (out >= 0)
                 close(out);
+        if (hp->rolling_back && hp->created)
+                unlink(hp->spec.path);
 }
 
 const struct backend_ops backend_file_ops = {

@@ -25,41 +25,45 @@ static void listen_peer_gone(struct hport *hp)
                 close(fd);
 }
 
-static void refuse(struct hport *hp, int client)
+/* Tell a client why it is not served, and close it. */
+static void refuse(struct hport *hp, int client, const char *why)
 {
-        char msg[160];
-        int n = snprintf(msg, sizeof(msg),
-                         "vserial: %s already has a host client; try again later\n",
-                         hp->label);
+        char msg[200];
+        int n = snprintf(msg, sizeof(msg), "vserial: %s %s; try again later\n", hp->label, why);
 
-        log_warn("%s: refused a second host client (one at a time)", hp->label);
+        hp->cnt.clients_refused++;
+        log_warn("%s: refused a host client: it %s", hp->label, why);
         /* Best effort: the refused client learns why before the close. */
         if (send(client, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
                 log_debug("%s: refusal not sent: %s", hp->label, strerror(errno));
         close(client);
 }
 
-static void on_accept(void *opaque, int fd, uint32_t events)
+static void on_accept(void *opaque, int client)
 {
         struct hport *hp = opaque;
-        int client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         int one = 1;
 
-        (void)events;
-        if (client < 0)
-                return;
         if (hport_connected(hp)) {
-                refuse(hp, client);
+                refuse(hp, client, "already has a host client");
                 return;
         }
         /* Small writes (a console) should not wait for Nagle. */
         if (hp->spec.backend == BACKEND_TCP)
                 setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (hport_attach(hp, client, client) < 0) {
+                /* The guest would not hear of it: no half-connected port. */
+                refuse(hp, client, "cannot tell the guest: it is not taking control messages");
+                return;
+        }
         log_info("%s: host client connected", hp->label);
-        hport_attach(hp, client, client);
 }
 
-/* Does a process listen at @path? (connect() succeeds or is merely full) */
+/*
+ * Does a process listen at @path? (connect() succeeds or is merely full.)
+ * If we may not tell (connect refused by the sandbox, or by the socket's
+ * permissions) it counts as live: never remove what may be in use.
+ */
 static bool socket_live(const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -69,7 +73,8 @@ static bool socket_live(const char *path)
         if (fd < 0)
                 return false;
         strcpy(sa.sun_path, path);
-        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN;
+        live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN ||
+               errno == EPERM || errno == EACCES;
         close(fd);
         return live;
 }
@@ -155,7 +160,8 @@ static int listen_start(struct hport *hp)
                 return r;
         }
         hp->listen_fd = r;
-        r = hp->loop_ops->add(hp->loop, hp->listen_fd, EPOLLIN, on_accept, hp);
+        /* A few per wake-up: one is served, the rest are told why not. */
+        r = listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
         if (r < 0) {
                 close(hp->listen_fd);
                 hp->listen_fd = -1;
@@ -170,7 +176,8 @@ static void listen_stop(struct hport *hp)
         listen_peer_gone(hp);
         if (hp->listen_fd < 0)
                 return;
-        hp->loop_ops->del(hp->loop, hp->listen_fd);
+        listener_free(hp->listener);
+        hp->listener = NULL;
         close(hp->listen_fd);
         if (hp->spec.backend == BACKEND_UNIX)
                 unlink(hp->spec.path);

@@ -52,10 +52,8 @@ static void pty_winch(struct hport *hp)
                 return;
         if (!ws.ws_col || !ws.ws_row || (ws.ws_col == hp->cols && ws.ws_row == hp->rows))
                 return;
-        hp->cols = ws.ws_col;
-        hp->rows = ws.ws_row;
-        log_info("%s: terminal size %ux%u", hp->label, hp->cols, hp->rows);
-        vs_port_resize(hp->port, hp->cols, hp->rows);
+        log_info("%s: terminal size %ux%u", hp->label, ws.ws_col, ws.ws_row);
+        hport_set_size(hp, ws.ws_col, ws.ws_row);
 }
 
 static int pty_start(struct hport *hp)
@@ -69,6 +67,7 @@ static int pty_start(struct hport *hp)
         if (hp->spec.console && hport_timer_new(hp, pty_winch) == 0)
                 hport_timer_arm(hp, WINSIZE_POLL_MS, true);
         log_info("%s: pty %s", hp->label, hp->pty_path);
+        /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, master, master);
         return 0;
 }

@@ -2,9 +2,14 @@
 /*
  * backend=stdio: guest output to the daemon's stdout, its stdin to the guest.
  * A console follows the size of the terminal on stdin/stdout (SIGWINCH).
+ * Each side ends on its own: stdin at its end (the console keeps printing),
+ * stdout when its reader left (EPIPE, or any other write error: nothing
+ * will read it again, so guest output is dropped from then on, counted,
+ * and stdin keeps working).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -30,9 +35,7 @@ static void stdio_winch(struct hport *hp)
                 return;         /* not a terminal */
         if (!ws.ws_col || !ws.ws_row)
                 return;
-        hp->cols = ws.ws_col;
-        hp->rows = ws.ws_row;
-        vs_port_resize(hp->port, hp->cols, hp->rows);
+        hport_set_size(hp, ws.ws_col, ws.ws_row);
 }
 
 static int stdio_start(struct hport *hp)
@@ -43,6 +46,7 @@ static int stdio_start(struct hport *hp)
                 set_nonblock(STDIN_FILENO);
         set_nonblock(STDOUT_FILENO);
         stdio_winch(hp);
+        /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, in_ok ? STDIN_FILENO : -1, STDOUT_FILENO);
         return 0;
 }
@@ -51,6 +55,13 @@ static void stdio_input_end(struct hport *hp)
 {
         /* End of stdin ends input only; the console keeps printing. */
         hport_drop_input(hp);
+}
+
+static void stdio_output_error(struct hport *hp, int err)
+{
+        log_warn("%s: writing to stdout: %s; guest output is dropped from now on", hp->label,
+                 strerror(-err));
+        hport_drop_output(hp);
 }
 
 static void stdio_stop(struct hport *hp)
@@ -67,5 +78,6 @@ const struct backend_ops backend_stdio_ops = {
         .stop = stdio_stop,
         .peer_gone = stdio_input_end,
         .input_end = stdio_input_end,
+        .output_error = stdio_output_error,
         .winch = stdio_winch,
 };

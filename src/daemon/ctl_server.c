@@ -32,11 +32,16 @@
 #define LINE_BUDGET 32
 #define PEEK_CHUNK 4096u
 #define ACCEPT_BUDGET 16
+/* What a refused client may have sent that is read before the close. */
+#define REFUSE_DRAIN_MAX (64u * 1024)
 /* Events a port's start may report before "port-added" is sent. */
 #define HELD_MAX 8
 #define ERR_MAX 512
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+/* Why the device refuses host-side changes for now. */
+#define QUEUE_FULL "the guest's control queue is full (the guest takes no control " \
+                   "messages now); nothing changed, try again later"
 
 struct obuf {
         char *data;
@@ -49,6 +54,7 @@ struct client {
         int fd;
         uint32_t watched;
         unsigned id;
+        uint64_t callbacks;     /* run for this client ("stats") */
         bool subscribed;
         bool eof;               /* the peer shut its sending side */
         bool dead;              /* freed by its own callback */
@@ -67,8 +73,14 @@ struct held_event {
 struct ctl_server {
         char *path;
         int fd;
+        struct listener *listener;
         struct vs_device *dev;
-        const struct hport_env *env;
+        struct hport_env *env;
+        const struct stats_src *stats;
+        const char *sandbox_hint;
+        uint64_t requests;      /* lines handled */
+        uint64_t refused;       /* clients not admitted */
+        uint64_t drained;       /* bytes read from refused clients */
         struct client *clients;
         unsigned nclients;
         unsigned next_id;
@@ -76,7 +88,6 @@ struct ctl_server {
         bool holding;           /* a port is being added */
         struct held_event held[HELD_MAX];
         unsigned nheld;
-        struct log_ratelimit rl;
 };
 
 static const struct vs_loop_ops *lops(const struct ctl_server *cs)
@@ -260,10 +271,11 @@ static void publish(struct ctl_server *cs, const char *event, bool has_port,
         json_object_put(o);
 }
 
+/* By the host port's own id and name: the device may have forgotten it. */
 static void publish_port(struct ctl_server *cs, const char *event,
-                         const struct vs_port *port)
+                         const struct hport *hp)
 {
-        publish(cs, event, true, vs_port_id(port), vs_port_name(port));
+        publish(cs, event, true, hp->id, hp->spec.name);
 }
 
 static const char *hport_event_name(enum hport_event ev)
@@ -288,7 +300,7 @@ void ctl_server_hport_event(void *opaque, struct hport *hp, enum hport_event ev)
                 cs->held[cs->nheld++] = (struct held_event){ hp, ev };
                 return;
         }
-        publish_port(cs, hport_event_name(ev), hp->port);
+        publish_port(cs, hport_event_name(ev), hp);
 }
 
 void ctl_server_device_event(void *opaque, enum vs_device_event ev)
@@ -388,7 +400,7 @@ static struct hport *find_port(struct ctl_server *cs, json_object *req, char *er
 static json_object *port_state(const struct hport *hp)
 {
         const struct vs_port *port = hp->port;
-        json_object *o = json_object_new_object();
+        json_object *o = json_object_new_object(), *counters = json_object_new_object();
         struct vs_port_stats st;
 
         vs_port_get_stats(port, &st);
@@ -413,6 +425,8 @@ static json_object *port_state(const struct hport *hp)
         json_object_object_add(o, "to_guest", json_object_new_uint64(st.to_guest));
         json_object_object_add(o, "from_guest", json_object_new_uint64(st.from_guest));
         json_object_object_add(o, "buffered", json_object_new_uint64(hport_buffered(hp)));
+        json_object_object_add(o, "counters", counters);
+        stats_port(hp, counters);
         if (vs_port_is_console(port)) {
                 uint16_t cols, rows;
 
@@ -532,32 +546,47 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
         cs->holding = false;
         if (r == -ENOSPC)
                 return fail(err, "no free port id (the device has %u)", vs_device_max_ports(cs->dev));
+        if (r == -EAGAIN)
+                return fail(err, "cannot add port '%s': %s", text, QUEUE_FULL);
+        if (r == -ELOOP)
+                return fail(err, "cannot add port '%s': its path is a symbolic link, which is "
+                            "not followed", text);
+        if ((r == -EACCES || r == -EPERM) && cs->sandbox_hint && cs->sandbox_hint[0])
+                return fail(err, "cannot add port '%s': %s (%s)", text, strerror(-r),
+                            cs->sandbox_hint);
         if (r < 0)
                 return fail(err, "cannot add port '%s': %s (see the daemon's log)", text,
                             strerror(-r));
         log_info("control: added %s (%s)", hport_label(hp), text);
-        publish_port(cs, "port-added", hp->port);
+        publish_port(cs, "port-added", hp);
         for (unsigned i = 0; i < cs->nheld; i++)
-                publish_port(cs, hport_event_name(cs->held[i].ev), cs->held[i].hp->port);
+                publish_port(cs, hport_event_name(cs->held[i].ev), cs->held[i].hp);
         cs->nheld = 0;
         json_object_object_add(reply, "port", port_state(hp));
         return 0;
 }
 
+/* Refused by the device: nothing changed, the port keeps working. */
 static int cmd_remove(struct client *c, json_object *req, json_object *reply, char *err)
 {
         struct ctl_server *cs = c->cs;
         struct hport *hp = find_port(cs, req, err);
-        char name[VS_PORT_NAME_MAX + 1];
+        char name[VS_PORT_NAME_MAX + 1], label[sizeof(hp->label)];
         uint32_t id;
+        int r;
 
         (void)reply;
         if (!hp)
                 return -EINVAL;
-        id = vs_port_id(hp->port);
-        strcpy(name, vs_port_name(hp->port));
-        log_info("control: removing %s", hport_label(hp));
-        hport_free(hp);
+        id = hp->id;
+        strcpy(name, hp->spec.name);
+        strcpy(label, hport_label(hp));
+        r = hport_remove(hp);
+        if (r == -ENOSPC)
+                return fail(err, "cannot remove %s: %s", label, QUEUE_FULL);
+        if (r < 0)
+                return fail(err, "cannot remove %s: %s", label, strerror(-r));
+        log_info("control: removed %s", label);
         publish(cs, "port-removed", true, id, name);
         return 0;
 }
@@ -591,12 +620,50 @@ static int cmd_resize(struct client *c, json_object *req, json_object *reply, ch
                 return fail(err, "%s is not a console", hport_label(hp));
         r = vs_port_resize(hp->port, cols, rows);
         if (r == -ENOSPC)
-                return fail(err, "%s: the guest's control queue is full; try again",
-                            hport_label(hp));
+                return fail(err, "cannot resize %s: %s", hport_label(hp), QUEUE_FULL);
         if (r < 0)
                 return fail(err, "%s: resize failed: %s", hport_label(hp), strerror(-r));
         log_debug("control: %s resized to %lldx%lld", hport_label(hp), (long long)cols,
                   (long long)rows);
+        return 0;
+}
+
+static json_object *control_section(const struct ctl_server *cs)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "clients", json_object_new_uint64(cs->nclients));
+        json_object_object_add(o, "requests", json_object_new_uint64(cs->requests));
+        json_object_object_add(o, "refused", json_object_new_uint64(cs->refused));
+        json_object_object_add(o, "drained", json_object_new_uint64(cs->drained));
+        return o;
+}
+
+/* Counted while this request is served: see stats.h for how to read them. */
+static int cmd_stats(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        json_object *st = json_object_new_object(), *me = json_object_new_object();
+        json_object *ports = json_object_new_array();
+
+        (void)req;
+        (void)err;
+        if (cs->stats)
+                stats_fill(cs->stats, st);
+        json_object_object_add(st, "control", control_section(cs));
+        json_object_object_add(me, "id", json_object_new_uint64(c->id));
+        json_object_object_add(me, "callbacks", json_object_new_uint64(c->callbacks));
+        json_object_object_add(st, "client", me);
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
+                json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "id", json_object_new_int64(vs_port_id(p)));
+                json_object_object_add(o, "name", json_object_new_string(vs_port_name(p)));
+                stats_port(vs_port_opaque(p), o);
+                json_object_array_add(ports, o);
+        }
+        json_object_object_add(st, "ports", ports);
+        json_object_object_add(reply, "stats", st);
         return 0;
 }
 
@@ -609,42 +676,54 @@ static int cmd_subscribe(struct client *c, json_object *req, json_object *reply,
         return 0;
 }
 
-/* Replies itself: "ok" must be on the wire before the port's first byte. */
+/*
+ * Replies itself: "ok" must be on the wire before the port's first byte.
+ * The guest is told first, since that is what may be refused; if "ok"
+ * then cannot be sent the guest is told the host side is gone again.
+ */
 static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
 {
         static const char ok[] = "{\"ok\":true}\n";
         struct hport *hp = find_port(c->cs, req, err);
         ssize_t n;
+        int fd;
 
         (void)reply;
         if (!hp)
                 return -EINVAL;
         if (hport_connected(hp))
                 return fail(err, "port %u is busy: its %s backend has a host peer connected",
-                            vs_port_id(hp->port), backend_name(hp->spec.backend));
+                            hp->id, backend_name(hp->spec.backend));
         client_flush(c);
         if (c->dead)
                 return 0;
         if (c->out.len)
                 return fail(err, "read the earlier replies before attaching");
+        if (hport_announce(hp, true) < 0)
+                return fail(err, "cannot attach to %s: %s", hport_label(hp), QUEUE_FULL);
         n = send(c->fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n != (ssize_t)sizeof(ok) - 1)
+                hport_announce(hp, false);
         if (n == 0 || (n < 0 && errno == EAGAIN))
                 return fail(err, "read the earlier replies before attaching");
         if (n != (ssize_t)sizeof(ok) - 1) {
                 client_kill(c, n < 0 ? NULL : "attach: the reply did not fit in its socket");
                 return 1;
         }
+        /* The fd is the port's from here on: no event or reply goes to it. */
         lops(c->cs)->del(c->cs->env->loop, c->fd);
+        fd = c->fd;
+        c->fd = -1;
         c->watched = 0;
-        if (hport_attach_client(hp, c->fd) < 0) {
-                /* Checked above: cannot happen in one thread. */
-                client_kill(c, "attach failed after it was accepted");
+        c->handed_off = true;
+        c->subscribed = false;
+        if (hport_attach_client(hp, fd) < 0) {
+                /* Announced above and not connected: cannot happen. */
+                log_error("control: client %u: attach failed after it was accepted", c->id);
+                close(fd);
                 return 1;
         }
         log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
-        c->fd = -1;
-        c->handed_off = true;
-        c->subscribed = false;
         return 1;
 }
 
@@ -662,6 +741,7 @@ static const struct command commands[] = {
         { "resize", cmd_resize, { "port", "cols", "rows" } },
         { "subscribe", cmd_subscribe, { NULL } },
         { "attach", cmd_attach, { "port" } },
+        { "stats", cmd_stats, { NULL } },
 };
 
 static int check_keys(const struct command *cmd, json_object *req, char *err)
@@ -693,7 +773,7 @@ static int dispatch(struct client *c, json_object *req, json_object *reply, char
                         return -EINVAL;
                 return commands[i].fn(c, req, reply, err);
         }
-        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe or attach)",
+        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, attach or stats)",
                     name);
 }
 
@@ -708,6 +788,7 @@ static void handle_line(struct client *c, char *line, size_t len)
                 len--;
         if (len == 0)
                 return;         /* a blank line is not a request */
+        c->cs->requests++;
         tok = json_tokener_new();
         if (!tok) {
                 client_kill(c, "out of memory for a request");
@@ -726,7 +807,9 @@ static void handle_line(struct client *c, char *line, size_t len)
         json_tokener_free(tok);
         reply = json_object_new_object();
         json_object_object_add(reply, "ok", json_object_new_boolean(1));
+        log_trusted(true);
         r = err[0] ? -EINVAL : dispatch(c, req, reply, err);
+        log_trusted(false);
         if (r < 0)
                 client_send_error(c, err[0] ? err : "failed");
         else if (r == 0)
@@ -813,6 +896,7 @@ static void on_client(void *opaque, int fd, uint32_t events)
         struct client *c = opaque;
 
         (void)fd;
+        c->callbacks++;
         if (!c->dead && (events & EPOLLOUT))
                 client_flush(c);
         if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -828,9 +912,10 @@ static void on_client(void *opaque, int fd, uint32_t events)
 }
 
 /* Tell a client why it is not served, and close. */
-static void refuse(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(struct ctl_server *cs, int fd, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
-static void refuse(int fd, const char *fmt, ...)
+static void refuse(struct ctl_server *cs, int fd, const char *fmt, ...)
 {
         char err[ERR_MAX], junk[4096];
         json_object *o = json_object_new_object();
@@ -838,6 +923,7 @@ static void refuse(int fd, const char *fmt, ...)
         size_t n;
         va_list ap;
 
+        cs->refused++;
         va_start(ap, fmt);
         vsnprintf(err, sizeof(err), fmt, ap);
         va_end(ap);
@@ -854,11 +940,18 @@ static void refuse(int fd, const char *fmt, ...)
                         log_debug("control: refusal not sent: %s", strerror(errno));
         }
         json_object_put(o);
-        /* Unread input would turn the client's EOF into ECONNRESET before
-         * it reads the reason. */
+        /* Unread input would turn the client's EOF into ECONNRESET: what a
+         * well-behaved client sent is read first. A client that sent more
+         * (it may have queued a lot before the accept) gets the reset. */
         shutdown(fd, SHUT_WR);
-        while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
-                ;
+        for (size_t total = 0; total < REFUSE_DRAIN_MAX;) {
+                ssize_t n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+
+                if (n <= 0)
+                        break;
+                total += n;
+                cs->drained += n;
+        }
         close(fd);
 }
 
@@ -870,22 +963,20 @@ static void admit(struct ctl_server *cs, int fd)
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
                 log_warn("control: cannot read a client's credentials: %s", strerror(errno));
-                refuse(fd, "cannot check your credentials");
+                refuse(cs, fd, "cannot check your credentials");
                 return;
         }
         if (cr.uid != 0 && cr.uid != geteuid()) {
-                if (log_ratelimit_ok(&cs->rl))
-                        log_warn("control: refused pid %d: uid %u is neither root nor the daemon's",
-                                 (int)cr.pid, (unsigned)cr.uid);
-                refuse(fd, "permission denied: uid %u may not use this control socket",
+                log_warn("control: refused pid %d: uid %u is neither root nor the daemon's",
+                         (int)cr.pid, (unsigned)cr.uid);
+                refuse(cs, fd, "permission denied: uid %u may not use this control socket",
                        (unsigned)cr.uid);
                 return;
         }
         if (cs->nclients >= CTL_CLIENTS_MAX) {
-                if (log_ratelimit_ok(&cs->rl))
-                        log_warn("control: refused pid %d: %u clients already", (int)cr.pid,
-                                 cs->nclients);
-                refuse(fd, "too many control connections (%u)", CTL_CLIENTS_MAX);
+                log_warn("control: refused pid %d: %u clients already", (int)cr.pid,
+                         cs->nclients);
+                refuse(cs, fd, "too many control connections (%u)", CTL_CLIENTS_MAX);
                 return;
         }
         c = calloc(1, sizeof(*c));
@@ -894,7 +985,7 @@ static void admit(struct ctl_server *cs, int fd)
         if (!c || !c->in) {
                 if (c)
                         free(c);
-                refuse(fd, "out of memory");
+                refuse(cs, fd, "out of memory");
                 return;
         }
         c->cs = cs;
@@ -903,7 +994,7 @@ static void admit(struct ctl_server *cs, int fd)
         if (lops(cs)->add(cs->env->loop, fd, EPOLLIN, on_client, c) < 0) {
                 free(c->in);
                 free(c);
-                refuse(fd, "cannot watch the connection");
+                refuse(cs, fd, "cannot watch the connection");
                 return;
         }
         c->watched = EPOLLIN;
@@ -916,21 +1007,37 @@ static void admit(struct ctl_server *cs, int fd)
                   (unsigned)cr.uid);
 }
 
-static void on_accept(void *opaque, int fd, uint32_t events)
+static void on_accept(void *opaque, int fd)
 {
-        struct ctl_server *cs = opaque;
-
-        (void)events;
-        for (int i = 0; i < ACCEPT_BUDGET; i++) {
-                int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-                if (c < 0)
-                        return;
-                admit(cs, c);
-        }
+        admit(opaque, fd);
 }
 
 /* ---- life cycle --------------------------------------------------------- */
+
+/*
+ * The umask made the socket 0600 as bind() created it; nothing is done to
+ * the path afterwards (a chmod() would follow a symbolic link someone put
+ * there meanwhile). Checked without following: the socket we bound, ours,
+ * 0600. Anything else means the directory is not ours alone.
+ */
+static int check_socket_file(const char *path)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0) {
+                int err = errno;
+
+                log_error("--control %s: %s", path, strerror(err));
+                return -err;
+        }
+        if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0777) != 0600) {
+                log_error("--control %s: not the socket this daemon bound (mode %o, owner %u): "
+                          "someone else can write in its directory", path,
+                          (unsigned)st.st_mode, (unsigned)st.st_uid);
+                return -EPERM;
+        }
+        return 0;
+}
 
 int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
 {
@@ -939,12 +1046,19 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
         int r;
 
         cs = calloc(1, sizeof(*cs));
-        if (!cs || !(cs->path = strdup(cfg->path))) {
+        if (!cs || (cfg->path && !(cs->path = strdup(cfg->path)))) {
                 free(cs);
                 return -ENOMEM;
         }
         cs->dev = cfg->dev;
         cs->env = cfg->env;
+        cs->stats = cfg->stats;
+        cs->sandbox_hint = cfg->sandbox_hint;
+        cs->fd = -1;
+        if (!cfg->path) {
+                *ret = cs;
+                return 0;
+        }
         /* Never reachable by others, not even for a moment. */
         old = umask(0177);
         cs->fd = backend_listen_unix(cfg->path, CTL_CLIENTS_MAX);
@@ -956,12 +1070,11 @@ int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret)
                           r == -EADDRINUSE ? "another process is listening there" : strerror(-r));
                 goto fail;
         }
-        if (chmod(cfg->path, 0600) < 0) {
-                r = -errno;
-                log_error("--control %s: chmod: %s", cfg->path, strerror(-r));
+        r = check_socket_file(cfg->path);
+        if (r < 0)
                 goto fail_unlink;
-        }
-        r = lops(cs)->add(cs->env->loop, cs->fd, EPOLLIN, on_accept, cs);
+        r = listener_new(cs->env->listeners, cs->fd, ACCEPT_BUDGET, on_accept, cs,
+                         &cs->listener);
         if (r < 0)
                 goto fail_unlink;
         log_info("control socket on %s", cfg->path);
@@ -976,15 +1089,22 @@ fail:
         return r;
 }
 
+void ctl_server_adopt(struct ctl_server *cs, int fd)
+{
+        admit(cs, fd);
+}
+
 void ctl_server_free(struct ctl_server *cs)
 {
         if (!cs)
                 return;
         while (cs->clients)
                 client_free(cs->clients);
-        lops(cs)->del(cs->env->loop, cs->fd);
-        close(cs->fd);
-        unlink(cs->path);
+        if (cs->path) {
+                listener_free(cs->listener);
+                close(cs->fd);
+                unlink(cs->path);
+        }
         free(cs->path);
         free(cs);
 }

@@ -18,10 +18,15 @@
  *       vmm-connect, vmm-disconnect (without). Requests still work on a
  *       subscribed connection: the events a request causes come before its
  *       reply (replies have "ok", events "event").
+ *   {"cmd":"stats"}                      -> {"ok":true,"stats":{...}}: the
+ *       cost counters, see stats.h; "list" has each port's as "counters".
  *   {"cmd":"attach","port":ID|"NAME"}    -> {"ok":true}, then the connection
  *       is the port's host peer (hport_attach_client): raw bytes both ways
  *       until either side closes; bytes sent right behind the request line
- *       are port data. Refused while the port has a peer ("port N is busy").
+ *       are port data. Refused while the port has a peer ("port N is busy")
+ *       and while the guest takes no control messages (it could not be
+ *       told). On a subscribed connection the events end with the reply:
+ *       any before it are lines before it, none come after.
  * Errors: {"ok":false,"error":"one line"}; the connection stays usable.
  *
  * Security model: the socket is mode 0600 and SO_PEERCRED admits only root
@@ -37,6 +42,7 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "stats.h"
 #include "vserial/vserial.h"
 
 #define CTL_LINE_MAX (64u * 1024)
@@ -49,11 +55,20 @@ struct ctl_server_config {
         const char *path;
         struct vs_device *dev;
         /* Ports added at run time get this env; its loop serves the socket. */
-        const struct hport_env *env;
+        struct hport_env *env;
+        /* The daemon-wide counters of "stats"; may be NULL. */
+        const struct stats_src *stats;
+        /* Added to an add refused with EACCES or EPERM, once set (the
+         * sandbox may be why); may be NULL. */
+        const char *sandbox_hint;
 };
 
-/* Listen on cfg->path (mode 0600). Errors are logged; negative errno. */
+/* Listen on cfg->path (mode 0600). Errors are logged; negative errno.
+ * With a NULL path nothing listens: clients come from ctl_server_adopt(). */
 int ctl_server_new(const struct ctl_server_config *cfg, struct ctl_server **ret);
+/* Serve @fd (a connected, non-blocking unix stream socket; the server owns
+ * it) as a client, as if it had connected (the fuzzer's way in). */
+void ctl_server_adopt(struct ctl_server *cs, int fd);
 /* Close every client and the socket, unlink the path. Accepts NULL. Free it
  * after the ports (their teardown still reports events). */
 void ctl_server_free(struct ctl_server *cs);

@@ -7,6 +7,7 @@
  * device forgets the guest and waits for the next connection.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "options.h"
 #include "sandbox.h"
 #include "service.h"
+#include "stats.h"
 #include "vhost-user/vhost_user.h"
 
 struct daemon {
@@ -31,14 +33,21 @@ struct daemon {
         struct hport_env env;
         size_t nhports;         /* --port ones; all live in dev */
         struct ctl_server *ctl;
+        struct listen_pool *listeners;
         int listen_fd;
         bool own_socket;        /* we created listen_fd's path: remove it */
+        struct listener *vmm_listener;
         int sig_fd;
         int notify_fd;          /* NOTIFY_SOCKET, or -1 */
         struct vs_vu *vu;
         bool vu_closed;         /* freed after the loop iteration */
         bool quit;
-        struct log_ratelimit rl;
+        struct daemon_counters counters;
+        struct stats_src stats;
+        struct sandbox_policy policy;
+        char *dirs[3 * SANDBOX_MAX_DIRS];       /* the policy's strings */
+        size_t ndirs;
+        char sandbox_hint[512]; /* why a run-time add may be refused */
 };
 
 static void on_vu_closed(void *opaque, int err, const char *why)
@@ -54,14 +63,11 @@ static void on_vu_closed(void *opaque, int err, const char *why)
 
 static void on_queue_broken(void *opaque, unsigned q, int err)
 {
-        struct daemon *d = opaque;
-
-        if (log_ratelimit_ok(&d->rl))
-                log_warn("guest broke queue %u (%s): it is not used until reset",
-                         q, strerror(-err));
+        (void)opaque;
+        log_warn("guest broke queue %u (%s): it is not used until reset", q, strerror(-err));
 }
 
-static void on_vmm(void *opaque, int fd, uint32_t events)
+static void on_vmm(void *opaque, int c)
 {
         struct daemon *d = opaque;
         struct vs_vu_config cfg = {
@@ -71,13 +77,10 @@ static void on_vmm(void *opaque, int fd, uint32_t events)
                 .queue_broken = on_queue_broken,
                 .opaque = d,
         };
-        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
         int r;
 
-        (void)events;
-        if (c < 0)
-                return;
         if (d->vu) {
+                d->counters.vmm_refused++;
                 log_warn("refused a second VMM connection: one is being served");
                 close(c);
                 return;
@@ -87,6 +90,7 @@ static void on_vmm(void *opaque, int fd, uint32_t events)
                 log_error("cannot serve the VMM connection: %s", strerror(-r));
                 return;
         }
+        d->counters.vmm_accepted++;
         log_info("VMM connected");
         ctl_server_vmm_event(d->ctl, true);
 }
@@ -138,8 +142,6 @@ static int setup_signals(struct daemon *d)
 
 static int setup_ports(struct daemon *d)
 {
-        d->env.loop_ops = &vs_epoll_ops;
-        d->env.loop = d->ep;
         for (size_t i = 0; i < d->opt.nports; i++) {
                 struct hport *hp;
                 int r = hport_new(d->dev, &d->opt.ports[i], &d->env, &hp);
@@ -154,11 +156,27 @@ static int setup_ports(struct daemon *d)
         return 0;
 }
 
+/* The counters of the "stats" request (stats.h). */
+static int setup_stats(struct daemon *d)
+{
+        int r;
+
+        d->stats = (struct stats_src){ .ep = d->ep, .dev = d->dev, .vu = &d->vu,
+                                       .counters = &d->counters, .env = &d->env };
+        r = stats_open(&d->stats);
+        /* Only the fd count is lost: say so, and serve anyway. */
+        if (r < 0)
+                log_warn("cannot open /proc/self/fd (%s): stats report no fd count",
+                         strerror(-r));
+        return 0;
+}
+
 /* --control: run-time ports and the event stream. */
 static int setup_control(struct daemon *d)
 {
         struct ctl_server_config cc = { .path = d->opt.control_path, .dev = d->dev,
-                                        .env = &d->env };
+                                        .env = &d->env, .stats = &d->stats,
+                                        .sandbox_hint = d->sandbox_hint };
         int r = ctl_server_new(&cc, &d->ctl);
 
         if (r < 0)
@@ -231,6 +249,13 @@ static int setup(struct daemon *d)
         if (r == 0)
                 r = vs_device_new(&dc, &d->dev);
         if (r == 0)
+                r = listen_pool_new(&vs_epoll_ops, d->ep, &d->listeners);
+        d->env.loop_ops = &vs_epoll_ops;
+        d->env.loop = d->ep;
+        d->env.listeners = d->listeners;
+        if (r == 0)
+                r = setup_stats(d);
+        if (r == 0)
                 r = setup_signals(d);
         if (r == 0)
                 r = setup_ports(d);
@@ -244,7 +269,95 @@ static int setup(struct daemon *d)
         r = service_notify_open(&d->notify_fd);
         if (r < 0)
                 return r;
-        return vs_epoll_ops.add(d->ep, d->listen_fd, EPOLLIN, on_vmm, d);
+        return listener_new(d->listeners, d->listen_fd, 4, on_vmm, d, &d->vmm_listener);
+}
+
+/* @list gets the directory of @path, once. -E2BIG past SANDBOX_MAX_DIRS. */
+static int add_dir(struct daemon *d, const char **list, size_t *n, const char *path,
+                   bool of_file)
+{
+        char *copy = strdup(path), *dir;
+
+        if (!copy)
+                return -ENOMEM;
+        dir = of_file ? dirname(copy) : copy;
+        for (size_t i = 0; i < *n; i++) {
+                if (strcmp(list[i], dir) == 0) {
+                        free(copy);
+                        return 0;
+                }
+        }
+        if (*n == SANDBOX_MAX_DIRS || d->ndirs == 3 * SANDBOX_MAX_DIRS) {
+                free(copy);
+                log_error("sandbox: more than %d directories", SANDBOX_MAX_DIRS);
+                return -E2BIG;
+        }
+        /* dirname() returns a pointer into @copy or to a static ".". */
+        if (dir != copy) {
+                char *s = strdup(dir);
+
+                free(copy);
+                if (!s)
+                        return -ENOMEM;
+                copy = dir = s;
+        }
+        d->dirs[d->ndirs++] = copy;
+        list[(*n)++] = dir;
+        return 0;
+}
+
+/*
+ * What the confined daemon may do, from the options: ports added at run
+ * time live in the control socket's directory and --allow-path ones; the
+ * daemon removes its own sockets in theirs; connect() for unix-connect
+ * ports, IPv4/IPv6 for tcp ones added at run time.
+ */
+static int make_policy(struct daemon *d)
+{
+        struct sandbox_policy *p = &d->policy;
+        const struct options *o = &d->opt;
+        bool runtime = o->control_path != NULL;
+        int r = 0;
+
+        p->user = o->user;
+        p->inet = o->allow_tcp;
+        p->connect = o->allow_connect;
+        p->devices = runtime;
+        if (runtime)
+                r = add_dir(d, p->port_dirs, &p->nport_dirs, o->control_path, true);
+        for (size_t i = 0; i < o->nallow_paths && r == 0; i++)
+                r = add_dir(d, p->port_dirs, &p->nport_dirs, o->allow_paths[i], false);
+        /* A socket passed by systemd or --socket-fd is not ours to remove. */
+        if (r == 0 && d->own_socket)
+                r = add_dir(d, p->remove_dirs, &p->nremove_dirs, o->socket_path, true);
+        if (r == 0 && runtime)
+                r = add_dir(d, p->remove_dirs, &p->nremove_dirs, o->control_path, true);
+        for (size_t i = 0; i < o->nports && r == 0; i++) {
+                p->connect |= o->ports[i].backend == BACKEND_UNIX_CONNECT;
+                if (o->ports[i].backend == BACKEND_UNIX)
+                        r = add_dir(d, p->remove_dirs, &p->nremove_dirs, o->ports[i].path, true);
+                else if (o->ports[i].backend == BACKEND_FILE)
+                        r = add_dir(d, p->reopen_dirs, &p->nreopen_dirs, o->ports[i].path, true);
+        }
+        return r;
+}
+
+/* Confine the process; from here on a refused add says why it may be. */
+static int confine(struct daemon *d)
+{
+        char summary[1024];
+        int r = make_policy(d);
+
+        if (r == 0)
+                r = sandbox_apply(&d->policy, summary, sizeof(summary));
+        if (r < 0)
+                return r;
+        log_info("sandbox: %s", summary);
+        snprintf(d->sandbox_hint, sizeof(d->sandbox_hint),
+                 "the sandbox lets ports added at run time use paths under the control "
+                 "socket's directory and --allow-path ones only, backend=tcp with "
+                 "--allow-tcp and backend=unix-connect with --allow-connect: see vserial(8)");
+        return 0;
 }
 
 static int run(struct daemon *d)
@@ -271,21 +384,27 @@ static void teardown(struct daemon *d)
         struct vs_port *p;
 
         vs_vu_free(d->vu);
-        /* Every port, the control socket's too; their events still go out. */
-        while (d->dev && (p = vs_port_next(d->dev, NULL)))
+        /* Every port's host side, the control socket's too (their events
+         * still go out); the device and its ports go next. */
+        for (p = d->dev ? vs_port_next(d->dev, NULL) : NULL; p; p = vs_port_next(d->dev, p))
                 hport_free(vs_port_opaque(p));
         ctl_server_free(d->ctl);
         vs_device_free(d->dev);
+        listener_free(d->vmm_listener);
         if (d->listen_fd >= 0) {
                 close(d->listen_fd);
                 /* A passed socket's path belongs to whoever made it. */
                 if (d->own_socket)
                         unlink(d->opt.socket_path);
         }
+        listen_pool_free(d->listeners);
         if (d->sig_fd >= 0)
                 close(d->sig_fd);
         if (d->notify_fd >= 0)
                 close(d->notify_fd);
+        for (size_t i = 0; i < d->ndirs; i++)
+                free(d->dirs[i]);
+        stats_close(&d->stats);
         vs_epoll_free(d->ep);
 }
 
@@ -309,14 +428,17 @@ int main(int argc, char **argv)
         r = setup(&d);
         /* Everything the command line asked for exists: confine the rest. */
         if (r == 0 && !d.opt.no_sandbox)
-                r = sandbox_apply(d.opt.user);
+                r = confine(&d);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
+        /* From here on a guest, a VMM or a peer can make lines at will. */
+        log_limit_start();
         if (r == 0) {
                 service_notify(d.notify_fd, "READY=1");
                 r = run(&d);
                 service_notify(d.notify_fd, "STOPPING=1");
         }
+        log_limit_stop();
         teardown(&d);
         options_free(&d.opt);
         return r < 0 ? 1 : 0;

@@ -78,6 +78,7 @@ static int parse_size(const char *s, size_t *ret)
 {
         char *end;
         unsigned long long v;
+        unsigned shift = 0;
 
         if (*s < '0' || *s > '9')
                 return -EINVAL;
@@ -86,12 +87,16 @@ static int parse_size(const char *s, size_t *ret)
         if (errno)
                 return -EINVAL;
         if (*end == 'K' || *end == 'k')
-                v <<= 10, end++;
+                shift = 10, end++;
         else if (*end == 'M' || *end == 'm')
-                v <<= 20, end++;
+                shift = 20, end++;
         else if (*end == 'G' || *end == 'g')
-                v <<= 30, end++;
-        if (*end || v < SPEC_BUFFER_MIN || v > SPEC_BUFFER_MAX)
+                shift = 30, end++;
+        /* Compared before the shift, which would wrap (2^34 + 1 G = 1 G). */
+        if (*end || v > (SPEC_BUFFER_MAX >> shift))
+                return -EINVAL;
+        v <<= shift;
+        if (v < SPEC_BUFFER_MIN)
                 return -EINVAL;
         *ret = v;
         return 0;
@@ -300,7 +305,11 @@ void options_usage(FILE *out)
                 "  -c, --control PATH    control socket for vserialctl\n"
                 "  -l, --log-level L     error, warn, info (default) or debug\n"
                 "  -u, --user USER       after set-up, run as USER (needs root)\n"
-                "      --no-sandbox      no seccomp confinement (for debugging)\n"
+                "      --allow-path DIR  ports added at run time may also use paths under DIR\n"
+                "                        (besides the control socket's directory)\n"
+                "      --allow-tcp       ports added at run time may be backend=tcp\n"
+                "      --allow-connect   ports added at run time may be backend=unix-connect\n"
+                "      --no-sandbox      no confinement after set-up (for debugging)\n"
                 "  -f, --config FILE     options from FILE, one per line without the dashes\n"
                 "                        (\"port name=x,backend=pty\"); the command line adds to it\n"
                 "  -h, --help            this text\n"
@@ -308,8 +317,11 @@ void options_usage(FILE *out)
                 VS_MAX_PORTS, VS_DEFAULT_MAX_PORTS);
 }
 
-/* getopt value of options with no short form */
+/* getopt values of options with no short form */
 #define OPT_NO_SANDBOX 0x100
+#define OPT_ALLOW_PATH 0x101
+#define OPT_ALLOW_TCP 0x102
+#define OPT_ALLOW_CONNECT 0x103
 #define OPT_SOCKET_FD 0x110   /* clear of other long-only options */
 
 static int parse_one(struct options *o, int c, const char *arg, char *err,
@@ -339,6 +351,20 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                                     arg);
                 o->socket_fd = (int)v;
                 return 0;
+        case OPT_ALLOW_PATH:
+                if (!*arg)
+                        return fail(err, errlen, "--allow-path needs a directory");
+                if (o->nallow_paths == OPT_MAX_ALLOW_PATHS)
+                        return fail(err, errlen, "--allow-path: more than %d directories",
+                                    OPT_MAX_ALLOW_PATHS);
+                o->allow_paths[o->nallow_paths++] = arg;
+                return 0;
+        case OPT_ALLOW_TCP:
+                o->allow_tcp = true;
+                return 0;
+        case OPT_ALLOW_CONNECT:
+                o->allow_connect = true;
+                return 0;
         case 'm':
                 if (parse_uint(arg, 1, VS_MAX_PORTS, &v) < 0)
                         return fail(err, errlen, "--max-ports '%s': expected a number in 1..%u",
@@ -365,6 +391,9 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
 static const struct option longopts[] = {
         { "user", required_argument, NULL, 'u' },
         { "no-sandbox", no_argument, NULL, OPT_NO_SANDBOX },
+        { "allow-path", required_argument, NULL, OPT_ALLOW_PATH },
+        { "allow-tcp", no_argument, NULL, OPT_ALLOW_TCP },
+        { "allow-connect", no_argument, NULL, OPT_ALLOW_CONNECT },
         { "socket", required_argument, NULL, 's' },
         { "socket-fd", required_argument, NULL, OPT_SOCKET_FD },
         { "max-ports", required_argument, NULL, 'm' },

@@ -40,6 +40,7 @@ struct port_spec {
 const char *backend_name(enum backend_kind kind);
 
 #define OPT_MAX_PORTS_SPECS VS_MAX_PORTS
+#define OPT_MAX_ALLOW_PATHS 16
 
 struct options {
         const char *config_path;
@@ -48,6 +49,11 @@ struct options {
         const char *control_path;
         const char *user;       /* --user: run as this user after set-up */
         bool no_sandbox;        /* --no-sandbox */
+        /* What the sandbox lets ports added at run time use (sandbox.h). */
+        const char *allow_paths[OPT_MAX_ALLOW_PATHS];   /* --allow-path */
+        size_t nallow_paths;
+        bool allow_tcp;         /* --allow-tcp */
+        bool allow_connect;     /* --allow-connect */
         uint32_t max_ports;
         int log_level;
         size_t nports;

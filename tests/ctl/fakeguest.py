@@ -116,6 +116,7 @@ class FakeGuest:
         self.lock = threading.RLock()
         self.ports = {}
         self.ctrl_log = []      # (event, id, value) from the device
+        self.ctrl_rx_hold = False   # True: take control messages, post no new buffers
         self.error = None
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
@@ -211,10 +212,14 @@ class FakeGuest:
             self.vqs[3].notify()
 
     def _service(self):
-        for _, _, d in self.vqs[2].take_used():
+        # A kick only with new buffers: an idle guest costs the device nothing.
+        got = self.vqs[2].take_used()
+        for _, _, d in got:
             self._on_ctrl(d)
-            self.vqs[2].post()
-        self.vqs[2].notify()
+            if not self.ctrl_rx_hold:
+                self.vqs[2].post()
+        if got and not self.ctrl_rx_hold:
+            self.vqs[2].notify()
         for p in list(self.ports.values()):
             q = self.vqs[rxq(p.id)]
             got = q.take_used()
@@ -266,6 +271,22 @@ class FakeGuest:
             time.sleep(0.002)
 
     # ---- what a test does
+    def ctrl(self, pid, event, value):
+        """Send one control message, whatever the protocol says."""
+        self._ctrl(pid, event, value)
+
+    def ctrl_rx_resume(self):
+        """Post control-rx buffers again after ctrl_rx_hold."""
+        with self.lock:
+            self.ctrl_rx_hold = False
+            while self.vqs[2].post():
+                pass
+            self.vqs[2].notify()
+
+    def ctrl_count(self, event, pid=None):
+        with self.lock:
+            return sum(1 for e, p, _ in self.ctrl_log if e == event and (pid is None or p == pid))
+
     def wait(self, cond, timeout=10, what='condition'):
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -94,7 +94,11 @@ class Client:
 
 
 class Daemon:
-    def __init__(self, ports=(), max_ports=None, extra=()):
+    """vserial in its own directory. @stdin/@stdout: what the daemon gets
+    (default /dev/null and its log file), @preexec_fn runs in the child."""
+
+    def __init__(self, ports=(), max_ports=None, extra=(), stdin=subprocess.DEVNULL,
+                 stdout=None, preexec_fn=None, env=None, wait=True):
         # sun_path is 108 bytes: keep the directory short.
         self.dir = tempfile.mkdtemp(prefix='vsctl-', dir='/tmp')
         self.control = self.path('ctl.sock')
@@ -108,9 +112,13 @@ class Daemon:
         argv += list(extra)
         self.argv = argv
         self.logf = open(self.path('daemon.log'), 'wb')
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf, cwd=self.dir)
+        self.proc = subprocess.Popen(argv, stdin=stdin,
+                                     stdout=self.logf if stdout is None else stdout,
+                                     stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn,
+                                     env=env)
         self.guest = None
+        if not wait:
+            return
         end = time.monotonic() + 10
         while not listening(self.control) or not listening(self.vhost):
             if self.proc.poll() is not None or time.monotonic() > end:
@@ -211,6 +219,16 @@ def wait_for(cond, what, timeout=10):
     raise CaseFailed('timed out waiting for %s' % what)
 
 
+def run_refused(argv, env=None):
+    """Run a vserial that must refuse to start; one that starts anyway is
+    stopped after 10 s and the case fails."""
+    try:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise CaseFailed('%s started (killed after 10 s)' % ' '.join(argv))
+
+
 def one_error_line(r, what):
     lines = r.stderr.splitlines()
     check(len(lines) == 1 and lines[0].startswith('vserialctl: '),
@@ -229,6 +247,43 @@ def unix_client(path):
     return s
 
 
+def refused(sock):
+    """Has the daemon closed @sock (a refused client)?"""
+    r, _, _ = select.select([sock], [], [], 0)
+    return bool(r)
+
+
+def fill_control_queue(cl, g, console_sock):
+    """Stop taking control messages (fake guest @g) and make the host side
+    queue them until the device refuses: console port 0 resized and its
+    host client (at @console_sock) connecting and leaving in turn, each a
+    message the queue cannot fold into an earlier one. Returns the
+    refusal; the refused resize must not have changed the size."""
+    g.ctrl_rx_hold = True
+    host, connects = None, 0
+    for i in range(400):
+        r = cl.req({'cmd': 'resize', 'port': 0, 'cols': 80 + i % 2, 'rows': 25})
+        if not r['ok']:
+            if host:
+                host.close()
+            cols = ports_by_id(cl)[0]['cols']
+            check(cols == 80 + (i - 1) % 2, 'a refused resize changed the size: %d' % cols)
+            return r['error']
+        if host is None:
+            host = unix_client(console_sock)
+            connects += 1
+            wait_for(lambda: ports_by_id(cl)[0]['counters']['host_connects'] == connects or
+                     refused(host), 'host client %d' % connects)
+            if refused(host):
+                host.close()
+                host = None
+        else:
+            host.close()
+            host = None
+            wait_for(lambda: not ports_by_id(cl)[0]['host_connected'], 'host client %d gone' % i)
+    raise CaseFailed('the control queue never filled')
+
+
 CASES = []
 
 
@@ -238,6 +293,320 @@ def case(fn):
 
 
 # ---------------------------------------------------------------- no VMM
+
+@case
+def control_socket_swapped(d):
+    """The control socket is never chmod()ed by path: an attacker who can
+    write in its directory and swaps the socket for a symlink right after
+    bind() (bindhook.c) must not get the link's target chmod()ed to 0600.
+    The daemon notices the swap and refuses to start."""
+    if not OPTS.bindhook:
+        return 'SKIP no --bindhook'
+    victim = d.path('victim')
+    with open(victim, 'w') as f:
+        f.write('not the daemon\'s\n')
+    os.chmod(victim, 0o644)
+    ctl = d.path('ctl2.sock')
+    env = dict(os.environ, LD_PRELOAD=OPTS.bindhook, VSHOOK_PATH=ctl, VSHOOK_TARGET=victim,
+               ASAN_OPTIONS=os.environ.get('ASAN_OPTIONS', '') + ':verify_asan_link_order=0')
+    argv = [OPTS.vserial, '--socket', d.path('v2.sock'), '--control', ctl]
+    started = None
+    try:
+        p = run_refused(argv, env)
+    except CaseFailed as e:
+        started = e
+    mode = stat.S_IMODE(os.stat(victim).st_mode)
+    check(mode == 0o644, 'the symlink target was chmod()ed to %o' % mode)
+    if started:
+        raise started
+    check(p.returncode == 1 and 'ctl2.sock' in p.stderr and 'not the socket' in p.stderr,
+          'daemon: exit %s, %r' % (p.returncode, p.stderr[-500:]))
+
+
+@case
+def file_port_symlink(d):
+    """backend=file opens its path without following a symlink (O_NOFOLLOW):
+    a link planted at the path does not make the daemon create or append to
+    its target."""
+    cl = d.client()
+    target = d.path('through-the-link')
+    os.symlink(target, d.path('out.txt'))
+    r = cl.req({'cmd': 'add', 'spec': 'id=2,backend=file,path=%s' % d.path('out.txt')})
+    check(r.get('ok') is False and 'symbolic link' in r.get('error', ''), 'add: %s' % r)
+    check(not os.path.exists(target), 'the daemon created the symlink\'s target')
+    check(2 not in ports_by_id(cl), 'port 2 was added')
+
+
+@case
+def refused_client_drain_bounded(d):
+    """A refused client's input is drained a bounded amount before the close
+    (to let it read the reason), not all of it: here the 65th client queued
+    32 MiB before it was even accepted (the daemon stopped meanwhile;
+    SO_SNDBUFFORCE), and the daemon reads at most 64 KiB of it (stats
+    control.drained), then closes: the client reads the reason, then a
+    reset (the rest was never read)."""
+    if os.geteuid() != 0:
+        return 'SKIP SO_SNDBUFFORCE needs root'
+    keep = [d.client() for _ in range(64)]
+    for c in keep:
+        c.ok({'cmd': 'list'})
+    d.proc.send_signal(signal.SIGSTOP)
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, 32, 64 << 20)      # SO_SNDBUFFORCE
+        s.connect(d.control)
+        s.setblocking(False)
+        sent = 0
+        try:
+            while sent < 32 << 20:
+                sent += s.send(b'x' * 65536)
+        except BlockingIOError:
+            pass
+    finally:
+        d.proc.send_signal(signal.SIGCONT)
+    check(sent >= 32 << 20, 'only %d bytes queued' % sent)
+    wait_for(lambda: keep[0].ok({'cmd': 'stats'})['stats']['control']['refused'] == 1,
+             'the refusal')
+    ctl = keep[0].ok({'cmd': 'stats'})['stats']['control']
+    check(0 <= ctl.get('drained', -1) <= 64 << 10, 'drained from the refused client: %s' % ctl)
+    s.setblocking(True)
+    s.settimeout(10)
+    got = b''
+    try:
+        while b'\n' not in got:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    except ConnectionResetError:
+        pass
+    check(b'too many control connections' in got, 'the refused client read %r' % got)
+    s.close()
+
+
+@case
+def buffer_size_overflow(d):
+    """buffer=17179869185G is 2^34 + 1 GiB: far over the 1G bound, not 1 GiB
+    after the multiplication wrapped."""
+    p = run_refused([OPTS.vserial, '--socket', d.path('v2.sock'), '--port',
+                     'id=1,backend=null,buffer=17179869185G'])
+    lines = p.stderr.splitlines()
+    check(p.returncode == 2 and len(lines) == 1 and 'buffer' in lines[0],
+          'vserial: exit %s, %r' % (p.returncode, p.stderr))
+    for bad in ('17179869185G', '18014398509481985K', '17592186044417M', '99999999999999999999'):
+        r = d.client().req({'cmd': 'add', 'spec': 'id=2,backend=null,buffer=' + bad})
+        check(r.get('ok') is False and 'buffer' in r.get('error', ''), 'buffer=%s: %s' % (bad, r))
+    r = d.client().req({'cmd': 'add', 'spec': 'id=2,backend=null,buffer=1G'})
+    check(r.get('ok') is True, 'buffer=1G: %s' % r)
+
+
+# ---------------------------------------------------------------- the sandbox
+
+def other_dir():
+    """A directory outside the daemon's: the sandbox does not allow it."""
+    return tempfile.mkdtemp(prefix='vsctl-out-', dir='/tmp')
+
+
+@case
+def sandbox_forbidden_open(d):
+    """Finding 9: after set-up the confined daemon opens files and makes
+    unix sockets only in the control socket's directory and --allow-path
+    ones (Landlock); elsewhere the kernel refuses the open and the bind,
+    the add says so, and nothing is created."""
+    out = other_dir()
+    try:
+        cl = d.client()
+        for spec, made in (('id=2,backend=file,path=%s/out.txt', 'out.txt'),
+                           ('id=2,backend=unix,path=%s/s.sock', 's.sock'),
+                           ('id=2,backend=file,path=%s/x,input=/etc/hostname', 'x')):
+            r = cl.req({'cmd': 'add', 'spec': spec % out})
+            check(r.get('ok') is False and 'ermission denied' in r['error'] and
+                  'allow-path' in r['error'], 'add %s: %s' % (spec % out, r))
+            check(not os.path.exists(os.path.join(out, made)), '%s created' % made)
+        check(sorted(ports_by_id(cl)) == [1], 'ports %s' % sorted(ports_by_id(cl)))
+        # In the control socket's directory: allowed.
+        cl.ok({'cmd': 'add', 'spec': 'id=2,backend=file,path=%s' % d.path('ok.txt')})
+        cl.ok({'cmd': 'add', 'spec': 'id=3,backend=unix,path=%s' % d.path('ok.sock')})
+        check(os.path.exists(d.path('ok.txt')) and os.path.exists(d.path('ok.sock')),
+              'allowed ports not created')
+        cl.ok({'cmd': 'remove', 'port': 3})
+        check(not os.path.exists(d.path('ok.sock')), 'socket of a removed port left')
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+sandbox_forbidden_open.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+
+
+def another_daemon(d, fn, ports=(), extra=(), chmod=None):
+    """Run @fn(d2) against a daemon of its own configuration (computed at
+    run time) instead of the case's @d, which is stopped first."""
+    d.terminate()
+    d2 = Daemon(ports=ports, extra=extra)
+    try:
+        if chmod is not None:
+            os.chmod(d2.dir, chmod)
+        fn(d2)
+    finally:
+        errs, log = d2.stop()
+    check(not errs, '; '.join(errs) + '\n' + log[-1500:])
+    shutil.rmtree(d2.dir, ignore_errors=True)
+
+
+@case
+def sandbox_allow_path(d):
+    """--allow-path DIR: run-time ports may live there too."""
+    out = other_dir()
+
+    def run(d2):
+        cl = d2.client()
+        for spec in ('id=2,backend=file,path=%s/out.txt', 'id=3,backend=unix,path=%s/s.sock'):
+            cl.ok({'cmd': 'add', 'spec': spec % out})
+        check(os.path.exists(os.path.join(out, 's.sock')), 'no socket in --allow-path')
+        cl.ok({'cmd': 'remove', 'port': 3})
+        check(not os.path.exists(os.path.join(out, 's.sock')), 'socket of a removed port left')
+    try:
+        another_daemon(d, run, extra=['--allow-path', out])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@case
+def sandbox_forbidden_connect(d):
+    """Finding 9: connect() is refused (seccomp) unless a unix-connect port
+    is configured or --allow-connect is given: a run-time unix-connect port
+    fails to add, and its peer never sees a connection."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(d.path('peer.sock'))
+    srv.listen(4)
+    cl = d.client()
+    r = cl.req({'cmd': 'add', 'spec': 'id=2,backend=unix-connect,path=%s' % d.path('peer.sock')})
+    check(r.get('ok') is False and 'not permitted' in r['error'] and
+          'allow-connect' in r['error'], 'add: %s' % r)
+    ready, _, _ = select.select([srv], [], [], 0.2)
+    check(not ready, 'the confined daemon connected to the peer')
+    check(sorted(ports_by_id(cl)) == [1], 'ports %s' % sorted(ports_by_id(cl)))
+    # Not a tcp socket either: socket(AF_INET) is refused without --allow-tcp.
+    r = cl.req({'cmd': 'add', 'spec': 'id=3,backend=tcp,port=%d' % free_tcp_port()})
+    check(r.get('ok') is False and 'not permitted' in r['error'] and
+          'allow-tcp' in r['error'], 'tcp add: %s' % r)
+    srv.close()
+
+
+sandbox_forbidden_connect.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+
+
+@case
+def sandbox_allow_connect_tcp(d):
+    """--allow-connect and --allow-tcp: run-time unix-connect and tcp ports
+    work in the confined daemon."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(d.path('peer.sock'))
+    srv.listen(4)
+    srv.settimeout(10)
+    cl = d.client()
+    cl.ok({'cmd': 'add', 'spec': 'id=2,backend=unix-connect,path=%s' % d.path('peer.sock')})
+    peer, _ = srv.accept()
+    port = free_tcp_port()
+    cl.ok({'cmd': 'add', 'spec': 'id=3,backend=tcp,port=%d' % port})
+    t = socket.create_connection(('127.0.0.1', port), timeout=10)
+    wait_for(lambda: ports_by_id(cl)[3]['host_connected'], 'tcp client connected')
+    t.close()
+    peer.close()
+    srv.close()
+
+
+sandbox_allow_connect_tcp.extra = ['--allow-connect', '--allow-tcp']
+
+
+@case
+def sandbox_configured_backends(d):
+    """Ports of the command line keep working confined: a unix-connect port
+    reconnects (connect is allowed because it exists), a tcp port accepts."""
+    port = free_tcp_port()
+
+    def run(d2):
+        cl = d2.client()
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(d2.path('peer.sock'))
+        srv.listen(4)
+        srv.settimeout(15)
+        peer, _ = srv.accept()
+        peer.close()
+        peer, _ = srv.accept()          # the reconnect after the peer left
+        wait_for(lambda: ports_by_id(cl)[1]['host_connected'], 'unix-connect reconnected')
+        t = socket.create_connection(('127.0.0.1', port), timeout=10)
+        wait_for(lambda: ports_by_id(cl)[2]['host_connected'], 'tcp client')
+        t.close()
+        peer.close()
+        srv.close()
+    another_daemon(d, run, ports=['id=1,backend=unix-connect,path=@peer.sock',
+                                  'id=2,backend=tcp,port=%d' % port])
+
+
+def free_tcp_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@case
+def sandbox_user(d):
+    """--user: the confined daemon runs as that user and still serves: the
+    control socket, run-time ports in a directory the user may write, and
+    a clean exit that removes its sockets."""
+    import pwd
+    if os.geteuid() != 0:
+        return 'SKIP --user needs root'
+    nobody = pwd.getpwnam('nobody')
+
+    def uids(pid):
+        with open('/proc/%d/status' % pid) as f:
+            return [ln.split()[1:] for ln in f if ln.startswith('Uid:')][0]
+
+    def run(d2):
+        # The switch follows the listening sockets.
+        wait_for(lambda: uids(d2.proc.pid) == [str(nobody.pw_uid)] * 4,
+                 'the daemon running as nobody (uids %s)' % uids(d2.proc.pid))
+        cl = d2.client()
+        cl.ok({'cmd': 'add', 'spec': 'id=2,backend=unix,path=%s' % d2.path('hot.sock')})
+        check(os.stat(d2.path('hot.sock')).st_uid == nobody.pw_uid, 'hot.sock owner')
+        cl.ok({'cmd': 'remove', 'port': 2})
+        check(cl.ok({'cmd': 'stats'})['stats']['process']['fds'] > 0, 'stats as nobody')
+        cl.close()
+    # nobody removes the sockets at exit and adds ports: its directory
+    another_daemon(d, run, ports=['id=1,name=org.one,backend=unix,path=@one.sock'],
+                   extra=['--user', 'nobody'], chmod=0o777)
+
+
+@case
+def pty_resize_while_full(d):
+    """A pty console's new terminal size that the device refuses (the
+    guest's control queue is full) is tried again at the next poll, and
+    reaches the guest once it takes control messages again."""
+    g = d.connect_guest()
+    g.wait(lambda: 1 in g.ports and g.ports[1].console and g.ports[1].resizes,
+           what='pty console 1')
+    cl = d.client()
+    fill_control_queue(cl, g, d.path('con.sock'))
+    pty = os.open(ports_by_id(cl)[1]['path'], os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.ioctl(pty, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 100, 0, 0))
+        time.sleep(1.2)         # two polls, both refused
+        check(ports_by_id(cl)[1]['cols'] != 100, 'size taken while the queue was full')
+        g.ctrl_rx_resume()
+        g.wait(lambda: g.ports[1].resizes[-1] == (100, 40), timeout=15,
+               what='the new size in the guest (got %s)' % g.ports[1].resizes[-3:])
+    finally:
+        os.close(pty)
+
+
+pty_resize_while_full.ports = ['id=0,console,backend=unix,path=@con.sock',
+                               'id=1,console,backend=pty']
+pty_resize_while_full.max_ports = 4
+
 
 @case
 def socket_mode_0600(d):
@@ -292,6 +661,52 @@ def list_fields(d):
 
 list_fields.ports = ['id=0,console,backend=unix,path=@con.sock',
                      'id=1,name=org.one,backend=unix,path=@one.sock']
+
+
+@case
+def stats_fields(d):
+    """The "stats" reply (src/daemon/stats.h), vserialctl stats and the
+    per-port counters of list."""
+    cl = d.client()
+    st = cl.ok({'cmd': 'stats'})['stats']
+    want = {'loop': ('wakeups', 'dispatched', 'watches'), 'log': ('written', 'suppressed'),
+            'process': ('fds',), 'vmm': ('accepted', 'refused'),
+            'control': ('clients', 'requests', 'refused'), 'client': ('id', 'callbacks')}
+    for sec, keys in want.items():
+        for k in keys:
+            check(isinstance(st.get(sec, {}).get(k), int) and st[sec][k] >= 0,
+                  'stats %s.%s: %r' % (sec, k, st.get(sec)))
+    check(st['vmm']['connected'] is False, 'vmm.connected %r' % st['vmm'])
+    check(st['process']['fds'] == len(os.listdir('/proc/%d/fd' % d.proc.pid)),
+          'fds %d, /proc says %d' % (st['process']['fds'],
+                                     len(os.listdir('/proc/%d/fd' % d.proc.pid))))
+    check([(p['id'], p['name']) for p in st['ports']] == [(1, 'org.one')], 'ports %s' % st['ports'])
+    for k in ('to_guest', 'from_guest', 'buffered', 'host_connects', 'clients_refused'):
+        check(st['ports'][0][k] == 0, 'port counter %s: %s' % (k, st['ports'][0]))
+    # Idle but for this client: the loop ran this client's callbacks only
+    # (one callback may serve several requests).
+    st2 = cl.ok({'cmd': 'stats'})['stats']
+    check(st2['client']['callbacks'] - st['client']['callbacks'] ==
+          st2['loop']['dispatched'] - st['loop']['dispatched'],
+          'client callbacks %s -> %s, loop %s -> %s' % (st['client'], st2['client'],
+                                                        st['loop'], st2['loop']))
+    check(st2['control']['requests'] == st['control']['requests'] + 1, 'requests')
+    host = unix_client(d.path('one.sock'))
+    wait_for(lambda: ports_by_id(cl)[1]['counters']['host_connects'] == 1, 'host_connects')
+    host.close()
+    r = d.ctl('stats')
+    check(r.returncode == 0 and r.stderr == '', 'vserialctl stats: %s %r' % (r.returncode, r.stderr))
+    lines = r.stdout.splitlines()
+    for sec in ('loop', 'log', 'process', 'vmm', 'control', 'client'):
+        check(any(ln.startswith(sec + ': ') for ln in lines), 'no %s line in %r' % (sec, r.stdout))
+    check(any(ln.startswith('ports: ') and 'id=1' in ln and 'host_connects=1' in ln
+              for ln in lines), 'port line in %r' % r.stdout)
+    r = d.ctl('stats', '--json')
+    check(r.returncode == 0 and set(json.loads(r.stdout)) >= set(want) | {'ports'},
+          'stats --json %r' % r.stdout)
+
+
+stats_fields.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
 
 
 @case
@@ -927,7 +1342,7 @@ def attach_pty(d):
                 break
             said += b
         check(b'guest' not in said, 'a unix client was served while attached: %r' % said)
-        check('refused a second host client' in d.log(), 'no refusal in the log')
+        check('refused a host client: it already has a host client' in d.log(), 'no refusal in the log')
         u.close()
         a.type(b'last\x1dignored')
         rc = a.wait()
@@ -1030,6 +1445,39 @@ attach_raw_pipelined.max_ports = 4
 
 
 @case
+def attach_subscribed(d):
+    """Finding 8: attach on a connection that subscribed to events. It works
+    cleanly: events before the "ok" are lines before it, after it the
+    connection carries the port's bytes only (the host-connect event goes
+    to the other subscribers, not into the port's stream)."""
+    g = d.connect_guest()
+    g.wait(lambda: 1 in g.ports, what='port 1')
+    g.open(1)
+    other = d.client()
+    seq = other.ok({'cmd': 'subscribe'})['seq']
+    c = d.client()
+    c.ok({'cmd': 'subscribe'})
+    c.send(b'{"cmd":"attach","port":1}\n')
+    check(c.reply() == {'ok': True}, 'attach reply')
+    ev = other.event()
+    check((ev['event'], ev['port'], ev['seq']) == ('host-connect', 1, seq + 1), 'event %s' % ev)
+    g.wait(lambda: g.ports[1].host_open, what='host open in the guest')
+    g.send(1, b'guest says hi\n')
+    check(c.line() == b'guest says hi', 'port data after the attach (event JSON in the stream?)')
+    c.send(b'typed\n')
+    g.wait(lambda: b'typed\n' in g.ports[1].rx, what='typed bytes in the guest')
+    check(g.take(1) == b'typed\n', 'guest got %r' % g.ports[1].rx)
+    c.close()
+    ev = other.event()
+    check((ev['event'], ev['port']) == ('host-disconnect', 1), 'event %s' % ev)
+    check(not ports_by_id(other)[1]['host_connected'], 'host side still connected')
+
+
+attach_subscribed.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+attach_subscribed.max_ports = 4
+
+
+@case
 def attach_port_removed(d):
     g = d.connect_guest()
     g.wait(lambda: 1 in g.ports, what='port 1')
@@ -1117,7 +1565,8 @@ def run_case(fn):
     errs = []
     skip = None
     try:
-        d = Daemon(ports=getattr(fn, 'ports', ()), max_ports=getattr(fn, 'max_ports', None))
+        d = Daemon(ports=getattr(fn, 'ports', ()), max_ports=getattr(fn, 'max_ports', None),
+                   extra=getattr(fn, 'extra', ()))
         res = fn(d)
         if isinstance(res, str) and res.startswith('SKIP'):
             skip = res[5:]
@@ -1141,6 +1590,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--vserial', required=True)
     ap.add_argument('--vserialctl', required=True)
+    ap.add_argument('--bindhook', help='tests/ctl/bindhook.c built (control_socket_swapped)')
     ap.add_argument('--list', action='store_true')
     ap.add_argument('cases', nargs='*')
     OPTS = ap.parse_args()

@@ -17,7 +17,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <linux/landlock.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,8 +44,8 @@
 #define CHILD_OK 0
 #define CHILD_RETURNED 42       /* a call that should have killed came back */
 
-/* Run @fn in a child after sandbox_apply(@user); return its wait status. */
-static int in_child(const char *user, int (*fn)(void))
+/* Run @fn in a child after sandbox_apply(@p); return its wait status. */
+static int in_child_policy(const struct sandbox_policy *p, int (*fn)(void))
 {
         int status = -1;
         pid_t pid;
@@ -50,12 +54,20 @@ static int in_child(const char *user, int (*fn)(void))
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                int r = sandbox_apply(user);
+                int r = sandbox_apply(p, NULL, 0);
 
                 _exit(r < 0 ? 100 + (-r & 0x3f) : fn());
         }
         assert_int_equal(waitpid(pid, &status, 0), pid);
         return status;
+}
+
+/* The widest policy: tcp and connect allowed, no directories. */
+static int in_child(const char *user, int (*fn)(void))
+{
+        struct sandbox_policy p = { .user = user, .inet = true, .connect = true };
+
+        return in_child_policy(&p, fn);
 }
 
 static void assert_exit(int status, int code)
@@ -246,6 +258,116 @@ static void test_unknown_user_fails(void **state)
         assert_exit(in_child("no-such-user-vserial", unreachable), 100 + ENOENT);
 }
 
+/* ---- what the policy leaves out ------------------------------------------ */
+
+static int no_inet_no_connect(void)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/nonexistent/x" };
+        int fd;
+
+        errno = 0;
+        if ((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0 || errno != EPERM)
+                return 1;
+        errno = 0;
+        if ((fd = socket(AF_INET6, SOCK_STREAM, 0)) >= 0 || errno != EPERM)
+                return 2;
+        if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+                return 3;
+        errno = 0;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != EPERM)
+                return 4;
+        close(fd);
+        return CHILD_OK;
+}
+
+/* Without tcp ports to add or unix-connect ports: no inet socket, no connect. */
+static void test_no_inet_no_connect(void **state)
+{
+        struct sandbox_policy p = { 0 };
+
+        (void)state;
+        assert_exit(in_child_policy(&p, no_inet_no_connect), CHILD_OK);
+}
+
+static char port_dir[64], rm_dir[64], other_dir[64];
+
+static int landlock_paths(void)
+{
+        char path[128];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/new", port_dir);
+        if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0)
+                return 1;
+        close(fd);
+        if (unlink(path) < 0)
+                return 2;
+        snprintf(path, sizeof(path), "%s/new", other_dir);
+        errno = 0;
+        if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) >= 0 || errno != EACCES)
+                return 3;
+        /* Sanitizer builds may read everything (their reports do). */
+        snprintf(path, sizeof(path), "%s/old", other_dir);
+        errno = 0;
+        if (!SANITIZED && ((fd = open(path, O_RDONLY)) >= 0 || errno != EACCES))
+                return 4;
+        if (!SANITIZED && ((fd = open("/etc/passwd", O_RDONLY)) >= 0 || errno != EACCES))
+                return 5;
+        snprintf(path, sizeof(path), "%s/old", rm_dir);
+        errno = 0;
+        if ((fd = open(path, O_WRONLY)) >= 0 || errno != EACCES)
+                return 6;
+        if (unlink(path) < 0)
+                return 7;
+        snprintf(path, sizeof(path), "%s/old", other_dir);
+        errno = 0;
+        if (unlink(path) == 0 || errno != EACCES)
+                return 8;
+        return CHILD_OK;
+}
+
+static void make_dir(char *buf, size_t len, const char *file)
+{
+        char path[128];
+        int fd;
+
+        snprintf(buf, len, "/tmp/vs-sandbox-XXXXXX");
+        assert_non_null(mkdtemp(buf));
+        snprintf(path, sizeof(path), "%s/%s", buf, file);
+        fd = open(path, O_WRONLY | O_CREAT, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+}
+
+static void rm_dir_all(const char *dir, const char *file)
+{
+        char path[128];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, file);
+        unlink(path);
+        rmdir(dir);
+}
+
+/* Landlock (where the kernel has it): files only in the policy's places. */
+static void test_landlock_paths(void **state)
+{
+        struct sandbox_policy p = { .nport_dirs = 1, .nremove_dirs = 1 };
+
+        (void)state;
+        make_dir(port_dir, sizeof(port_dir), "x");
+        make_dir(rm_dir, sizeof(rm_dir), "old");
+        make_dir(other_dir, sizeof(other_dir), "old");
+        p.port_dirs[0] = port_dir;
+        p.remove_dirs[0] = rm_dir;
+        if (syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) < 0)
+                fprintf(stderr, "# no Landlock on this kernel: checked with it off\n");
+        else
+                assert_exit(in_child_policy(&p, landlock_paths), CHILD_OK);
+        rm_dir_all(port_dir, "x");
+        rm_dir_all(rm_dir, "old");
+        rm_dir_all(other_dir, "old");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -255,6 +377,8 @@ int main(void)
                 cmocka_unit_test(test_fork_kills),
                 cmocka_unit_test(test_user_switch),
                 cmocka_unit_test(test_unknown_user_fails),
+                cmocka_unit_test(test_no_inet_no_connect),
+                cmocka_unit_test(test_landlock_paths),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

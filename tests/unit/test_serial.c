@@ -621,25 +621,34 @@ static void test_ctrl_queue_refill(void **state)
 }
 
 /*
- * Fill the control queue. Host-side state changes coalesce in the queue (a
- * port's latest open state and size replace older ones the guest has not
- * taken), so they alone cannot fill it; a guest that repeats PORT_READY for
- * port 1 without reading control rx can: each asks for its PORT_NAME again.
- * Returns how many of those were answered before the queue was full.
+ * Step @i of a host side that keeps the console's control messages apart:
+ * resized, then connected or gone, in turn. A port's latest size or open
+ * state replaces a queued one only with nothing about the port after it,
+ * so each of these is a message of its own. Returns what the device said.
+ */
+static int host_step(struct env *e, unsigned i)
+{
+        struct vs_port *con = e->p[0]->port;
+
+        if (i % 2 == 0)
+                return vs_port_resize(con, 81 - (i / 2) % 2, 25);
+        return vs_port_set_host_connected(con, !vs_port_host_connected(con));
+}
+
+/*
+ * Fill the control queue while the guest reads no control rx (a guest
+ * repeating PORT_READY cannot: see test_ctrl_port_ready_repeats). Returns
+ * how many host messages were accepted before the queue was full.
  */
 static void ctrl_fill(struct env *e, unsigned *accepted)
 {
-        struct fake_driver *d = e->d;
-
-        *accepted = 0;
         /* The bound is 8 * (max_ports + 1) + 64 = 104 here. */
-        for (unsigned i = 0; i < 150; i++) {
-                FAKE_OK(d, fake_ctrl_send(d, 1, FAKE_C_PORT_READY, 1));
-                (*accepted)++;
-        }
+        for (*accepted = 0; *accepted < 150; (*accepted)++)
+                if (host_step(e, *accepted) == -ENOSPC)
+                        break;
         /* Full now: a new message is refused, and the host is told. */
         if (vs_port_resize(e->p[0]->port, 1, 1) != -ENOSPC)
-                fail_msg("the control queue never filled after %u PORT_READY", *accepted);
+                fail_msg("the control queue never filled after %u host messages", *accepted);
 }
 
 /*
@@ -706,22 +715,53 @@ static void test_ctrl_full_host_connected(void **state)
  * More control messages than the ring has buffers, while the guest is busy
  * elsewhere (well under the bound): the guest catches up by reposting, as
  * Linux does, and must get every one of them, with no extra kicks. The
- * messages are distinct (a guest repeating PORT_READY gets PORT_NAME each
- * time), so none replaces another in the queue.
+ * messages are distinct (host_step), so none replaces another in the queue.
  */
 static void test_ctrl_backlog_no_stall(void **state)
 {
         struct env *e = *state;
         struct fake_driver *d;
+        unsigned log0, got;
 
         ctrl_full_env(e);
         d = e->d;
+        log0 = d->nlog;
         for (unsigned i = 0; i < 30; i++)
-                FAKE_OK(d, fake_ctrl_send(d, 1, FAKE_C_PORT_READY, 1));
+                assert_int_equal(host_step(e, i), 0);
         FAKE_OK(d, fake_service(d));
-        if (count_dev(d, 0, 1, FAKE_C_PORT_NAME) < 31)
-                fail_msg("%u of 31 PORT_NAME reached the guest; the rest wait in the device with no kick to come",
-                         count_dev(d, 0, 1, FAKE_C_PORT_NAME));
+        got = count_dev(d, log0, 0, FAKE_C_RESIZE) + count_dev(d, log0, 0, FAKE_C_PORT_OPEN);
+        if (got < 30)
+                fail_msg("%u of 30 messages reached the guest; the rest wait in the device with no kick to come",
+                         got);
+        check_ctrl_log(d);
+        assert_string_equal(fake_error(d), "");
+}
+
+/*
+ * A guest that reads no control rx and repeats PORT_READY for a named port
+ * asks each time for what is already queued: it gets one PORT_NAME per
+ * buffer it had posted and one more, not one per repeat, so it cannot fill
+ * the queue and make the device refuse the host (the audit's finding 1).
+ */
+static void test_ctrl_port_ready_repeats(void **state)
+{
+        struct env *e = *state;
+        struct fake_driver *d;
+        unsigned log0, names;
+
+        ctrl_full_env(e);
+        d = e->d;
+        log0 = d->nlog;
+        for (unsigned i = 0; i < 150; i++)
+                FAKE_OK(d, fake_ctrl_send(d, 1, FAKE_C_PORT_READY, 1));
+        assert_int_equal(vs_port_resize(e->p[0]->port, 100, 40), 0);
+        assert_int_equal(vs_port_remove(e->p[2]->port), 0);
+        ctrl_drain(e);
+        names = count_dev(d, log0, 1, FAKE_C_PORT_NAME);
+        /* ctrl_full_env's control ring holds 8 buffers */
+        if (names > 8 + 1)
+                fail_msg("150 PORT_READY got %u PORT_NAME messages", names);
+        assert_false(d->port[2].added);
         check_ctrl_log(d);
         assert_string_equal(fake_error(d), "");
 }
@@ -1569,6 +1609,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_two_consoles, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ctrl_queue_refill, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ctrl_backlog_no_stall, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_port_ready_repeats, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ctrl_full_host_connected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ctrl_full_port_add, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ctrl_full_port_remove, setup, teardown),

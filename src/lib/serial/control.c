@@ -67,6 +67,28 @@ static void drop_from(struct vs_device *dev, struct vs_ctrl_msg *from)
 }
 
 /*
+ * Is the last queued (@id, @event) message this very one, with no add or
+ * remove of the port after it? Then the guest reads it once anyway: a
+ * guest repeating PORT_READY asks for what is already on its way, and must
+ * not get a queue's worth of copies (a full queue refuses the host).
+ */
+static bool queued_already(struct vs_device *dev, uint32_t id, uint16_t event,
+                           uint16_t value, const void *extra, uint32_t extra_len)
+{
+        struct vs_ctrl_msg *m = find_queued(dev, id, event);
+        uint16_t le_val = htole16(value);
+
+        if (!m || event == VS_CTRL_PORT_ADD || event == VS_CTRL_PORT_REMOVE)
+                return false;
+        for (struct vs_ctrl_msg *n = m->next; n; n = n->next)
+                if (msg_id(n) == id && (msg_event(n) == VS_CTRL_PORT_ADD ||
+                                        msg_event(n) == VS_CTRL_PORT_REMOVE))
+                        return false;
+        return m->len == VS_CTRL_HDR_LEN + extra_len && memcmp(m->data + 6, &le_val, 2) == 0 &&
+               (!extra_len || memcmp(m->data + VS_CTRL_HDR_LEN, extra, extra_len) == 0);
+}
+
+/*
  * A message the guest has not taken yet can be brought up to date instead of
  * queueing another: the guest only cares about a console's latest size, and
  * about a port added and removed (or opened and closed) before it looked,
@@ -82,6 +104,8 @@ static bool coalesce(struct vs_device *dev, uint32_t id, uint16_t event,
                 drop_from(dev, m);
                 return true;
         }
+        if (queued_already(dev, id, event, value, extra, extra_len))
+                return true;
         if (event != VS_CTRL_PORT_OPEN && event != VS_CTRL_RESIZE)
                 return false;
         m = find_queued(dev, id, event);

@@ -255,6 +255,8 @@ void vs_port_get_size(const struct vs_port *port, uint16_t *ret_cols,
 int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
 {
         struct vs_device *dev = port->dev;
+        uint16_t old_cols = port->cols, old_rows = port->rows;
+        int r;
 
         if (!port->console)
                 return -EINVAL;
@@ -268,7 +270,13 @@ int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
         }
         if (!dev->driver_ready || !port->guest_ready)
                 return 0;       /* sent when the guest readies the port */
-        return vs__ctrl_resize(dev, port);
+        r = vs__ctrl_resize(dev, port);
+        if (r < 0) {
+                /* Refused (a full queue): the size is as before. */
+                port->cols = old_cols;
+                port->rows = old_rows;
+        }
+        return r;
 }
 
 int vs_port_set_host_connected(struct vs_port *port, bool connected)
