@@ -56,7 +56,7 @@ KERNEL_META = 'linux-image-amd64'
 # that order; virtio_console is left to the cases.
 MODULES = ['virtio_pci', 'virtiofs', 'virtio_console']
 # Static programs of ours: (name in /bin, source relative to the repository)
-PROGRAMS = [('vsg', 'tests/guest/qemu/vsg.c')]
+PROGRAMS = [('vsg', 'tests/guest/qemu/vsg.c'), ('vsbench-guest', 'bench/qemu_guest.c')]
 INIT = os.path.join(HERE, 'init.sh')
 CFLAGS = ['-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror', '-static']
 

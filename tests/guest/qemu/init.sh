@@ -21,6 +21,14 @@ while read -r m; do
     insmod "/$m" || echo "guest: FAIL: insmod $m"
 done < /etc/guest-modules
 export VC_KO="/$(grep virtio_console.ko /etc/guest-modules)"
+# scripts/bench --qemu: no shared directory; the benchmark's guest half
+# talks to the host over the port it measures.
+if [ -n "${VSBENCH:-}" ]; then
+    insmod "$VC_KO" || echo "guest: FAIL: insmod $VC_KO"
+    vsbench-guest "$VSBENCH"
+    echo "guest: vsbench-guest exited $?"
+    poweroff -f
+fi
 if ! { mkdir -p "$VSOUT" && mount -t virtiofs out "$VSOUT"; }; then
     echo "guest: FAIL: cannot mount the host's $VSOUT (virtiofs tag out)"
     poweroff -f
