@@ -107,6 +107,7 @@ def cases(h, all_cases):
         drained) no byte may arrive; after cont the stream goes on, and all
         16 MiB arrive byte-exact (the host's sha256 ACK, checked by the
         guest, and the G2HBulk checks)."""
+        qemu_cost = 2
         name = 'stopcont_g2h'
         vmms = ('qemu',)
         STOPS = (4 * MIB, 8 * MIB, 12 * MIB)
@@ -169,6 +170,7 @@ def cases(h, all_cases):
     class StopContH2G(h.H2GBulk):
         """QMP stop and cont after 4, 8 and 12 MiB of a 16 MiB host->guest
         stream have been sent: the guest reads all of it, sha256-exact."""
+        qemu_cost = 2
         name = 'stopcont_h2g'
         vmms = ('qemu',)
         STOPS = (4 * MIB, 8 * MIB, 12 * MIB)
@@ -209,6 +211,7 @@ def cases(h, all_cases):
     class ResetCase(QemuCase):
         """Two kernel starts in one QEMU (reset_reboot.sh); the host client of
         port 1 stays connected through the reset."""
+        qemu_cost = 2
         script = 'reset_reboot.sh'
         MODE = None
         UP = 256 * KIB
@@ -287,6 +290,7 @@ def cases(h, all_cases):
     class QemuRestart(QemuCase):
         """Two QEMUs, one after the other, against one daemon; the first is
         quit with QMP while the guest still runs."""
+        qemu_cost = 2
         name = 'qemu_restart'
         script = 'qemu_restart.sh'
         boots = 2
