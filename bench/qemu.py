@@ -23,6 +23,7 @@ vsbench's and kept). --smoke: one round with small sizes, numbers only.
   bench/qemu.py --vserial build-bench/src/daemon/vserial [--rounds 5]
                 [--smp 1] [--json bench/results.json] [--smoke]
   bench/qemu.py --merge OLD NEW     (put OLD's qemu section into NEW)
+  bench/qemu.py --markdown          (the qemu section as a markdown table)
 """
 
 import argparse
@@ -180,11 +181,12 @@ class Run:
             else:
                 raise RuntimeError('%s %s: unexpected %r from the guest' % (self.mode, self.rnd, words))
 
-    def stop(self):
+    def stop(self, abort=False):
+        """QEMU powers off after the last step; abort: kill it now."""
         if self.s:
             self.s.close()
         if self.vm:
-            if self.vm.wait(30) is None:
+            if not abort and self.vm.wait(30) is None:
                 self.res['error'] = 'QEMU still running 30 s after the last step'
             self.vm.stop()
         if self.daemon:
@@ -199,8 +201,10 @@ class Run:
         try:
             self.start()
             self.serve()
-        finally:
-            self.stop()
+        except BaseException:
+            self.stop(abort=True)
+            raise
+        self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.res
 
@@ -320,6 +324,43 @@ def merge(old, new):
         write_section(new, sec)
 
 
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def rounded(v):
+    """6 significant digits: the file stays readable."""
+    if isinstance(v, float):
+        return float('%.6g' % v)
+    if isinstance(v, list):
+        return [rounded(x) for x in v]
+    if isinstance(v, dict):
+        return {k: rounded(x) for k, x in v.items()}
+    return v
+
+
+def markdown(path):
+    """The qemu section of path as the table of docs/performance.md."""
+    sec = load(path).get('qemu')
+    if not sec:
+        return 'no qemu section in %s' % path
+    out = ['| figure | unit | A: QEMU virtio-serial | B: vserial | B/A (medians) | B/A (paired, median) |',
+           '|---|---|---|---|---|---|']
+    for r in sec['results']:
+        out.append('| %s | %s | %s | %s | %s | %s |' % (
+            r['figure'], r['unit'], fmt(r['a'], 0).strip(), fmt(r['b'], 0).strip(),
+            '%.2fx' % r['b_over_a'] if r['b_over_a'] else '-',
+            '%.2fx' % r['paired_b_over_a'] if r['paired_b_over_a'] else '-'))
+    return '\n'.join(out)
+
+
 def loadavg():
     with open('/proc/loadavg') as f:
         return ' '.join(f.read().split()[:3])
@@ -335,10 +376,19 @@ def main():
     ap.add_argument('--timeout', type=float, default=120, help='seconds per step')
     ap.add_argument('--tmp', default=None)
     ap.add_argument('--merge', nargs=2, metavar=('OLD', 'NEW'))
+    ap.add_argument('--markdown', action='store_true',
+                    help="print --json's qemu section as a markdown table, run nothing")
     opts = ap.parse_args()
     if opts.merge:
         merge(*opts.merge)
         return 0
+    if opts.markdown:
+        print(markdown(opts.json))
+        return 0
+    # Stopped from outside (a timeout): the running Run kills its QEMU and
+    # vserial on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _f: sys.exit(128 + signum))
     try:
         opts.qemu = qvm.find_qemu()
     except qvm.NoQemu as e:
@@ -364,13 +414,13 @@ def main():
     print(head)
     print(table(rows))
     section = {
-        'machine': {'cpu': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
+        'machine': {'cpu': cpu_model(), 'cpus': os.cpu_count(),
                     'kernel': platform.release(), 'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)),
                     'loadavg_start': load0, 'loadavg_end': loadavg()},
         'mode': 'smoke' if opts.smoke else 'full',
         'params': {'qemu': ver, 'smp': opts.smp, 'ring': RING, 'max_ports': MAX_PORTS,
                    'rounds': rounds, 'sizes': sizes, 'wall_s': round(time.time() - t0, 1)},
-        'results': rows,
+        'results': rounded(rows),
     }
     write_section(opts.json, section)
     print('wrote the qemu section of %s' % opts.json)
