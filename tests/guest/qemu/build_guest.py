@@ -38,6 +38,7 @@ cache take turns (flock), so parallel runs build once.
 import argparse
 import fcntl
 import hashlib
+import json
 import lzma
 import os
 import shutil
@@ -73,14 +74,18 @@ def run(argv, **kw):
     return r.stdout
 
 
-def candidate(pkg):
-    out = subprocess.run(['apt-cache', 'policy', pkg], capture_output=True, text=True).stdout
+def policy(pkgs):
+    """{package: candidate version or None}, from one apt-cache call (each
+    call reads all package lists: seconds where apt keeps no pkgcache)."""
+    out = subprocess.run(['apt-cache', 'policy'] + pkgs, capture_output=True, text=True).stdout
+    vers, cur = {p: None for p in pkgs}, None
     for line in out.splitlines():
-        line = line.strip()
-        if line.startswith('Candidate:'):
+        if line and not line[0].isspace() and line.endswith(':'):
+            cur = line[:-1]
+        elif line.strip().startswith('Candidate:') and cur in vers:
             v = line.split(None, 1)[1]
-            return None if v == '(none)' else v
-    return None
+            vers[cur] = None if v == '(none)' else v
+    return vers
 
 
 def apt_update():
@@ -100,13 +105,43 @@ def kernel_package():
     return None
 
 
-def resolve():
-    """[(package, version)] of everything the guest is made of."""
+LISTS = '/var/lib/apt/lists'
+
+
+def lists_stamp():
+    """Changes whenever apt's package lists do (apt-get update)."""
+    h = hashlib.sha256(' '.join(PACKAGES + [KERNEL_META]).encode())
+    try:
+        for f in sorted(os.listdir(LISTS)):
+            if f.endswith('Packages') or f.endswith('Release'):
+                st = os.stat(os.path.join(LISTS, f))
+                h.update(('%s %d %d\n' % (f, st.st_mtime_ns, st.st_size)).encode())
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def resolve(cache):
+    """[(package, version)] of everything the guest is made of; remembered
+    in CACHE/resolved.json until apt's lists change."""
+    memo = os.path.join(cache, 'resolved.json')
+    stamp = lists_stamp()
+    try:
+        with open(memo) as f:
+            m = json.load(f)
+        if stamp and m.get('stamp') == stamp:
+            return [tuple(pv) for pv in m['vers']]
+    except (OSError, ValueError, KeyError):
+        pass
     for attempt in (0, 1):
         kpkg = kernel_package()
         pkgs = ([kpkg] if kpkg else []) + PACKAGES
-        vers = [(p, candidate(p)) for p in pkgs]
+        pol = policy(pkgs)
+        vers = [(p, pol[p]) for p in pkgs]
         if kpkg and all(v for _, v in vers):
+            with open(memo + '.tmp', 'w') as f:
+                json.dump({'stamp': lists_stamp(), 'vers': vers}, f)
+            os.rename(memo + '.tmp', memo)
             return vers
         if attempt == 0:
             apt_update()
@@ -348,7 +383,7 @@ def ensure(cache=None, force=False, quiet=False):
     os.makedirs(cache, exist_ok=True)
     with open(os.path.join(cache, 'lock'), 'w') as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
-        vers = resolve()
+        vers = resolve(cache)
         gdir = os.path.join(cache, 'guest-' + recipe_hash(vers))
         if force and os.path.isdir(gdir):
             shutil.rmtree(gdir)
