@@ -113,6 +113,15 @@ def cases(h, all_cases):
         STOPS = (4 * MIB, 8 * MIB, 12 * MIB)
         DRAIN, QUIET = 1.0, 1.0
 
+        def read_for(self, ctx, s, secs):
+            """What arrives on s within secs."""
+            out = bytearray()
+            end = time.monotonic() + secs
+            while time.monotonic() < end:
+                if h.select.select([s], [], [], 0.1)[0]:
+                    out += recv_some(ctx, s, MIB, grace=0) or b''
+            return out
+
         def host(self, ctx):
             s = connect(ctx, ctx.sock('p1.sock'))
             got = bytearray()
@@ -130,19 +139,10 @@ def cases(h, all_cases):
                 qmp(ctx, 'stop')
                 st = status(ctx)
                 ctx.check(st == 'paused', 'after stop at %d bytes QEMU is %r' % (len(got), st))
-                end = time.monotonic() + self.DRAIN
-                while time.monotonic() < end:
-                    d = recv_some(ctx, s, MIB, grace=0) if h.select.select([s], [], [], 0.1)[0] else None
-                    if d:
-                        got += d
-                n0 = len(got)
-                end = time.monotonic() + self.QUIET
-                while time.monotonic() < end:
-                    if h.select.select([s], [], [], 0.1)[0]:
-                        d = recv_some(ctx, s, MIB, grace=0)
-                        if d:
-                            got += d
-                quiet.append(len(got) - n0)
+                got += self.read_for(ctx, s, self.DRAIN)
+                late = self.read_for(ctx, s, self.QUIET)
+                got += late
+                quiet.append(len(late))
                 qmp(ctx, 'cont')
             ctx.data['quiet'] = quiet
             ctx.data['n'] = len(got)
