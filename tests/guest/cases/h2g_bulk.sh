@@ -7,7 +7,7 @@ load_vc
 wait_port vport0p1
 mount_tmp
 t0=$(now)
-head -c "$SIZE" < /dev/vport0p1 > "$OUT/gtmp/dst" || fail "head failed"
+head_c "$SIZE" < /dev/vport0p1 > "$OUT/gtmp/dst" || fail "head failed"
 t1=$(now)
 echo "$t0 $t1" > "$OUT/guest.times"
 n=$(stat -c %s "$OUT/gtmp/dst")

@@ -1,12 +1,15 @@
-# Sourced by the guest case scripts (bash). They run inside the User-Mode
-# Linux guest as children of init.sh; OUT is the case's output directory on
-# the host (visible through hostfs), other variables come from run.py.
+# Sourced by the guest case scripts (bash). They run inside the guest as
+# children of its init: under User-Mode Linux tests/guest/init.sh, with the
+# host's programs (hostfs); under QEMU tests/guest/qemu/init.sh, with bash
+# and busybox (VMM=qemu). OUT is the case's output directory on the host
+# (hostfs; virtiofs under QEMU), other variables come from run.py.
 set -u
-VC_KO=/usr/lib/uml/modules/$(uname -r)/kernel/drivers/char/virtio_console.ko
+VMM=${VMM:-uml}
+VC_KO=${VC_KO:-/usr/lib/uml/modules/$(uname -r)/kernel/drivers/char/virtio_console.ko}
 
 log() { echo "guest: $*"; }
 fail() { echo "guest: FAIL: $*"; exit 1; }
-now() { date +%s.%N; }
+now() { echo "$EPOCHREALTIME"; }
 
 load_vc() {
     insmod "$VC_KO" || fail "insmod $VC_KO"
@@ -47,3 +50,12 @@ mount_tmp() {
 }
 
 sha() { sha256sum "$@" | cut -d' ' -f1; }
+
+# head_c N: exactly N bytes from stdin (fewer at end of file). busybox's
+# "head -c" reads through stdio and drops what follows in its buffer, so
+# the QEMU guest has its own (tests/guest/qemu/vsg.c).
+if [ "$VMM" = qemu ]; then
+    head_c() { vsg head "$1"; }
+else
+    head_c() { head -c "$1"; }
+fi

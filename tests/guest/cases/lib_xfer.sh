@@ -11,7 +11,7 @@ read_n() {
         have=$(stat -c %s "$f")
         [ "$have" -ge "$n" ] && return 0
         [ "$EPOCHSECONDS" -lt "$end" ] || return 1
-        head -c $((n - have)) <&"$fd" >> "$f"
+        head_c $((n - have)) <&"$fd" >> "$f"
         [ "$(stat -c %s "$f")" -gt "$have" ] || sleep 0.05
     done
 }
