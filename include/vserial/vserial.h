@@ -201,6 +201,37 @@ struct vs_port_stats {
 };
 void vs_port_get_stats(const struct vs_port *port, struct vs_port_stats *ret);
 
+/* ---- cost counters --------------------------------------------------- */
+
+/*
+ * The work the guest made the device do. Every input a guest controls costs
+ * bounded, counted work: one call into the device (a kick or a scheduled run
+ * from the transport, or any vs_port_*() / vs_device_*() call) reads at most
+ * 4096 descriptors over all queues; what is left waits for the transport's
+ * schedule op. Tests and embedders check these counters against that bound.
+ * Counters start at zero with the device and survive resets.
+ */
+struct vs_queue_stats {
+        uint64_t kicks;         /* vs_device_queue_kick() calls (guest kicks,
+                                 * scheduled runs, ring starts) */
+        uint64_t chains;        /* descriptor chains taken from the ring */
+        uint64_t descs;         /* descriptors read: direct, indirect and
+                                 * empty ones alike */
+        uint64_t bytes;         /* bytes of the chains taken */
+        uint64_t schedules;     /* times the device stopped early and asked
+                                 * the transport to run the queue again */
+        uint64_t errors;        /* times the guest broke the queue */
+        uint32_t max_descs;     /* most descriptors read in one call */
+};
+
+/* Counters of queue @q. Errors: -ERANGE (@q >= vs_device_num_queues()). */
+int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
+                              struct vs_queue_stats *ret);
+
+/* The same summed over all queues; max_descs counts one call's
+ * descriptors over all queues together. */
+void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret);
+
 /* ---- transport ------------------------------------------------------- */
 
 /* What a transport does for the device. */

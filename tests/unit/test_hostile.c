@@ -2255,6 +2255,57 @@ static void test_mem_pulled_from_under_rings(void **state)
         others_work(e);
 }
 
+/* ---- 12. cost counters ----------------------------------------------------------------- */
+
+/* The counters count what they say: chains, every descriptor read (the
+ * indirect one and empty ones too), bytes, kicks; and the fds a connection
+ * holds are the ones its release closes. */
+static void test_cost_counters(void **state)
+{
+        struct env *e = *state;
+        struct vs_queue_stats q0, q1, all;
+        struct vs_vu_stats vs;
+        struct seg s[3];
+        int fds;
+
+        guest_up(e);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1, &q0), 0);
+        post1(e, TX1, gbuf_bytes(e, "ab", 2), 2, 0);
+        s[0] = (struct seg){ gbuf_bytes(e, "cd", 2), 2, 0 };
+        s[1] = (struct seg){ 0, 0, 0 };
+        post_chain(e, TX1, s, 2);
+        s[0] = (struct seg){ gbuf_bytes(e, "ef", 2), 2, 0 };
+        s[1] = (struct seg){ 0, 0, 0 };
+        s[2] = (struct seg){ gbuf_bytes(e, "gh", 2), 2, 0 };
+        post1(e, TX1, indirect_table(e, s, 3), 48, VS_VRING_DESC_F_INDIRECT);
+        kick(e, TX1);
+        host_got(e, 1, "abcdefgh", 8);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1, &q1), 0);
+        assert_int_equal(q1.kicks - q0.kicks, 1);
+        assert_int_equal(q1.chains - q0.chains, 3);
+        assert_int_equal(q1.descs - q0.descs, 1 + 2 + 4);
+        assert_int_equal(q1.bytes - q0.bytes, 8);
+        assert_true(q1.max_descs >= 7);
+        assert_int_equal(q1.errors, 0);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, 1u << 20, &q1), -ERANGE);
+        vs_device_get_stats(e->h->dev, &all);
+        assert_true(all.chains >= q1.chains && all.descs >= q1.descs);
+        assert_true(all.max_descs >= q1.max_descs);
+        /* a broken queue counts once */
+        post1(e, TX1, 0xdead00000000ull, 4, 0);
+        kick(e, TX1);
+        kick(e, TX1);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1, &q1), 0);
+        assert_int_equal(q1.errors, 1);
+        vs_vu_get_stats(e->h->vu, &vs);
+        assert_true(vs.messages > 20);
+        assert_int_equal(vs.regions, 1);
+        fds = count_fds();
+        vs_vu_free(e->h->vu);
+        e->h->vu = NULL;
+        assert_int_equal(fds - count_fds(), vs.fds);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -2329,6 +2380,8 @@ int main(void)
                 /* overlap, memory pulled */
                 T(test_rings_overlap_garbage), T(test_rings_shared_between_queues),
                 T(test_mem_pulled_from_under_rings),
+                /* counters */
+                T(test_cost_counters),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -184,7 +184,7 @@ void vs__ctrl_flush(struct vs_device *dev)
                 struct vs_ctrl_msg *m = dev->ctrl_head;
 
                 /* An empty ring re-arms the guest's kick (EVENT_IDX). */
-                if (vs_vq_pop(vq, &dev->mem, e) <= 0)
+                if (vs__pop(dev, VS_CTRL_RXQ, e) <= 0)
                         break;
                 pushed = true;
                 /* A buffer too small for the message is returned empty;
@@ -277,7 +277,7 @@ void vs__ctrl_handle_tx(struct vs_device *dev)
                 uint32_t id;
                 uint16_t event, value;
 
-                if (vs_vq_pop(vq, &dev->mem, e) <= 0)
+                if (vs__pop(dev, VS_CTRL_TXQ, e) <= 0)
                         break;
                 for (unsigned i = 0; i < e->out_num && got < sizeof(hdr); i++) {
                         size_t n = e->iov[i].iov_len < sizeof(hdr) - got ?

@@ -41,7 +41,8 @@ int vs_device_new(const struct vs_device_config *cfg, struct vs_device **ret)
         dev->ctrl_max = 8 * (max + 1) + 64;
         dev->ports = calloc(max, sizeof(*dev->ports));
         dev->vqs = calloc(dev->nvqs, sizeof(*dev->vqs));
-        if (!dev->ports || !dev->vqs) {
+        dev->work = calloc(dev->nvqs, sizeof(*dev->work));
+        if (!dev->ports || !dev->vqs || !dev->work) {
                 vs_device_free(dev);
                 return -ENOMEM;
         }
@@ -70,6 +71,7 @@ void vs_device_free(struct vs_device *dev)
         vs_mem_clear(&dev->mem);
         free(dev->ports);
         free(dev->vqs);
+        free(dev->work);
         free(dev);
 }
 
@@ -101,10 +103,103 @@ void vs__event(struct vs_device *dev, enum vs_device_event ev)
                 dev->event_fn(dev->event_opaque, ev);
 }
 
+/* Once per round and queue: the transport keeps it pending until it runs. */
 void vs__schedule(struct vs_device *dev, unsigned q)
 {
+        struct vs_qwork *w = &dev->work[q];
+
+        if (w->sched_round == dev->round.id && dev->round.depth)
+                return;
+        w->sched_round = dev->round.id;
+        w->st.schedules++;
         if (dev->tops && dev->tops->schedule)
                 dev->tops->schedule(dev->topaque, q);
+}
+
+/*
+ * Every call into the device from outside is a round (see virtq.h): the
+ * outermost one starts the count afresh, nested ones (from callbacks) add
+ * to it.
+ */
+static void round_enter(struct vs_device *dev)
+{
+        if (dev->round.depth++)
+                return;
+        dev->round.id++;
+        dev->round.descs = 0;
+        dev->round.bytes = 0;
+}
+
+static void round_leave(struct vs_device *dev)
+{
+        dev->round.depth--;
+}
+
+/* The guest broke queue @q just now (it was fine before the call). */
+static void count_break(struct vs_device *dev, unsigned q, bool was_broken)
+{
+        if (!was_broken && dev->vqs[q].error)
+                dev->work[q].st.errors++;
+}
+
+/* Count what a pop read, per queue and for the round. */
+static void count_pop(struct vs_device *dev, unsigned q,
+                      const struct vs_vq_elem *e, int r)
+{
+        struct vs_qwork *w = &dev->work[q];
+        uint64_t bytes = r > 0 ? e->out_len + e->in_len : 0;
+
+        if (w->round != dev->round.id) {
+                w->round = dev->round.id;
+                w->round_descs = 0;
+        }
+        w->round_descs += e->ndesc;
+        w->st.descs += e->ndesc;
+        w->st.chains += r > 0;
+        w->st.bytes += bytes;
+        if (w->round_descs > w->st.max_descs)
+                w->st.max_descs = w->round_descs;
+        dev->round.descs += e->ndesc;
+        dev->round.bytes += bytes;
+        if (dev->round.descs > dev->max_round_descs)
+                dev->max_round_descs = dev->round.descs;
+}
+
+/* Every pop of the device goes through here: the counters see it all. */
+int vs__pop(struct vs_device *dev, unsigned q, struct vs_vq_elem *e)
+{
+        struct vs_vq *vq = &dev->vqs[q];
+        bool was_broken = vq->error != 0;
+        int r = vs_vq_pop(vq, &dev->mem, e);
+
+        count_pop(dev, q, e, r);
+        count_break(dev, q, was_broken);
+        return r;
+}
+
+int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
+                              struct vs_queue_stats *ret)
+{
+        if (q >= dev->nvqs)
+                return -ERANGE;
+        *ret = dev->work[q].st;
+        return 0;
+}
+
+void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        for (unsigned q = 0; q < dev->nvqs; q++) {
+                const struct vs_queue_stats *st = &dev->work[q].st;
+
+                ret->kicks += st->kicks;
+                ret->chains += st->chains;
+                ret->descs += st->descs;
+                ret->bytes += st->bytes;
+                ret->schedules += st->schedules;
+                ret->errors += st->errors;
+        }
+        ret->max_descs = dev->max_round_descs;
 }
 
 /* ---- ports ----------------------------------------------------------- */
@@ -144,7 +239,7 @@ static int pick_id(struct vs_device *dev, const struct vs_port_config *cfg,
         return -ENOSPC;
 }
 
-int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
+static int port_add(struct vs_device *dev, const struct vs_port_config *cfg,
                 const struct vs_port_ops *ops, void *opaque,
                 struct vs_port **ret)
 {
@@ -190,7 +285,7 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
 
 static void discard_tx(struct vs_device *dev, unsigned q);
 
-int vs_port_remove(struct vs_port *port)
+static int port_remove(struct vs_port *port)
 {
         struct vs_device *dev;
         int r;
@@ -252,7 +347,7 @@ void vs_port_get_size(const struct vs_port *port, uint16_t *ret_cols,
         *ret_rows = port->rows;
 }
 
-int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
+static int port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
 {
         struct vs_device *dev = port->dev;
 
@@ -271,7 +366,7 @@ int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
         return vs__ctrl_resize(dev, port);
 }
 
-int vs_port_set_host_connected(struct vs_port *port, bool connected)
+static int port_set_host_connected(struct vs_port *port, bool connected)
 {
         struct vs_device *dev = port->dev;
 
@@ -344,7 +439,7 @@ static unsigned iov_tail(const struct vs_vq_elem *e, uint64_t off,
  * before is offered from that offset on (resume_*). Returns the chain count
  * or a negative errno (nothing popped).
  */
-static int tx_gather(struct vs_port *port, struct vs_vq *vq)
+static int tx_gather(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
         struct vs_tx *tx = &dev->tx;
@@ -354,7 +449,7 @@ static int tx_gather(struct vs_port *port, struct vs_vq *vq)
         tx->bytes = 0;
         while (tx->chains < VS_TX_BATCH && tx->bytes < VS_TX_BYTES &&
                tx->iovcnt + VS_VQ_MAX_IOV <= VS_TX_IOV_MAX) {
-                int r = vs_vq_pop(vq, &dev->mem, e);
+                int r = vs__pop(dev, vs__port_txq(port->id), e);
                 uint64_t off = 0;
 
                 if (r < 0 && tx->chains == 0)
@@ -439,7 +534,7 @@ static void port_flush_tx(struct vs_port *port)
         }
         dev->tx.busy = true;
         while (!port->throttled && budget > 0) {
-                int chains = tx_gather(port, vq);
+                int chains = tx_gather(port);
 
                 if (chains <= 0) {
                         /* Empty: re-arm kicks, then catch a late add. */
@@ -460,7 +555,7 @@ static void port_flush_tx(struct vs_port *port)
                 vs__schedule(dev, q);
 }
 
-void vs_port_throttle(struct vs_port *port, bool throttled)
+static void port_throttle(struct vs_port *port, bool throttled)
 {
         port->throttled = throttled;
         if (!throttled)
@@ -473,7 +568,7 @@ static void discard_tx(struct vs_device *dev, unsigned q)
         struct vs_vq *vq = &dev->vqs[q];
 
         for (unsigned budget = vq->num; budget > 0; budget--) {
-                if (vs_vq_pop(vq, &dev->mem, &dev->scratch) <= 0)
+                if (vs__pop(dev, q, &dev->scratch) <= 0)
                         break;
                 vs_vq_push(vq, dev->scratch.head, 0);
         }
@@ -497,7 +592,7 @@ static bool can_send(struct vs_port *port)
  * gathering their writable iovecs in dev->rx_iov. Returns the chain count
  * or a negative errno; *@ret_iovcnt gets the iovec count.
  */
-static int rx_gather(struct vs_port *port, struct vs_vq *vq, size_t want,
+static int rx_gather(struct vs_port *port, size_t want,
                      unsigned *ret_iovcnt)
 {
         struct vs_device *dev = port->dev;
@@ -507,7 +602,7 @@ static int rx_gather(struct vs_port *port, struct vs_vq *vq, size_t want,
 
         while (room < want && chains < VS_RX_BATCH &&
                iovcnt + VS_VQ_MAX_IOV <= VS_RX_IOV_MAX) {
-                int r = vs_vq_pop(vq, &dev->mem, e);
+                int r = vs__pop(dev, vs__port_rxq(port->id), e);
 
                 if (r < 0 && chains == 0)
                         return r;
@@ -568,7 +663,7 @@ static bool rx_wait(struct vs_port *port, struct vs_vq *vq)
         return vs_vq_has_avail(vq);
 }
 
-ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
+static ssize_t port_write(struct vs_port *port, const void *buf, size_t len)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
         size_t done = 0;
@@ -579,7 +674,7 @@ ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
         }
         while (done < len) {
                 unsigned iovcnt;
-                int chains = rx_gather(port, vq, len - done, &iovcnt);
+                int chains = rx_gather(port, len - done, &iovcnt);
                 size_t n;
 
                 if (chains < 0)
@@ -607,7 +702,7 @@ static int rx_gather_room(struct vs_port *port, struct vs_vq *vq, size_t want,
                           unsigned *ret_iovcnt)
 {
         for (int tries = 0; tries < 4; tries++) {
-                int chains = rx_gather(port, vq, want, ret_iovcnt);
+                int chains = rx_gather(port, want, ret_iovcnt);
 
                 if (chains == 0 && rx_wait(port, vq))
                         continue;
@@ -618,7 +713,7 @@ static int rx_gather_room(struct vs_port *port, struct vs_vq *vq, size_t want,
         return 0;
 }
 
-ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
+static ssize_t port_recv_fd(struct vs_port *port, int fd, size_t max)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
         unsigned iovcnt;
@@ -653,7 +748,7 @@ ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
         return n;
 }
 
-size_t vs_port_guest_room(struct vs_port *port)
+static size_t port_guest_room(struct vs_port *port)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
         size_t room = 0;
@@ -662,7 +757,7 @@ size_t vs_port_guest_room(struct vs_port *port)
 
         if (!can_send(port))
                 return 0;
-        chains = rx_gather(port, vq, SIZE_MAX, &iovcnt);
+        chains = rx_gather(port, SIZE_MAX, &iovcnt);
         if (chains <= 0)
                 return 0;
         for (int i = 0; i < chains; i++)
@@ -729,7 +824,7 @@ int vs_device_config_read(struct vs_device *dev, uint32_t offset, void *buf,
         return 0;
 }
 
-int vs_device_config_write(struct vs_device *dev, uint32_t offset,
+static int device_config_write(struct vs_device *dev, uint32_t offset,
                            const void *buf, uint32_t len)
 {
         struct vs_port *port0 = dev->ports[0];
@@ -813,7 +908,7 @@ int vs_device_queue_set_addr(struct vs_device *dev, unsigned q, uint64_t desc,
         return 0;
 }
 
-int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
+static int device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
 {
         struct vs_vq *vq = queue(dev, q);
 
@@ -863,7 +958,7 @@ static void queue_started(struct vs_device *dev, unsigned q)
                 rx_kicks(port);
 }
 
-int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
+static int device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
 {
         struct vs_vq *vq = queue(dev, q);
         int r;
@@ -881,20 +976,24 @@ int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
                 return 0;
         r = vs_vq_map(vq, &dev->mem);
         if (r < 0) {
+                bool was_broken = vq->error != 0;
+
                 vs_vq_fail(vq, r);
+                count_break(dev, q, was_broken);
                 return r;
         }
         queue_started(dev, q);
         return 0;
 }
 
-int vs_device_queue_kick(struct vs_device *dev, unsigned q)
+static int device_queue_kick(struct vs_device *dev, unsigned q)
 {
         struct vs_vq *vq = queue(dev, q);
         struct vs_port *port;
 
         if (!vq)
                 return -ERANGE;
+        dev->work[q].st.kicks++;
         if (!vs_vq_ready(vq))
                 return vq->error;
         if (q == VS_CTRL_RXQ && vs__multiport(dev)) {
@@ -930,11 +1029,158 @@ void vs__driver_gone(struct vs_device *dev)
         dev->ctrl_stop_valid = false;
 }
 
-void vs_device_reset(struct vs_device *dev)
+static void device_reset(struct vs_device *dev)
 {
         for (unsigned q = 0; q < dev->nvqs; q++)
                 vs_vq_init(&dev->vqs[q]);
         vs__driver_gone(dev);
         dev->features = 0;
         vs__event(dev, VS_EVENT_RESET);
+}
+
+/* ---- entry points: each call from outside is one round ---------------- */
+
+int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
+                const struct vs_port_ops *ops, void *opaque,
+                struct vs_port **ret)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = port_add(dev, cfg, ops, opaque, ret);
+        round_leave(d_);
+        return r;
+}
+
+int vs_port_remove(struct vs_port *port)
+{
+        struct vs_device *dev;
+        int r;
+
+        if (!port)
+                return 0;
+        dev = port->dev;
+        round_enter(dev);
+        r = port_remove(port);
+        round_leave(dev);
+        return r;
+}
+
+int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
+{
+        struct vs_device *d_ = port->dev;
+        int r;
+
+        round_enter(d_);
+        r = port_resize(port, cols, rows);
+        round_leave(d_);
+        return r;
+}
+
+int vs_port_set_host_connected(struct vs_port *port, bool connected)
+{
+        struct vs_device *d_ = port->dev;
+        int r;
+
+        round_enter(d_);
+        r = port_set_host_connected(port, connected);
+        round_leave(d_);
+        return r;
+}
+
+ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
+{
+        struct vs_device *d_ = port->dev;
+        ssize_t r;
+
+        round_enter(d_);
+        r = port_write(port, buf, len);
+        round_leave(d_);
+        return r;
+}
+
+ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
+{
+        struct vs_device *d_ = port->dev;
+        ssize_t r;
+
+        round_enter(d_);
+        r = port_recv_fd(port, fd, max);
+        round_leave(d_);
+        return r;
+}
+
+size_t vs_port_guest_room(struct vs_port *port)
+{
+        struct vs_device *d_ = port->dev;
+        size_t r;
+
+        round_enter(d_);
+        r = port_guest_room(port);
+        round_leave(d_);
+        return r;
+}
+
+void vs_port_throttle(struct vs_port *port, bool throttled)
+{
+        struct vs_device *d_ = port->dev;
+
+        round_enter(d_);
+        port_throttle(port, throttled);
+        round_leave(d_);
+}
+
+int vs_device_config_write(struct vs_device *dev, uint32_t offset,
+                           const void *buf, uint32_t len)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_config_write(dev, offset, buf, len);
+        round_leave(d_);
+        return r;
+}
+
+int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_queue_set_base(dev, q, base);
+        round_leave(d_);
+        return r;
+}
+
+int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_queue_enable(dev, q, enable);
+        round_leave(d_);
+        return r;
+}
+
+int vs_device_queue_kick(struct vs_device *dev, unsigned q)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_queue_kick(dev, q);
+        round_leave(d_);
+        return r;
+}
+
+void vs_device_reset(struct vs_device *dev)
+{
+        struct vs_device *d_ = dev;
+
+        round_enter(d_);
+        device_reset(dev);
+        round_leave(d_);
 }

@@ -79,6 +79,27 @@ struct vs_tx {
         struct vs_vq_elem elem;         /* pop scratch */
 };
 
+/*
+ * Work accounting. A round is one call into the device from outside (a
+ * kick or schedule from the transport, any vs_port_*() or vs_device_*()
+ * call from the embedder), with whatever nested calls its callbacks make;
+ * see virtq.h for the budget it has.
+ */
+struct vs_round {
+        unsigned depth;         /* nesting of calls into the device */
+        uint64_t id;            /* number of the current outermost call, from 1 */
+        uint32_t descs;         /* descriptors read in it, all queues */
+        uint64_t bytes;         /* bytes of the chains popped in it */
+};
+
+/* Counters of one queue, kept across resets for the device's life. */
+struct vs_qwork {
+        struct vs_queue_stats st;
+        uint64_t round;         /* the round round_descs counts */
+        uint32_t round_descs;
+        uint64_t sched_round;   /* the round that last asked to run it again */
+};
+
 struct vs_device {
         uint32_t max_ports;
         uint16_t cols, rows;    /* default console size */
@@ -93,6 +114,9 @@ struct vs_device {
         struct vs_port **ports; /* max_ports slots */
         unsigned nvqs;
         struct vs_vq *vqs;
+        struct vs_qwork *work;  /* nvqs entries */
+        struct vs_round round;
+        uint32_t max_round_descs;
         struct vs_mem mem;
 
         const struct vs_transport_ops *tops;
@@ -120,6 +144,7 @@ static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id +
 bool vs__multiport(const struct vs_device *dev);
 void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
 void vs__schedule(struct vs_device *dev, unsigned q);
+int vs__pop(struct vs_device *dev, unsigned q, struct vs_vq_elem *elem);
 size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
                     size_t len);
 void vs__event(struct vs_device *dev, enum vs_device_event ev);

@@ -43,6 +43,7 @@ struct vs_vu {
         int backend_fd;         /* SET_BACKEND_REQ_FD, or -1 */
         int sched_fd;           /* eventfd: queues to run again */
         bool closed;
+        uint64_t messages;      /* handled, for vs_vu_get_stats() */
         uint64_t features;
         uint64_t protocol_features;
         unsigned nrings;        /* rings the frontend may name */
@@ -721,6 +722,7 @@ static void dispatch(struct vs_vu *vu)
                 vu_fail(vu, -EPROTO, "unknown request %u", req);
                 return;
         }
+        vu->messages++;
         if (check_msg(vu, info, &m) < 0)
                 return;
         r = info->handle(vu, &m);
@@ -937,4 +939,24 @@ void vs_vu_free(struct vs_vu *vu)
 bool vs_vu_is_closed(const struct vs_vu *vu)
 {
         return vu->closed;
+}
+
+static unsigned held(int fd)
+{
+        return fd >= 0;
+}
+
+void vs_vu_get_stats(const struct vs_vu *vu, struct vs_vu_stats *ret)
+{
+        unsigned fds = held(vu->fd) + held(vu->sched_fd) + held(vu->backend_fd) +
+                       vu->in_nfds;
+
+        for (unsigned q = 0; q < vu->nrings; q++)
+                fds += held(vu->vrings[q].kick_fd) + held(vu->vrings[q].call_fd) +
+                       held(vu->vrings[q].err_fd);
+        *ret = (struct vs_vu_stats){
+                .messages = vu->messages,
+                .fds = fds,
+                .regions = vu->mem.n,
+        };
 }

@@ -186,6 +186,7 @@ struct walk {
         struct vs_vq_elem *elem;
         bool indirect_ok;       /* feature negotiated */
         bool seen_write;        /* a writable descriptor came already */
+        unsigned descs;         /* descriptors read so far */
 };
 
 static int add_buffer(struct walk *w, const struct vs_vring_desc *d)
@@ -253,6 +254,7 @@ static int walk_table(struct walk *w, const struct vs_vring_desc *table,
         for (;;) {
                 if (ttl-- == 0)
                         return -ELOOP;
+                w->descs++;
                 read_desc(&table[i], &d);
                 if (d.flags & VS_VRING_DESC_F_INDIRECT)
                         ret = walk_indirect(w, &d, nested);
@@ -285,6 +287,7 @@ int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
         uint16_t avail_idx, head;
         int ret;
 
+        elem->ndesc = 0;
         if (!vs_vq_ready(vq))
                 return vq->error ? vq->error : -ENODEV;
         avail_idx = load_avail_idx(vq);
@@ -306,6 +309,7 @@ int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
                 return fail(vq, -ERANGE);
         elem_reset(elem, head);
         ret = walk_table(&w, vq->desc, vq->num, head, false);
+        elem->ndesc = w.descs;
         if (ret < 0)
                 return fail(vq, ret);
         vq->last_avail++;

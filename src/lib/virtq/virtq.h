@@ -64,6 +64,9 @@ struct vs_vq_elem {
         unsigned in_num;        /* writable iovecs: iov[out_num .. out_num + in_num) */
         uint64_t out_len;       /* total readable bytes */
         uint64_t in_len;        /* total writable bytes */
+        /* Descriptors read by the vs_vq_pop() that filled it, whatever it
+         * returned: the cost counters' measure of work. */
+        unsigned ndesc;
         struct iovec iov[VS_VQ_MAX_IOV];
 };
 
