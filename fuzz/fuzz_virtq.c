@@ -169,7 +169,8 @@ static bool known_error(int r)
 {
         switch (r) {
         case -EOVERFLOW: case -ERANGE: case -ELOOP: case -EPROTO:
-        case -EINVAL: case -EFAULT: case -EBADMSG: case -E2BIG: case -ENODEV:
+        case -EINVAL: case -EFAULT: case -EBADMSG: case -E2BIG: case -EMSGSIZE:
+        case -ENODEV:
                 return true;
         }
         return false;

@@ -1669,7 +1669,7 @@ static void test_rx_loop(void **state)
         avail_publish(vq, a);
         kick(e, RX1);
         assert_true(vs_port_write(e->p[1]->port, "abc", 3) < 0);
-        /* the iovec cap (128) may be hit before the chain is known to loop */
+        /* the iovec cap may be hit before the chain is known to loop */
         assert_true(vs_device_queue_error(e->h->dev, RX1) == -ELOOP ||
                     vs_device_queue_error(e->h->dev, RX1) == -E2BIG);
         assert_true(pattern_intact(e, w, 16, 14));
@@ -1745,21 +1745,37 @@ static void test_tx_one_byte_chain(void **state)
         others_work(e);
 }
 
-/* 129 one-byte descriptors: more iovecs than a chain may map to
- * (VS_VQ_MAX_IOV). The queue breaks with E2BIG; nothing is delivered. */
+/*
+ * Long chains through an indirect table, one byte per descriptor: 1023
+ * entries (with the indirect descriptor, VS_VQ_MAX_CHAIN) arrive whole and
+ * in order, one writev() of 1023 iovecs; 1024 entries are one descriptor
+ * too many: the queue breaks with E2BIG, nothing is delivered.
+ */
 static void test_tx_one_byte_chain_too_long(void **state)
 {
         struct env *e = *state;
-        struct seg s[129];
+        const unsigned n = VS_VQ_MAX_CHAIN - 1;
+        struct seg *s = calloc(n + 1, sizeof(*s));
+        uint8_t data[VS_VQ_MAX_CHAIN];
+        unsigned h;
 
+        assert_non_null(s);
         guest_up(e);
-        for (unsigned i = 0; i < 129; i++)
-                s[i] = (struct seg){ gbuf_bytes(e, "z", 1), 1, 0 };
-        post_chain(e, TX1, s, 129);
+        for (unsigned i = 0; i <= n; i++) {
+                data[i] = (uint8_t)(i * 7 + 1);
+                s[i] = (struct seg){ gbuf_bytes(e, &data[i], 1), 1, 0 };
+        }
+        h = post1(e, TX1, indirect_table(e, s, n), n * 16, VS_VRING_DESC_F_INDIRECT);
         kick(e, TX1);
+        assert_int_equal(used_next(e, TX1, h), 0);
+        host_got(e, 1, data, n);
+        assert_int_equal(e->p[1]->have_data_calls, 1);
+        post1(e, TX1, indirect_table(e, s, n + 1), (n + 1) * 16, VS_VRING_DESC_F_INDIRECT);
+        kick(e, TX1);
+        free(s);
         assert_int_equal(vs_device_queue_error(e->h->dev, TX1), -E2BIG);
         no_used(e, TX1);
-        host_got(e, 1, NULL, 0);
+        host_got(e, 1, data, n);
         others_work(e);
 }
 
@@ -2306,6 +2322,205 @@ static void test_cost_counters(void **state)
         assert_int_equal(fds - count_fds(), vs.fds);
 }
 
+/* ---- 13. the cost of one kick ---------------------------------------------------------- */
+
+/* Every slot of @q's avail ring names @head (a guest may do that). */
+static void avail_repeat(struct env *e, unsigned q, unsigned head)
+{
+        struct fake_vq *vq = &e->d->vq[q];
+
+        for (unsigned i = 0; i < vq->num; i++)
+                vq->avail->ring[(uint16_t)(vq->avail_idx + i) % vq->num] = (uint16_t)head;
+        vq->avail_idx = (uint16_t)(vq->avail_idx + vq->num);
+        __atomic_store_n(&vq->avail->idx, vq->avail_idx, __ATOMIC_RELEASE);
+}
+
+/* Take @q's used entries without the fake's checks (a head used more than
+ * once would upset them); returns how many there were. */
+static unsigned used_drain_raw(struct env *e, unsigned q)
+{
+        struct fake_vq *vq = &e->d->vq[q];
+        uint16_t idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
+        unsigned n = (uint16_t)(idx - vq->last_used);
+
+        vq->last_used = idx;
+        if (e->d->event_idx)
+                __atomic_store_n(&vq->avail->ring[vq->num], idx, __ATOMIC_RELEASE);
+        fake_vq_drain_calls(e->d, q);
+        return n;
+}
+
+/* A table of @n descriptors chained in order, all empty but the first,
+ * which holds @len bytes at @first (if @len); @flags on every entry. */
+static uint64_t table_of(struct env *e, unsigned n, uint64_t first, uint32_t len,
+                         uint16_t flags)
+{
+        uint64_t gpa = galloc(e, 16ull * n);
+        struct vs_vring_desc *t = (void *)gptr(e, gpa, 16ull * n);
+
+        for (unsigned i = 0; i < n; i++)
+                t[i] = (struct vs_vring_desc){ i == 0 ? first : 0, i == 0 ? len : 0,
+                        (uint16_t)(flags | (i + 1 < n ? VS_VRING_DESC_F_NEXT : 0)),
+                        (uint16_t)(i + 1 < n ? i + 1 : 0) };
+        return gpa;
+}
+
+/* The most descriptors one call into the device read so far. */
+static uint32_t max_descs(struct env *e)
+{
+        struct vs_queue_stats st;
+
+        vs_device_get_stats(e->h->dev, &st);
+        return st.max_descs;
+}
+
+static void assert_call_bound(struct env *e)
+{
+        uint32_t m = max_descs(e);
+
+        if (m > VS_VQ_CALL_DESCS)
+                fail_msg("one call into the device read %u descriptors (bound %u)",
+                         m, VS_VQ_CALL_DESCS);
+}
+
+/*
+ * The audit's kick: a direct chain of INDIRECT|NEXT descriptors, each
+ * naming the same table of 4096 empty entries, and that head in all 256
+ * avail slots (8 million descriptor reads for one kick before). INDIRECT
+ * with NEXT is refused at the first descriptor.
+ */
+static void test_kick_cost_indirect_next(void **state)
+{
+        struct env *e = *state;
+        struct fake_vq *vq;
+        unsigned idx[8];
+        uint64_t t;
+
+        guest_up(e);
+        vq = &e->d->vq[TX1];
+        t = table_of(e, 4096, 0, 0, 0);
+        for (unsigned i = 0; i < 8; i++)
+                idx[i] = desc_take(vq);
+        for (unsigned i = 0; i < 8; i++)
+                vq->desc[idx[i]] = (struct vs_vring_desc){ t, 4096 * 16,
+                        (uint16_t)(VS_VRING_DESC_F_INDIRECT | (i < 7 ? VS_VRING_DESC_F_NEXT : 0)),
+                        (uint16_t)(i < 7 ? idx[i + 1] : 0) };
+        avail_repeat(e, TX1, idx[0]);
+        kick(e, TX1);
+        assert_call_bound(e);
+        assert_int_equal(vs_device_queue_error(e->h->dev, TX1), -EPROTO);
+        no_used(e, TX1);
+        others_work(e);
+}
+
+/* One indirect table of 65536 empty entries, in every avail slot: each
+ * costs at most VS_VQ_MAX_CHAIN reads, then the queue is broken. */
+static void test_kick_cost_huge_empty_table(void **state)
+{
+        struct env *e = *state;
+        unsigned h;
+
+        guest_up(e);
+        h = post1(e, TX1, table_of(e, 65536, 0, 0, 0), 65536 * 16, VS_VRING_DESC_F_INDIRECT);
+        e->d->vq[TX1].avail_idx--;
+        avail_repeat(e, TX1, h);
+        kick(e, TX1);
+        assert_call_bound(e);
+        assert_int_equal(vs_device_queue_error(e->h->dev, TX1), -E2BIG);
+        others_work(e);
+}
+
+/*
+ * A legal chain as long as a chain may be (one indirect descriptor and
+ * 1023 entries, one byte of data in the first) in every one of the 256
+ * avail slots. One kick's callback takes 4 of them (4096 reads), the rest
+ * comes through the transport's schedule op, one bounded call at a time,
+ * and all 256 arrive.
+ */
+static void test_kick_cost_same_head_everywhere(void **state)
+{
+        struct env *e = *state;
+        struct vs_queue_stats st;
+        uint64_t one = 1;
+        char want[256];
+        unsigned h;
+
+        guest_up(e);
+        h = post1(e, TX1, table_of(e, VS_VQ_MAX_CHAIN - 1, gbuf_bytes(e, "x", 1), 1, 0),
+                  (VS_VQ_MAX_CHAIN - 1) * 16, VS_VRING_DESC_F_INDIRECT);
+        e->d->vq[TX1].avail_idx--;
+        avail_repeat(e, TX1, h);
+        assert_int_equal(write(e->d->vq[TX1].kick, &one, 8), 8);
+        assert_true(vs_epoll_run_once(e->h->ep, 0) >= 1);
+        assert_call_bound(e);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1, &st), 0);
+        assert_true(st.chains <= VS_VQ_CALL_DESCS / VS_VQ_MAX_CHAIN);
+        assert_true(st.schedules >= 1);
+        assert_true(fake_host_pump(e->h) >= 0);
+        assert_call_bound(e);
+        assert_int_equal(used_drain_raw(e, TX1), 256);
+        memset(want, 'x', sizeof(want));
+        host_got(e, 1, want, sizeof(want));
+        assert_int_equal(vs_device_queue_error(e->h->dev, TX1), 0);
+        others_work(e);
+}
+
+/*
+ * Receive buffers with no room (1024 empty writable descriptors each, the
+ * same head in every slot) while the host has data: each call reads within
+ * the bound, the empty chains go back used, and the data waits for a real
+ * buffer, then arrives.
+ */
+static void test_rx_cost_same_head_no_room(void **state)
+{
+        struct env *e = *state;
+        uint64_t w;
+        unsigned h;
+
+        guest_up(e);
+        h = post1(e, RX1, table_of(e, VS_VQ_MAX_CHAIN - 1, 0, 0, W),
+                  (VS_VQ_MAX_CHAIN - 1) * 16, VS_VRING_DESC_F_INDIRECT);
+        e->d->vq[RX1].avail_idx--;
+        avail_repeat(e, RX1, h);
+        kick(e, RX1);
+        FAKE_OK(e->d, fake_port_send(e->p[1], "hello", 5));
+        assert_call_bound(e);
+        assert_true(fake_host_pump(e->h) >= 0);
+        assert_call_bound(e);
+        assert_int_equal(used_drain_raw(e, RX1), 256);
+        assert_int_equal(e->p[1]->out_len, 5);
+        w = gbuf_pattern(e, 64, 1);
+        h = post1(e, RX1, w, 64, W);
+        kick(e, RX1);
+        assert_int_equal(used_next(e, RX1, h), 5);
+        assert_memory_equal(gptr(e, w, 5), "hello", 5);
+        assert_int_equal(e->p[1]->out_len, 0);
+        others_work(e);
+}
+
+/* Control messages the same way: one PORT_OPEN 0 in a 1024-descriptor
+ * chain, in every slot of the control transmit ring. */
+static void test_ctrl_cost_same_head(void **state)
+{
+        struct env *e = *state;
+        uint8_t msg[8];
+        unsigned h;
+
+        guest_up(e);
+        memcpy(msg, (uint32_t[]){ 1 }, 4);
+        memcpy(msg + 4, (uint16_t[]){ FAKE_C_PORT_OPEN, 0 }, 4);
+        h = post1(e, CTX, table_of(e, VS_VQ_MAX_CHAIN - 1, gbuf_bytes(e, msg, 8), 8, 0),
+                  (VS_VQ_MAX_CHAIN - 1) * 16, VS_VRING_DESC_F_INDIRECT);
+        e->d->vq[CTX].avail_idx--;
+        avail_repeat(e, CTX, h);
+        kick(e, CTX);
+        assert_call_bound(e);
+        assert_int_equal(used_drain_raw(e, CTX), 256);
+        assert_false(e->p[1]->guest_connected);
+        assert_int_equal(e->p[1]->guest_close_calls, 1);
+        others_work(e);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -2382,6 +2597,10 @@ int main(void)
                 T(test_mem_pulled_from_under_rings),
                 /* counters */
                 T(test_cost_counters),
+                /* the cost of one kick */
+                T(test_kick_cost_indirect_next), T(test_kick_cost_huge_empty_table),
+                T(test_kick_cost_same_head_everywhere), T(test_rx_cost_same_head_no_room),
+                T(test_ctrl_cost_same_head),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -170,17 +170,20 @@ static void ctrl_pop_msg(struct vs_device *dev)
         free(m);
 }
 
-/* Deliver queued messages into the guest's control-rx buffers. */
+/*
+ * Deliver queued messages into the guest's control-rx buffers, within the
+ * call's budget (vs__pop() schedules the rest: a guest that posts only
+ * buffers too small is not waited for with a kick it may never send).
+ */
 void vs__ctrl_flush(struct vs_device *dev)
 {
         struct vs_vq *vq = &dev->vqs[VS_CTRL_RXQ];
         struct vs_vq_elem *e = &dev->scratch;
         bool pushed = false;
-        unsigned budget;
 
         if (!vs__multiport(dev) || !vs_vq_ready(vq))
                 return;
-        for (budget = vq->num; dev->ctrl_head && budget > 0; budget--) {
+        while (dev->ctrl_head) {
                 struct vs_ctrl_msg *m = dev->ctrl_head;
 
                 /* An empty ring re-arms the guest's kick (EVENT_IDX). */
@@ -199,10 +202,6 @@ void vs__ctrl_flush(struct vs_device *dev)
         }
         if (pushed)
                 vs__notify(dev, vq, VS_CTRL_RXQ);
-        /* Out of budget with messages left: come back, do not wait for a
-         * kick the guest may never send. */
-        if (budget == 0 && dev->ctrl_head)
-                vs__schedule(dev, VS_CTRL_RXQ);
 }
 
 int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port)
@@ -264,14 +263,17 @@ static void ctrl_handle(struct vs_device *dev, uint32_t id, uint16_t event,
                 vs__port_set_guest_connected(port, value != 0);
 }
 
-/* Control messages from the guest. Serviced at once: the driver spins. */
+/*
+ * Control messages from the guest. Serviced at once (the driver spins),
+ * within the call's budget: vs__pop() schedules the rest.
+ */
 void vs__ctrl_handle_tx(struct vs_device *dev)
 {
         struct vs_vq *vq = &dev->vqs[VS_CTRL_TXQ];
         struct vs_vq_elem *e = &dev->scratch;
         bool pushed = false;
 
-        for (unsigned budget = vq->num; budget > 0; budget--) {
+        for (;;) {
                 uint8_t hdr[VS_CTRL_HDR_LEN];
                 size_t got = 0;
                 uint32_t id;

@@ -165,12 +165,26 @@ static void count_pop(struct vs_device *dev, unsigned q,
                 dev->max_round_descs = dev->round.descs;
 }
 
-/* Every pop of the device goes through here: the counters see it all. */
+/*
+ * Every pop of the device goes through here: the counters see it all, and
+ * a chain is taken only while the call's budget can pay for the longest
+ * one (virtq.h). Out of budget: -EAGAIN, the queue is scheduled to run
+ * again, and the caller stops as if the ring were empty (an rx caller also
+ * marks its port as waiting, so the scheduled run calls guest_ready).
+ */
 int vs__pop(struct vs_device *dev, unsigned q, struct vs_vq_elem *e)
 {
         struct vs_vq *vq = &dev->vqs[q];
         bool was_broken = vq->error != 0;
-        int r = vs_vq_pop(vq, &dev->mem, e);
+        int r;
+
+        if (vs_vq_ready(vq) &&
+            (dev->round.descs > VS_VQ_CALL_DESCS - VS_VQ_MAX_CHAIN ||
+             dev->round.bytes >= VS_VQ_CALL_BYTES)) {
+                vs__schedule(dev, q);
+                return -EAGAIN;
+        }
+        r = vs_vq_pop(vq, &dev->mem, e);
 
         count_pop(dev, q, e, r);
         count_break(dev, q, was_broken);
@@ -433,29 +447,35 @@ static unsigned iov_tail(const struct vs_vq_elem *e, uint64_t off,
 }
 
 /*
- * Pop up to VS_TX_BATCH chains (VS_TX_BYTES, the iovec cap) of @port into
- * dev->tx: their readable parts as one iovec list, so the host side takes
- * them in one call (one writev()). A chain the host side took part of
- * before is offered from that offset on (resume_*). Returns the chain count
- * or a negative errno (nothing popped).
+ * Pop up to VS_TX_BATCH chains (VS_TX_BYTES, VS_TX_IOV_MAX iovecs) of @port
+ * into dev->tx: their readable parts as one iovec list, so the host side
+ * takes them in one call (one writev()). A chain the host side took part
+ * of before is offered from that offset on (resume_*). Returns the chain
+ * count or a negative errno (nothing popped; -EAGAIN: out of budget).
  */
 static int tx_gather(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
+        unsigned q = vs__port_txq(port->id);
         struct vs_tx *tx = &dev->tx;
         struct vs_vq_elem *e = &tx->elem;
 
         tx->chains = tx->iovcnt = 0;
         tx->bytes = 0;
-        while (tx->chains < VS_TX_BATCH && tx->bytes < VS_TX_BYTES &&
-               tx->iovcnt + VS_VQ_MAX_IOV <= VS_TX_IOV_MAX) {
-                int r = vs__pop(dev, vs__port_txq(port->id), e);
+        while (tx->chains < VS_TX_BATCH && tx->bytes < VS_TX_BYTES) {
+                int r = vs__pop(dev, q, e);
                 uint64_t off = 0;
 
                 if (r < 0 && tx->chains == 0)
                         return r;
                 if (r <= 0)
                         break;
+                /* A long chain that does not fit waits for the next batch;
+                 * the first always fits (VS_TX_IOV_MAX >= VS_VQ_MAX_IOV). */
+                if (tx->iovcnt + e->out_num > VS_TX_IOV_MAX) {
+                        vs_vq_unpop(&dev->vqs[q], 1);
+                        break;
+                }
                 if (port->resume_valid && port->resume_head == e->head &&
                     port->resume_off <= e->out_len)
                         off = port->resume_off;
@@ -516,13 +536,16 @@ static unsigned tx_offer(struct vs_port *port, struct vs_vq *vq)
         return used;
 }
 
-/* Move guest->host data until throttled, empty, or out of budget. */
+/*
+ * Move guest->host data until throttled, empty, or out of the call's
+ * budget (vs__pop() then scheduled the queue).
+ */
 static void port_flush_tx(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
         unsigned q = vs__port_txq(port->id);
         struct vs_vq *vq = &dev->vqs[q];
-        unsigned budget = vq->num;
+        unsigned rechecks = 0;
         bool pushed = false;
 
         if (!vs_vq_ready(vq))
@@ -533,26 +556,30 @@ static void port_flush_tx(struct vs_port *port)
                 return;
         }
         dev->tx.busy = true;
-        while (!port->throttled && budget > 0) {
+        while (!port->throttled) {
                 int chains = tx_gather(port);
 
+                if (chains == -EAGAIN)
+                        break;
                 if (chains <= 0) {
                         /* Empty: re-arm kicks, then catch a late add. */
                         vs_vq_set_notify(vq, true);
                         if (chains < 0 || !vs_vq_has_avail(vq))
                                 break;
-                        budget--;
+                        /* A guest that moves avail->idx back and forth
+                         * reads as "more" and then "empty": not forever. */
+                        if (++rechecks > VS_EMPTY_RECHECKS) {
+                                vs__schedule(dev, q);
+                                break;
+                        }
                         continue;
                 }
                 vs_vq_set_notify(vq, false);
-                budget -= (unsigned)chains < budget ? (unsigned)chains : budget;
                 pushed |= tx_offer(port, vq) > 0;
         }
         dev->tx.busy = false;
         if (pushed)
                 vs__notify(dev, vq, q);
-        if (budget == 0 && !port->throttled)
-                vs__schedule(dev, q);
 }
 
 static void port_throttle(struct vs_port *port, bool throttled)
@@ -562,16 +589,14 @@ static void port_throttle(struct vs_port *port, bool throttled)
                 port_flush_tx(port);
 }
 
-/* Chains on a queue with no port: returned unread, the guest is confused. */
+/* Chains on a queue with no port: returned unread, the guest is confused.
+ * Bounded by the call's budget like any pop. */
 static void discard_tx(struct vs_device *dev, unsigned q)
 {
         struct vs_vq *vq = &dev->vqs[q];
 
-        for (unsigned budget = vq->num; budget > 0; budget--) {
-                if (vs__pop(dev, q, &dev->scratch) <= 0)
-                        break;
+        while (vs__pop(dev, q, &dev->scratch) > 0)
                 vs_vq_push(vq, dev->scratch.head, 0);
-        }
         vs__notify(dev, vq, q);
 }
 
@@ -588,26 +613,32 @@ static bool can_send(struct vs_port *port)
 }
 
 /*
- * Pop receive chains until @want bytes of room or VS_RX_BATCH chains,
- * gathering their writable iovecs in dev->rx_iov. Returns the chain count
- * or a negative errno; *@ret_iovcnt gets the iovec count.
+ * Pop receive chains until @want bytes of room, VS_RX_BATCH chains or
+ * VS_RX_IOV_MAX iovecs, gathering their writable iovecs in dev->rx_iov.
+ * Returns the chain count or a negative errno (-EAGAIN: out of budget);
+ * *@ret_iovcnt gets the iovec count.
  */
 static int rx_gather(struct vs_port *port, size_t want,
                      unsigned *ret_iovcnt)
 {
         struct vs_device *dev = port->dev;
+        unsigned q = vs__port_rxq(port->id);
         struct vs_vq_elem *e = &dev->scratch;
         unsigned chains = 0, iovcnt = 0;
         size_t room = 0;
 
-        while (room < want && chains < VS_RX_BATCH &&
-               iovcnt + VS_VQ_MAX_IOV <= VS_RX_IOV_MAX) {
-                int r = vs__pop(dev, vs__port_rxq(port->id), e);
+        while (room < want && chains < VS_RX_BATCH) {
+                int r = vs__pop(dev, q, e);
 
                 if (r < 0 && chains == 0)
                         return r;
                 if (r <= 0)
                         break;  /* the queue broke: deliver what was gathered */
+                /* The first chain always fits (VS_RX_IOV_MAX >= VS_VQ_MAX_IOV). */
+                if (iovcnt + e->in_num > VS_RX_IOV_MAX) {
+                        vs_vq_unpop(&dev->vqs[q], 1);
+                        break;
+                }
                 dev->rx_heads[chains] = e->head;
                 /* Readable parts of a receive chain are skipped. */
                 dev->rx_room[chains] = e->in_len > UINT32_MAX ? UINT32_MAX : e->in_len;
@@ -663,10 +694,23 @@ static bool rx_wait(struct vs_port *port, struct vs_vq *vq)
         return vs_vq_has_avail(vq);
 }
 
+/*
+ * Nothing more to fill although the guest seems to post buffers (a guest
+ * moving avail->idx back and forth, or only chains without room): stop
+ * here and come back from the loop; the scheduled run calls guest_ready.
+ */
+static void rx_later(struct vs_port *port)
+{
+        port->want_guest_ready = true;
+        vs__schedule(port->dev, vs__port_rxq(port->id));
+}
+
 static ssize_t port_write(struct vs_port *port, const void *buf, size_t len)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
+        unsigned rechecks = 0;
         size_t done = 0;
+        int err = 0;
 
         if (!can_send(port)) {
                 port->want_guest_ready = true;
@@ -677,12 +721,22 @@ static ssize_t port_write(struct vs_port *port, const void *buf, size_t len)
                 int chains = rx_gather(port, len - done, &iovcnt);
                 size_t n;
 
-                if (chains < 0)
-                        return done ? (ssize_t)done : chains;
-                if (chains == 0) {
-                        if (rx_wait(port, vq))
-                                continue;
+                if (chains == -EAGAIN) {
+                        port->want_guest_ready = true;  /* scheduled */
                         break;
+                }
+                if (chains < 0) {
+                        err = chains;
+                        break;
+                }
+                if (chains == 0) {
+                        if (!rx_wait(port, vq))
+                                break;
+                        if (++rechecks > VS_EMPTY_RECHECKS) {
+                                rx_later(port);
+                                break;
+                        }
+                        continue;
                 }
                 n = vs__iov_fill(port->dev->rx_iov, iovcnt, (const uint8_t *)buf + done,
                              len - done);
@@ -690,7 +744,7 @@ static ssize_t port_write(struct vs_port *port, const void *buf, size_t len)
                 done += n;
         }
         port->stats.to_guest += done;
-        return done;
+        return done || !err ? (ssize_t)done : err;
 }
 
 /*
@@ -710,6 +764,7 @@ static int rx_gather_room(struct vs_port *port, struct vs_vq *vq, size_t want,
                         return chains;
                 rx_complete(port, vq, chains, 0);
         }
+        rx_later(port);
         return 0;
 }
 
@@ -725,6 +780,9 @@ static ssize_t port_recv_fd(struct vs_port *port, int fd, size_t max)
                 return -ENOBUFS;
         }
         chains = rx_gather_room(port, vq, max, &iovcnt);
+        /* Out of budget: the scheduled run calls guest_ready. */
+        if (chains == -EAGAIN)
+                port->want_guest_ready = true;
         /* A broken queue takes nothing either; the device reports it. */
         if (chains <= 0)
                 return -ENOBUFS;

@@ -30,6 +30,9 @@ enum {
 /* Host->guest receive buffers gathered into one readv(). */
 #define VS_RX_BATCH 64u
 #define VS_RX_IOV_MAX 1024u
+/* Times one call looks again at a ring that just read as empty after
+ * asking for kicks, before it leaves the rest to a scheduled run. */
+#define VS_EMPTY_RECHECKS 2u
 
 struct vs_ctrl_msg {
         struct vs_ctrl_msg *next;
@@ -68,6 +71,9 @@ struct vs_port {
 #define VS_TX_BYTES (256u * 1024)
 #define VS_TX_IOV_MAX 1024u
 
+_Static_assert(VS_RX_IOV_MAX >= VS_VQ_MAX_IOV, "a whole chain fits an rx batch");
+_Static_assert(VS_VQ_CALL_DESCS >= VS_VQ_MAX_CHAIN, "a call can take a chain");
+
 struct vs_tx {
         bool busy;              /* a have_data op is running on it */
         unsigned chains, iovcnt;
@@ -78,6 +84,7 @@ struct vs_tx {
         struct iovec iov[VS_TX_IOV_MAX];
         struct vs_vq_elem elem;         /* pop scratch */
 };
+_Static_assert(VS_TX_IOV_MAX >= VS_VQ_MAX_IOV, "a whole chain fits a tx batch");
 
 /*
  * Work accounting. A round is one call into the device from outside (a

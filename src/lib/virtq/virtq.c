@@ -12,9 +12,6 @@
 #include <errno.h>
 #include <string.h>
 
-/* Descriptor chains use 16-bit next fields: no chain can be longer. */
-#define CHAIN_MAX 65536u
-
 #define DESC_SIZE ((uint64_t)sizeof(struct vs_vring_desc))
 
 static uint16_t load16(const uint16_t *p)
@@ -203,6 +200,9 @@ static int add_buffer(struct walk *w, const struct vs_vring_desc *d)
                 w->seen_write = true;
         if (d->len == 0)
                 return 0;
+        /* Both totals are at most 2^32 here, so the sum cannot wrap. */
+        if (e->out_len + e->in_len + d->len > VS_VQ_MAX_CHAIN_BYTES)
+                return -EMSGSIZE;
         ret = vs_mem_iov(w->mem, d->addr, d->len, e->iov, VS_VQ_MAX_IOV, &n);
         if (ret < 0)
                 return ret;
@@ -220,15 +220,17 @@ static int walk_table(struct walk *w, const struct vs_vring_desc *table,
                       uint32_t size, uint32_t i, bool nested);
 
 /*
- * Descend into an indirect table. Its entry count bounds both the indices
- * and the walk (ttl), and it must be contiguous in one region.
+ * Descend into an indirect table. Its entry count bounds the indices and
+ * the walk (ttl), and it must be contiguous in one region. An indirect
+ * descriptor with NEXT is refused (the spec forbids drivers to set both):
+ * following it would let one chain name a table again and again.
  */
 static int walk_indirect(struct walk *w, const struct vs_vring_desc *d,
                          bool nested)
 {
         const struct vs_vring_desc *table;
 
-        if (nested || !w->indirect_ok)
+        if (nested || !w->indirect_ok || (d->flags & VS_VRING_DESC_F_NEXT))
                 return -EPROTO;
         if (d->len == 0 || d->len % DESC_SIZE)
                 return -EINVAL;
@@ -240,20 +242,23 @@ static int walk_indirect(struct walk *w, const struct vs_vring_desc *d,
 
 /*
  * Follow a chain through @table (@size entries) from entry @i. At most @size
- * descriptors may be visited; one more means a loop. An indirect descriptor
- * stands for its whole table, after which its own NEXT is followed, as
- * Linux vhost does for tables at the end of a direct chain.
+ * descriptors of the table may be visited (one more means a loop), and at
+ * most VS_VQ_MAX_CHAIN in the whole chain, counted before each read. An
+ * indirect descriptor stands for its whole table and ends the chain; it
+ * may come after direct ones.
  */
 static int walk_table(struct walk *w, const struct vs_vring_desc *table,
                       uint32_t size, uint32_t i, bool nested)
 {
-        uint32_t ttl = size < CHAIN_MAX ? size : CHAIN_MAX;
+        uint32_t ttl = size;
         struct vs_vring_desc d;
         int ret;
 
         for (;;) {
                 if (ttl-- == 0)
                         return -ELOOP;
+                if (w->descs == VS_VQ_MAX_CHAIN)
+                        return -E2BIG;
                 w->descs++;
                 read_desc(&table[i], &d);
                 if (d.flags & VS_VRING_DESC_F_INDIRECT)
