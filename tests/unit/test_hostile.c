@@ -35,9 +35,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -2521,6 +2524,254 @@ static void test_ctrl_cost_same_head(void **state)
         others_work(e);
 }
 
+/* ---- 14. watched fds at end of file, fds that are kept ---------------------------------- */
+
+/* Pump until the backend settles: a watch that fires without progress
+ * keeps it busy and fails here. */
+static void settle(struct env *e)
+{
+        int n = fake_host_pump(e->h);
+
+        if (n < 0)
+                fail_msg("the backend never settled (%d): a watch fires without progress", n);
+}
+
+/* After settling, an idle backend dispatches nothing: a few loop passes
+ * (three polls and one 10 ms wait) run no callback. */
+static void assert_idle(struct env *e)
+{
+        struct vs_epoll_stats a, b;
+
+        settle(e);
+        vs_epoll_get_stats(e->h->ep, &a);
+        for (int i = 0; i < 3; i++)
+                assert_true(vs_epoll_run_once(e->h->ep, 0) >= 0);
+        assert_true(vs_epoll_run_once(e->h->ep, 10) >= 0);
+        vs_epoll_get_stats(e->h->ep, &b);
+        if (b.dispatched != a.dispatched)
+                fail_msg("an idle backend ran %llu callbacks",
+                         (unsigned long long)(b.dispatched - a.dispatched));
+}
+
+static unsigned vu_fds(struct env *e)
+{
+        struct vs_vu_stats st;
+
+        vs_vu_get_stats(e->h->vu, &st);
+        return st.fds;
+}
+
+/* Ring @q's kick fd becomes @fd (ours is closed by the caller). */
+static void set_kick(struct env *e, unsigned q, int fd)
+{
+        FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_KICK, fake_ack_flags(e->d, true),
+                                 q, fd));
+}
+
+/* Finding 3: a pipe's read end as a kick fd, its writer closed. The watch
+ * goes with the fd; the connection and the other rings stay. */
+static void test_kick_fd_pipe_eof(void **state)
+{
+        struct env *e = *state;
+        unsigned fds;
+        int p[2];
+
+        guest_up(e);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        set_kick(e, TX1, p[0]);
+        close(p[0]);
+        fds = vu_fds(e);
+        close(p[1]);
+        assert_idle(e);
+        assert_int_equal(vu_fds(e), fds - 1);
+        assert_int_equal(e->h->closed_calls, 0);
+        others_work(e);
+}
+
+/* A last kick and then the writer leaves: the kick is served first. */
+static void test_kick_fd_pipe_data_then_eof(void **state)
+{
+        struct env *e = *state;
+        uint64_t one = 1;
+        int p[2];
+
+        guest_up(e);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        set_kick(e, TX1, p[0]);
+        close(p[0]);
+        post1(e, TX1, gbuf_bytes(e, "late", 4), 4, 0);
+        assert_int_equal(write(p[1], &one, 8), 8);
+        close(p[1]);
+        assert_idle(e);
+        host_got(e, 1, "late", 4);
+        others_work(e);
+}
+
+/* A semaphore eventfd reads 1 at a time: with a huge count it is readable
+ * after every read. One wake-up per frontend write, not per unit. */
+static void test_kick_fd_semaphore(void **state)
+{
+        struct env *e = *state;
+        uint64_t big = 0xfffffffffffffffeull, one = 1;
+        struct vs_queue_stats a, b;
+        int fd;
+
+        guest_up(e);
+        fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+        assert_true(fd >= 0);
+        set_kick(e, TX1, fd);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1, &a), 0);
+        assert_int_equal(write(fd, &big, 8), 8);
+        assert_idle(e);
+        /* still a kick fd: a write is a kick */
+        post1(e, TX1, gbuf_bytes(e, "sem", 3), 3, 0);
+        assert_int_equal(write(fd, &one, 8), 8);
+        assert_idle(e);
+        host_got(e, 1, "sem", 3);
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1, &b), 0);
+        assert_true(b.kicks - a.kicks <= 4);
+        close(fd);
+        others_work(e);
+}
+
+/* An fd that is always readable but cannot be read (an epoll fd with a
+ * ready fd in it: read() fails with EINVAL): dropped, not spun on. */
+static void test_kick_fd_unreadable(void **state)
+{
+        struct env *e = *state;
+        struct epoll_event ev = { .events = EPOLLIN };
+        unsigned fds;
+        int ep, efd;
+
+        guest_up(e);
+        ep = epoll_create1(EPOLL_CLOEXEC);
+        efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+        assert_true(ep >= 0 && efd >= 0);
+        assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev), 0);
+        fds = vu_fds(e);
+        set_kick(e, TX1, ep);
+        assert_idle(e);
+        assert_int_equal(vu_fds(e), fds - 1);
+        close(ep);
+        close(efd);
+        others_work(e);
+}
+
+/* The backend channel's other end goes away: the channel is dropped. */
+static void test_backend_channel_eof(void **state)
+{
+        struct env *e = *state;
+        unsigned fds;
+
+        guest_up(e);
+        assert_true(e->d->req >= 0);
+        fds = vu_fds(e);
+        close(e->d->req);
+        e->d->req = -1;
+        assert_idle(e);
+        assert_int_equal(vu_fds(e), fds - 1);
+        others_work(e);
+}
+
+/* A pipe at end of file as the backend channel: dropped too. */
+static void test_backend_channel_pipe(void **state)
+{
+        struct env *e = *state;
+        int p[2];
+
+        fe_up(e);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        send_msg(e, FAKE_VU_SET_BACKEND_REQ_FD, V, 0, NULL, 0, &p[0], 1);
+        close(p[0]);
+        close(p[1]);
+        assert_idle(e);
+        assert_open(e);
+        assert_int_equal(vu_fds(e), 2);         /* the socket and our eventfd */
+}
+
+/*
+ * Call (and err) fds are written, never read: an eventfd, or a socket as
+ * UML's. A pipe whose reader left would raise SIGPIPE in an embedder that
+ * does not ignore it; a regular file would grow by 8 bytes per interrupt.
+ * Both are refused: the connection closes and nothing is written.
+ */
+static void call_fd_refused(struct env *e, uint32_t req, int fd)
+{
+        uint64_t q = TX1;
+
+        FAKE_OK(e->d, fake_vu_send(e->d, req, V, &q, 8, &fd, 1));
+        post1(e, TX1, gbuf_bytes(e, "x", 1), 1, 0);
+        kick(e, TX1);
+        expect_closed(e);
+}
+
+static void test_call_fd_pipe_refused(void **state)
+{
+        struct env *e = *state;
+        void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+        int p[2];
+
+        guest_up(e);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        close(p[0]);
+        call_fd_refused(e, FAKE_VU_SET_VRING_CALL, p[1]);
+        close(p[1]);
+        signal(SIGPIPE, old);
+}
+
+static void test_call_fd_file_refused(void **state)
+{
+        struct env *e = *state;
+        struct stat st;
+        int fd;
+
+        guest_up(e);
+        fd = mem_fd(0);
+        call_fd_refused(e, FAKE_VU_SET_VRING_CALL, fd);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        close(fd);
+}
+
+static void test_err_fd_file_refused(void **state)
+{
+        struct env *e = *state;
+        int fd;
+
+        guest_up(e);
+        fd = mem_fd(0);
+        call_fd_refused(e, FAKE_VU_SET_VRING_ERR, fd);
+        close(fd);
+}
+
+/*
+ * Rings the device does not have keep no fd: QEMU sends CALL and ERR for
+ * every ring up to its num_vqs (accepted, closed at once); a frontend that
+ * names all 256 rings with KICK, CALL and ERR pins nothing.
+ */
+static void test_extra_rings_keep_no_fds(void **state)
+{
+        struct env *e = *state;
+        const uint32_t reqs[] = { FAKE_VU_SET_VRING_KICK, FAKE_VU_SET_VRING_CALL,
+                                  FAKE_VU_SET_VRING_ERR };
+        unsigned fds;
+
+        fe_up(e);
+        fds = vu_fds(e);
+        for (unsigned q = NQ; q < 256; q++)
+                for (unsigned r = 0; r < 3; r++) {
+                        send_vring(e, reqs[r], q, e->efd);
+                        assert_true(fake_host_pump(e->h) >= 0);
+                }
+        assert_open(e);
+        assert_int_equal(vu_fds(e), fds);
+        assert_int_equal(count_fds(), e->fds0);
+        /* the device's own rings still keep theirs */
+        send_vring(e, FAKE_VU_SET_VRING_CALL, NQ - 1, e->efd);
+        assert_open(e);
+        assert_int_equal(vu_fds(e), fds + 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -2601,6 +2852,12 @@ int main(void)
                 T(test_kick_cost_indirect_next), T(test_kick_cost_huge_empty_table),
                 T(test_kick_cost_same_head_everywhere), T(test_rx_cost_same_head_no_room),
                 T(test_ctrl_cost_same_head),
+                /* watched fds, kept fds */
+                T(test_kick_fd_pipe_eof), T(test_kick_fd_pipe_data_then_eof),
+                T(test_kick_fd_semaphore), T(test_kick_fd_unreadable),
+                T(test_backend_channel_eof), T(test_backend_channel_pipe),
+                T(test_call_fd_pipe_refused), T(test_call_fd_file_refused),
+                T(test_err_fd_file_refused), T(test_extra_rings_keep_no_fds),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
