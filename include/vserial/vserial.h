@@ -291,6 +291,29 @@ int vs_device_queue_error(const struct vs_device *dev, unsigned q);
 /* Guest driver reset: forget rings and guest-side port state. */
 void vs_device_reset(struct vs_device *dev);
 
+/* ---- process-wide: guest memory that shrinks -------------------------- */
+
+/*
+ * Survive guest memory files that shrink under the device. A vhost-user
+ * frontend shares guest memory as fds; one that truncates a file which is
+ * not sealed against shrinking (UML's memory file, QEMU's
+ * memory-backend-file) makes the next access to the lost pages raise
+ * SIGBUS, which kills the process. Once this is called, a SIGBUS in such a
+ * mapping replaces the mapping with zero pages, the access completes, and
+ * the connection that mapped it fails at its next event (-EFAULT);
+ * SIGBUS anywhere else goes to the handler installed before, or kills the
+ * process as before. Memfds sealed with F_SEAL_SHRINK (QEMU's
+ * memory-backend-memfd default) need none of this.
+ *
+ * Process-wide: installs a SIGBUS handler with sigaction(). It is explicit
+ * because a library must not take over signals by itself: call it from
+ * the main thread before serving connections; the vserial daemon does. A
+ * later call does nothing while the handler is in place, and installs it
+ * again (passing on to the new one) if something replaced it, as test
+ * frameworks do around each test. Errors: -errno of sigaction().
+ */
+int vs_sigbus_guard_install(void);
+
 #ifdef __cplusplus
 }
 #endif

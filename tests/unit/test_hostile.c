@@ -2772,6 +2772,75 @@ static void test_extra_rings_keep_no_fds(void **state)
         assert_int_equal(vu_fds(e), fds + 1);
 }
 
+/* ---- 15. guest memory shrunk under the device ----------------------------------------- */
+
+/*
+ * Finding 4: the frontend truncates its memory file (a memfd created
+ * without sealing, as UML's file cannot be sealed) after SET_MEM_TABLE,
+ * then kicks. With the guard installed (the daemon does; cmocka puts its
+ * own SIGBUS handler around each test, so the test installs it again),
+ * the process lives, the connection fails with -EFAULT and lets go of
+ * everything; the fake must not touch its own mapping of the file after.
+ */
+static void test_mem_truncated_then_kick(void **state)
+{
+        struct env *e = *state;
+
+        assert_int_equal(vs_sigbus_guard_install(), 0);
+        guest_up(e);
+        post1(e, TX1, gbuf_bytes(e, "doomed", 6), 6, 0);
+        assert_int_equal(ftruncate(e->d->memfd, 0), 0);
+        kick(e, TX1);
+        expect_closed(e);
+        assert_int_equal(e->h->closed_err, -EFAULT);
+        vs_vu_free(e->h->vu);
+        e->h->vu = NULL;
+        assert_int_equal(count_maps("memfd:fake-guest"), 1);   /* the fake's own */
+}
+
+/* The same hit by a host write (the device copies into the guest): the
+ * write survives, and the connection fails at its next event. */
+static void test_mem_truncated_then_host_write(void **state)
+{
+        struct env *e = *state;
+
+        assert_int_equal(vs_sigbus_guard_install(), 0);
+        guest_up(e);
+        post1(e, RX1, gbuf_pattern(e, 64, 1), 64, W);
+        kick(e, RX1);
+        assert_int_equal(ftruncate(e->d->memfd, 4096), 0);
+        assert_true(vs_port_write(e->p[1]->port, "lost", 4) >= 0);
+        assert_int_equal(e->h->closed_calls, 0);
+        kick(e, TX1);
+        expect_closed(e);
+        assert_int_equal(e->h->closed_err, -EFAULT);
+}
+
+/* A memfd that allows sealing is sealed by SET_MEM_TABLE: the frontend
+ * cannot shrink it afterwards. */
+static void test_mem_sealable_gets_sealed(void **state)
+{
+        struct env *e = *state;
+        struct fake_vu_region r = { 0, MIB, UVA, 0 };
+        uint8_t p[8 + 32] = { 0 };
+        uint32_t one = 1;
+        int fd;
+
+        fe_up(e);
+        ack_on(e);
+        fd = memfd_create("hostile-mem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, MIB), 0);
+        memcpy(p, &one, 4);
+        memcpy(p + 8, &r, 32);
+        FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_MEM_TABLE, NR, p, sizeof(p), &fd, 1));
+        assert_true(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK);
+        assert_int_equal(ftruncate(fd, 0), -1);
+        assert_int_equal(errno, EPERM);
+        close(fd);
+        assert_open(e);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -2858,6 +2927,9 @@ int main(void)
                 T(test_backend_channel_eof), T(test_backend_channel_pipe),
                 T(test_call_fd_pipe_refused), T(test_call_fd_file_refused),
                 T(test_err_fd_file_refused), T(test_extra_rings_keep_no_fds),
+                /* memory shrunk */
+                T(test_mem_truncated_then_kick), T(test_mem_truncated_then_host_write),
+                T(test_mem_sealable_gets_sealed),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -244,10 +244,19 @@ static void check_queue(struct vs_vu *vu, unsigned q)
                 vu->cfg.queue_broken(vu->cfg.opaque, q, err);
 }
 
+/* A SIGBUS replaced some of our guest memory: the frontend shrank it. */
+static void check_memory(struct vs_vu *vu)
+{
+        if (vs_mem_lost(&vu->mem))
+                vu_fail(vu, -EFAULT, "guest memory shrank under the device "
+                        "(the frontend truncated its memory file)");
+}
+
 static void run_queue(struct vs_vu *vu, unsigned q)
 {
         vs_device_queue_kick(vu->dev, q);
         check_queue(vu, q);
+        check_memory(vu);
 }
 
 /* The ring gets no more kicks until the frontend sends a new kick fd. */
@@ -899,6 +908,7 @@ static void on_socket(void *opaque, int fd, uint32_t events)
                 }
                 dispatch(vu);
                 drop_fds(vu);
+                check_memory(vu);
         }
 }
 
