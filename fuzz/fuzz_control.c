@@ -359,7 +359,8 @@ static void check_costs(struct fx *f)
         struct vs_queue_stats st;
 
         vs_device_get_stats(f->dev, &st);
-        FZ_CHECK(st.max_descs <= VS_VQ_CALL_DESCS);
+        FZ_CHECK(st.max_call_descs <= VS_VQ_CALL_DESCS);
+        FZ_CHECK(st.max_chain_descs <= VS_VQ_MAX_CHAIN);
         FZ_CHECK(st.descs <= f->calls * VS_VQ_CALL_DESCS);
 }
 

@@ -529,7 +529,8 @@ static void check_costs(struct fx *f, bool fds)
         struct vs_vu_stats vs;
 
         vs_device_get_stats(f->dev, &st);
-        FZ_CHECK(st.max_descs <= VS_VQ_CALL_DESCS);
+        FZ_CHECK(st.max_call_descs <= VS_VQ_CALL_DESCS);
+        FZ_CHECK(st.max_chain_descs <= VS_VQ_MAX_CHAIN);
         FZ_CHECK(st.descs <= (f->calls + host_calls) * VS_VQ_CALL_DESCS);
         if (!f->vu || !fds)
                 return;

@@ -221,15 +221,19 @@ struct vs_queue_stats {
         uint64_t schedules;     /* times the device stopped early and asked
                                  * the transport to run the queue again */
         uint64_t errors;        /* times the guest broke the queue */
-        uint32_t max_descs;     /* most descriptors read in one call */
+        uint32_t max_chain_descs; /* most descriptors one chain took
+                                 * (at most 1024) */
+        uint32_t max_call_descs; /* most descriptors one call into the
+                                 * device read, all queues together (at
+                                 * most 4096); device totals only, 0 per
+                                 * queue */
 };
 
 /* Counters of queue @q. Errors: -ERANGE (@q >= vs_device_num_queues()). */
 int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
                               struct vs_queue_stats *ret);
 
-/* The same summed over all queues; max_descs counts one call's
- * descriptors over all queues together. */
+/* The same summed over all queues (max_chain_descs: the largest). */
 void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret);
 
 /* ---- transport ------------------------------------------------------- */

@@ -2309,12 +2309,14 @@ static void test_cost_counters(void **state)
         assert_int_equal(q1.chains - q0.chains, 3);
         assert_int_equal(q1.descs - q0.descs, 1 + 2 + 4);
         assert_int_equal(q1.bytes - q0.bytes, 8);
-        assert_true(q1.max_descs >= 7);
+        assert_int_equal(q1.max_chain_descs, 4);
+        assert_int_equal(q1.max_call_descs, 0);
         assert_int_equal(q1.errors, 0);
         assert_int_equal(vs_device_get_queue_stats(e->h->dev, 1u << 20, &q1), -ERANGE);
         vs_device_get_stats(e->h->dev, &all);
         assert_true(all.chains >= q1.chains && all.descs >= q1.descs);
-        assert_true(all.max_descs >= q1.max_descs);
+        assert_true(all.max_call_descs >= 7);
+        assert_int_equal(all.max_chain_descs, 4);
         /* a broken queue counts once */
         post1(e, TX1, 0xdead00000000ull, 4, 0);
         kick(e, TX1);
@@ -2379,7 +2381,7 @@ static uint32_t max_descs(struct env *e)
         struct vs_queue_stats st;
 
         vs_device_get_stats(e->h->dev, &st);
-        return st.max_descs;
+        return st.max_call_descs;
 }
 
 static void assert_call_bound(struct env *e)

@@ -135,60 +135,21 @@ static void round_leave(struct vs_device *dev)
         dev->round.depth--;
 }
 
-/* The guest broke queue @q just now (it was fine before the call). */
-static void count_break(struct vs_device *dev, unsigned q, bool was_broken)
+/* A pop that took no chain but read descriptors or failed (vs__pop()). */
+void vs__count_pop(struct vs_device *dev, unsigned q,
+                   const struct vs_vq_elem *e, int r, bool was_broken)
 {
-        if (!was_broken && dev->vqs[q].error)
-                dev->work[q].st.errors++;
-}
+        struct vs_queue_stats *st = &dev->work[q].st;
 
-/* Count what a pop read, per queue and for the round. */
-static void count_pop(struct vs_device *dev, unsigned q,
-                      const struct vs_vq_elem *e, int r)
-{
-        struct vs_qwork *w = &dev->work[q];
-        uint64_t bytes = r > 0 ? e->out_len + e->in_len : 0;
-
-        if (w->round != dev->round.id) {
-                w->round = dev->round.id;
-                w->round_descs = 0;
-        }
-        w->round_descs += e->ndesc;
-        w->st.descs += e->ndesc;
-        w->st.chains += r > 0;
-        w->st.bytes += bytes;
-        if (w->round_descs > w->st.max_descs)
-                w->st.max_descs = w->round_descs;
+        st->descs += e->ndesc;
+        if (e->ndesc > st->max_chain_descs)
+                st->max_chain_descs = e->ndesc;
         dev->round.descs += e->ndesc;
-        dev->round.bytes += bytes;
         if (dev->round.descs > dev->max_round_descs)
                 dev->max_round_descs = dev->round.descs;
-}
-
-/*
- * Every pop of the device goes through here: the counters see it all, and
- * a chain is taken only while the call's budget can pay for the longest
- * one (virtq.h). Out of budget: -EAGAIN, the queue is scheduled to run
- * again, and the caller stops as if the ring were empty (an rx caller also
- * marks its port as waiting, so the scheduled run calls guest_ready).
- */
-int vs__pop(struct vs_device *dev, unsigned q, struct vs_vq_elem *e)
-{
-        struct vs_vq *vq = &dev->vqs[q];
-        bool was_broken = vq->error != 0;
-        int r;
-
-        if (vs_vq_ready(vq) &&
-            (dev->round.descs > VS_VQ_CALL_DESCS - VS_VQ_MAX_CHAIN ||
-             dev->round.bytes >= VS_VQ_CALL_BYTES)) {
-                vs__schedule(dev, q);
-                return -EAGAIN;
-        }
-        r = vs_vq_pop(vq, &dev->mem, e);
-
-        count_pop(dev, q, e, r);
-        count_break(dev, q, was_broken);
-        return r;
+        /* The guest broke the queue just now (it was fine before). */
+        if (r < 0 && !was_broken && dev->vqs[q].error)
+                st->errors++;
 }
 
 int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
@@ -212,8 +173,10 @@ void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret
                 ret->bytes += st->bytes;
                 ret->schedules += st->schedules;
                 ret->errors += st->errors;
+                if (st->max_chain_descs > ret->max_chain_descs)
+                        ret->max_chain_descs = st->max_chain_descs;
         }
-        ret->max_descs = dev->max_round_descs;
+        ret->max_call_descs = dev->max_round_descs;
 }
 
 /* ---- ports ----------------------------------------------------------- */
@@ -1034,10 +997,9 @@ static int device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
                 return 0;
         r = vs_vq_map(vq, &dev->mem);
         if (r < 0) {
-                bool was_broken = vq->error != 0;
-
+                if (!vq->error)
+                        dev->work[q].st.errors++;
                 vs_vq_fail(vq, r);
-                count_break(dev, q, was_broken);
                 return r;
         }
         queue_started(dev, q);

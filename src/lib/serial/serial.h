@@ -102,8 +102,6 @@ struct vs_round {
 /* Counters of one queue, kept across resets for the device's life. */
 struct vs_qwork {
         struct vs_queue_stats st;
-        uint64_t round;         /* the round round_descs counts */
-        uint32_t round_descs;
         uint64_t sched_round;   /* the round that last asked to run it again */
 };
 
@@ -151,7 +149,50 @@ static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id +
 bool vs__multiport(const struct vs_device *dev);
 void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
 void vs__schedule(struct vs_device *dev, unsigned q);
-int vs__pop(struct vs_device *dev, unsigned q, struct vs_vq_elem *elem);
+void vs__count_pop(struct vs_device *dev, unsigned q,
+                   const struct vs_vq_elem *e, int r, bool was_broken);
+
+/*
+ * Every pop of the device goes through here: the counters see it all, and
+ * a chain is taken only while the call's budget can pay for the longest
+ * one (virtq.h). Out of budget: -EAGAIN, the queue is scheduled to run
+ * again (a queue that is not ready then answers as it would have now),
+ * and the caller stops as if the ring were empty (an rx caller also marks
+ * its port as waiting, so the scheduled run calls guest_ready). Inline,
+ * with the common case (a chain taken) counted here: it runs per chain.
+ */
+static inline int vs__pop(struct vs_device *dev, unsigned q,
+                          struct vs_vq_elem *e)
+{
+        struct vs_vq *vq = &dev->vqs[q];
+        bool was_broken = vq->error != 0;
+        struct vs_queue_stats *st;
+        int r;
+
+        if (dev->round.descs > VS_VQ_CALL_DESCS - VS_VQ_MAX_CHAIN ||
+            dev->round.bytes >= VS_VQ_CALL_BYTES) {
+                vs__schedule(dev, q);
+                return -EAGAIN;
+        }
+        r = vs_vq_pop(vq, &dev->mem, e);
+        if (r <= 0) {
+                /* empty or stopped rings read nothing: nothing to count */
+                if (r < 0 || e->ndesc)
+                        vs__count_pop(dev, q, e, r, was_broken);
+                return r;
+        }
+        st = &dev->work[q].st;
+        st->chains++;
+        st->descs += e->ndesc;
+        st->bytes += e->out_len + e->in_len;
+        if (e->ndesc > st->max_chain_descs)
+                st->max_chain_descs = e->ndesc;
+        dev->round.descs += e->ndesc;
+        dev->round.bytes += e->out_len + e->in_len;
+        if (dev->round.descs > dev->max_round_descs)
+                dev->max_round_descs = dev->round.descs;
+        return r;
+}
 size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
                     size_t len);
 void vs__event(struct vs_device *dev, enum vs_device_event ev);

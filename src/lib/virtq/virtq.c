@@ -242,37 +242,46 @@ static int walk_indirect(struct walk *w, const struct vs_vring_desc *d,
 
 /*
  * Follow a chain through @table (@size entries) from entry @i. At most @size
- * descriptors of the table may be visited (one more means a loop), and at
- * most VS_VQ_MAX_CHAIN in the whole chain, counted before each read. An
- * indirect descriptor stands for its whole table and ends the chain; it
- * may come after direct ones.
+ * descriptors of the table may be read (one more means a loop: -ELOOP),
+ * and at most VS_VQ_MAX_CHAIN in the whole chain (-E2BIG). An indirect
+ * descriptor stands for its whole table and ends the chain (with NEXT it
+ * is refused); it may come after direct ones. The count is a local, kept
+ * in a register across read_desc()'s barrier, and added to w->descs on
+ * the way out (and before the table, which counts on from there).
  */
 static int walk_table(struct walk *w, const struct vs_vring_desc *table,
                       uint32_t size, uint32_t i, bool nested)
 {
-        uint32_t ttl = size;
+        uint32_t left = VS_VQ_MAX_CHAIN - w->descs;
+        uint32_t limit = size < left ? size : left;
+        uint32_t n = 0;
         struct vs_vring_desc d;
         int ret;
 
         for (;;) {
-                if (ttl-- == 0)
-                        return -ELOOP;
-                if (w->descs == VS_VQ_MAX_CHAIN)
-                        return -E2BIG;
-                w->descs++;
+                if (n == limit) {
+                        ret = size <= left ? -ELOOP : -E2BIG;
+                        break;
+                }
+                n++;
                 read_desc(&table[i], &d);
-                if (d.flags & VS_VRING_DESC_F_INDIRECT)
+                if (d.flags & VS_VRING_DESC_F_INDIRECT) {
+                        w->descs += n;
+                        n = 0;
                         ret = walk_indirect(w, &d, nested);
-                else
-                        ret = add_buffer(w, &d);
-                if (ret < 0)
-                        return ret;
-                if (!(d.flags & VS_VRING_DESC_F_NEXT))
-                        return 0;
-                if (d.next >= size)
-                        return -ERANGE;
+                        break;
+                }
+                ret = add_buffer(w, &d);
+                if (ret < 0 || !(d.flags & VS_VRING_DESC_F_NEXT))
+                        break;
+                if (d.next >= size) {
+                        ret = -ERANGE;
+                        break;
+                }
                 i = d.next;
         }
+        w->descs += n;
+        return ret;
 }
 
 static void elem_reset(struct vs_vq_elem *elem, uint16_t head)
