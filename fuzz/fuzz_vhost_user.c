@@ -28,8 +28,8 @@
  * Resource oracles: no call into the device reads more than
  * VS_VQ_CALL_DESCS descriptors; the input's total is at most that times
  * the calls it can have caused (host calls, and per loop callback the
- * messages one socket read handles or the queues one scheduled run
- * covers); a connection holds at most three fds per ring the device has
+ * messages one socket read handles or the rings one scheduled pass
+ * runs); a connection holds at most three fds per ring the device has
  * plus its own few; and nothing loops: after the input the loop goes idle
  * within a bound and then dispatches nothing.
  */
@@ -103,8 +103,9 @@ struct fx {
 };
 
 /* Calls into the device one loop callback can make: a socket read handles
- * up to 64 messages, a scheduled run covers every queue. */
-#define CALLS_PER_CALLBACK(f) (64u + vs_device_num_queues((f)->dev))
+ * up to 64 messages, a scheduled pass VU_SCHED_PER_WAKE rings (virtq.h). */
+#define CALLS_PER_CALLBACK 64u
+_Static_assert(VU_SCHED_PER_WAKE <= CALLS_PER_CALLBACK, "a scheduled pass fits");
 /* Loop passes after the input before it must be idle. */
 #define SETTLE_PASSES 4096
 
@@ -258,7 +259,7 @@ static int pass(struct fx *f)
         int n = vs_epoll_run_once(f->ep, 0);
 
         if (n > 0)
-                f->calls += (uint64_t)n * CALLS_PER_CALLBACK(f);
+                f->calls += (uint64_t)n * CALLS_PER_CALLBACK;
         return n;
 }
 

@@ -46,6 +46,7 @@
 #include <cmocka.h>
 
 #include "fake_driver.h"
+#include "vhost-user/proto.h"
 
 #define V FAKE_VU_VERSION
 #define NR (FAKE_VU_VERSION | FAKE_VU_NEED_REPLY)
@@ -2531,6 +2532,69 @@ static void test_ctrl_cost_same_head(void **state)
         others_work(e);
 }
 
+/*
+ * Ten ports whose transmit rings hold the longest legal chain in every
+ * slot, all kicked at once: each kick takes 4 chains and schedules the
+ * rest, and one wake-up of the scheduling eventfd runs at most
+ * VU_SCHED_PER_WAKE rings, so no loop callback reads more than
+ * VU_SCHED_PER_WAKE x VS_VQ_CALL_DESCS descriptors, whatever the number of
+ * busy rings; all 2560 chains arrive.
+ */
+static void test_schedule_many_rings(void **state)
+{
+        struct env *e = *state;
+        struct vs_device_config dc = { .max_ports = 12 };
+        struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = FAKE_RX_NONE };
+        struct fake_port *fp[11];
+        char want[256];
+        uint64_t one = 1, x;
+        unsigned passes = 0;
+
+        assert_int_equal(fake_host_new(&dc, &e->h), 0);
+        for (unsigned id = 1; id <= 10; id++) {
+                char name[32];
+
+                snprintf(name, sizeof(name), "org.many.%u", id);
+                assert_non_null(fp[id] = fake_host_add_port(e->h, (int32_t)id, name, false, NULL));
+        }
+        assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
+        FAKE_OK(e->d, fake_uml_boot(e->d));
+        FAKE_OK(e->d, fake_uml_probe(e->d));
+        for (unsigned id = 1; id <= 10; id++)
+                FAKE_OK(e->d, fake_guest_open(e->d, id, true));
+        x = gbuf_bytes(e, "x", 1);
+        for (unsigned id = 1; id <= 10; id++) {
+                unsigned q = fake_port_vq(id, false);
+                unsigned h = post1(e, q, table_of(e, VS_VQ_MAX_CHAIN - 1, x, 1, 0),
+                                   (VS_VQ_MAX_CHAIN - 1) * 16, VS_VRING_DESC_F_INDIRECT);
+
+                e->d->vq[q].avail_idx--;
+                avail_repeat(e, q, h);
+                assert_int_equal(write(e->d->vq[q].kick, &one, 8), 8);
+        }
+        for (;;) {
+                struct vs_queue_stats a, b;
+                int n;
+
+                vs_device_get_stats(e->h->dev, &a);
+                n = vs_epoll_run_once(e->h->ep, 0);
+                assert_true(n >= 0);
+                if (n == 0)
+                        break;
+                vs_device_get_stats(e->h->dev, &b);
+                if (b.descs - a.descs > (uint64_t)n * VU_SCHED_PER_WAKE * VS_VQ_CALL_DESCS)
+                        fail_msg("%d callbacks read %llu descriptors", n,
+                                 (unsigned long long)(b.descs - a.descs));
+                assert_true(++passes < 10000);
+        }
+        memset(want, 'x', sizeof(want));
+        for (unsigned id = 1; id <= 10; id++) {
+                assert_int_equal(used_drain_raw(e, fake_port_vq(id, false)), 256);
+                if (fp[id]->in_len != 256 || memcmp(fp[id]->in, want, 256))
+                        fail_msg("port %u: host got %zu bytes", id, fp[id]->in_len);
+        }
+}
+
 /* ---- 14. watched fds at end of file, fds that are kept ---------------------------------- */
 
 /* Pump until the backend settles: a watch that fires without progress
@@ -2948,7 +3012,7 @@ int main(void)
                 /* the cost of one kick */
                 T(test_kick_cost_indirect_next), T(test_kick_cost_huge_empty_table),
                 T(test_kick_cost_same_head_everywhere), T(test_rx_cost_same_head_no_room),
-                T(test_ctrl_cost_same_head),
+                T(test_ctrl_cost_same_head), T(test_schedule_many_rings),
                 /* watched fds, kept fds */
                 T(test_kick_fd_pipe_eof), T(test_kick_fd_pipe_data_then_eof),
                 T(test_kick_fd_semaphore), T(test_kick_fd_unreadable),

@@ -49,6 +49,7 @@ struct vs_vu {
         int fd;
         int backend_fd;         /* SET_BACKEND_REQ_FD, or -1 */
         int sched_fd;           /* eventfd: queues to run again */
+        unsigned sched_next;    /* where the next scheduled pass starts */
         bool closed;
         uint64_t messages;      /* handled, for vs_vu_get_stats() */
         uint64_t features;
@@ -287,19 +288,36 @@ static void on_kick(void *opaque, int fd, uint32_t events)
                 drop_kick(vr);
 }
 
+/*
+ * Run the queues the device asked to run again: at most VU_SCHED_PER_WAKE
+ * per callback, round robin from where the last pass stopped, and the
+ * eventfd signalled again for the rest. So one callback reads at most
+ * VU_SCHED_PER_WAKE * VS_VQ_CALL_DESCS descriptors however many rings are
+ * busy, and what else the loop has ready runs in between.
+ */
 static void on_schedule(void *opaque, int fd, uint32_t events)
 {
         struct vs_vu *vu = opaque;
-        uint64_t count;
+        uint64_t count, one = 1;
+        unsigned ran = 0;
 
         (void)events;
         if (read(fd, &count, sizeof(count)) < 0)
                 return;
-        for (unsigned q = 0; q < vu->nvqs && !vu->closed; q++) {
+        for (unsigned i = 0; i < vu->nvqs && !vu->closed; i++) {
+                unsigned q = (vu->sched_next + i) % vu->nvqs;
+
                 if (!vu->vrings[q].scheduled)
                         continue;
+                if (ran == VU_SCHED_PER_WAKE) {
+                        vu->sched_next = q;
+                        if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                                vu_fail(vu, -errno, "scheduling eventfd: %s", strerror(errno));
+                        return;
+                }
                 vu->vrings[q].scheduled = false;
                 run_queue(vu, q);
+                ran++;
         }
 }
 

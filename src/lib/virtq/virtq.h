@@ -59,6 +59,14 @@
  *                      chain, one control message per control-rx chain),
  *                      and the host side's have_data op takes what it can.
  * Ring reads outside chains are O(1) per chain taken.
+ *
+ * Per loop callback of the vhost-user transport (vhost_user.c): a kick
+ * is one call; a scheduled pass runs at most VU_SCHED_PER_WAKE (8) rings,
+ * one call each, and signals itself for the rest; a read of the frontend
+ * socket handles at most 64 messages, of which SET_VRING_KICK and
+ * SET_VRING_ENABLE may each be one call. So one callback reads at most
+ * 8 x 4096 (scheduled) or 64 x 4096 (a burst of set-up messages, which
+ * only the VMM sends) descriptors.
  */
 #define VS_VQ_MAX_CHAIN 1024u
 #define VS_VQ_MAX_IOV 1024u
