@@ -131,7 +131,10 @@ static int serve(const char *path, int seconds)
         time_t end = time(NULL) + seconds;
         int lfd, cfd, r;
 
-        if ((r = vs_device_new(&dc, &dev)) < 0 || (r = vs_epoll_new(&ep)) < 0 ||
+        /* A VMM that truncates its memory file must not kill us (SIGBUS):
+         * the connection fails instead. Process-wide, so the program asks. */
+        if ((r = vs_sigbus_guard_install()) < 0 ||
+            (r = vs_device_new(&dc, &dev)) < 0 || (r = vs_epoll_new(&ep)) < 0 ||
             (r = vs_port_add(dev, &pc, &echo_ops, &e, &port)) < 0)
                 goto out;
         /* The host side is always there: the guest may read at once. */

@@ -17,6 +17,10 @@
  * Besides memory safety it checks what the guest can check: the device
  * never claims to have written more into a receive buffer than the buffer
  * holds, and never returns a head the driver did not make available.
+ * Resource oracles (the device's counters): no call into the device reads
+ * more than VS_VQ_CALL_DESCS descriptors, the input's total is at most
+ * that times the calls the harness made, and what the device leaves to
+ * its schedule op converges: the scheduled runs stop within a bound.
  */
 #include <endian.h>
 #include <errno.h>
@@ -73,6 +77,7 @@ struct fx {
         struct dq q[NVQS];
         bool scheduled[NVQS];
         unsigned notifies, config_changes;
+        uint64_t calls;                 /* calls into the device, for the budget */
 };
 
 static uint8_t *ram(struct fx *f, uint64_t off)
@@ -146,6 +151,7 @@ static void flush_pending(struct fx *f, struct vs_port *port)
 
         if (f->npending[id] == 0)
                 return;
+        f->calls++;
         n = vs_port_write(port, f->pending[id], f->npending[id]);
         if (n <= 0)
                 return;
@@ -186,6 +192,7 @@ static void add_port(struct fx *f, int id, bool console)
                                      .console = console };
         struct vs_port *port;
 
+        f->calls++;
         if (vs_port_add(f->dev, &pc, &port_ops, f, &port) < 0)
                 return;
         FZ_CHECK(vs_port_id(port) < MAX_PORTS && !f->ports[vs_port_id(port)]);
@@ -312,11 +319,11 @@ static int build_chain(struct fx *f, unsigned q, const uint8_t *data,
         return head;
 }
 
-static void kick(struct fx *f, unsigned q)
+/* Run what the device asked to run again, up to @rounds passes; true if
+ * nothing is left. */
+static bool run_scheduled(struct fx *f, unsigned rounds)
 {
-        vs_device_queue_kick(f->dev, q);
-        /* The device asked to be run again: do it, a bounded number of times. */
-        for (unsigned round = 0; round < 4; round++) {
+        for (unsigned round = 0; round < rounds; round++) {
                 bool any = false;
 
                 for (unsigned i = 0; i < NVQS; i++) {
@@ -324,13 +331,37 @@ static void kick(struct fx *f, unsigned q)
                                 continue;
                         f->scheduled[i] = false;
                         any = true;
+                        f->calls++;
                         vs_device_queue_kick(f->dev, i);
                 }
                 if (!any)
-                        break;
+                        return true;
         }
         for (unsigned i = 0; i < NVQS; i++)
+                if (f->scheduled[i])
+                        return false;
+        return true;
+}
+
+static void kick(struct fx *f, unsigned q)
+{
+        f->calls++;
+        vs_device_queue_kick(f->dev, q);
+        /* The device asked to be run again: do it, a bounded number of times. */
+        run_scheduled(f, 4);
+        for (unsigned i = 0; i < NVQS; i++)
                 check_used(f, i);
+}
+
+/* The resource oracles, after every action. */
+static void check_costs(struct fx *f)
+{
+        struct vs_queue_stats st;
+
+        vs_device_get_stats(f->dev, &st);
+        FZ_CHECK(st.max_call_descs <= VS_VQ_CALL_DESCS);
+        FZ_CHECK(st.max_chain_descs <= VS_VQ_MAX_CHAIN);
+        FZ_CHECK(st.descs <= f->calls * VS_VQ_CALL_DESCS);
 }
 
 /* ---- actions -------------------------------------------------------------- */
@@ -452,6 +483,7 @@ static void act_host(struct fx *f, struct fz *in)
                 add_port(f, what & 1 ? -1 : (int)id, id == 0 || (what & 2));
                 return;
         }
+        f->calls++;
         switch (what % 7) {
         case 0:
                 vs_port_set_host_connected(port, !vs_port_host_connected(port));
@@ -495,6 +527,7 @@ static void act_reset(struct fx *f, uint8_t bits)
         if (bits & 8) want |= 1ull << VS_F_INDIRECT_DESC;
         if (!(bits & 16)) want |= 1ull << VS_F_VERSION_1;
         if (bits & 32) want |= 1ull << 40;      /* never offered */
+        f->calls += 1 + NVQS;           /* the reset, every ring's start */
         vs_device_reset(f->dev);
         if (vs_device_set_features(f->dev, want) == 0)
                 f->features = want;
@@ -508,6 +541,7 @@ static void act_config(struct fx *f, struct fz *in)
         uint8_t buf[32] = { 0 };
         uint32_t off = fz_u8(in) % 16, len = fz_u8(in) % 16;
 
+        f->calls++;
         if (fz_u8(in) & 1)
                 vs_device_config_write(f->dev, off, buf, len);
         else
@@ -520,6 +554,7 @@ static void act_stop_start(struct fx *f, unsigned q)
         int base;
 
         check_used(f, q);
+        f->calls += 2;                  /* set_base, enable */
         base = vs_device_queue_get_base(f->dev, q);
         FZ_CHECK(base >= 0 && base <= UINT16_MAX);
         vs_device_queue_set_base(f->dev, q, base);
@@ -576,8 +611,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (id != 2)    /* a hole in the port table */
                         add_port(f, id, id == 0);
         act_reset(f, fz_u8(&in));
-        while (!fz_done(&in) && n++ < 4096)
+        while (!fz_done(&in) && n++ < 4096) {
                 run_action(f, &in);
+                check_costs(f);
+        }
+        /* Nothing loops: what is left to scheduled runs is done within a
+         * bound (a ring of 16 longest chains takes 4 runs). */
+        FZ_CHECK(run_scheduled(f, 4096));
+        check_costs(f);
 out:
         vs_device_free(f->dev);
         free(f->ram);

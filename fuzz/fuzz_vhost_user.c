@@ -24,6 +24,14 @@
  * The first byte picks the device size and the vs_vu queue limit. Every
  * run must end with no fd, mapping or heap block left over: the harness
  * counts open fds and memfd mappings and aborts on a difference.
+ *
+ * Resource oracles: no call into the device reads more than
+ * VS_VQ_CALL_DESCS descriptors; the input's total is at most that times
+ * the calls it can have caused (host calls, and per loop callback the
+ * messages one socket read handles or the rings one scheduled pass
+ * runs); a connection holds at most three fds per ring the device has
+ * plus its own few; and nothing loops: after the input the loop goes idle
+ * within a bound and then dispatches nothing.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,7 +49,9 @@
 
 #include "fuzz.h"
 #include "loop/loop.h"
+#include "vhost-user/proto.h"
 #include "vhost-user/vhost_user.h"
+#include "virtq/virtq.h"
 #include "vserial/vserial.h"
 
 #define MEMFD_SIZE (64u * 1024)
@@ -57,6 +67,8 @@ enum { A_SEND, A_MEM, A_KICK, A_HOST, A_RECONNECT, A_SHUTDOWN, A_COUNT };
 
 /* FUZZ_VERBOSE=1: say what happened (for writing and checking seeds). */
 static bool verbose;
+/* Host-side calls into the device in this input (flush_pending has no fx). */
+static uint64_t host_calls;
 
 struct mem {
         int fd;
@@ -86,8 +98,16 @@ struct fx {
         int socks[MAX_SOCKS];           /* our ends of socketpairs sent */
         unsigned nsocks;
         unsigned pumps;
+        uint64_t calls;                 /* calls into the device it can have caused */
         uint8_t sink[4096];
 };
+
+/* Calls into the device one loop callback can make: a socket read handles
+ * up to 64 messages, a scheduled pass VU_SCHED_PER_WAKE rings (virtq.h). */
+#define CALLS_PER_CALLBACK 64u
+_Static_assert(VU_SCHED_PER_WAKE <= CALLS_PER_CALLBACK, "a scheduled pass fits");
+/* Loop passes after the input before it must be idle. */
+#define SETTLE_PASSES 4096
 
 /* ---- host side of the ports --------------------------------------------- */
 
@@ -130,6 +150,7 @@ static void flush_pending(struct fport *fp)
 
         if (!fp->port || fp->npending == 0)
                 return;
+        host_calls++;
         n = vs_port_write(fp->port, fp->pending, fp->npending);
         if (verbose)
                 fprintf(stderr, "port %u: host wrote %zd of %zu bytes\n",
@@ -156,6 +177,7 @@ static void add_port(struct fx *f, unsigned id)
         char name[32];
         struct vs_port_config pc = { .id = id, .console = id == 0, .name = name };
 
+        host_calls++;
         name[0] = '\0';
         if (id)
                 snprintf(name, sizeof(name), "org.fuzz.%u", id);
@@ -218,6 +240,7 @@ static void connect_vu(struct fx *f)
 
 static void disconnect_vu(struct fx *f)
 {
+        host_calls++;   /* the device is reset */
         vs_vu_free(f->vu);
         f->vu = NULL;
         close_fd(&f->peer);
@@ -230,11 +253,21 @@ static void drain(int fd, uint8_t *buf, size_t len)
                         return;
 }
 
+/* One loop pass; the calls into the device it can have made count. */
+static int pass(struct fx *f)
+{
+        int n = vs_epoll_run_once(f->ep, 0);
+
+        if (n > 0)
+                f->calls += (uint64_t)n * CALLS_PER_CALLBACK;
+        return n;
+}
+
 /* Run the loop until idle; free a connection that closed, as the daemon. */
 static void pump(struct fx *f)
 {
         for (int i = 0; i < 16; i++)
-                if (vs_epoll_run_once(f->ep, 0) <= 0)
+                if (pass(f) <= 0)
                         break;
         if (f->vu && f->vu_closed) {
                 FZ_CHECK(vs_vu_is_closed(f->vu));
@@ -472,6 +505,7 @@ static void act_host(struct fx *f, struct fz *in)
         unsigned id = fz_u8(in) % f->max_ports;
         struct fport *fp = &f->ports[id];
 
+        host_calls++;
         if (!fp->port) {
                 add_port(f, id);
                 return;
@@ -486,6 +520,39 @@ static void act_host(struct fx *f, struct fz *in)
         case 6: vs_port_guest_room(fp->port); break;
         case 7: host_resize(fp, in); break;
         }
+}
+
+/* The resource oracles, after every action; the fd count (a walk over
+ * 1024 rings) after every 32nd and at the end. */
+static void check_costs(struct fx *f, bool fds)
+{
+        struct vs_queue_stats st;
+        struct vs_vu_stats vs;
+
+        vs_device_get_stats(f->dev, &st);
+        FZ_CHECK(st.max_call_descs <= VS_VQ_CALL_DESCS);
+        FZ_CHECK(st.max_chain_descs <= VS_VQ_MAX_CHAIN);
+        FZ_CHECK(st.descs <= (f->calls + host_calls) * VS_VQ_CALL_DESCS);
+        if (!f->vu || !fds)
+                return;
+        vs_vu_get_stats(f->vu, &vs);
+        FZ_CHECK(vs.fds <= 3 * vs_device_num_queues(f->dev) + 3 + VU_MAX_FDS);
+}
+
+/* Nothing loops: the loop goes idle within a bound, then stays idle. */
+static void settle(struct fx *f)
+{
+        struct vs_epoll_stats a, b;
+        int n = 1;
+
+        for (int i = 0; i < SETTLE_PASSES && n > 0; i++)
+                n = pass(f);
+        FZ_CHECK(n == 0);
+        vs_epoll_get_stats(f->ep, &a);
+        FZ_CHECK(vs_epoll_run_once(f->ep, 0) == 0);
+        FZ_CHECK(vs_epoll_run_once(f->ep, 0) == 0);
+        vs_epoll_get_stats(f->ep, &b);
+        FZ_CHECK(a.dispatched == b.dispatched);
 }
 
 static void run_action(struct fx *f, struct fz *in)
@@ -598,8 +665,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (!f)
                 return 0;
-        while (!fz_done(&in) && n++ < 2048)
+        host_calls = 0;
+        while (!fz_done(&in) && n++ < 2048) {
                 run_action(f, &in);
+                check_costs(f, n % 32 == 0);
+        }
+        settle(f);
+        check_costs(f, true);
         fx_free(f);
         FZ_CHECK(count_fds() == fds);
         FZ_CHECK(count_guest_maps() == maps);

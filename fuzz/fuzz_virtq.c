@@ -21,7 +21,11 @@
  *
  * Besides memory safety, each popped chain is checked against what the
  * API promises: iovecs inside one region each, counts and totals that add
- * up, and a broken queue that stays broken until set_base.
+ * up, and a broken queue that stays broken until set_base. Resource
+ * oracles: every pop reads at most VS_VQ_MAX_CHAIN descriptors whatever it
+ * returns (the input's total is at most that times its pops), a chain
+ * taken names at most VS_VQ_MAX_CHAIN_BYTES, and no call loops (each pop
+ * loop is bounded by the queue size).
  */
 #include <endian.h>
 #include <errno.h>
@@ -57,6 +61,7 @@ struct fx {
         unsigned nheads;
         struct vs_vq_elem elem;
         uint8_t sink[256];
+        uint64_t pops, descs;           /* the input's cost */
 };
 
 static uint64_t region_size(uint16_t raw)
@@ -163,13 +168,24 @@ static void check_elem(struct fx *f, const struct vs_vq_elem *e)
         }
         FZ_CHECK(out == e->out_len);
         FZ_CHECK(in == e->in_len);
+        FZ_CHECK(e->out_len + e->in_len <= VS_VQ_MAX_CHAIN_BYTES);
+        FZ_CHECK(e->ndesc >= 1);
+}
+
+/* What a pop cost, whatever it returned. */
+static void count_pop(struct fx *f)
+{
+        FZ_CHECK(f->elem.ndesc <= VS_VQ_MAX_CHAIN);
+        f->pops++;
+        f->descs += f->elem.ndesc;
 }
 
 static bool known_error(int r)
 {
         switch (r) {
         case -EOVERFLOW: case -ERANGE: case -ELOOP: case -EPROTO:
-        case -EINVAL: case -EFAULT: case -EBADMSG: case -E2BIG: case -ENODEV:
+        case -EINVAL: case -EFAULT: case -EBADMSG: case -E2BIG: case -EMSGSIZE:
+        case -ENODEV:
                 return true;
         }
         return false;
@@ -181,6 +197,7 @@ static void pop_all(struct fx *f)
         for (unsigned i = 0; i <= f->vq.num; i++) {
                 int r = vs_vq_pop(&f->vq, &f->mem, &f->elem);
 
+                count_pop(f);
                 if (verbose)
                         fprintf(stderr, "pop: %d head %u out %u/%llu in %u/%llu\n", r,
                                 f->elem.head, f->elem.out_num,
@@ -390,6 +407,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 push_all(f, 0);
                 vs_vq_need_notify(&f->vq);
         }
+        /* The input's budget: each pop at most one longest chain. */
+        FZ_CHECK(f->descs <= f->pops * VS_VQ_MAX_CHAIN);
         vs_mem_clear(&f->mem);
         for (unsigned i = 0; i < f->nr; i++)
                 free(f->r[i].buf);

@@ -8,7 +8,14 @@
 
 #include <stdint.h>
 
-/* @events: EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP as in <sys/epoll.h>. */
+/*
+ * @events: EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP, and EPOLLET, as in
+ * <sys/epoll.h>. A loop must honour EPOLLET (edge-triggered: one callback
+ * per change, not one per pass while the fd stays ready): the library asks
+ * for it on guest kick fds, which a frontend can make readable for ever.
+ * Every watch the library adds makes progress in its callback or is
+ * removed there; an idle library runs no callback.
+ */
 typedef void (*vs_watch_fn)(void *opaque, int fd, uint32_t events);
 
 struct vs_loop_ops {

@@ -61,3 +61,13 @@ void vs_vu_free(struct vs_vu *vu);
 
 /* Has the connection ended (closed() was called)? */
 bool vs_vu_is_closed(const struct vs_vu *vu);
+
+/* What one connection holds and has done: a frontend's cost to the process. */
+struct vs_vu_stats {
+        uint64_t messages;      /* frontend messages handled */
+        unsigned fds;           /* fds held now: the socket, the scheduling
+                                 * eventfd, the backend channel, ring fds, and
+                                 * those of a message still being received */
+        unsigned regions;       /* guest memory regions mapped now */
+};
+void vs_vu_get_stats(const struct vs_vu *vu, struct vs_vu_stats *ret);

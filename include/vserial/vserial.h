@@ -201,6 +201,41 @@ struct vs_port_stats {
 };
 void vs_port_get_stats(const struct vs_port *port, struct vs_port_stats *ret);
 
+/* ---- cost counters --------------------------------------------------- */
+
+/*
+ * The work the guest made the device do. Every input a guest controls costs
+ * bounded, counted work: one call into the device (a kick or a scheduled run
+ * from the transport, or any vs_port_*() / vs_device_*() call) reads at most
+ * 4096 descriptors over all queues; what is left waits for the transport's
+ * schedule op. Tests and embedders check these counters against that bound.
+ * Counters start at zero with the device and survive resets.
+ */
+struct vs_queue_stats {
+        uint64_t kicks;         /* vs_device_queue_kick() calls (guest kicks,
+                                 * scheduled runs, ring starts) */
+        uint64_t chains;        /* descriptor chains taken from the ring */
+        uint64_t descs;         /* descriptors read: direct, indirect and
+                                 * empty ones alike */
+        uint64_t bytes;         /* bytes of the chains taken */
+        uint64_t schedules;     /* times the device stopped early and asked
+                                 * the transport to run the queue again */
+        uint64_t errors;        /* times the guest broke the queue */
+        uint32_t max_chain_descs; /* most descriptors one chain took
+                                 * (at most 1024) */
+        uint32_t max_call_descs; /* most descriptors one call into the
+                                 * device read, all queues together (at
+                                 * most 4096); device totals only, 0 per
+                                 * queue */
+};
+
+/* Counters of queue @q. Errors: -ERANGE (@q >= vs_device_num_queues()). */
+int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
+                              struct vs_queue_stats *ret);
+
+/* The same summed over all queues (max_chain_descs: the largest). */
+void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret);
+
 /* ---- transport ------------------------------------------------------- */
 
 /* What a transport does for the device. */
@@ -259,6 +294,29 @@ int vs_device_queue_kick(struct vs_device *dev, unsigned q);
 int vs_device_queue_error(const struct vs_device *dev, unsigned q);
 /* Guest driver reset: forget rings and guest-side port state. */
 void vs_device_reset(struct vs_device *dev);
+
+/* ---- process-wide: guest memory that shrinks -------------------------- */
+
+/*
+ * Survive guest memory files that shrink under the device. A vhost-user
+ * frontend shares guest memory as fds; one that truncates a file which is
+ * not sealed against shrinking (UML's memory file, QEMU's
+ * memory-backend-file) makes the next access to the lost pages raise
+ * SIGBUS, which kills the process. Once this is called, a SIGBUS in such a
+ * mapping replaces the mapping with zero pages, the access completes, and
+ * the connection that mapped it fails at its next event (-EFAULT);
+ * SIGBUS anywhere else goes to the handler installed before, or kills the
+ * process as before. Memfds sealed with F_SEAL_SHRINK (QEMU's
+ * memory-backend-memfd default) need none of this.
+ *
+ * Process-wide: installs a SIGBUS handler with sigaction(). It is explicit
+ * because a library must not take over signals by itself: call it from
+ * the main thread before serving connections; the vserial daemon does. A
+ * later call does nothing while the handler is in place, and installs it
+ * again (passing on to the new one) if something replaced it, as test
+ * frameworks do around each test. Errors: -errno of sigaction().
+ */
+int vs_sigbus_guard_install(void);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Guest memory table: region checks, translation, iovecs, fd mappings. */
+/* Guest memory table: region checks, translation, iovecs, fd mappings,
+ * and files that shrink under us (seals, the SIGBUS guard). */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +15,7 @@
 #include <cmocka.h>
 
 #include "mem/mem.h"
+#include "vserial/vserial.h"
 
 static uint8_t ram_a[4096];
 static uint8_t ram_b[4096];
@@ -435,6 +439,139 @@ static void test_replace(void **state)
         close(fd);
 }
 
+/* ---- files that shrink (mem.h) ---------------------------------------- */
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_armed, bus_seen, bus_read;
+
+/* The handler installed before the guard: faults outside guest memory
+ * must still reach it. */
+static void prior_bus_handler(int sig)
+{
+        (void)sig;
+        bus_seen++;
+        if (bus_armed) {
+                bus_armed = 0;
+                siglongjmp(bus_jmp, 1);
+        }
+        signal(SIGBUS, SIG_DFL);
+}
+
+static int sealable_memfd(size_t size, int seals)
+{
+        int fd = memfd_create("test_mem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)size), 0);
+        if (seals)
+                assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
+        return fd;
+}
+
+/* Before the guard is installed, a file that cannot be sealed is mapped
+ * as it always was: unguarded. */
+static void test_shrink_unguarded_before_install(void **state)
+{
+        struct vs_mem mem;
+        int fd = make_memfd(0x1000);
+
+        (void)state;
+        vs_mem_init(&mem);
+        assert_int_equal(vs_mem_add_fd(&mem, fd, 0, 0x1000, 0, 0), 0);
+        assert_null(mem.r[0].guard);
+        assert_false(vs_mem_lost(&mem));
+        vs_mem_clear(&mem);
+        close(fd);
+}
+
+/* A memfd that allows sealing is sealed against shrinking: the frontend
+ * can no longer truncate it, nothing needs guarding. QEMU's seals (grow,
+ * shrink, seal) are fine as they are. */
+static void test_shrink_sealed(void **state)
+{
+        struct vs_mem mem;
+        int fd = sealable_memfd(0x2000, 0);
+        int qemu = sealable_memfd(0x1000, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+
+        (void)state;
+        vs_mem_init(&mem);
+        assert_int_equal(vs_mem_add_fd(&mem, fd, 0, 0x2000, 0, 0), 0);
+        assert_true(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK);
+        assert_int_equal(ftruncate(fd, 0), -1);
+        assert_int_equal(errno, EPERM);
+        assert_null(mem.r[0].guard);
+        assert_int_equal(vs_mem_add_fd(&mem, qemu, 0x10000, 0x1000, 0x10000, 0), 0);
+        assert_null(mem.r[1].guard);
+        vs_mem_clear(&mem);
+        close(fd);
+        close(qemu);
+}
+
+/*
+ * With the guard: a file truncated under a mapping reads as zeros there
+ * instead of killing us, the table that mapped it knows it is lost (and no
+ * other table), and it unmaps cleanly.
+ */
+static void test_shrink_guarded(void **state)
+{
+        struct vs_mem mem, other;
+        volatile uint8_t *p;
+        uint64_t len = 16;
+        int fd = make_memfd(0x2000), fd2 = make_memfd(0x1000);
+
+        (void)state;
+        assert_int_equal(vs_sigbus_guard_install(), 0);
+        assert_int_equal(vs_sigbus_guard_install(), 0);
+        vs_mem_init(&mem);
+        vs_mem_init(&other);
+        assert_int_equal(vs_mem_add_fd(&mem, fd, 0, 0x2000, 0, 0), 0);
+        assert_int_equal(vs_mem_add_fd(&other, fd2, 0, 0x1000, 0, 0), 0);
+        assert_non_null(mem.r[0].guard);
+        p = vs_mem_gpa(&mem, 0x1000, &len);
+        p[0] = 42;
+        assert_int_equal(p[0], 42);
+        assert_false(vs_mem_lost(&mem));
+        assert_int_equal(ftruncate(fd, 0x1000), 0);
+        assert_int_equal(p[0], 0);
+        p[1] = 7;
+        assert_int_equal(p[1], 7);
+        assert_true(vs_mem_lost(&mem));
+        assert_false(vs_mem_lost(&other));
+        /* the part of the file still there is no longer shared either */
+        assert_int_equal(*(volatile uint8_t *)mem.r[0].host, 0);
+        vs_mem_clear(&mem);
+        assert_false(vs_mem_lost(&mem));
+        vs_mem_clear(&other);
+        close(fd);
+        close(fd2);
+}
+
+/* A SIGBUS outside guest memory reaches the handler installed before.
+ * (cmocka installs its own around each test: ours goes on top of it.) */
+static void test_shrink_other_fault_passed_on(void **state)
+{
+        struct sigaction sa = { .sa_handler = prior_bus_handler };
+        int fd = make_memfd(0x1000);
+        volatile uint8_t *p = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+        (void)state;
+        sigemptyset(&sa.sa_mask);
+        assert_int_equal(sigaction(SIGBUS, &sa, NULL), 0);
+        assert_int_equal(vs_sigbus_guard_install(), 0);
+        assert_true(p != MAP_FAILED);
+        assert_int_equal(ftruncate(fd, 0), 0);
+        bus_seen = 0;
+        bus_armed = 1;
+        if (sigsetjmp(bus_jmp, 1) == 0) {
+                /* used, or valgrind's JIT drops the load as dead */
+                bus_read = p[0];
+                fail_msg("no SIGBUS (read %d)", bus_read);
+        }
+        assert_int_equal(bus_seen, 1);
+        munmap((void *)p, 0x1000);
+        close(fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -453,6 +590,11 @@ int main(void)
                 cmocka_unit_test(test_add_fd_errors),
                 cmocka_unit_test(test_clear_unmaps),
                 cmocka_unit_test(test_replace),
+                /* in this order: the first runs before any install */
+                cmocka_unit_test(test_shrink_unguarded_before_install),
+                cmocka_unit_test(test_shrink_sealed),
+                cmocka_unit_test(test_shrink_guarded),
+                cmocka_unit_test(test_shrink_other_fault_passed_on),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

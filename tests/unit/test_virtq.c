@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include <cmocka.h>
 
 #include "virtq/virtq.h"
@@ -594,22 +596,196 @@ static void test_iov_cap(void **state)
         unsigned rest = VS_VQ_MAX_IOV % TINY_N;
 
         add_tiny_regions(f);
-        fx_queue(f, 64, false, true);
+        fx_queue(f, 256, false, true);
         /* Exactly VS_VQ_MAX_IOV iovecs. */
         chain_of_tiny(f, n, rest);
         assert_int_equal(pop(f), 1);
         assert_int_equal(f->elem.out_num, VS_VQ_MAX_IOV);
 
         /* One more. */
-        fx_queue(f, 64, false, true);
+        fx_queue(f, 256, false, true);
         chain_of_tiny(f, n, rest + 1);
         assert_int_equal(pop(f), -E2BIG);
         assert_broken(f, -E2BIG);
 
         /* The cap also holds when the last descriptor straddles it. */
-        fx_queue(f, 64, false, true);
+        fx_queue(f, 256, false, true);
         chain_of_tiny(f, n + 1, 0);
         assert_int_equal(pop(f), -E2BIG);
+}
+
+/* ---- the cost of a chain -------------------------------------------------- */
+
+/* A queue of @num entries whose parts sit in the upper RAM (room for 2048). */
+static struct vs_vring_desc *fx_big_queue(struct fx *f, unsigned num)
+{
+        const uint64_t desc = RAM_GPA + 0x10000, avail = RAM_GPA + 0x18000,
+                       used = RAM_GPA + 0x1a000;
+
+        memset(host(f, desc), 0, 0x10000);
+        vs_vq_init(&f->vq);
+        assert_int_equal(vs_vq_set_num(&f->vq, num), 0);
+        vs_vq_set_addr(&f->vq, desc, avail, used, false);
+        vs_vq_set_base(&f->vq, 0);
+        f->vq.indirect = true;
+        f->vq.enabled = true;
+        assert_int_equal(vs_vq_map(&f->vq, &f->mem), 0);
+        f->avail = host(f, avail);
+        f->avail_idx = 0;
+        return host(f, desc);
+}
+
+/* Entries 0 .. n-1 of @t chained in order, all empty. */
+static void empty_chain(struct vs_vring_desc *t, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++)
+                set_desc(t, i, 0, 0, i + 1 < n ? VS_VRING_DESC_F_NEXT : 0,
+                         (uint16_t)(i + 1));
+}
+
+/*
+ * Empty descriptors cost a read each: a direct chain of VS_VQ_MAX_CHAIN
+ * of them on a ring that could hold twice as many is taken (and counted),
+ * one more breaks the queue with -E2BIG after reading exactly the cap.
+ */
+static void test_chain_cap_direct(void **state)
+{
+        struct fx *f = *state;
+        struct vs_vring_desc *t = fx_big_queue(f, 2048);
+
+        empty_chain(t, VS_VQ_MAX_CHAIN);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), 1);
+        assert_int_equal(f->elem.ndesc, VS_VQ_MAX_CHAIN);
+        assert_int_equal(f->elem.out_num + f->elem.in_num, 0);
+
+        t = fx_big_queue(f, 2048);
+        empty_chain(t, VS_VQ_MAX_CHAIN + 1);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), -E2BIG);
+        assert_int_equal(f->elem.ndesc, VS_VQ_MAX_CHAIN);
+        f->avail = host(f, AVAIL_GPA);
+}
+
+/* The same cap counts the direct part, the indirect descriptor and its
+ * table together. */
+static void test_chain_cap_indirect(void **state)
+{
+        struct fx *f = *state;
+        struct vs_vring_desc *it = host(f, INDIRECT_GPA);
+        const unsigned direct = 3, table = VS_VQ_MAX_CHAIN - direct - 1;
+
+        empty_chain(f->desc, direct);
+        f->desc[direct - 1].flags = htole16(VS_VRING_DESC_F_NEXT);
+        set_desc(f->desc, direct, INDIRECT_GPA, table * 16, VS_VRING_DESC_F_INDIRECT, 0);
+        empty_chain(it, table);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), 1);
+        assert_int_equal(f->elem.ndesc, VS_VQ_MAX_CHAIN);
+
+        /* one entry more in the table */
+        fx_queue(f, 16, false, true);
+        empty_chain(f->desc, direct);
+        f->desc[direct - 1].flags = htole16(VS_VRING_DESC_F_NEXT);
+        set_desc(f->desc, direct, INDIRECT_GPA, (table + 1) * 16,
+                 VS_VRING_DESC_F_INDIRECT, 0);
+        empty_chain(it, table + 1);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), -E2BIG);
+        assert_int_equal(f->elem.ndesc, VS_VQ_MAX_CHAIN);
+        assert_broken(f, -E2BIG);
+}
+
+/*
+ * An indirect table of 65536 empty entries chained in order: under its
+ * own ttl (the table size) it is no loop, but it is 64 times the cap.
+ */
+static void test_chain_cap_huge_table(void **state)
+{
+        struct fx *f = *state;
+        const unsigned n = 65536;
+        struct vs_vring_desc *it = calloc(n, sizeof(*it));
+
+        assert_non_null(it);
+        empty_chain(it, n);
+        assert_int_equal(vs_mem_add_host(&f->mem, it, 0x40000000, n * 16ull,
+                                         0x7f2000000000ull), 0);
+        set_desc(f->desc, 0, 0x40000000, n * 16, VS_VRING_DESC_F_INDIRECT, 0);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), -E2BIG);
+        assert_true(f->elem.ndesc <= VS_VQ_MAX_CHAIN);
+        vs_mem_clear(&f->mem);
+        assert_int_equal(vs_mem_add_host(&f->mem, f->ram, RAM_GPA, RAM_SIZE,
+                                         RAM_UVA), 0);
+        free(it);
+}
+
+/* INDIRECT with NEXT: the spec forbids it (a driver MUST NOT set both);
+ * following it is what let one chain walk a table again and again. */
+static void test_indirect_with_next(void **state)
+{
+        struct fx *f = *state;
+        struct vs_vring_desc *it = host(f, INDIRECT_GPA);
+
+        set_desc(it, 0, buf(1), 8, 0, 0);
+        set_desc(f->desc, 0, INDIRECT_GPA, 16,
+                 VS_VRING_DESC_F_INDIRECT | VS_VRING_DESC_F_NEXT, 1);
+        set_desc(f->desc, 1, buf(2), 8, 0, 0);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), -EPROTO);
+        assert_broken(f, -EPROTO);
+}
+
+/*
+ * Through an indirect table a chain may be longer than the ring: Linux
+ * builds one for splice() from a pipe of 256 pages into a port (QEMU and
+ * vhost take it). 256 buffers on a 16-entry ring: one chain, in order.
+ */
+static void test_indirect_longer_than_ring(void **state)
+{
+        struct fx *f = *state;
+        struct vs_vring_desc *it = host(f, INDIRECT_GPA);
+        const unsigned n = 256;
+
+        for (unsigned i = 0; i < n; i++)
+                set_desc(it, i, buf(i % 64) + i % 4, 4,
+                         i + 1 < n ? VS_VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
+        set_desc(f->desc, 0, INDIRECT_GPA, n * 16, VS_VRING_DESC_F_INDIRECT, 0);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), 1);
+        assert_int_equal(f->elem.out_num, n);
+        assert_int_equal(f->elem.out_len, 4 * n);
+        assert_int_equal(f->elem.ndesc, n + 1);
+        for (unsigned i = 0; i < f->elem.out_num; i++)
+                assert_ptr_equal(f->elem.iov[i].iov_base, host(f, buf(i % 64) + i % 4));
+}
+
+/*
+ * A chain's total length may be 2^32 bytes, not more (the spec's limit
+ * on drivers). Nothing of the 4 GiB is touched: the region is reserved
+ * address space only.
+ */
+static void test_chain_bytes_cap(void **state)
+{
+        struct fx *f = *state;
+        const uint64_t gpa = 1ull << 32, size = (1ull << 32) + 4096;
+        void *big = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+        assert_true(big != MAP_FAILED);
+        assert_int_equal(vs_mem_add_host(&f->mem, big, gpa, size, 0x7e0000000000ull), 0);
+        set_desc(f->desc, 0, gpa, 0xffffffffu, VS_VRING_DESC_F_NEXT, 1);
+        set_desc(f->desc, 1, gpa + 0xffffffffu, 1, 0, 0);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), 1);
+        assert_int_equal(f->elem.out_len, 1ull << 32);
+        set_desc(f->desc, 1, gpa + 0xffffffffu, 2, 0, 0);
+        avail_add(f, 0);
+        assert_int_equal(pop(f), -EMSGSIZE);
+        vs_mem_clear(&f->mem);
+        assert_int_equal(vs_mem_add_host(&f->mem, f->ram, RAM_GPA, RAM_SIZE,
+                                         RAM_UVA), 0);
+        munmap(big, size);
 }
 
 /* ---- notifications -------------------------------------------------------- */
@@ -976,6 +1152,12 @@ int main(void)
                 T(test_avail_jump),
                 T(test_split_one_byte_regions),
                 T(test_iov_cap),
+                T(test_chain_cap_direct),
+                T(test_chain_cap_indirect),
+                T(test_chain_cap_huge_table),
+                T(test_indirect_with_next),
+                T(test_indirect_longer_than_ring),
+                T(test_chain_bytes_cap),
                 T(test_notify_flags),
                 T(test_notify_event_idx),
                 T(test_notify_event_idx_wrap),

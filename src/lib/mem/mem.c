@@ -6,9 +6,12 @@
 #include "mem/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+
+#include "mem/sigbus.h"
 
 void vs_mem_init(struct vs_mem *mem)
 {
@@ -50,7 +53,7 @@ static int check_region(const struct vs_mem *mem, uint64_t gpa, uint64_t size,
 
 static void append_region(struct vs_mem *mem, uint8_t *host, uint64_t gpa,
                           uint64_t size, uint64_t uva, void *map_base,
-                          size_t map_len)
+                          size_t map_len, struct vs__guard_slot *guard)
 {
         mem->r[mem->n++] = (struct vs_mem_region){
                 .gpa = gpa,
@@ -59,7 +62,26 @@ static void append_region(struct vs_mem *mem, uint8_t *host, uint64_t gpa,
                 .host = host,
                 .map_base = map_base,
                 .map_len = map_len,
+                .guard = guard,
         };
+}
+
+/*
+ * Can the file shrink under us? Not if it is sealed against it; a memfd
+ * that allows sealing gets the seal now (see mem.h). Files that know no
+ * seals (F_GET_SEALS fails) or forbid more (F_SEAL_SEAL) can.
+ */
+static bool may_shrink(int fd)
+{
+        int seals = fcntl(fd, F_GET_SEALS);
+
+        if (seals < 0)
+                return true;
+        if (seals & F_SEAL_SHRINK)
+                return false;
+        if (seals & F_SEAL_SEAL)
+                return true;
+        return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0;
 }
 
 /*
@@ -81,7 +103,9 @@ static int check_fd_size(int fd, uint64_t map_len)
 int vs_mem_add_fd(struct vs_mem *mem, int fd, uint64_t gpa, uint64_t size,
                   uint64_t uva, uint64_t mmap_offset)
 {
+        struct vs__guard_slot *guard = NULL;
         uint64_t map_len;
+        bool shrinks;
         void *base;
         int ret;
 
@@ -91,6 +115,8 @@ int vs_mem_add_fd(struct vs_mem *mem, int fd, uint64_t gpa, uint64_t size,
         if (__builtin_add_overflow(mmap_offset, size, &map_len) ||
             map_len > SIZE_MAX)
                 return -EINVAL;
+        /* Seal first: a size checked after the seal stays true. */
+        shrinks = may_shrink(fd);
         ret = check_fd_size(fd, map_len);
         if (ret < 0)
                 return ret;
@@ -103,8 +129,15 @@ int vs_mem_add_fd(struct vs_mem *mem, int fd, uint64_t gpa, uint64_t size,
         base = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (base == MAP_FAILED)
                 return -errno;
+        if (shrinks && vs__guard_installed()) {
+                guard = vs__guard_add(base, map_len);
+                if (!guard) {
+                        munmap(base, map_len);
+                        return -ENOMEM;
+                }
+        }
         append_region(mem, (uint8_t *)base + mmap_offset, gpa, size, uva,
-                      base, map_len);
+                      base, map_len, guard);
         return 0;
 }
 
@@ -121,7 +154,7 @@ int vs_mem_add_host(struct vs_mem *mem, void *host, uint64_t gpa,
                 return ret;
         if (__builtin_add_overflow((uintptr_t)host, size, &end))
                 return -EINVAL;
-        append_region(mem, host, gpa, size, uva, NULL, 0);
+        append_region(mem, host, gpa, size, uva, NULL, 0, NULL);
         return 0;
 }
 
@@ -130,10 +163,22 @@ void vs_mem_clear(struct vs_mem *mem)
         if (!mem)
                 return;
         for (unsigned i = 0; i < mem->n; i++) {
+                /* Unguard before unmapping: the address may be reused. */
+                vs__guard_del(mem->r[i].guard);
                 if (mem->r[i].map_base)
                         munmap(mem->r[i].map_base, mem->r[i].map_len);
         }
         vs_mem_init(mem);
+}
+
+bool vs_mem_lost(const struct vs_mem *mem)
+{
+        if (!vs__guard_events())
+                return false;
+        for (unsigned i = 0; i < mem->n; i++)
+                if (vs__guard_lost(mem->r[i].guard))
+                        return true;
+        return false;
 }
 
 void vs_mem_replace(struct vs_mem *dst, struct vs_mem *src)

@@ -7,6 +7,36 @@
  * returns a pointer outside a mapped region, and the length it returns is
  * clamped to what is contiguous in that region, so a buffer that spans
  * regions becomes several iovecs. All arithmetic is overflow-checked.
+ *
+ * Guest memory that changes size. A frontend maps its guest memory from a
+ * file it shares with us; if it truncates the file after SET_MEM_TABLE,
+ * touching the pages past the new end raises SIGBUS, which kills the whole
+ * process (every port's buffered data with it). What we do:
+ *  - A memfd sealed with F_SEAL_SHRINK cannot shrink: nothing to guard.
+ *    QEMU's memory-backend-memfd seals by default (seal=on). A memfd that
+ *    allows sealing but lacks the seal is sealed here (F_ADD_SEALS): a
+ *    frontend has no business shrinking memory it shares, and the seal
+ *    makes the region safe without any signal handling. The size check
+ *    comes after the seal, so it cannot be raced.
+ *  - Anything else (UML's physmem file on tmpfs or disk, QEMU's
+ *    memory-backend-file, a memfd created without sealing) cannot be
+ *    sealed. Checking its size before each access would be a system call
+ *    per access and still racy, and refusing it would refuse UML. So a
+ *    process-wide SIGBUS handler, installed by the embedder through
+ *    vs_sigbus_guard_install() (the daemon does; a library must not take
+ *    over signals on its own), guards these mappings: a fault in one maps
+ *    private zero pages over the whole mapping and marks it lost, the
+ *    faulting access completes (reading zeros: no worse than what a VMM
+ *    that owns guest memory can make the guest "write" anyway), and the
+ *    connection that mapped it sees vs_mem_lost() at its next event and
+ *    fails with -EFAULT. Only that connection goes; copies the embedder
+ *    makes from guest iovecs (have_data) are covered too, which a
+ *    sigsetjmp() around the library's own copies would not be, and the
+ *    fast path costs nothing: no syscall, no jump buffer per access.
+ *  - Without the guard installed, such files are mapped as before, at the
+ *    frontend's mercy; an embedder that trusts its VMM may choose that.
+ * The kernel's own copies (readv()/writev() on guest iovecs) return
+ * EFAULT on lost pages rather than raising a signal.
  */
 #pragma once
 
@@ -24,6 +54,7 @@ struct vs_mem_region {
         uint8_t *host;     /* our pointer to the start */
         void *map_base;    /* mmap()ed base we own, or NULL if not owned */
         size_t map_len;
+        struct vs__guard_slot *guard;   /* an owned mapping that may shrink */
 };
 
 struct vs_mem {
@@ -37,8 +68,11 @@ void vs_mem_init(struct vs_mem *mem);
 /*
  * Map @size bytes of @fd starting at file offset @mmap_offset and add them as
  * a region at @gpa (frontend address @uva). The table owns the mapping.
- * Errors: -EINVAL (zero size, overflow, overlap with a region already in the
- * table, either in gpa or uva space), -ENOSPC (table full), -errno of mmap.
+ * A memfd that allows sealing is sealed against shrinking; an fd that
+ * cannot be sealed is guarded if vs_sigbus_guard_install() was called (see
+ * above). Errors: -EINVAL (zero size, overflow, overlap with a region
+ * already in the table, either in gpa or uva space, file too short),
+ * -ENOSPC (table full), -ENOMEM, -errno of mmap.
  */
 int vs_mem_add_fd(struct vs_mem *mem, int fd, uint64_t gpa, uint64_t size,
                   uint64_t uva, uint64_t mmap_offset);
@@ -52,6 +86,10 @@ int vs_mem_add_host(struct vs_mem *mem, void *host, uint64_t gpa,
 
 /* Unmap owned regions and empty the table. Accepts NULL. */
 void vs_mem_clear(struct vs_mem *mem);
+
+/* Was a region of @mem lost to a shrunk file (see above)? Cheap: one
+ * atomic load unless some mapping in the process was ever lost. */
+bool vs_mem_lost(const struct vs_mem *mem);
 
 /* Move @src into @dst (clearing @dst first); @src is left empty. */
 void vs_mem_replace(struct vs_mem *dst, struct vs_mem *src);

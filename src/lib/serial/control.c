@@ -194,21 +194,24 @@ static void ctrl_pop_msg(struct vs_device *dev)
         free(m);
 }
 
-/* Deliver queued messages into the guest's control-rx buffers. */
+/*
+ * Deliver queued messages into the guest's control-rx buffers, within the
+ * call's budget (vs__pop() schedules the rest: a guest that posts only
+ * buffers too small is not waited for with a kick it may never send).
+ */
 void vs__ctrl_flush(struct vs_device *dev)
 {
         struct vs_vq *vq = &dev->vqs[VS_CTRL_RXQ];
         struct vs_vq_elem *e = &dev->scratch;
         bool pushed = false;
-        unsigned budget;
 
         if (!vs__multiport(dev) || !vs_vq_ready(vq))
                 return;
-        for (budget = vq->num; dev->ctrl_head && budget > 0; budget--) {
+        while (dev->ctrl_head) {
                 struct vs_ctrl_msg *m = dev->ctrl_head;
 
                 /* An empty ring re-arms the guest's kick (EVENT_IDX). */
-                if (vs_vq_pop(vq, &dev->mem, e) <= 0)
+                if (vs__pop(dev, VS_CTRL_RXQ, e) <= 0)
                         break;
                 pushed = true;
                 /* A buffer too small for the message is returned empty;
@@ -223,10 +226,6 @@ void vs__ctrl_flush(struct vs_device *dev)
         }
         if (pushed)
                 vs__notify(dev, vq, VS_CTRL_RXQ);
-        /* Out of budget with messages left: come back, do not wait for a
-         * kick the guest may never send. */
-        if (budget == 0 && dev->ctrl_head)
-                vs__schedule(dev, VS_CTRL_RXQ);
 }
 
 int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port)
@@ -288,20 +287,23 @@ static void ctrl_handle(struct vs_device *dev, uint32_t id, uint16_t event,
                 vs__port_set_guest_connected(port, value != 0);
 }
 
-/* Control messages from the guest. Serviced at once: the driver spins. */
+/*
+ * Control messages from the guest. Serviced at once (the driver spins),
+ * within the call's budget: vs__pop() schedules the rest.
+ */
 void vs__ctrl_handle_tx(struct vs_device *dev)
 {
         struct vs_vq *vq = &dev->vqs[VS_CTRL_TXQ];
         struct vs_vq_elem *e = &dev->scratch;
         bool pushed = false;
 
-        for (unsigned budget = vq->num; budget > 0; budget--) {
+        for (;;) {
                 uint8_t hdr[VS_CTRL_HDR_LEN];
                 size_t got = 0;
                 uint32_t id;
                 uint16_t event, value;
 
-                if (vs_vq_pop(vq, &dev->mem, e) <= 0)
+                if (vs__pop(dev, VS_CTRL_TXQ, e) <= 0)
                         break;
                 for (unsigned i = 0; i < e->out_num && got < sizeof(hdr); i++) {
                         size_t n = e->iov[i].iov_len < sizeof(hdr) - got ?

@@ -41,7 +41,8 @@ int vs_device_new(const struct vs_device_config *cfg, struct vs_device **ret)
         dev->ctrl_max = 8 * (max + 1) + 64;
         dev->ports = calloc(max, sizeof(*dev->ports));
         dev->vqs = calloc(dev->nvqs, sizeof(*dev->vqs));
-        if (!dev->ports || !dev->vqs) {
+        dev->work = calloc(dev->nvqs, sizeof(*dev->work));
+        if (!dev->ports || !dev->vqs || !dev->work) {
                 vs_device_free(dev);
                 return -ENOMEM;
         }
@@ -70,6 +71,7 @@ void vs_device_free(struct vs_device *dev)
         vs_mem_clear(&dev->mem);
         free(dev->ports);
         free(dev->vqs);
+        free(dev->work);
         free(dev);
 }
 
@@ -101,10 +103,80 @@ void vs__event(struct vs_device *dev, enum vs_device_event ev)
                 dev->event_fn(dev->event_opaque, ev);
 }
 
+/* Once per round and queue: the transport keeps it pending until it runs. */
 void vs__schedule(struct vs_device *dev, unsigned q)
 {
+        struct vs_qwork *w = &dev->work[q];
+
+        if (w->sched_round == dev->round.id && dev->round.depth)
+                return;
+        w->sched_round = dev->round.id;
+        w->st.schedules++;
         if (dev->tops && dev->tops->schedule)
                 dev->tops->schedule(dev->topaque, q);
+}
+
+/*
+ * Every call into the device from outside is a round (see virtq.h): the
+ * outermost one starts the count afresh, nested ones (from callbacks) add
+ * to it.
+ */
+static void round_enter(struct vs_device *dev)
+{
+        if (dev->round.depth++)
+                return;
+        dev->round.id++;
+        dev->round.descs = 0;
+        dev->round.bytes = 0;
+}
+
+static void round_leave(struct vs_device *dev)
+{
+        dev->round.depth--;
+}
+
+/* A pop that took no chain but read descriptors or failed (vs__pop()). */
+void vs__count_pop(struct vs_device *dev, unsigned q,
+                   const struct vs_vq_elem *e, int r, bool was_broken)
+{
+        struct vs_queue_stats *st = &dev->work[q].st;
+
+        st->descs += e->ndesc;
+        if (e->ndesc > st->max_chain_descs)
+                st->max_chain_descs = e->ndesc;
+        dev->round.descs += e->ndesc;
+        if (dev->round.descs > dev->max_round_descs)
+                dev->max_round_descs = dev->round.descs;
+        /* The guest broke the queue just now (it was fine before). */
+        if (r < 0 && !was_broken && dev->vqs[q].error)
+                st->errors++;
+}
+
+int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
+                              struct vs_queue_stats *ret)
+{
+        if (q >= dev->nvqs)
+                return -ERANGE;
+        *ret = dev->work[q].st;
+        return 0;
+}
+
+void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        for (unsigned q = 0; q < dev->nvqs; q++) {
+                const struct vs_queue_stats *st = &dev->work[q].st;
+
+                ret->kicks += st->kicks;
+                ret->chains += st->chains;
+                ret->descs += st->descs;
+                ret->bytes += st->bytes;
+                ret->schedules += st->schedules;
+                ret->errors += st->errors;
+                if (st->max_chain_descs > ret->max_chain_descs)
+                        ret->max_chain_descs = st->max_chain_descs;
+        }
+        ret->max_call_descs = dev->max_round_descs;
 }
 
 /* ---- ports ----------------------------------------------------------- */
@@ -144,7 +216,7 @@ static int pick_id(struct vs_device *dev, const struct vs_port_config *cfg,
         return -ENOSPC;
 }
 
-int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
+static int port_add(struct vs_device *dev, const struct vs_port_config *cfg,
                 const struct vs_port_ops *ops, void *opaque,
                 struct vs_port **ret)
 {
@@ -190,7 +262,7 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
 
 static void discard_tx(struct vs_device *dev, unsigned q);
 
-int vs_port_remove(struct vs_port *port)
+static int port_remove(struct vs_port *port)
 {
         struct vs_device *dev;
         int r;
@@ -252,7 +324,7 @@ void vs_port_get_size(const struct vs_port *port, uint16_t *ret_cols,
         *ret_rows = port->rows;
 }
 
-int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
+static int port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
 {
         struct vs_device *dev = port->dev;
         uint16_t old_cols = port->cols, old_rows = port->rows;
@@ -279,7 +351,7 @@ int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
         return r;
 }
 
-int vs_port_set_host_connected(struct vs_port *port, bool connected)
+static int port_set_host_connected(struct vs_port *port, bool connected)
 {
         struct vs_device *dev = port->dev;
 
@@ -346,29 +418,35 @@ static unsigned iov_tail(const struct vs_vq_elem *e, uint64_t off,
 }
 
 /*
- * Pop up to VS_TX_BATCH chains (VS_TX_BYTES, the iovec cap) of @port into
- * dev->tx: their readable parts as one iovec list, so the host side takes
- * them in one call (one writev()). A chain the host side took part of
- * before is offered from that offset on (resume_*). Returns the chain count
- * or a negative errno (nothing popped).
+ * Pop up to VS_TX_BATCH chains (VS_TX_BYTES, VS_TX_IOV_MAX iovecs) of @port
+ * into dev->tx: their readable parts as one iovec list, so the host side
+ * takes them in one call (one writev()). A chain the host side took part
+ * of before is offered from that offset on (resume_*). Returns the chain
+ * count or a negative errno (nothing popped; -EAGAIN: out of budget).
  */
-static int tx_gather(struct vs_port *port, struct vs_vq *vq)
+static int tx_gather(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
+        unsigned q = vs__port_txq(port->id);
         struct vs_tx *tx = &dev->tx;
         struct vs_vq_elem *e = &tx->elem;
 
         tx->chains = tx->iovcnt = 0;
         tx->bytes = 0;
-        while (tx->chains < VS_TX_BATCH && tx->bytes < VS_TX_BYTES &&
-               tx->iovcnt + VS_VQ_MAX_IOV <= VS_TX_IOV_MAX) {
-                int r = vs_vq_pop(vq, &dev->mem, e);
+        while (tx->chains < VS_TX_BATCH && tx->bytes < VS_TX_BYTES) {
+                int r = vs__pop(dev, q, e);
                 uint64_t off = 0;
 
                 if (r < 0 && tx->chains == 0)
                         return r;
                 if (r <= 0)
                         break;
+                /* A long chain that does not fit waits for the next batch;
+                 * the first always fits (VS_TX_IOV_MAX >= VS_VQ_MAX_IOV). */
+                if (tx->iovcnt + e->out_num > VS_TX_IOV_MAX) {
+                        vs_vq_unpop(&dev->vqs[q], 1);
+                        break;
+                }
                 if (port->resume_valid && port->resume_head == e->head &&
                     port->resume_off <= e->out_len)
                         off = port->resume_off;
@@ -429,13 +507,16 @@ static unsigned tx_offer(struct vs_port *port, struct vs_vq *vq)
         return used;
 }
 
-/* Move guest->host data until throttled, empty, or out of budget. */
+/*
+ * Move guest->host data until throttled, empty, or out of the call's
+ * budget (vs__pop() then scheduled the queue).
+ */
 static void port_flush_tx(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
         unsigned q = vs__port_txq(port->id);
         struct vs_vq *vq = &dev->vqs[q];
-        unsigned budget = vq->num;
+        unsigned rechecks = 0;
         bool pushed = false;
 
         if (!vs_vq_ready(vq))
@@ -446,45 +527,47 @@ static void port_flush_tx(struct vs_port *port)
                 return;
         }
         dev->tx.busy = true;
-        while (!port->throttled && budget > 0) {
-                int chains = tx_gather(port, vq);
+        while (!port->throttled) {
+                int chains = tx_gather(port);
 
+                if (chains == -EAGAIN)
+                        break;
                 if (chains <= 0) {
                         /* Empty: re-arm kicks, then catch a late add. */
                         vs_vq_set_notify(vq, true);
                         if (chains < 0 || !vs_vq_has_avail(vq))
                                 break;
-                        budget--;
+                        /* A guest that moves avail->idx back and forth
+                         * reads as "more" and then "empty": not forever. */
+                        if (++rechecks > VS_EMPTY_RECHECKS) {
+                                vs__schedule(dev, q);
+                                break;
+                        }
                         continue;
                 }
                 vs_vq_set_notify(vq, false);
-                budget -= (unsigned)chains < budget ? (unsigned)chains : budget;
                 pushed |= tx_offer(port, vq) > 0;
         }
         dev->tx.busy = false;
         if (pushed)
                 vs__notify(dev, vq, q);
-        if (budget == 0 && !port->throttled)
-                vs__schedule(dev, q);
 }
 
-void vs_port_throttle(struct vs_port *port, bool throttled)
+static void port_throttle(struct vs_port *port, bool throttled)
 {
         port->throttled = throttled;
         if (!throttled)
                 port_flush_tx(port);
 }
 
-/* Chains on a queue with no port: returned unread, the guest is confused. */
+/* Chains on a queue with no port: returned unread, the guest is confused.
+ * Bounded by the call's budget like any pop. */
 static void discard_tx(struct vs_device *dev, unsigned q)
 {
         struct vs_vq *vq = &dev->vqs[q];
 
-        for (unsigned budget = vq->num; budget > 0; budget--) {
-                if (vs_vq_pop(vq, &dev->mem, &dev->scratch) <= 0)
-                        break;
+        while (vs__pop(dev, q, &dev->scratch) > 0)
                 vs_vq_push(vq, dev->scratch.head, 0);
-        }
         vs__notify(dev, vq, q);
 }
 
@@ -501,26 +584,32 @@ static bool can_send(struct vs_port *port)
 }
 
 /*
- * Pop receive chains until @want bytes of room or VS_RX_BATCH chains,
- * gathering their writable iovecs in dev->rx_iov. Returns the chain count
- * or a negative errno; *@ret_iovcnt gets the iovec count.
+ * Pop receive chains until @want bytes of room, VS_RX_BATCH chains or
+ * VS_RX_IOV_MAX iovecs, gathering their writable iovecs in dev->rx_iov.
+ * Returns the chain count or a negative errno (-EAGAIN: out of budget);
+ * *@ret_iovcnt gets the iovec count.
  */
-static int rx_gather(struct vs_port *port, struct vs_vq *vq, size_t want,
+static int rx_gather(struct vs_port *port, size_t want,
                      unsigned *ret_iovcnt)
 {
         struct vs_device *dev = port->dev;
+        unsigned q = vs__port_rxq(port->id);
         struct vs_vq_elem *e = &dev->scratch;
         unsigned chains = 0, iovcnt = 0;
         size_t room = 0;
 
-        while (room < want && chains < VS_RX_BATCH &&
-               iovcnt + VS_VQ_MAX_IOV <= VS_RX_IOV_MAX) {
-                int r = vs_vq_pop(vq, &dev->mem, e);
+        while (room < want && chains < VS_RX_BATCH) {
+                int r = vs__pop(dev, q, e);
 
                 if (r < 0 && chains == 0)
                         return r;
                 if (r <= 0)
                         break;  /* the queue broke: deliver what was gathered */
+                /* The first chain always fits (VS_RX_IOV_MAX >= VS_VQ_MAX_IOV). */
+                if (iovcnt + e->in_num > VS_RX_IOV_MAX) {
+                        vs_vq_unpop(&dev->vqs[q], 1);
+                        break;
+                }
                 dev->rx_heads[chains] = e->head;
                 /* Readable parts of a receive chain are skipped. */
                 dev->rx_room[chains] = e->in_len > UINT32_MAX ? UINT32_MAX : e->in_len;
@@ -576,10 +665,23 @@ static bool rx_wait(struct vs_port *port, struct vs_vq *vq)
         return vs_vq_has_avail(vq);
 }
 
-ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
+/*
+ * Nothing more to fill although the guest seems to post buffers (a guest
+ * moving avail->idx back and forth, or only chains without room): stop
+ * here and come back from the loop; the scheduled run calls guest_ready.
+ */
+static void rx_later(struct vs_port *port)
+{
+        port->want_guest_ready = true;
+        vs__schedule(port->dev, vs__port_rxq(port->id));
+}
+
+static ssize_t port_write(struct vs_port *port, const void *buf, size_t len)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
+        unsigned rechecks = 0;
         size_t done = 0;
+        int err = 0;
 
         if (!can_send(port)) {
                 port->want_guest_ready = true;
@@ -587,15 +689,25 @@ ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
         }
         while (done < len) {
                 unsigned iovcnt;
-                int chains = rx_gather(port, vq, len - done, &iovcnt);
+                int chains = rx_gather(port, len - done, &iovcnt);
                 size_t n;
 
-                if (chains < 0)
-                        return done ? (ssize_t)done : chains;
-                if (chains == 0) {
-                        if (rx_wait(port, vq))
-                                continue;
+                if (chains == -EAGAIN) {
+                        port->want_guest_ready = true;  /* scheduled */
                         break;
+                }
+                if (chains < 0) {
+                        err = chains;
+                        break;
+                }
+                if (chains == 0) {
+                        if (!rx_wait(port, vq))
+                                break;
+                        if (++rechecks > VS_EMPTY_RECHECKS) {
+                                rx_later(port);
+                                break;
+                        }
+                        continue;
                 }
                 n = vs__iov_fill(port->dev->rx_iov, iovcnt, (const uint8_t *)buf + done,
                              len - done);
@@ -603,7 +715,7 @@ ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
                 done += n;
         }
         port->stats.to_guest += done;
-        return done;
+        return done || !err ? (ssize_t)done : err;
 }
 
 /*
@@ -615,7 +727,7 @@ static int rx_gather_room(struct vs_port *port, struct vs_vq *vq, size_t want,
                           unsigned *ret_iovcnt)
 {
         for (int tries = 0; tries < 4; tries++) {
-                int chains = rx_gather(port, vq, want, ret_iovcnt);
+                int chains = rx_gather(port, want, ret_iovcnt);
 
                 if (chains == 0 && rx_wait(port, vq))
                         continue;
@@ -623,10 +735,11 @@ static int rx_gather_room(struct vs_port *port, struct vs_vq *vq, size_t want,
                         return chains;
                 rx_complete(port, vq, chains, 0);
         }
+        rx_later(port);
         return 0;
 }
 
-ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
+static ssize_t port_recv_fd(struct vs_port *port, int fd, size_t max)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
         unsigned iovcnt;
@@ -638,6 +751,9 @@ ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
                 return -ENOBUFS;
         }
         chains = rx_gather_room(port, vq, max, &iovcnt);
+        /* Out of budget: the scheduled run calls guest_ready. */
+        if (chains == -EAGAIN)
+                port->want_guest_ready = true;
         /* A broken queue takes nothing either; the device reports it. */
         if (chains <= 0)
                 return -ENOBUFS;
@@ -661,7 +777,7 @@ ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
         return n;
 }
 
-size_t vs_port_guest_room(struct vs_port *port)
+static size_t port_guest_room(struct vs_port *port)
 {
         struct vs_vq *vq = &port->dev->vqs[vs__port_rxq(port->id)];
         size_t room = 0;
@@ -670,7 +786,7 @@ size_t vs_port_guest_room(struct vs_port *port)
 
         if (!can_send(port))
                 return 0;
-        chains = rx_gather(port, vq, SIZE_MAX, &iovcnt);
+        chains = rx_gather(port, SIZE_MAX, &iovcnt);
         if (chains <= 0)
                 return 0;
         for (int i = 0; i < chains; i++)
@@ -737,7 +853,7 @@ int vs_device_config_read(struct vs_device *dev, uint32_t offset, void *buf,
         return 0;
 }
 
-int vs_device_config_write(struct vs_device *dev, uint32_t offset,
+static int device_config_write(struct vs_device *dev, uint32_t offset,
                            const void *buf, uint32_t len)
 {
         struct vs_port *port0 = dev->ports[0];
@@ -821,7 +937,7 @@ int vs_device_queue_set_addr(struct vs_device *dev, unsigned q, uint64_t desc,
         return 0;
 }
 
-int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
+static int device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
 {
         struct vs_vq *vq = queue(dev, q);
 
@@ -871,7 +987,7 @@ static void queue_started(struct vs_device *dev, unsigned q)
                 rx_kicks(port);
 }
 
-int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
+static int device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
 {
         struct vs_vq *vq = queue(dev, q);
         int r;
@@ -889,6 +1005,8 @@ int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
                 return 0;
         r = vs_vq_map(vq, &dev->mem);
         if (r < 0) {
+                if (!vq->error)
+                        dev->work[q].st.errors++;
                 vs_vq_fail(vq, r);
                 return r;
         }
@@ -896,13 +1014,14 @@ int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
         return 0;
 }
 
-int vs_device_queue_kick(struct vs_device *dev, unsigned q)
+static int device_queue_kick(struct vs_device *dev, unsigned q)
 {
         struct vs_vq *vq = queue(dev, q);
         struct vs_port *port;
 
         if (!vq)
                 return -ERANGE;
+        dev->work[q].st.kicks++;
         if (!vs_vq_ready(vq))
                 return vq->error;
         if (q == VS_CTRL_RXQ && vs__multiport(dev)) {
@@ -938,11 +1057,158 @@ void vs__driver_gone(struct vs_device *dev)
         dev->ctrl_stop_valid = false;
 }
 
-void vs_device_reset(struct vs_device *dev)
+static void device_reset(struct vs_device *dev)
 {
         for (unsigned q = 0; q < dev->nvqs; q++)
                 vs_vq_init(&dev->vqs[q]);
         vs__driver_gone(dev);
         dev->features = 0;
         vs__event(dev, VS_EVENT_RESET);
+}
+
+/* ---- entry points: each call from outside is one round ---------------- */
+
+int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
+                const struct vs_port_ops *ops, void *opaque,
+                struct vs_port **ret)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = port_add(dev, cfg, ops, opaque, ret);
+        round_leave(d_);
+        return r;
+}
+
+int vs_port_remove(struct vs_port *port)
+{
+        struct vs_device *dev;
+        int r;
+
+        if (!port)
+                return 0;
+        dev = port->dev;
+        round_enter(dev);
+        r = port_remove(port);
+        round_leave(dev);
+        return r;
+}
+
+int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
+{
+        struct vs_device *d_ = port->dev;
+        int r;
+
+        round_enter(d_);
+        r = port_resize(port, cols, rows);
+        round_leave(d_);
+        return r;
+}
+
+int vs_port_set_host_connected(struct vs_port *port, bool connected)
+{
+        struct vs_device *d_ = port->dev;
+        int r;
+
+        round_enter(d_);
+        r = port_set_host_connected(port, connected);
+        round_leave(d_);
+        return r;
+}
+
+ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
+{
+        struct vs_device *d_ = port->dev;
+        ssize_t r;
+
+        round_enter(d_);
+        r = port_write(port, buf, len);
+        round_leave(d_);
+        return r;
+}
+
+ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
+{
+        struct vs_device *d_ = port->dev;
+        ssize_t r;
+
+        round_enter(d_);
+        r = port_recv_fd(port, fd, max);
+        round_leave(d_);
+        return r;
+}
+
+size_t vs_port_guest_room(struct vs_port *port)
+{
+        struct vs_device *d_ = port->dev;
+        size_t r;
+
+        round_enter(d_);
+        r = port_guest_room(port);
+        round_leave(d_);
+        return r;
+}
+
+void vs_port_throttle(struct vs_port *port, bool throttled)
+{
+        struct vs_device *d_ = port->dev;
+
+        round_enter(d_);
+        port_throttle(port, throttled);
+        round_leave(d_);
+}
+
+int vs_device_config_write(struct vs_device *dev, uint32_t offset,
+                           const void *buf, uint32_t len)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_config_write(dev, offset, buf, len);
+        round_leave(d_);
+        return r;
+}
+
+int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_queue_set_base(dev, q, base);
+        round_leave(d_);
+        return r;
+}
+
+int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_queue_enable(dev, q, enable);
+        round_leave(d_);
+        return r;
+}
+
+int vs_device_queue_kick(struct vs_device *dev, unsigned q)
+{
+        struct vs_device *d_ = dev;
+        int r;
+
+        round_enter(d_);
+        r = device_queue_kick(dev, q);
+        round_leave(d_);
+        return r;
+}
+
+void vs_device_reset(struct vs_device *dev)
+{
+        struct vs_device *d_ = dev;
+
+        round_enter(d_);
+        device_reset(dev);
+        round_leave(d_);
 }

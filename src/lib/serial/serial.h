@@ -30,6 +30,9 @@ enum {
 /* Host->guest receive buffers gathered into one readv(). */
 #define VS_RX_BATCH 64u
 #define VS_RX_IOV_MAX 1024u
+/* Times one call looks again at a ring that just read as empty after
+ * asking for kicks, before it leaves the rest to a scheduled run. */
+#define VS_EMPTY_RECHECKS 2u
 
 struct vs_ctrl_msg {
         struct vs_ctrl_msg *next;
@@ -68,6 +71,9 @@ struct vs_port {
 #define VS_TX_BYTES (256u * 1024)
 #define VS_TX_IOV_MAX 1024u
 
+_Static_assert(VS_RX_IOV_MAX >= VS_VQ_MAX_IOV, "a whole chain fits an rx batch");
+_Static_assert(VS_VQ_CALL_DESCS >= VS_VQ_MAX_CHAIN, "a call can take a chain");
+
 struct vs_tx {
         bool busy;              /* a have_data op is running on it */
         unsigned chains, iovcnt;
@@ -77,6 +83,26 @@ struct vs_tx {
         uint64_t len[VS_TX_BATCH];      /* bytes offered from each chain */
         struct iovec iov[VS_TX_IOV_MAX];
         struct vs_vq_elem elem;         /* pop scratch */
+};
+_Static_assert(VS_TX_IOV_MAX >= VS_VQ_MAX_IOV, "a whole chain fits a tx batch");
+
+/*
+ * Work accounting. A round is one call into the device from outside (a
+ * kick or schedule from the transport, any vs_port_*() or vs_device_*()
+ * call from the embedder), with whatever nested calls its callbacks make;
+ * see virtq.h for the budget it has.
+ */
+struct vs_round {
+        unsigned depth;         /* nesting of calls into the device */
+        uint64_t id;            /* number of the current outermost call, from 1 */
+        uint32_t descs;         /* descriptors read in it, all queues */
+        uint64_t bytes;         /* bytes of the chains popped in it */
+};
+
+/* Counters of one queue, kept across resets for the device's life. */
+struct vs_qwork {
+        struct vs_queue_stats st;
+        uint64_t sched_round;   /* the round that last asked to run it again */
 };
 
 struct vs_device {
@@ -93,6 +119,9 @@ struct vs_device {
         struct vs_port **ports; /* max_ports slots */
         unsigned nvqs;
         struct vs_vq *vqs;
+        struct vs_qwork *work;  /* nvqs entries */
+        struct vs_round round;
+        uint32_t max_round_descs;
         struct vs_mem mem;
 
         const struct vs_transport_ops *tops;
@@ -120,6 +149,50 @@ static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id +
 bool vs__multiport(const struct vs_device *dev);
 void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
 void vs__schedule(struct vs_device *dev, unsigned q);
+void vs__count_pop(struct vs_device *dev, unsigned q,
+                   const struct vs_vq_elem *e, int r, bool was_broken);
+
+/*
+ * Every pop of the device goes through here: the counters see it all, and
+ * a chain is taken only while the call's budget can pay for the longest
+ * one (virtq.h). Out of budget: -EAGAIN, the queue is scheduled to run
+ * again (a queue that is not ready then answers as it would have now),
+ * and the caller stops as if the ring were empty (an rx caller also marks
+ * its port as waiting, so the scheduled run calls guest_ready). Inline,
+ * with the common case (a chain taken) counted here: it runs per chain.
+ */
+static inline int vs__pop(struct vs_device *dev, unsigned q,
+                          struct vs_vq_elem *e)
+{
+        struct vs_vq *vq = &dev->vqs[q];
+        bool was_broken = vq->error != 0;
+        struct vs_queue_stats *st;
+        int r;
+
+        if (dev->round.descs > VS_VQ_CALL_DESCS - VS_VQ_MAX_CHAIN ||
+            dev->round.bytes >= VS_VQ_CALL_BYTES) {
+                vs__schedule(dev, q);
+                return -EAGAIN;
+        }
+        r = vs_vq_pop(vq, &dev->mem, e);
+        if (r <= 0) {
+                /* empty or stopped rings read nothing: nothing to count */
+                if (r < 0 || e->ndesc)
+                        vs__count_pop(dev, q, e, r, was_broken);
+                return r;
+        }
+        st = &dev->work[q].st;
+        st->chains++;
+        st->descs += e->ndesc;
+        st->bytes += e->out_len + e->in_len;
+        if (e->ndesc > st->max_chain_descs)
+                st->max_chain_descs = e->ndesc;
+        dev->round.descs += e->ndesc;
+        dev->round.bytes += e->out_len + e->in_len;
+        if (dev->round.descs > dev->max_round_descs)
+                dev->max_round_descs = dev->round.descs;
+        return r;
+}
 size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
                     size_t len);
 void vs__event(struct vs_device *dev, enum vs_device_event ev);

@@ -24,6 +24,8 @@
 /* Rings a frontend may name. QEMU sets num_vqs freely and sets up every
  * ring up to it, even past what the device uses; those rings stay inert. */
 #define VU_MAX_RINGS 1024u
+/* Scheduled rings one wake-up of the scheduling eventfd runs, at most. */
+#define VU_SCHED_PER_WAKE 8u
 #define VU_VRING_IDX_MASK 0xffu
 #define VU_VRING_NOFD 0x100u
 

@@ -10,6 +10,12 @@
  * closes the connection; nothing the frontend sends can stop the daemon.
  * Replies go out at once: the UML frontend freezes the whole guest while it
  * waits for one.
+ *
+ * Every fd watched here makes progress or goes: a kick fd is edge-triggered
+ * (one callback per frontend write, whatever it holds) and dropped at end
+ * of file, hang-up, error or a failed read; the backend channel is closed
+ * the same way; the frontend socket ends the connection. Call and err fds
+ * must be eventfds or sockets, and rings past the device's keep no fd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vhost-user/proto.h"
@@ -42,7 +49,9 @@ struct vs_vu {
         int fd;
         int backend_fd;         /* SET_BACKEND_REQ_FD, or -1 */
         int sched_fd;           /* eventfd: queues to run again */
+        unsigned sched_next;    /* where the next scheduled pass starts */
         bool closed;
+        uint64_t messages;      /* handled, for vs_vu_get_stats() */
         uint64_t features;
         uint64_t protocol_features;
         unsigned nrings;        /* rings the frontend may name */
@@ -236,36 +245,79 @@ static void check_queue(struct vs_vu *vu, unsigned q)
                 vu->cfg.queue_broken(vu->cfg.opaque, q, err);
 }
 
+/* A SIGBUS replaced some of our guest memory: the frontend shrank it. */
+static void check_memory(struct vs_vu *vu)
+{
+        if (vs_mem_lost(&vu->mem))
+                vu_fail(vu, -EFAULT, "guest memory shrank under the device "
+                        "(the frontend truncated its memory file)");
+}
+
 static void run_queue(struct vs_vu *vu, unsigned q)
 {
         vs_device_queue_kick(vu->dev, q);
         check_queue(vu, q);
+        check_memory(vu);
 }
 
+/* The ring gets no more kicks until the frontend sends a new kick fd. */
+static void drop_kick(struct vu_vring *vr)
+{
+        unwatch(vr->vu, vr->kick_fd);
+        close_fd(&vr->kick_fd);
+}
+
+/*
+ * A kick. The fd is watched edge-triggered, so a kick fd that stays
+ * readable (a semaphore eventfd, a pipe with bytes left) costs one call per
+ * frontend write. One read takes an eventfd's whole count, or up to 64
+ * bytes of another fd. The ring runs either way (bounded work); an fd at
+ * end of file, hung up, in error or not readable can never kick again and
+ * is dropped.
+ */
 static void on_kick(void *opaque, int fd, uint32_t events)
 {
         struct vu_vring *vr = opaque;
-        uint64_t count;
+        uint64_t buf[8];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+                    (events & (EPOLLHUP | EPOLLERR));
 
-        (void)events;
-        if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-                return;
         run_queue(vr->vu, vr->q);
+        if (gone)
+                drop_kick(vr);
 }
 
+/*
+ * Run the queues the device asked to run again: at most VU_SCHED_PER_WAKE
+ * per callback, round robin from where the last pass stopped, and the
+ * eventfd signalled again for the rest. So one callback reads at most
+ * VU_SCHED_PER_WAKE * VS_VQ_CALL_DESCS descriptors however many rings are
+ * busy, and what else the loop has ready runs in between.
+ */
 static void on_schedule(void *opaque, int fd, uint32_t events)
 {
         struct vs_vu *vu = opaque;
-        uint64_t count;
+        uint64_t count, one = 1;
+        unsigned ran = 0;
 
         (void)events;
         if (read(fd, &count, sizeof(count)) < 0)
                 return;
-        for (unsigned q = 0; q < vu->nvqs && !vu->closed; q++) {
+        for (unsigned i = 0; i < vu->nvqs && !vu->closed; i++) {
+                unsigned q = (vu->sched_next + i) % vu->nvqs;
+
                 if (!vu->vrings[q].scheduled)
                         continue;
+                if (ran == VU_SCHED_PER_WAKE) {
+                        vu->sched_next = q;
+                        if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                                vu_fail(vu, -errno, "scheduling eventfd: %s", strerror(errno));
+                        return;
+                }
                 vu->vrings[q].scheduled = false;
                 run_queue(vu, q);
+                ran++;
         }
 }
 
@@ -481,8 +533,7 @@ static int64_t h_get_vring_base(struct vs_vu *vu, struct vu_msg *m)
         int base = inert(vu, m) ? 0 : vs_device_queue_get_base(vu->dev, s.index);
 
         /* The ring is stopped until the frontend sets it up again. */
-        unwatch(vu, vr->kick_fd);
-        close_fd(&vr->kick_fd);
+        drop_kick(vr);
         s.index = htole32(s.index);
         s.num = htole32(base < 0 ? 0 : base);
         return send_reply(vu, VU_GET_VRING_BASE, &s, sizeof(s));
@@ -504,13 +555,16 @@ static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
         struct vu_vring *vr = &vu->vrings[m->vring];
         int r;
 
-        unwatch(vu, vr->kick_fd);
+        drop_kick(vr);
+        if (inert(vu, m))
+                return 0;       /* its fd, if any, is closed with the message */
         take_vring_fd(m, &vr->kick_fd);
-        if (vr->kick_fd < 0 || inert(vu, m))
+        if (vr->kick_fd < 0)
                 return 0;
         /* UML's kick eventfd is blocking; a spurious wake must not hang us. */
         fd_nonblock(vr->kick_fd);
-        r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN, on_kick, vr);
+        r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN | EPOLLET,
+                                  on_kick, vr);
         if (r < 0) {
                 vu_fail(vu, r, "SET_VRING_KICK: cannot watch fd");
                 return r;
@@ -523,25 +577,53 @@ static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
         return 0;
 }
 
+/*
+ * Call and err fds are only written: an eventfd (an anonymous inode), or a
+ * socket as UML's call fds. A pipe would raise SIGPIPE in us once its
+ * reader is gone (in an embedder that does not ignore it), a regular file
+ * would grow by 8 bytes per interrupt: anything else is refused.
+ */
+static bool signal_fd_ok(int fd)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return false;
+        return S_ISSOCK(st.st_mode) || (st.st_mode & S_IFMT) == 0;
+}
+
+/*
+ * SET_VRING_CALL/ERR: a ring past the device's keeps no fd (QEMU sends
+ * them for every ring up to its num_vqs; a frontend could otherwise pin
+ * three fds for each of 256 rings). A frontend that never reads the fd
+ * must not block us.
+ */
+static int64_t set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot,
+                             const char *what)
+{
+        if (m->nfds == 1 && !signal_fd_ok(m->fds[0])) {
+                vu_fail(vu, -EBADF, "%s: ring %u: not an eventfd or a socket",
+                        what, m->vring);
+                return -EBADF;
+        }
+        if (inert(vu, m)) {
+                close_fd(slot);
+                return 0;
+        }
+        take_vring_fd(m, slot);
+        if (*slot >= 0)
+                fd_nonblock(*slot);
+        return 0;
+}
+
 static int64_t h_set_vring_call(struct vs_vu *vu, struct vu_msg *m)
 {
-        struct vu_vring *vr = &vu->vrings[m->vring];
-
-        take_vring_fd(m, &vr->call_fd);
-        if (vr->call_fd >= 0)
-                fd_nonblock(vr->call_fd);
-        return 0;
+        return set_signal_fd(vu, m, &vu->vrings[m->vring].call_fd, "SET_VRING_CALL");
 }
 
 static int64_t h_set_vring_err(struct vs_vu *vu, struct vu_msg *m)
 {
-        int *fd = &vu->vrings[m->vring].err_fd;
-
-        take_vring_fd(m, fd);
-        /* A frontend that never reads it must not block us. */
-        if (*fd >= 0)
-                fd_nonblock(*fd);
-        return 0;
+        return set_signal_fd(vu, m, &vu->vrings[m->vring].err_fd, "SET_VRING_ERR");
 }
 
 static int64_t h_get_queue_num(struct vs_vu *vu, struct vu_msg *m)
@@ -721,6 +803,7 @@ static void dispatch(struct vs_vu *vu)
                 vu_fail(vu, -EPROTO, "unknown request %u", req);
                 return;
         }
+        vu->messages++;
         if (check_msg(vu, info, &m) < 0)
                 return;
         r = info->handle(vu, &m);
@@ -843,6 +926,7 @@ static void on_socket(void *opaque, int fd, uint32_t events)
                 }
                 dispatch(vu);
                 drop_fds(vu);
+                check_memory(vu);
         }
 }
 
@@ -937,4 +1021,24 @@ void vs_vu_free(struct vs_vu *vu)
 bool vs_vu_is_closed(const struct vs_vu *vu)
 {
         return vu->closed;
+}
+
+static unsigned held(int fd)
+{
+        return fd >= 0;
+}
+
+void vs_vu_get_stats(const struct vs_vu *vu, struct vs_vu_stats *ret)
+{
+        unsigned fds = held(vu->fd) + held(vu->sched_fd) + held(vu->backend_fd) +
+                       vu->in_nfds;
+
+        for (unsigned q = 0; q < vu->nrings; q++)
+                fds += held(vu->vrings[q].kick_fd) + held(vu->vrings[q].call_fd) +
+                       held(vu->vrings[q].err_fd);
+        *ret = (struct vs_vu_stats){
+                .messages = vu->messages,
+                .fds = fds,
+                .regions = vu->mem.n,
+        };
 }

@@ -12,9 +12,6 @@
 #include <errno.h>
 #include <string.h>
 
-/* Descriptor chains use 16-bit next fields: no chain can be longer. */
-#define CHAIN_MAX 65536u
-
 #define DESC_SIZE ((uint64_t)sizeof(struct vs_vring_desc))
 
 static uint16_t load16(const uint16_t *p)
@@ -186,6 +183,7 @@ struct walk {
         struct vs_vq_elem *elem;
         bool indirect_ok;       /* feature negotiated */
         bool seen_write;        /* a writable descriptor came already */
+        unsigned descs;         /* descriptors read so far */
 };
 
 static int add_buffer(struct walk *w, const struct vs_vring_desc *d)
@@ -202,6 +200,9 @@ static int add_buffer(struct walk *w, const struct vs_vring_desc *d)
                 w->seen_write = true;
         if (d->len == 0)
                 return 0;
+        /* Both totals are at most 2^32 here, so the sum cannot wrap. */
+        if (e->out_len + e->in_len + d->len > VS_VQ_MAX_CHAIN_BYTES)
+                return -EMSGSIZE;
         ret = vs_mem_iov(w->mem, d->addr, d->len, e->iov, VS_VQ_MAX_IOV, &n);
         if (ret < 0)
                 return ret;
@@ -219,15 +220,17 @@ static int walk_table(struct walk *w, const struct vs_vring_desc *table,
                       uint32_t size, uint32_t i, bool nested);
 
 /*
- * Descend into an indirect table. Its entry count bounds both the indices
- * and the walk (ttl), and it must be contiguous in one region.
+ * Descend into an indirect table. Its entry count bounds the indices and
+ * the walk (ttl), and it must be contiguous in one region. An indirect
+ * descriptor with NEXT is refused (the spec forbids drivers to set both):
+ * following it would let one chain name a table again and again.
  */
 static int walk_indirect(struct walk *w, const struct vs_vring_desc *d,
                          bool nested)
 {
         const struct vs_vring_desc *table;
 
-        if (nested || !w->indirect_ok)
+        if (nested || !w->indirect_ok || (d->flags & VS_VRING_DESC_F_NEXT))
                 return -EPROTO;
         if (d->len == 0 || d->len % DESC_SIZE)
                 return -EINVAL;
@@ -239,33 +242,46 @@ static int walk_indirect(struct walk *w, const struct vs_vring_desc *d,
 
 /*
  * Follow a chain through @table (@size entries) from entry @i. At most @size
- * descriptors may be visited; one more means a loop. An indirect descriptor
- * stands for its whole table, after which its own NEXT is followed, as
- * Linux vhost does for tables at the end of a direct chain.
+ * descriptors of the table may be read (one more means a loop: -ELOOP),
+ * and at most VS_VQ_MAX_CHAIN in the whole chain (-E2BIG). An indirect
+ * descriptor stands for its whole table and ends the chain (with NEXT it
+ * is refused); it may come after direct ones. The count is a local, kept
+ * in a register across read_desc()'s barrier, and added to w->descs on
+ * the way out (and before the table, which counts on from there).
  */
 static int walk_table(struct walk *w, const struct vs_vring_desc *table,
                       uint32_t size, uint32_t i, bool nested)
 {
-        uint32_t ttl = size < CHAIN_MAX ? size : CHAIN_MAX;
+        uint32_t left = VS_VQ_MAX_CHAIN - w->descs;
+        uint32_t limit = size < left ? size : left;
+        uint32_t n = 0;
         struct vs_vring_desc d;
         int ret;
 
         for (;;) {
-                if (ttl-- == 0)
-                        return -ELOOP;
+                if (n == limit) {
+                        ret = size <= left ? -ELOOP : -E2BIG;
+                        break;
+                }
+                n++;
                 read_desc(&table[i], &d);
-                if (d.flags & VS_VRING_DESC_F_INDIRECT)
+                if (d.flags & VS_VRING_DESC_F_INDIRECT) {
+                        w->descs += n;
+                        n = 0;
                         ret = walk_indirect(w, &d, nested);
-                else
-                        ret = add_buffer(w, &d);
-                if (ret < 0)
-                        return ret;
-                if (!(d.flags & VS_VRING_DESC_F_NEXT))
-                        return 0;
-                if (d.next >= size)
-                        return -ERANGE;
+                        break;
+                }
+                ret = add_buffer(w, &d);
+                if (ret < 0 || !(d.flags & VS_VRING_DESC_F_NEXT))
+                        break;
+                if (d.next >= size) {
+                        ret = -ERANGE;
+                        break;
+                }
                 i = d.next;
         }
+        w->descs += n;
+        return ret;
 }
 
 static void elem_reset(struct vs_vq_elem *elem, uint16_t head)
@@ -285,6 +301,7 @@ int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
         uint16_t avail_idx, head;
         int ret;
 
+        elem->ndesc = 0;
         if (!vs_vq_ready(vq))
                 return vq->error ? vq->error : -ENODEV;
         avail_idx = load_avail_idx(vq);
@@ -306,6 +323,7 @@ int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
                 return fail(vq, -ERANGE);
         elem_reset(elem, head);
         ret = walk_table(&w, vq->desc, vq->num, head, false);
+        elem->ndesc = w.descs;
         if (ret < 0)
                 return fail(vq, ret);
         vq->last_avail++;

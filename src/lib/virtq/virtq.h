@@ -7,8 +7,10 @@
  * read once into a local, validated, and only then used. A chain is walked
  * with a ttl equal to the queue size; indices are checked against the queue
  * size before they index anything; addresses go through vs_mem, which never
- * returns memory outside the table. The first violation is recorded in
- * vq->error and the queue is not used again until it is set up anew.
+ * returns memory outside the table. Every descriptor read counts against
+ * the chain's cap (below), so a chain costs bounded work whatever it holds.
+ * The first violation is recorded in vq->error and the queue is not used
+ * again until it is set up anew.
  */
 #pragma once
 
@@ -19,8 +21,58 @@
 #include "mem/mem.h"
 
 #define VS_VQ_MAX_SIZE 32768u
-/* Cap on the iovecs one chain may map to (after region splitting). */
-#define VS_VQ_MAX_IOV 128u
+
+/*
+ * Work per chain and per call: every descriptor the guest can make us read
+ * counts, whatever its length (empty ones too) and wherever it is (the
+ * direct table, an indirect table, the indirect descriptor itself).
+ *
+ * VS_VQ_MAX_CHAIN: descriptors one chain may have, direct and indirect
+ * together; one more breaks the queue (-E2BIG). The spec asks drivers to
+ * keep a chain within the queue size; QEMU (VIRTQUEUE_MAX_SIZE) and Linux
+ * vhost (UIO_MAXIOV) accept up to 1024 through an indirect table whatever
+ * the queue size, and Linux guests build such chains (splice() from a
+ * pipe of more than 64 pages into a port on a 64-entry QEMU ring), so the
+ * cap is that constant. The direct part is also bounded by the queue size
+ * (a longer one is a loop: -ELOOP).
+ * VS_VQ_MAX_IOV: iovecs one chain may map to after region splitting (the
+ * same 1024: a chain of 1024 descriptors each in one region fits).
+ * VS_VQ_MAX_CHAIN_BYTES: the spec's 2^32-byte limit on a chain's total
+ * length; a longer one breaks the queue (-EMSGSIZE).
+ *
+ * VS_VQ_CALL_DESCS, VS_VQ_CALL_BYTES: the budget of one call into the
+ * device (a kick or scheduled run from the transport, or any vs_port_*()
+ * / vs_device_*() call, with what its callbacks do), over all queues. A
+ * chain is taken only while VS_VQ_MAX_CHAIN descriptors and one byte of
+ * budget are left; the rest waits for the transport's schedule op, which
+ * runs the queue again from the event loop, after what else is ready.
+ *
+ * Worst case per call, from these constants:
+ *   descriptors read:  VS_VQ_CALL_DESCS = 4096 (a chain starts only with
+ *                      1024 left, and reads at most 1024)
+ *   bytes of chains:   VS_VQ_CALL_BYTES - 1 + VS_VQ_MAX_CHAIN_BYTES
+ *                      = 4 MiB - 1 + 4 GiB (one last chain may name up to
+ *                      2^32 bytes). Those are iovecs handed on, not bytes
+ *                      moved: the device itself copies at most what the
+ *                      embedder asked for (vs_port_write()'s len,
+ *                      vs_port_recv_fd()'s max, 8 bytes per control-tx
+ *                      chain, one control message per control-rx chain),
+ *                      and the host side's have_data op takes what it can.
+ * Ring reads outside chains are O(1) per chain taken.
+ *
+ * Per loop callback of the vhost-user transport (vhost_user.c): a kick
+ * is one call; a scheduled pass runs at most VU_SCHED_PER_WAKE (8) rings,
+ * one call each, and signals itself for the rest; a read of the frontend
+ * socket handles at most 64 messages, of which SET_VRING_KICK and
+ * SET_VRING_ENABLE may each be one call. So one callback reads at most
+ * 8 x 4096 (scheduled) or 64 x 4096 (a burst of set-up messages, which
+ * only the VMM sends) descriptors.
+ */
+#define VS_VQ_MAX_CHAIN 1024u
+#define VS_VQ_MAX_IOV 1024u
+#define VS_VQ_MAX_CHAIN_BYTES (1ull << 32)
+#define VS_VQ_CALL_DESCS (4 * VS_VQ_MAX_CHAIN)
+#define VS_VQ_CALL_BYTES (4ull << 20)
 
 #define VS_VRING_DESC_F_NEXT 1u
 #define VS_VRING_DESC_F_WRITE 2u
@@ -64,6 +116,9 @@ struct vs_vq_elem {
         unsigned in_num;        /* writable iovecs: iov[out_num .. out_num + in_num) */
         uint64_t out_len;       /* total readable bytes */
         uint64_t in_len;        /* total writable bytes */
+        /* Descriptors read by the vs_vq_pop() that filled it, whatever it
+         * returned: the cost counters' measure of work. */
+        unsigned ndesc;
         struct iovec iov[VS_VQ_MAX_IOV];
 };
 
@@ -132,12 +187,16 @@ bool vs_vq_ready(const struct vs_vq *vq);
  * when the guest broke the rules (the queue is then marked broken):
  *   -EOVERFLOW  avail index moved more than the queue size
  *   -ERANGE     head or next index >= queue size
- *   -ELOOP      chain longer than the queue size (a loop)
- *   -EPROTO     nested indirect, or indirect without the feature
+ *   -ELOOP      direct part longer than the queue size, or a walk in an
+ *               indirect table longer than the table (a loop)
+ *   -EPROTO     nested indirect, indirect without the feature, or
+ *               INDIRECT with NEXT (the spec forbids both on one)
  *   -EINVAL     indirect table length 0 or not a multiple of 16
  *   -EFAULT     buffer outside guest memory, or addr + len wraps
  *   -EBADMSG    a readable descriptor after a writable one
- *   -E2BIG      more than VS_VQ_MAX_IOV iovecs
+ *   -E2BIG      more than VS_VQ_MAX_CHAIN descriptors or VS_VQ_MAX_IOV
+ *               iovecs
+ *   -EMSGSIZE   more than VS_VQ_MAX_CHAIN_BYTES bytes
  *   -ENODEV     queue not ready
  */
 int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
