@@ -334,9 +334,10 @@ double raw_pump(uint32_t chunk, double secs, double warm, double *cpu_per_mib)
         return mbps;
 }
 
-int raw_pingpong(unsigned n, double *us)
+int raw_pingpong(unsigned n, double *us, double *cpu_us)
 {
         unsigned warm = n / 10;
+        uint64_t c0 = 0;
         struct echo e;
         uint8_t buf[BENCH_RTT_MSG];
         int sv[2], r = 0;
@@ -354,6 +355,8 @@ int raw_pingpong(unsigned n, double *us)
                 uint64_t t0 = now_ns();
                 size_t got = 0;
 
+                if (i == warm)
+                        c0 = self_cpu_ns();
                 if (write(sv[0], buf, sizeof(buf)) != sizeof(buf)) {
                         r = -EIO;
                         break;
@@ -370,6 +373,8 @@ int raw_pingpong(unsigned n, double *us)
                 if (i >= warm)
                         us[i - warm] = (double)(now_ns() - t0) / 1e3;
         }
+        /* both ends: this thread and the echo thread */
+        *cpu_us = (double)(self_cpu_ns() - c0) / 1e3 / n;
         close(sv[0]);
         echo_stop(&e);
         close(sv[1]);
@@ -621,12 +626,16 @@ static int h2g_run(struct vmm *v, const uint32_t *ids, unsigned n,
 
 /* ---- round trips ------------------------------------------------------------------ */
 
-static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us)
+/* @us: each round trip; *@cpu_us: the daemon's CPU time per round trip
+ * after the warm-up. */
+static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us,
+                       double *cpu_us)
 {
         struct bring *tx = vmm_ring(v, fake_port_vq(id, false), BENCH_RTT_MSG);
         struct bring *rx = vmm_ring(v, fake_port_vq(id, true), FAKE_RX_BUF);
         unsigned warm = n / 10;
         struct echo e = { .fd = v->host_fd[id] };
+        uint64_t c0 = 0;
         double idle = 0;
         int r = 0;
 
@@ -644,6 +653,8 @@ static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us)
                 uint16_t h;
                 int k;
 
+                if (i == warm)
+                        c0 = proc_cpu_ns(v->dm.pid);
                 while ((k = bring_used(tx, &h, &len)) > 0)
                         tx->free[tx->nfree++] = h;
                 if (k < 0 || !tx->nfree) {
@@ -672,6 +683,7 @@ static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us)
                 if (r == 0 && i >= warm)
                         us[i - warm] = (double)(t1 - t0) / 1e3;
         }
+        *cpu_us = (double)(proc_cpu_ns(v->dm.pid) - c0) / 1e3 / n;
         echo_stop(&e);
         bring_calls(tx);
         qsort(us, n, sizeof(*us), cmp_double);
@@ -836,6 +848,7 @@ void run_latency(struct vmm *v)
         const uint32_t pl = 103;
         double *raw = calloc(opt.rtt, sizeof(double));
         double *vs = calloc(opt.rtt, sizeof(double));
+        double raw_cpu = 0, vs_cpu = 0;
         struct row *row;
         int r;
 
@@ -843,12 +856,12 @@ void run_latency(struct vmm *v)
                 case_failed("rtt", "round trip", "set-up failed");
                 goto out;
         }
-        r = raw_pingpong(opt.rtt, raw);
+        r = raw_pingpong(opt.rtt, raw, &raw_cpu);
         if (r < 0) {
                 case_failed("rtt", "raw ping-pong", "%s", strerror(-r));
                 goto out;
         }
-        r = latency_run(v, pl, opt.rtt, vs);
+        r = latency_run(v, pl, opt.rtt, vs, &vs_cpu);
         if (r < 0) {
                 case_failed("rtt", "round trip", "%s [%s]", strerror(-r), fake_error(v->d));
                 goto out;
@@ -861,6 +874,10 @@ void run_latency(struct vmm *v)
         row = row_add("rtt", "64 B round trip, p99", percentile(vs, opt.rtt, 99), "us",
                       "raw ping-pong p99", percentile(raw, opt.rtt, 99));
         row_extra(row, "max %.1f us (raw %.1f us)", vs[opt.rtt - 1], raw[opt.rtt - 1]);
+        row = row_add("rtt", "64 B round trip: daemon CPU", vs_cpu, "us",
+                      "raw ping-pong: both ends' CPU", raw_cpu);
+        row_extra(row, "the daemon's CPU time (schedstat) over the round trips after the "
+                  "warm-up, per round trip");
 out:
         free(raw);
         free(vs);
