@@ -39,6 +39,8 @@ struct vu_vring {
         int kick_fd;
         int call_fd;
         int err_fd;
+        bool kick_anon;         /* the kick fd is an anonymous inode */
+        bool kick_read;         /* drain it on each kick (not an eventfd) */
         bool call_sock, err_sock;       /* sockets (UML), else eventfds */
         bool scheduled;
         bool reported;          /* its breakage was reported once */
@@ -287,18 +289,24 @@ static void drop_kick(struct vu_vring *vr)
  * A kick. The fd is watched edge-triggered, so a kick fd that stays
  * readable (a semaphore eventfd, a pipe with bytes left) costs one call per
  * frontend write. One read takes an eventfd's whole count, or up to 64
- * bytes of another fd. The ring runs either way (bounded work); an fd at
- * end of file, hung up, in error or not readable can never kick again and
- * is dropped.
+ * bytes of another fd. An eventfd reports every write as an edge whatever
+ * its count, so once a read has shown the fd is one (an anonymous inode
+ * that gave 8 bytes) it is not read again: a syscall per kick saved (its
+ * count cannot overflow before 2^64 kicks, and then only the frontend's
+ * own writes fail). The ring runs either way (bounded work); an fd at end
+ * of file, hung up, in error or not readable can never kick again and is
+ * dropped.
  */
 static void on_kick(void *opaque, int fd, uint32_t events)
 {
         struct vu_vring *vr = opaque;
         uint64_t buf[8];
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = vr->kick_read ? read(fd, buf, sizeof(buf)) : 1;
         bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
                     (events & (EPOLLHUP | EPOLLERR));
 
+        if (n == sizeof(uint64_t) && vr->kick_anon)
+                vr->kick_read = false;
         run_queue(vr->vu, vr->q);
         if (gone)
                 drop_kick(vr);
@@ -577,6 +585,8 @@ static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
         take_vring_fd(m, &vr->kick_fd);
         if (vr->kick_fd < 0)
                 return 0;
+        vr->kick_anon = fd_kind(vr->kick_fd) == FD_EVENT;
+        vr->kick_read = true;
         /* UML's kick eventfd is blocking; a spurious wake must not hang us. */
         fd_nonblock(vr->kick_fd);
         r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN | EPOLLET,
