@@ -410,9 +410,14 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-        static struct daemon d = { .listen_fd = -1, .sig_fd = -1, .notify_fd = -1 };
+        /* Zeroed (.bss), not initialised data: pages it does not use stay
+         * out of memory. */
+        static struct daemon d;
         char err[512];
-        int r = options_parse(argc, argv, &d.opt, err, sizeof(err));
+        int r;
+
+        d.listen_fd = d.sig_fd = d.notify_fd = -1;
+        r = options_parse(argc, argv, &d.opt, err, sizeof(err));
 
         if (r == 1)
                 return 0;
@@ -431,6 +436,8 @@ int main(int argc, char **argv)
                 r = confine(&d);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
+        /* The host ports and the sandbox policy have what they need. */
+        options_drop_ports(&d.opt);
         /* From here on a guest, a VMM or a peer can make lines at will. */
         log_limit_start();
         if (r == 0) {

@@ -400,6 +400,52 @@ def buffer_size_overflow(d):
     check(r.get('ok') is True, 'buffer=1G: %s' % r)
 
 
+def proc_status(pid):
+    """/proc/PID/status as {key: first number}."""
+    out = {}
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            k, _, v = line.partition(':')
+            if v.split() and v.split()[0].isdigit():
+                out[k] = int(v.split()[0])
+    return out
+
+
+def sanitized(pid):
+    """A sanitizer runtime is mapped: its shadow memory makes RSS meaningless."""
+    with open('/proc/%d/maps' % pid) as f:
+        return any('libasan' in line or 'libubsan' in line or 'libtsan' in line for line in f)
+
+
+def switches(pid):
+    st = proc_status(pid)
+    return st['voluntary_ctxt_switches'] + st['nonvoluntary_ctxt_switches']
+
+
+@case
+def idle_127_ports(d):
+    """127 idle ports (no VMM): under 1 MiB of private anonymous memory,
+    and not one wake-up in a second."""
+    pid = d.proc.pid
+    cl = d.client()
+    cl.ok({'cmd': 'stats'})     # served: set-up is over
+    time.sleep(0.2)
+    a = switches(pid)
+    time.sleep(1)
+    b = switches(pid)
+    check(a == b, '%d context switches in a second of idleness' % (b - a))
+    if sanitized(pid):
+        return
+    anon = proc_status(pid)['RssAnon']
+    check(anon < 1024, 'RssAnon %d KiB with 127 idle ports (bound 1024)' % anon)
+
+
+idle_127_ports.ports = (['id=0,console,backend=unix,path=@con.sock'] +
+                        ['id=%d,name=org.p%d,backend=unix,path=@p%d.sock' % (i, i, i)
+                         for i in range(1, 127)])
+idle_127_ports.max_ports = 127
+
+
 # ---------------------------------------------------------------- the sandbox
 
 def other_dir():
@@ -1256,6 +1302,35 @@ def resize_reaches_guest(d):
 
 resize_reaches_guest.ports = ['id=0,console,backend=unix,path=@con.sock']
 resize_reaches_guest.max_ports = 4
+
+
+@case
+def idle_with_guest(d):
+    """A guest that opened its ports and stopped: the daemon sleeps (no
+    context switch in a second, no callback)."""
+    g = d.connect_guest()
+    g.wait(lambda: 0 in g.ports and g.ports[0].guest_open and 1 in g.ports, what='ports')
+    g.open(1)
+    c = unix_client(d.path('one.sock'))
+    cl = d.client()
+    wait_for(lambda: ports_by_id(cl)[1]['guest_open'] and ports_by_id(cl)[1]['host_connected'],
+             'port 1 open on both sides')
+    pid = d.proc.pid
+    b = switches(pid)
+    for _ in range(20):     # what the opens set going runs out
+        time.sleep(1)
+        a, b = b, switches(pid)
+        if a == b:
+            break
+    time.sleep(2)
+    a = switches(pid)
+    check(a == b, '%d context switches in two seconds of idleness' % (a - b))
+    c.close()
+
+
+idle_with_guest.ports = ['id=0,console,backend=unix,path=@con.sock',
+                         'id=1,name=org.one,backend=unix,path=@one.sock']
+idle_with_guest.max_ports = 4
 
 
 class PtyAttach:
