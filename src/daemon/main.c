@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -436,8 +437,11 @@ int main(int argc, char **argv)
                 r = confine(&d);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
-        /* The host ports and the sandbox policy have what they need. */
+        /* The host ports and the sandbox policy have what they need; what
+         * set-up freed (the specs, the seccomp filter's building) goes
+         * back to the system rather than idle in the heap. */
         options_drop_ports(&d.opt);
+        malloc_trim(0);
         /* From here on a guest, a VMM or a peer can make lines at will. */
         log_limit_start();
         if (r == 0) {
