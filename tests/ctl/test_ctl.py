@@ -739,6 +739,9 @@ def stats_library_counters(d):
           dev['control_tx']['chains'] >= 2, 'device %s' % dev)
     counters = ports_by_id(cl)[1]['counters']
     check(counters['tx'] == tx and 'rx' in counters, 'list counters %s' % counters)
+    r = d.ctl('list', '--json')
+    listed = [p for p in json.loads(r.stdout) if p['id'] == 1][0]['counters']
+    check(listed['tx'] == tx and set(listed['rx']) == set(qkeys), 'list --json counters %s' % listed)
     r = d.ctl('stats')
     check(any(ln.startswith('device: ') and 'max_call_descs=' in ln and 'control_tx.chains=' in ln
               for ln in r.stdout.splitlines()), 'vserialctl stats %r' % r.stdout)
