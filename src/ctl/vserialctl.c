@@ -410,18 +410,30 @@ static int do_remove(const char *port)
         return 0;
 }
 
-/* "key=value key=value" of an object's scalar members. */
+/* "key=value key=value" of an object's scalar members; those of an object
+ * member as "key.sub=value". */
+static void print_scalars(json_object *o, const char *prefix, const char **sep)
+{
+        json_object_object_foreach(o, key, val) {
+                if (json_object_is_type(val, json_type_object)) {
+                        char sub[64];
+
+                        snprintf(sub, sizeof(sub), "%s%s.", prefix, key);
+                        print_scalars(val, sub, sep);
+                        continue;
+                }
+                if (json_object_is_type(val, json_type_array))
+                        continue;
+                printf("%s%s%s=%s", *sep, prefix, key, json_object_get_string(val));
+                *sep = " ";
+        }
+}
+
 static void print_members(json_object *o)
 {
         const char *sep = "";
 
-        json_object_object_foreach(o, key, val) {
-                if (json_object_is_type(val, json_type_object) ||
-                    json_object_is_type(val, json_type_array))
-                        continue;
-                printf("%s%s=%s", sep, key, json_object_get_string(val));
-                sep = " ";
-        }
+        print_scalars(o, "", &sep);
         putchar('\n');
 }
 

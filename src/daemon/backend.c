@@ -118,6 +118,28 @@ static ssize_t outbuf_flush(struct outbuf *b, int fd)
         return n;
 }
 
+/* Forget bytes appended since the buffer held @len. */
+static void outbuf_trim(struct outbuf *b, size_t len)
+{
+        b->len = len;
+        if (b->len == 0) {
+                free(b->data);
+                b->data = NULL;
+                b->head = 0;
+        }
+}
+
+/*
+ * Guest memory the VMM truncated (see hport_env.guest_memory_lost): what a
+ * copy read from it is zeros, not guest output, and host input read into
+ * it reaches no guest. True when the bytes of this call must not be used.
+ */
+static bool memory_lost(struct hport *hp, bool fault)
+{
+        return hp->env->guest_memory_lost &&
+               hp->env->guest_memory_lost(hp->env->mem_opaque, fault);
+}
+
 /* ---- watches ------------------------------------------------------------ */
 
 static void on_in(void *opaque, int fd, uint32_t events);
@@ -214,6 +236,12 @@ static void poke_later(struct hport *hp)
 
 static void pump_in(struct hport *hp)
 {
+        if (hp->in_fd >= 0 && !hp->in_paused && memory_lost(hp, false)) {
+                hp->in_paused = true;
+                update_watches(hp);
+                unpoke(hp);
+                return;
+        }
         if (hp->in_fd >= 0 && hp->in_unpollable && !hp->in_paused)
                 poke_later(hp);         /* undone below unless the budget runs out */
         for (int i = 0; i < IN_BUDGET && hp->in_fd >= 0; i++) {
@@ -235,7 +263,11 @@ static void pump_in(struct hport *hp)
                 }
                 if (n == -EAGAIN || n == -EINTR)
                         break;
-                if (n == -ENOBUFS) {
+                /* Guest memory gone: the VMM goes, the input waits in the
+                 * kernel for the next guest (its PORT_READY resumes it). */
+                if (n == -EFAULT)
+                        memory_lost(hp, true);
+                if (n == -ENOBUFS || n == -EFAULT) {
                         /* The guest is full: leave the data in the kernel. */
                         hp->in_paused = true;
                         update_watches(hp);
@@ -400,11 +432,11 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                          unsigned cnt)
 {
         struct hport *hp = vs_port_opaque(port);
-        size_t total = 0, done = 0;
+        size_t total = 0, sent = 0, done, kept = hp->buf.len;
 
         for (unsigned i = 0; i < cnt; i++)
                 total += iov[i].iov_len;
-        if (hp->out_gone) {
+        if (hp->out_gone || memory_lost(hp, false)) {
                 hp->cnt.output_discarded += total;
                 return total;
         }
@@ -412,13 +444,28 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
         if (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len == 0) {
                 ssize_t n = writev(hp->out_fd, iov, cnt);
 
-                if (n > 0)
-                        done = n;
-                else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                if (n > 0) {
+                        sent = n;
+                } else if (n < 0 && errno == EFAULT && memory_lost(hp, true)) {
+                        hp->cnt.output_discarded += total;
+                        return total;
+                } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
                         log_debug("%s: write: %s", hp->label, strerror(errno));
+                }
         }
+        done = sent;
         if (done < total)
                 done += outbuf_put(&hp->buf, iov, cnt, done);
+        /*
+         * The copy met pages the VMM truncated: the guard made them zeros,
+         * so what this call buffered is no guest output. What writev()
+         * sent before that is.
+         */
+        if (done > sent && memory_lost(hp, false)) {
+                outbuf_trim(&hp->buf, kept);
+                hp->cnt.output_discarded += total - sent;
+                return total;
+        }
         /* A file is never polled for room: what it refused is written again
          * now, and an error arms the backend's retry (a full disk). */
         if (hp->out_unpollable && hp->buf.len && !hp->peer_eof)

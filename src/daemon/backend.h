@@ -40,6 +40,14 @@ struct hport_env {
         /* Every event, in order; may be NULL. */
         void (*event)(void *opaque, struct hport *hp, enum hport_event ev);
         void *opaque;
+        /*
+         * Is the guest memory behind the device's iovecs lost (the VMM
+         * truncated its memory file)? @fault: a copy from or to it just
+         * failed with EFAULT, which the library's SIGBUS guard does not
+         * see: the owner ends the VMM connection. May be NULL (never lost).
+         */
+        bool (*guest_memory_lost)(void *mem_opaque, bool fault);
+        void *mem_opaque;
 };
 
 struct backend_ops {

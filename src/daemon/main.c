@@ -41,6 +41,7 @@ struct daemon {
         int notify_fd;          /* NOTIFY_SOCKET, or -1 */
         struct vs_vu *vu;
         bool vu_closed;         /* freed after the loop iteration */
+        bool vu_mem_lost;       /* its guest memory was truncated */
         bool quit;
         struct daemon_counters counters;
         struct stats_src stats;
@@ -54,6 +55,7 @@ static void on_vu_closed(void *opaque, int err, const char *why)
 {
         struct daemon *d = opaque;
 
+        d->vu_mem_lost |= vs_vu_memory_lost(d->vu);
         if (err == 0)
                 log_info("VMM disconnected: %s", why);
         else
@@ -67,6 +69,54 @@ static void on_queue_broken(void *opaque, unsigned q, int err)
         log_warn("guest broke queue %u (%s): it is not used until reset", q, strerror(-err));
 }
 
+/*
+ * The VMM gave the guest fewer rings than --max-ports needs: the guest's
+ * probe fails and the VMM sends nothing more, so this is the one line that
+ * says why.
+ */
+static void on_rings_short(void *opaque, unsigned have, unsigned need)
+{
+        struct daemon *d = opaque;
+        unsigned fit = have / 2 > 1 ? have / 2 - 1 : 0;
+
+        d->counters.vmm_rings_short++;
+        if (fit)
+                log_error("the VMM has %u rings (QEMU: num_vqs=%u) but --max-ports %u needs "
+                          "%u rings, 2 x (%u + 1): the guest cannot start the device; give "
+                          "the VMM num_vqs=%u, or run vserial with --max-ports %u",
+                          have, have, d->opt.max_ports, need, d->opt.max_ports, need, fit);
+        else
+                log_error("the VMM has %u rings (QEMU: num_vqs=%u) but --max-ports %u needs "
+                          "%u rings, 2 x (%u + 1): the guest cannot start the device; give "
+                          "the VMM num_vqs=%u", have, have, d->opt.max_ports, need,
+                          d->opt.max_ports, need);
+}
+
+/*
+ * Guest memory the VMM truncated (src/lib/mem/mem.h). The library's SIGBUS
+ * guard turns such pages into zeros and the connection fails at its next
+ * event; a kernel copy (writev/readv on guest iovecs) fails with EFAULT
+ * instead, which the guard never sees (@fault): then the connection is
+ * ended here. Either way the port's host side drops what it read from
+ * guest memory in that call rather than pass zeros on as guest output,
+ * and leaves host input in the kernel for the next VMM (backend.c).
+ */
+static bool guest_memory_lost(void *opaque, bool fault)
+{
+        struct daemon *d = opaque;
+
+        if (!d->vu)
+                return false;
+        if (fault && !d->vu_mem_lost) {
+                log_warn("VMM connection closed: a copy from or to guest memory failed (%s): "
+                         "the VMM truncated its memory file", strerror(EFAULT));
+                d->vu_mem_lost = true;
+                d->vu_closed = true;
+        }
+        d->vu_mem_lost |= vs_vu_memory_lost(d->vu);
+        return d->vu_mem_lost;
+}
+
 static void on_vmm(void *opaque, int c)
 {
         struct daemon *d = opaque;
@@ -75,6 +125,7 @@ static void on_vmm(void *opaque, int c)
                 .loop = d->ep,
                 .closed = on_vu_closed,
                 .queue_broken = on_queue_broken,
+                .rings_short = on_rings_short,
                 .opaque = d,
         };
         int r;
@@ -91,6 +142,7 @@ static void on_vmm(void *opaque, int c)
                 return;
         }
         d->counters.vmm_accepted++;
+        d->vu_mem_lost = false;
         log_info("VMM connected");
         ctl_server_vmm_event(d->ctl, true);
 }
@@ -245,6 +297,13 @@ static int setup(struct daemon *d)
                                        .cols = 80, .rows = 25 };
         int r;
 
+        /* Before confinement (sigaction is not allowed after): guest memory
+         * the VMM truncates then fails only its connection (mem.h). */
+        r = vs_sigbus_guard_install();
+        if (r < 0) {
+                log_error("cannot install the SIGBUS guard for guest memory: %s", strerror(-r));
+                return r;
+        }
         r = vs_epoll_new(&d->ep);
         if (r == 0)
                 r = vs_device_new(&dc, &d->dev);
@@ -253,6 +312,8 @@ static int setup(struct daemon *d)
         d->env.loop_ops = &vs_epoll_ops;
         d->env.loop = d->ep;
         d->env.listeners = d->listeners;
+        d->env.guest_memory_lost = guest_memory_lost;
+        d->env.mem_opaque = d;
         if (r == 0)
                 r = setup_stats(d);
         if (r == 0)
@@ -370,6 +431,7 @@ static int run(struct daemon *d)
                         return r;
                 }
                 if (d->vu_closed) {
+                        d->counters.vmm_memory_lost += d->vu_mem_lost;
                         vs_vu_free(d->vu);
                         d->vu = NULL;
                         d->vu_closed = false;
@@ -421,10 +483,6 @@ int main(int argc, char **argv)
                 return 2;
         }
         log_set_level(d.opt.log_level);
-        if (d.opt.max_ports > VS_VHOST_USER_MAX_PORTS)
-                log_warn("--max-ports %u: vhost-user names rings with 8 bits in KICK/CALL, "
-                         "so ports above %u cannot be reached by this transport",
-                         d.opt.max_ports, VS_VHOST_USER_MAX_PORTS - 1);
         r = setup(&d);
         /* Everything the command line asked for exists: confine the rest. */
         if (r == 0 && !d.opt.no_sandbox)

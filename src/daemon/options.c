@@ -128,9 +128,9 @@ static int spec_number(struct port_spec *p, const char *key, const char *val,
         unsigned long v;
 
         if (strcmp(key, "id") == 0) {
-                if (parse_uint(val, 0, VS_MAX_PORTS - 1, &v) < 0)
+                if (parse_uint(val, 0, OPT_MAX_PORTS - 1, &v) < 0)
                         return fail(err, errlen, "id '%s' is not a number in 0..%u", val,
-                                    VS_MAX_PORTS - 1);
+                                    OPT_MAX_PORTS - 1);
                 p->id = v;
         } else if (strcmp(key, "port") == 0) {
                 if (parse_uint(val, 1, 65535, &v) < 0)
@@ -287,8 +287,8 @@ void options_usage(FILE *out)
                 "  -s, --socket PATH     listen for the VMM's vhost-user connection at PATH\n"
                 "      --socket-fd N     ... on the listening unix socket N that the caller\n"
                 "                        passed (systemd socket activation needs neither)\n"
-                "  -m, --max-ports N     ports the device offers, 1..%u (default %u; over\n"
-                "                        vhost-user only ports below 127 can be reached)\n"
+                "  -m, --max-ports N     ports the device offers, 1..%u (default %u; the\n"
+                "                        VMM needs 2*(N+1) rings, vhost-user names 256)\n"
                 "  -p, --port SPEC       add a port; SPEC is a comma-separated key=value list:\n"
                 "        id=N                  port number (default: next free; a console gets 0)\n"
                 "        name=STR              name the guest sees (/sys/class/virtio-ports/*/name)\n"
@@ -314,7 +314,7 @@ void options_usage(FILE *out)
                 "                        (\"port name=x,backend=pty\"); the command line adds to it\n"
                 "  -h, --help            this text\n"
                 "  -V, --version         print the version\n",
-                VS_MAX_PORTS, VS_DEFAULT_MAX_PORTS);
+                OPT_MAX_PORTS, VS_DEFAULT_MAX_PORTS);
 }
 
 /* getopt values of options with no short form */
@@ -366,9 +366,12 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                 o->allow_connect = true;
                 return 0;
         case 'm':
-                if (parse_uint(arg, 1, VS_MAX_PORTS, &v) < 0)
-                        return fail(err, errlen, "--max-ports '%s': expected a number in 1..%u",
-                                    arg, VS_MAX_PORTS);
+                /* 2 x (N + 1) rings, and SET_VRING_KICK/CALL name one with
+                 * 8 bits: rings 256 and up would alias rings 0 and 1. */
+                if (parse_uint(arg, 1, OPT_MAX_PORTS, &v) < 0)
+                        return fail(err, errlen, "--max-ports '%s': expected a number in 1..%u "
+                                    "(vhost-user names at most 256 rings, 2 x (%u + 1))",
+                                    arg, OPT_MAX_PORTS, OPT_MAX_PORTS);
                 o->max_ports = v;
                 return 0;
         case 'l':
@@ -378,7 +381,7 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                 return 0;
         case 'p':
                 if (o->nports == OPT_MAX_PORTS_SPECS)
-                        return fail(err, errlen, "--port: more than %u ports", VS_MAX_PORTS);
+                        return fail(err, errlen, "--port: more than %u ports", OPT_MAX_PORTS);
                 if (spec_parse(arg, &o->ports[o->nports], why, sizeof(why)) < 0)
                         return fail(err, errlen, "--port '%s': %s", arg, why);
                 o->nports++;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "vserial/vhost_user.h"
 #include "vserial/vserial.h"
 
 enum backend_kind {
@@ -39,7 +40,9 @@ struct port_spec {
 /* "unix", "tcp", ... */
 const char *backend_name(enum backend_kind kind);
 
-#define OPT_MAX_PORTS_SPECS VS_MAX_PORTS
+/* The daemon speaks vhost-user only: its ring index is 8 bits wide. */
+#define OPT_MAX_PORTS VS_VHOST_USER_MAX_PORTS
+#define OPT_MAX_PORTS_SPECS OPT_MAX_PORTS
 #define OPT_MAX_ALLOW_PATHS 16
 
 struct options {

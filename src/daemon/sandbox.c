@@ -198,12 +198,20 @@ static int add_socket_rules(scmp_filter_ctx ctx, const struct sandbox_policy *p)
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_only);
 }
 
-/* abort() and raise() signal this process; no other one. */
+/*
+ * abort() and raise() signal this process; no other one. The SIGBUS guard
+ * for guest memory (installed before confinement) restores SIGBUS's
+ * default action for a fault outside guest memory, so that it kills as it
+ * would have: without that the fault would repeat forever.
+ */
 static int add_signal_rules(scmp_filter_ctx ctx)
 {
         struct scmp_arg_cmp self = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)getpid(), 0);
+        struct scmp_arg_cmp bus = SCMP_A0_32(SCMP_CMP_EQ, SIGBUS, 0);
         int r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, &self);
 
+        if (r == 0)
+                r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(rt_sigaction), 1, &bus);
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &self);
 }
 

@@ -710,6 +710,51 @@ stats_fields.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
 
 
 @case
+def stats_library_counters(d):
+    """The library's cost counters in "stats", "list" and vserialctl: the
+    device's work (max descriptors per call included), each port's queues,
+    the VMM connection's messages, fds, regions and rings."""
+    cl = d.client()
+    st = cl.ok({'cmd': 'stats'})['stats']
+    qkeys = ('kicks', 'chains', 'descs', 'bytes', 'schedules', 'errors', 'max_chain_descs')
+    check(st['device']['queues'] == 10 and st['device']['max_call_descs'] == 0 and
+          all(st['device'][k] == 0 for k in qkeys), 'device before a guest: %s' % st['device'])
+    check(st['vmm']['messages'] == 0 and st['vmm']['fds'] == 0, 'vmm without one: %s' % st['vmm'])
+    g = d.connect_guest()
+    g.wait(lambda: 1 in g.ports, what='port 1')
+    host = unix_client(d.path('one.sock'))
+    g.wait(lambda: g.ports[1].host_open, what='host open')
+    g.send(1, b'x' * 10000)
+    check(host.recv(10000, socket.MSG_WAITALL) == b'x' * 10000, 'guest data')
+    st = cl.ok({'cmd': 'stats'})['stats']
+    vmm, dev = st['vmm'], st['device']
+    # 10 rings: a kick and a call eventfd each; the socket, the scheduler
+    check(vmm['connected'] and vmm['messages'] > 40 and vmm['regions'] == 1 and
+          vmm['rings'] == 10 and vmm['fds'] == 2 + 2 * 10, 'vmm: %s' % vmm)
+    tx = [p for p in st['ports'] if p['id'] == 1][0]['tx']
+    check(set(tx) == set(qkeys), 'port tx keys %s' % sorted(tx))
+    check(tx['chains'] == 3 and tx['descs'] == 3 and tx['bytes'] == 10000 and tx['errors'] == 0,
+          'port 1 tx %s' % tx)
+    check(dev['chains'] >= tx['chains'] and 0 < dev['max_call_descs'] <= 4096 and
+          dev['control_tx']['chains'] >= 2, 'device %s' % dev)
+    counters = ports_by_id(cl)[1]['counters']
+    check(counters['tx'] == tx and 'rx' in counters, 'list counters %s' % counters)
+    r = d.ctl('list', '--json')
+    listed = [p for p in json.loads(r.stdout) if p['id'] == 1][0]['counters']
+    check(listed['tx'] == tx and set(listed['rx']) == set(qkeys), 'list --json counters %s' % listed)
+    r = d.ctl('stats')
+    check(any(ln.startswith('device: ') and 'max_call_descs=' in ln and 'control_tx.chains=' in ln
+              for ln in r.stdout.splitlines()), 'vserialctl stats %r' % r.stdout)
+    check(any(ln.startswith('ports: ') and 'tx.bytes=10000' in ln for ln in r.stdout.splitlines()),
+          'vserialctl stats port line %r' % r.stdout)
+    host.close()
+
+
+stats_library_counters.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+stats_library_counters.max_ports = 4
+
+
+@case
 def add_remove_roundtrip(d):
     cl = d.client()
     r = cl.ok({'cmd': 'add', 'spec': 'name=org.a,backend=unix,path=%s' % d.path('a.sock')})

@@ -231,7 +231,6 @@ class Case:
     script = None
     expect_daemon = 'exit0'       # or 'killed', or 'refuse' (it may exit at start: no boot)
     daemon_stdin = False          # True: a pipe (ctx.daemon.stdin), else /dev/null
-    pending = None                # a known bug, not fixed yet: run only when asked
 
     def daemon_argv(self, ctx, vserial):
         """The whole daemon command line, or None: vserial --socket
@@ -983,8 +982,6 @@ def main():
                     help='seconds per case (times Case.qemu_timeout_factor under QEMU)')
     ap.add_argument('--log-level', default='info')
     ap.add_argument('--list', action='store_true')
-    ap.add_argument('--pending', action='store_true',
-                    help='also run the cases of known, unfixed bugs (Case.pending)')
     ap.add_argument('cases', nargs='*')
     opts = ap.parse_args()
     if opts.tag is None:
@@ -1003,11 +1000,6 @@ def main():
         if bad:
             ap.error('unknown %s case(s): %s (see --list)' % (opts.vmm, ' '.join(bad)))
         cases = [known[n] for n in opts.cases]
-    elif not opts.pending:
-        for c in [c for c in cases if c.pending]:
-            print('PENDING %s/%s: %s (run it: tests/guest/run.py --vmm %s %s)'
-                  % (opts.tag, c.name, c.pending, opts.vmm, c.name), flush=True)
-        cases = [c for c in cases if not c.pending]
     if opts.out is None:
         opts.out = os.path.join(TOP, 'out', opts.tag)
     os.makedirs(opts.out, exist_ok=True)
