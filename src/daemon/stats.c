@@ -5,6 +5,9 @@
 
 #include "log.h"
 #include "stats.h"
+#include "tap.h"
+
+static void stats_port_host(const struct hport *hp, json_object *o);
 
 static json_object *u64(uint64_t v)
 {
@@ -84,6 +87,15 @@ static json_object *sec_vmm(const struct stats_src *src)
         return o;
 }
 
+static json_object *sec_device(const struct stats_src *src)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "guest_resets", u64(src->counters->guest_resets));
+        json_object_object_add(o, "queue_errors", u64(src->counters->queue_errors));
+        return o;
+}
+
 static json_object *sec_listeners(const struct stats_src *src)
 {
         json_object *o = json_object_new_object();
@@ -104,11 +116,14 @@ static const struct {
         { "log", sec_log },
         { "process", sec_process },
         { "vmm", sec_vmm },
+        { "device", sec_device },
         { "listeners", sec_listeners },
 };
 
 void stats_fill(const struct stats_src *src, json_object *out)
 {
+        json_object_object_add(out, "instance",
+                               json_object_new_string(src->instance ? src->instance : ""));
         for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
                 json_object_object_add(out, sections[i].name, sections[i].fn(src));
 }
@@ -125,4 +140,31 @@ void stats_port(const struct hport *hp, json_object *o)
         json_object_object_add(o, "host_connects", u64(hp->cnt.host_connects));
         json_object_object_add(o, "clients_refused", u64(hp->cnt.clients_refused));
         json_object_object_add(o, "output_discarded", u64(hp->cnt.output_discarded));
+        stats_port_host(hp, o);
+}
+
+/* Issue 13's: history, logfile=, clients, throttled time, journal. */
+static void stats_port_host(const struct hport *hp, json_object *o)
+{
+        struct tap_stats t;
+        uint64_t entries, retries;
+
+        tap_get_stats(hp, &t);
+        json_object_object_add(o, "clients", u64(hport_connected(hp) ? 1 : 0));
+        json_object_object_add(o, "guest_open",
+                               json_object_new_boolean(hp->port && vs_port_guest_connected(hp->port)));
+        json_object_object_add(o, "throttled",
+                               json_object_new_boolean(hp->port && vs_port_throttled(hp->port)));
+        json_object_object_add(o, "history_size", u64(t.history_size));
+        json_object_object_add(o, "history_bytes", u64(t.history_bytes));
+        json_object_object_add(o, "history_readers", u64(t.history_readers));
+        json_object_object_add(o, "logfile_written", u64(t.logfile_written));
+        json_object_object_add(o, "logfile_lost", u64(t.logfile_lost));
+        json_object_object_add(o, "throttled_seconds",
+                               json_object_new_double(t.throttled_ns / 1e9));
+        if (hp->spec.backend == BACKEND_JOURNAL) {
+                backend_journal_counters(hp, &entries, &retries);
+                json_object_object_add(o, "journal_entries", u64(entries));
+                json_object_object_add(o, "journal_retries", u64(retries));
+        }
 }

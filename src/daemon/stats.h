@@ -7,10 +7,12 @@
  * than before (tests/ctl/test_hostile_daemon.py).
  *
  * {"cmd":"stats"} -> {"ok":true,"stats":{
+ *   "instance":"NAME",
  *   "loop":{"wakeups":W,"dispatched":D,"watches":N},
  *   "log":{"written":L,"suppressed":S},
  *   "process":{"fds":F},
  *   "vmm":{"connected":B,"accepted":A,"refused":R},
+ *   "device":{"guest_resets":G,"queue_errors":Q},
  *   "listeners":{"backoffs":B,"paused":P},
  *   "control":{"clients":C,"requests":Q,"refused":R},
  *   "client":{"id":I,"callbacks":K},
@@ -25,6 +27,9 @@
  * process.fds: the entries of /proc/self/fd, read through a directory fd
  * opened at set-up (so it works out of fds and in the sandbox; it counts
  * itself). COUNTERS: see stats_port() in stats.c.
+ *
+ * {"cmd":"stats","format":"prometheus"} -> {"ok":true,"prometheus":"TEXT"}:
+ * the same counters in the Prometheus text format (metrics.h).
  *
  * Adding counters: write a function that fills a JSON object and add a row
  * to sections[] in stats.c (the daemon-wide ones), or add keys in
@@ -46,6 +51,8 @@
 struct daemon_counters {
         uint64_t vmm_accepted;
         uint64_t vmm_refused;   /* a second VMM while one is served */
+        uint64_t guest_resets;  /* the guest's driver (re)started (DEVICE_READY) */
+        uint64_t queue_errors;  /* queues the guest broke */
 };
 
 /* Where the daemon-wide sections read from; owned by main.c. */
@@ -56,6 +63,7 @@ struct stats_src {
         const struct daemon_counters *counters;
         const struct hport_env *env;
         DIR *fd_dir;                    /* /proc/self/fd, or NULL */
+        const char *instance;           /* --instance */
 };
 
 /* Open what stats need while the process may still open files. */
