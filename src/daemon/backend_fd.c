@@ -72,8 +72,11 @@ static int fd_start(struct hport *hp)
                 return 0;
         }
         acc = fl & O_ACCMODE;
+        /* Read-only: no one will ever read the guest's output here. */
+        hp->out_gone = acc == O_RDONLY;
         log_info("%s: the host side is fd %d (%s)", hp->label, fd,
-                 acc == O_RDWR ? "read and written" : acc == O_RDONLY ? "read" : "written");
+                 acc == O_RDWR ? "read and written" :
+                 acc == O_RDONLY ? "read; guest output is dropped, counted" : "written");
         /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, acc != O_WRONLY ? fd : -1, acc != O_RDONLY ? fd : -1);
         return 0;

@@ -26,7 +26,9 @@
  * that fd noted just before: it is then checked to be that socket and made
  * non-blocking. A send that journald cannot take at once then fails
  * (EAGAIN, or EPERM where the sandbox refuses libsystemd's memfd fallback)
- * and is retried. That first send is an entry saying the port logs here.
+ * and is retried. That first send is an entry saying the port logs here
+ * (one per journal port; see announce()). Only if journald is stuck at
+ * that very moment can it stop the daemon, while it starts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,11 +110,14 @@ static int first_send(struct hport *hp, struct journal_port *j, const struct iov
 
 /* ---- entries ------------------------------------------------------------ */
 
+/* An entry with the port's fields; @marker: the daemon's own (see announce). */
 static int send_entry(struct hport *hp, struct journal_port *j, const char *msg,
-                      size_t len, int priority)
+                      size_t len, int priority, bool marker)
 {
+        static const char daemon_ident[] = "SYSLOG_IDENTIFIER=vserial";
+        static const char event[] = "VSERIAL_EVENT=start";
         char prio[16], id[32], inst[80], name[VS_PORT_NAME_MAX + 32];
-        struct iovec iov[7];
+        struct iovec iov[8];
         char *m = malloc(len + 8);
         int n = 0, r;
 
@@ -126,7 +131,12 @@ static int send_entry(struct hport *hp, struct journal_port *j, const char *msg,
                  hp->env->instance ? hp->env->instance : "vserial");
         iov[n++] = (struct iovec){ m, len + 8 };
         iov[n++] = (struct iovec){ prio, strlen(prio) };
-        iov[n++] = (struct iovec){ j->ident, strlen(j->ident) };
+        if (marker) {
+                iov[n++] = (struct iovec){ (void *)daemon_ident, sizeof(daemon_ident) - 1 };
+                iov[n++] = (struct iovec){ (void *)event, sizeof(event) - 1 };
+        } else {
+                iov[n++] = (struct iovec){ j->ident, strlen(j->ident) };
+        }
         iov[n++] = (struct iovec){ inst, strlen(inst) };
         iov[n++] = (struct iovec){ id, strlen(id) };
         if (hp->spec.name[0]) {
@@ -147,7 +157,7 @@ static bool emit(struct hport *hp, struct journal_port *j, size_t len, size_t co
 
         if (n && j->line[n - 1] == '\r')
                 n--;
-        if (n && send_entry(hp, j, j->line, n, hp->spec.journal_priority) < 0) {
+        if (n && send_entry(hp, j, j->line, n, hp->spec.journal_priority, false) < 0) {
                 j->retries++;
                 return false;
         }
@@ -254,7 +264,9 @@ static void set_ident(struct hport *hp, struct journal_port *j)
 }
 
 /* The entry that says where the port's output goes (and, the first time,
- * sets up libsystemd's socket: see the top). */
+ * sets up libsystemd's socket: see the top): the daemon's own
+ * (SYSLOG_IDENTIFIER=vserial, VSERIAL_EVENT=start), with the port's fields;
+ * guest lines never have VSERIAL_EVENT. */
 static void announce(struct hport *hp, struct journal_port *j)
 {
         char msg[VS_PORT_NAME_MAX + 96];
@@ -265,7 +277,7 @@ static void announce(struct hport *hp, struct journal_port *j)
         if (stat(JOURNALD_SOCKET, &st) < 0)
                 log_warn("%s: no journald socket at %s (%s): entries are lost until journald "
                          "runs", hp->label, JOURNALD_SOCKET, strerror(errno));
-        if (send_entry(hp, j, msg, n, 6) < 0)
+        if (send_entry(hp, j, msg, n, 6, true) < 0)
                 log_info("%s: the journal did not take the first entry at once", hp->label);
 }
 
