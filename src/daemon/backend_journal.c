@@ -14,9 +14,10 @@
  * The port writes its output, as any backend's, to an fd: one end of a
  * socket pair, whose other end is read here. So backend.c's buffer and
  * backpressure apply unchanged: while journald does not take an entry the
- * line waits (retried every JOURNAL_RETRY_MS), this end is not read, and
- * the guest is held back once the port's buffer is full, as with a file
- * on a full disk. Nothing runs while nothing comes.
+ * line waits (retried after JOURNAL_RETRY_MIN_MS, backing off to
+ * JOURNAL_RETRY_MAX_MS while nothing gets through), this end is not read,
+ * and the guest is held back once the port's buffer is full, as with a
+ * file on a full disk. Nothing runs while nothing comes.
  *
  * libsystemd sends on one datagram socket per process, made on its first
  * send, blocking, and it has no public call to make it non-blocking: with
@@ -48,7 +49,11 @@
 
 #define JOURNAL_LINE_MAX 4096u
 #define JOURNAL_FLUSH_MS 500u
-#define JOURNAL_RETRY_MS 100u
+/* journald drains its queue fast, and the queue may be short (the kernel's
+ * net.unix.max_dgram_qlen, 10 unless raised): retry soon, and back off
+ * only while retries get nothing through (a stuck journald). */
+#define JOURNAL_RETRY_MIN_MS 1u
+#define JOURNAL_RETRY_MAX_MS 500u
 #define JOURNAL_READS 16
 #define JOURNALD_SOCKET "/run/systemd/journal/socket"
 
@@ -59,6 +64,8 @@ struct journal_port {
         size_t len;                     /* bytes in line[] */
         uint64_t entries;               /* sent */
         uint64_t retries;               /* sends journald did not take at once */
+        uint64_t entries_at_retry;      /* entries when the retry was armed */
+        unsigned retry_ms;              /* the next retry's delay */
         char ident[VS_PORT_NAME_MAX + 32];
         char line[JOURNAL_LINE_MAX];
 };
@@ -154,11 +161,14 @@ static int send_entry(struct hport *hp, struct journal_port *j, const char *msg,
 static bool emit(struct hport *hp, struct journal_port *j, size_t len, size_t consumed)
 {
         size_t n = len;
+        int r;
 
         if (n && j->line[n - 1] == '\r')
                 n--;
-        if (n && send_entry(hp, j, j->line, n, hp->spec.journal_priority, false) < 0) {
-                j->retries++;
+        if (n && (r = send_entry(hp, j, j->line, n, hp->spec.journal_priority, false)) < 0) {
+                if (!j->retries++)
+                        log_debug("%s: the journal did not take an entry: %s; retrying",
+                                  hp->label, strerror(-r));
                 return false;
         }
         j->entries += n != 0;
@@ -201,6 +211,21 @@ static void watch(struct hport *hp, struct journal_port *j, bool on)
                 j->watching = on;
 }
 
+/* journald did not take a line: stop reading, try again later (sooner
+ * if the last retry got something through). */
+static void retry_later(struct hport *hp, struct journal_port *j)
+{
+        if (!j->retrying || j->entries != j->entries_at_retry)
+                j->retry_ms = JOURNAL_RETRY_MIN_MS;
+        else if (j->retry_ms < JOURNAL_RETRY_MAX_MS)
+                j->retry_ms = j->retry_ms * 2 < JOURNAL_RETRY_MAX_MS ? j->retry_ms * 2 :
+                              JOURNAL_RETRY_MAX_MS;
+        j->retrying = true;
+        j->entries_at_retry = j->entries;
+        watch(hp, j, false);
+        hport_timer_arm(hp, j->retry_ms, false);
+}
+
 /* Read what fits, send whole lines; retry later if journald is busy. */
 static void pump(struct hport *hp)
 {
@@ -209,9 +234,7 @@ static void pump(struct hport *hp)
 
         for (int i = 0; i < JOURNAL_READS && n > 0; i++) {
                 if (!emit_lines(hp, j)) {
-                        j->retrying = true;
-                        watch(hp, j, false);
-                        hport_timer_arm(hp, JOURNAL_RETRY_MS, false);
+                        retry_later(hp, j);
                         return;
                 }
                 n = read(j->rfd, j->line + j->len, JOURNAL_LINE_MAX - j->len);
@@ -219,9 +242,7 @@ static void pump(struct hport *hp)
                         j->len += n;
         }
         if (!emit_lines(hp, j)) {
-                j->retrying = true;
-                watch(hp, j, false);
-                hport_timer_arm(hp, JOURNAL_RETRY_MS, false);
+                retry_later(hp, j);
                 return;
         }
         j->retrying = false;
@@ -243,9 +264,7 @@ static void on_timer(struct hport *hp)
         struct journal_port *j = hp->journal;
 
         if (!j->retrying && j->len && !emit(hp, j, j->len, j->len)) {
-                j->retrying = true;
-                watch(hp, j, false);
-                hport_timer_arm(hp, JOURNAL_RETRY_MS, false);
+                retry_later(hp, j);
                 return;
         }
         pump(hp);

@@ -201,6 +201,19 @@ static int add_socket_rules(scmp_filter_ctx ctx, const struct sandbox_policy *p)
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_only);
 }
 
+/*
+ * prctl(PR_GET_NAME): libsystemd's sd_journal_sendv() (backend=journal)
+ * names a memfd after the process when journald cannot take an entry at
+ * once, and aborts if it cannot read the name. The memfd itself is refused
+ * (EPERM), so the send fails and the line is retried.
+ */
+static int add_prctl_rules(scmp_filter_ctx ctx)
+{
+        struct scmp_arg_cmp get_name = SCMP_A0_32(SCMP_CMP_EQ, PR_GET_NAME, 0);
+
+        return rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, &get_name);
+}
+
 /* abort() and raise() signal this process; no other one. */
 static int add_signal_rules(scmp_filter_ctx ctx)
 {
@@ -266,6 +279,8 @@ static int build_filter(scmp_filter_ctx ctx, const struct sandbox_policy *p)
                 r = add_socket_rules(ctx, p);
         if (r == 0)
                 r = add_ioctl_rules(ctx);
+        if (r == 0 && !SANDBOX_SANITIZED)
+                r = add_prctl_rules(ctx);
         return r;
 }
 
