@@ -317,7 +317,8 @@ def logfile_reopen(d):
 def logfile_runtime_sandbox(d):
     """A port added at run time may log only where ports added at run time
     may write: elsewhere the add is refused (the sandbox said why) and
-    nothing is made; a refused add removes the log file it made."""
+    nothing is made; a refused add removes the log file it made; an added
+    port logs and keeps history."""
     out = tempfile.mkdtemp(prefix='vsctl-out-', dir='/tmp')
     try:
         cl = d.client()
@@ -330,10 +331,12 @@ def logfile_runtime_sandbox(d):
                     % (out, d.path('y.log'))})
         check(r['ok'] is False and not os.path.exists(d.path('y.log')),
               'a refused add left its log: %s' % r)
-        cl.ok({'cmd': 'add', 'spec': 'id=2,name=x,backend=null,logfile=%s' % d.path('x.log')})
+        cl.ok({'cmd': 'add', 'spec': 'id=2,name=x,backend=null,logfile=%s,history=4K'
+               % d.path('x.log')})
         g = guest(d, 2)
         g.send(2, b'logged\n')
         wait_for(lambda: read(d.path('x.log')) == b'logged\n', 'the run-time port logs')
+        check(history(d, 2)[1] == b'logged\n', 'the run-time port keeps history')
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
