@@ -42,10 +42,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifdef VSERIAL_HAVE_LIBSYSTEMD
+#include <systemd/sd-journal.h>
+/* sd-journal.h brings <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7)
+ * macros would replace log.h's levels (2, 3) in log_info()/log_debug() and
+ * silence them; priorities here are numbers (journal-priority=). */
+#undef LOG_INFO
+#undef LOG_DEBUG
+#endif
+
 #include "backend.h"
 
 #ifdef VSERIAL_HAVE_LIBSYSTEMD
-#include <systemd/sd-journal.h>
 
 #define JOURNAL_LINE_MAX 4096u
 #define JOURNAL_FLUSH_MS 500u
