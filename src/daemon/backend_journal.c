@@ -78,11 +78,6 @@ struct journal_port {
         char line[JOURNAL_LINE_MAX];
 };
 
-bool backend_journal_available(void)
-{
-        return true;
-}
-
 /* ---- libsystemd's socket ------------------------------------------------ */
 
 static bool journal_fd_checked;
@@ -379,11 +374,6 @@ void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_
 }
 
 #else /* !VSERIAL_HAVE_LIBSYSTEMD */
-
-bool backend_journal_available(void)
-{
-        return false;
-}
 
 static int journal_unavailable(struct hport *hp)
 {

@@ -19,6 +19,7 @@ struct reader {
         int fd;
         uint64_t pos;           /* the next byte it is sent */
         uint64_t end;           /* it is done there; UINT64_MAX: follows */
+        bool added;             /* on the loop */
         uint32_t watched;
 };
 
@@ -83,7 +84,7 @@ static void reader_free(struct reader *r)
                 pp = &(*pp)->next;
         *pp = r->next;
         h->nreaders--;
-        if (r->watched)
+        if (r->added)
                 h->ops->del(h->loop, r->fd);
         close(r->fd);
         free(r);
@@ -91,20 +92,27 @@ static void reader_free(struct reader *r)
 
 static void on_reader(void *opaque, int fd, uint32_t events);
 
-/* Watch the hang-up always (an idle follower costs no callback), and room
- * while bytes wait for it. */
+/*
+ * Room is watched while bytes wait for the reader; the hang-up (its close)
+ * always is, as epoll reports it whatever is asked for. Nothing else: an
+ * idle follower costs no callback, and a client that shuts down only its
+ * sending side after the request (socat, a script) is still sent what it
+ * asked for.
+ */
 static int reader_watch(struct reader *r, bool pending)
 {
-        uint32_t want = EPOLLRDHUP | (pending ? EPOLLOUT : 0);
+        uint32_t want = pending ? EPOLLOUT : 0;
         struct history *h = r->h;
         int e;
 
-        if (want == r->watched)
+        if (r->added && want == r->watched)
                 return 0;
-        e = r->watched ? h->ops->mod(h->loop, r->fd, want) :
-                         h->ops->add(h->loop, r->fd, want, on_reader, r);
-        if (e == 0)
+        e = r->added ? h->ops->mod(h->loop, r->fd, want) :
+                       h->ops->add(h->loop, r->fd, want, on_reader, r);
+        if (e == 0) {
+                r->added = true;
                 r->watched = want;
+        }
         return e;
 }
 
@@ -168,7 +176,7 @@ static void on_reader(void *opaque, int fd, uint32_t events)
         struct reader *r = opaque;
 
         (void)fd;
-        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        if (events & (EPOLLHUP | EPOLLERR)) {
                 reader_free(r);
                 return;
         }

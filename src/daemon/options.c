@@ -65,6 +65,15 @@ const char *backend_name(enum backend_kind kind)
         return kind <= BACKEND_LAST ? backend_names[kind] : "?";
 }
 
+bool backend_journal_available(void)
+{
+#ifdef VSERIAL_HAVE_LIBSYSTEMD
+        return true;
+#else
+        return false;
+#endif
+}
+
 static int spec_backend(struct port_spec *p, const char *val, char *err,
                         size_t errlen)
 {

@@ -198,6 +198,22 @@ def history_clients_and_vmm(d):
     rc, h, err = history(d, 1)
     check(rc == 0 and h == bytes(out[-8192:]), 'history after 3 clients: %d bytes, rc %d %s'
           % (len(h), rc, err))
+    # A client that shuts its sending side after the request (socat, a
+    # script) is still sent all of it.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(d.control)
+    s.sendall(b'{"cmd":"history","port":1,"bytes":3000}\n')
+    s.shutdown(socket.SHUT_WR)
+    got = b''
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    check(got == b'{"ok":true,"bytes":3000,"follow":false}\n' + bytes(out[-3000:]),
+          'history to a half-closed client: %r...' % got[:80])
     # The VMM goes and a new one comes: the history stays, then grows.
     g.shutdown()
     d.guest = None
