@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz the daemon's host-side state machine: control-socket requests (add,
- * remove, resize, attach, subscribe, list, stats, malformed lines) from
+ * remove, resize, attach, subscribe, list, stats, history, reopen,
+ * malformed lines) from
  * several clients, host peers connecting to port sockets, interleaved with
  * a hostile guest's control messages (DEVICE_READY, PORT_READY, PORT_OPEN,
  * unknown events and ports), port data both ways and control-rx buffers
@@ -262,6 +263,8 @@ static const char *const specs[] = {
         "backend=unix-connect,path=%s/peer.sock",
         "name=org.fz.e,backend=pty",
         "name=org.fz.a,backend=unix,path=%s/a.sock",    /* clashes */
+        "name=org.fz.h,backend=null,history=4K,logfile=%s/l1",
+        "console,backend=unix,path=%s/c.sock,logfile=%s/l2,logfile-timestamps=on",
 };
 
 static const char *const names[] = { "org.fz.a", "org.fz.b", "org.fz.c", "org.fz.d",
@@ -295,11 +298,12 @@ static void request(struct fx *f, struct fz *in)
         char line[1200], spec[600], port[32];
         int n = 0;
 
-        switch (fz_u8(in) % 9) {
+        switch (fz_u8(in) % 10) {
         case 0: {
                 uint8_t s = fz_u8(in), id = fz_u8(in);
 
-                snprintf(spec, sizeof(spec), specs[s % (sizeof(specs) / sizeof(specs[0]))], dir);
+                snprintf(spec, sizeof(spec), specs[s % (sizeof(specs) / sizeof(specs[0]))], dir,
+                         dir);
                 if (id & 8)
                         n = snprintf(line, sizeof(line), "{\"cmd\":\"add\",\"spec\":\"id=%u,%s\"}\n",
                                      (id >> 4) % (MAX_PORTS + 1), spec);
@@ -335,6 +339,22 @@ static void request(struct fx *f, struct fz *in)
         case 6:
                 n = snprintf(line, sizeof(line), "{\"cmd\":\"stats\"}\n");
                 break;
+        case 7: {
+                /* history (a reader on the port, or an error), reopen, metrics */
+                uint8_t how = fz_u8(in);
+
+                port_ref(in, port, sizeof(port));
+                if (how % 4 == 0)
+                        n = snprintf(line, sizeof(line), "{\"cmd\":\"reopen\"}\n");
+                else if (how % 4 == 1)
+                        n = snprintf(line, sizeof(line),
+                                     "{\"cmd\":\"stats\",\"format\":\"prometheus\"}\n");
+                else
+                        n = snprintf(line, sizeof(line),
+                                     "{\"cmd\":\"history\",\"port\":%s,\"bytes\":%u%s}\n", port,
+                                     (how >> 2) * 97u, how % 4 == 3 ? ",\"follow\":true" : "");
+                break;
+        }
         default: {
                 /* Raw bytes, unless they could be an add (which names paths). */
                 size_t len = fz_u8(in);
@@ -518,7 +538,8 @@ static int count_fds(void)
 /* Files a file port made stay (as they would); the next input starts clean. */
 static void clean_dir(void)
 {
-        static const char *const files[] = { "f1", "f2", "a.sock", "b.sock", "c.sock" };
+        static const char *const files[] = { "f1", "f2", "a.sock", "b.sock", "c.sock",
+                                             "l1", "l2" };
         char path[128];
 
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {

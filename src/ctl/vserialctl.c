@@ -8,7 +8,9 @@
  *   vserialctl [-c PATH] resize ID|NAME COLS ROWS
  *   vserialctl [-c PATH] events [--json]
  *   vserialctl [-c PATH] attach ID|NAME
- *   vserialctl [-c PATH] stats [--json]
+ *   vserialctl [-c PATH] stats [--json|--prometheus]
+ *   vserialctl [-c PATH] history ID|NAME [--follow] [--bytes N]
+ *   vserialctl [-c PATH] reopen
  *
  * Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 bad
  * usage. Every failure is one line on stderr.
@@ -41,6 +43,9 @@
 
 static const char *control_path;
 static bool opt_json;
+static bool opt_prometheus;     /* stats */
+static bool opt_follow;         /* history */
+static long long opt_bytes = -1;        /* history: -1 = all it holds */
 
 static void usage(FILE *out)
 {
@@ -57,12 +62,20 @@ static void usage(FILE *out)
                 "  attach ID|NAME             be the port's host side on this terminal\n"
                 "                             (Ctrl-] detaches; without a terminal, stdin\n"
                 "                             is sent until its end)\n"
-                "  stats [--json]             the daemon's cost counters\n"
+                "  stats [--json|--prometheus]  the daemon's counters (--prometheus: the\n"
+                "                             text format of node-exporter's textfile collector)\n"
+                "  history ID|NAME [--follow] [--bytes N]\n"
+                "                             the port's recent output (history=); --follow\n"
+                "                             then prints new output until interrupted\n"
+                "  reopen                     open the ports' files again (after logrotate)\n"
                 "\n"
                 "Options:\n"
                 "  -c, --control PATH  the daemon's control socket (default: $VSERIAL_CONTROL,\n"
                 "                      else " DEFAULT_CONTROL ")\n"
                 "  -j, --json          print the daemon's JSON (list, add, events, stats)\n"
+                "  -P, --prometheus    stats in the Prometheus text format\n"
+                "  -f, --follow        history: go on printing new output\n"
+                "  -n, --bytes N       history: at most the last N bytes\n"
                 "  -h, --help          this text\n"
                 "  -V, --version       print the version\n"
                 "\n"
@@ -437,11 +450,31 @@ static void print_members(json_object *o)
         putchar('\n');
 }
 
+/* The Prometheus text, as the daemon made it. */
+static int do_stats_prometheus(void)
+{
+        json_object *req = cmd_req("stats"), *reply, *text;
+
+        json_object_object_add(req, "format", json_object_new_string("prometheus"));
+        conn_open(&conn);
+        reply = request(&conn, req);
+        if (!json_object_object_get_ex(reply, "prometheus", &text) ||
+            !json_object_is_type(text, json_type_string)) {
+                json_object_put(reply);
+                die("the daemon's stats reply has no \"prometheus\" text");
+        }
+        fputs(json_object_get_string(text), stdout);
+        json_object_put(reply);
+        return 0;
+}
+
 /* One line per section; arrays (the ports) one line per element. */
 static int do_stats(void)
 {
         json_object *reply, *st;
 
+        if (opt_prometheus)
+                return do_stats_prometheus();
         conn_open(&conn);
         reply = request(&conn, cmd_req("stats"));
         if (!json_object_object_get_ex(reply, "stats", &st) ||
@@ -822,7 +855,105 @@ static int do_attach(const char *port)
         }
 }
 
+/* ---- history, reopen ----------------------------------------------------- */
+
+/* Bytes of the port's stream: what came with the reply, then the socket. */
+static void copy_stream(struct conn *c, long long want, bool follow, int sigfd, const char *port)
+{
+        long long got = 0;
+        char buf[IO_CHUNK];
+
+        if (c->len) {
+                write_all(STDOUT_FILENO, c->buf, c->len);
+                got = c->len;
+                c->len = 0;
+        }
+        for (;;) {
+                struct pollfd pf[2] = { { .fd = c->fd, .events = POLLIN },
+                                        { .fd = sigfd, .events = POLLIN } };
+                ssize_t n;
+
+                if (!follow && got >= want)
+                        exit(0);
+                if (poll(pf, 2, -1) < 0 && errno != EINTR)
+                        die("poll: %s", strerror(errno));
+                if (pf[1].revents)
+                        exit(0);        /* interrupted: done */
+                if (!pf[0].revents)
+                        continue;
+                n = read(c->fd, buf, sizeof(buf));
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n > 0) {
+                        write_all(STDOUT_FILENO, buf, n);
+                        got += n;
+                        continue;
+                }
+                if (got < want)
+                        die("port %s: the history was cut short after %lld of %lld bytes: the "
+                            "port's output overran it while it was sent", port, got, want);
+                die("port %s: the daemon ended the stream (port removed, daemon stopped, or "
+                    "this reader fell further behind than the port's history holds)", port);
+        }
+}
+
+static int do_history(const char *port)
+{
+        json_object *req = cmd_req("history"), *reply;
+        int sigfd = signals_fd(false);
+        long long n;
+
+        /* A reader that left (head, a closed pipe) ends us quietly. */
+        signal(SIGPIPE, SIG_DFL);
+        json_object_object_add(req, "port", port_ref(port));
+        if (opt_bytes >= 0)
+                json_object_object_add(req, "bytes", json_object_new_int64(opt_bytes));
+        if (opt_follow)
+                json_object_object_add(req, "follow", json_object_new_boolean(1));
+        conn_open(&conn);
+        reply = request(&conn, req);
+        n = int_of(reply, "bytes");
+        json_object_put(reply);
+        copy_stream(&conn, n, opt_follow, sigfd, port);
+        return 0;
+}
+
+static int do_reopen(void)
+{
+        json_object *reply;
+        long long failed;
+
+        conn_open(&conn);
+        reply = request(&conn, cmd_req("reopen"));
+        failed = int_of(reply, "failed");
+        json_object_put(reply);
+        if (failed)
+                die("%lld file%s could not be opened again; the old ones are still written "
+                    "(see the daemon's log)", failed, failed == 1 ? "" : "s");
+        return 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
+
+/* --bytes N: a count, with an optional K, M or G. */
+static long long parse_bytes(const char *s)
+{
+        char *end;
+        unsigned long long v;
+        unsigned shift = 0;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (*end == 'K' || *end == 'k')
+                shift = 10, end++;
+        else if (*end == 'M' || *end == 'm')
+                shift = 20, end++;
+        else if (*end == 'G' || *end == 'g')
+                shift = 30, end++;
+        if (*s < '0' || *s > '9' || errno || *end || v > (1ull << 40) >> shift)
+                die_usage("--bytes '%s' is not a byte count (e.g. 4096, 64K)", s);
+        return (long long)(v << shift);
+}
 
 static void want_args(const char *cmd, int have, int want, const char *what)
 {
@@ -837,6 +968,9 @@ int main(int argc, char **argv)
         static const struct option longopts[] = {
                 { "control", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'j' },
+                { "prometheus", no_argument, NULL, 'P' },
+                { "follow", no_argument, NULL, 'f' },
+                { "bytes", required_argument, NULL, 'n' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -849,7 +983,7 @@ int main(int argc, char **argv)
         if (!control_path || !*control_path)
                 control_path = DEFAULT_CONTROL;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":c:jhV", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, ":c:jPfn:hV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         if (!*optarg)
@@ -858,6 +992,15 @@ int main(int argc, char **argv)
                         break;
                 case 'j':
                         opt_json = true;
+                        break;
+                case 'P':
+                        opt_prometheus = true;
+                        break;
+                case 'f':
+                        opt_follow = true;
+                        break;
+                case 'n':
+                        opt_bytes = parse_bytes(optarg);
                         break;
                 case 'h':
                         usage(stdout);
@@ -879,6 +1022,12 @@ int main(int argc, char **argv)
         if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events") &&
             strcmp(cmd, "stats"))
                 die_usage("--json is for list, add, events and stats only");
+        if (opt_prometheus && strcmp(cmd, "stats"))
+                die_usage("--prometheus is for stats only");
+        if (opt_prometheus && opt_json)
+                die_usage("stats: give --json or --prometheus, not both");
+        if ((opt_follow || opt_bytes >= 0) && strcmp(cmd, "history"))
+                die_usage("--follow and --bytes are for history only");
         if (strcmp(cmd, "list") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_list();
@@ -906,6 +1055,14 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "stats") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_stats();
+        }
+        if (strcmp(cmd, "history") == 0) {
+                want_args(cmd, nargs, 1, "ID|NAME");
+                return do_history(args[0]);
+        }
+        if (strcmp(cmd, "reopen") == 0) {
+                want_args(cmd, nargs, 0, "no arguments");
+                return do_reopen();
         }
         die_usage("unknown command '%s'", cmd);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "tap.h"
 
 /* Reads per wake-up, so one busy port cannot starve the others. */
 #define IN_BUDGET 16
@@ -335,10 +336,14 @@ void hport_winch(struct hport *hp)
                 hp->ops->winch(hp);
 }
 
-void hport_reopen(struct hport *hp)
+int hport_reopen(struct hport *hp)
 {
+        int failed = 0;
+
         if (hp->ops->reopen)
-                hp->ops->reopen(hp);
+                failed += hp->ops->reopen(hp) < 0;
+        failed += tap_reopen(hp->tap) < 0;
+        return failed;
 }
 
 static void on_timer(void *opaque, int fd, uint32_t events)
@@ -428,14 +433,12 @@ static void on_in(void *opaque, int fd, uint32_t events)
                 paused_hangup(hp);
 }
 
-static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
-                         unsigned cnt)
+/* Take what the host side takes of @total bytes of guest output. */
+static size_t take_output(struct hport *hp, const struct iovec *iov, unsigned cnt,
+                          size_t total)
 {
-        struct hport *hp = vs_port_opaque(port);
-        size_t total = 0, sent = 0, done, kept = hp->buf.len;
+        size_t sent = 0, done, kept = hp->buf.len;
 
-        for (unsigned i = 0; i < cnt; i++)
-                total += iov[i].iov_len;
         if (hp->out_gone || memory_lost(hp, false)) {
                 hp->cnt.output_discarded += total;
                 return total;
@@ -472,6 +475,22 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                 flush_out(hp);
         else
                 update_watches(hp);
+        return done;
+}
+
+static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
+                         unsigned cnt)
+{
+        struct hport *hp = vs_port_opaque(port);
+        size_t total = 0, done;
+
+        for (unsigned i = 0; i < cnt; i++)
+                total += iov[i].iov_len;
+        done = take_output(hp, iov, cnt, total);
+        /* What the device consumed, whatever the backend did with it:
+         * history, logfile= (tap.h); not what truncated memory read as. */
+        if (!memory_lost(hp, false))
+                tap_output(hp, iov, cnt, done, total);
         return done;
 }
 
@@ -597,6 +616,12 @@ static const struct backend_ops *backend_ops_of(enum backend_kind kind)
                 return &backend_file_ops;
         case BACKEND_STDIO:
                 return &backend_stdio_ops;
+        case BACKEND_TCP_CONNECT:
+                return &backend_connect_ops;
+        case BACKEND_FD:
+                return &backend_fd_ops;
+        case BACKEND_JOURNAL:
+                return &backend_journal_ops;
         default:
                 return &backend_listen_ops;
         }
@@ -622,6 +647,11 @@ static int pick_id(struct vs_device *dev, const struct port_spec *spec, uint32_t
 /* What backend.c itself holds; after the backend's stop(). */
 static void hport_release_own(struct hport *hp)
 {
+        /* A refused add leaves no log file it created behind. */
+        if (hp->rolling_back)
+                tap_discard(hp->tap);
+        else
+                tap_free(hp->tap);
         timer_free(hp);
         if (hp->poke_fd >= 0) {
                 hp->loop_ops->del(hp->loop, hp->poke_fd);
@@ -663,12 +693,16 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->loop = env->loop;
         hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
         hp->timer_fd = hp->hold_fd = -1;
+        hp->connect_fd = -1;
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
-        r = hp->ops->start(hp);
+        r = tap_new(hp, &hp->tap);
+        if (r == 0)
+                r = hp->ops->start(hp);
         if (r < 0) {
                 /* start() undid its own part; a timer it made is ours. */
+                hp->rolling_back = true;
                 hport_release_own(hp);
                 return r;
         }

@@ -22,6 +22,8 @@
 #define HPORT_BUFFER_DEFAULT (1u << 20)
 
 struct hport;
+struct tap;
+struct journal_port;
 
 enum hport_event {
         HPORT_GUEST_OPEN,
@@ -48,6 +50,7 @@ struct hport_env {
          */
         bool (*guest_memory_lost)(void *mem_opaque, bool fault);
         void *mem_opaque;
+        const char *instance;   /* --instance (journal entries); may be NULL */
 };
 
 struct backend_ops {
@@ -64,8 +67,9 @@ struct backend_ops {
         void (*output_error)(struct hport *hp, int err);
         /* The host terminal may have changed size (SIGWINCH). May be NULL. */
         void (*winch)(struct hport *hp);
-        /* Open again the files written by name (SIGHUP). May be NULL. */
-        void (*reopen)(struct hport *hp);
+        /* Open again the files written by name (SIGHUP): 0, or -errno if
+         * one could not be opened (the old one is kept). May be NULL. */
+        int (*reopen)(struct hport *hp);
 };
 
 /* What a port's host side has done (stats_port()). */
@@ -121,6 +125,12 @@ struct hport {
         struct outbuf buf;
         struct hport_counters cnt;
         char label[VS_PORT_NAME_MAX + 32];
+        /* ---- issue 13: taps on guest output, tcp-connect, journal ---- */
+        struct tap *tap;        /* history, logfile=, throttled time (tap.h) */
+        int connect_fd;         /* tcp-connect: a connect() in progress, or -1 */
+        uint32_t connect_events;        /* ... watched on it */
+        struct journal_port *journal;   /* backend=journal (backend_journal.c) */
+        /* ---- end of issue 13's fields ---- */
 };
 
 /*
@@ -175,9 +185,11 @@ void hport_winch(struct hport *hp);
 /*
  * SIGHUP (logrotate moved the files away): every file the port writes by
  * name is opened again, so new output goes to a new file. What the port
- * writes to files is all reopened here, whoever writes it.
+ * writes to files is all reopened here, whoever writes it (the backend's
+ * file, logfile=). Returns how many could not be opened (their old files
+ * are kept, and the log says why).
  */
-void hport_reopen(struct hport *hp);
+int hport_reopen(struct hport *hp);
 /* For backends: a timerfd on the loop; @fn runs when it expires. -errno. */
 int hport_timer_new(struct hport *hp, void (*fn)(struct hport *hp));
 void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat);
@@ -203,3 +215,12 @@ extern const struct backend_ops backend_connect_ops;    /* unix-connect */
 extern const struct backend_ops backend_pty_ops;
 extern const struct backend_ops backend_file_ops;       /* file, null */
 extern const struct backend_ops backend_stdio_ops;
+extern const struct backend_ops backend_fd_ops;        /* fd */
+extern const struct backend_ops backend_journal_ops;   /* journal */
+
+/* backend=journal: entries sent, and sends journald did not take at once. */
+void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_t *retries);
+
+/* For backend=fd: serve @hp->listen_fd, a listening socket someone else
+ * made, as backend=unix serves its own (one client at a time). */
+int backend_listen_adopt(struct hport *hp);

@@ -160,8 +160,7 @@ static int listen_start(struct hport *hp)
                 return r;
         }
         hp->listen_fd = r;
-        /* A few per wake-up: one is served, the rest are told why not. */
-        r = listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
+        r = backend_listen_adopt(hp);
         if (r < 0) {
                 close(hp->listen_fd);
                 hp->listen_fd = -1;
@@ -169,6 +168,12 @@ static int listen_start(struct hport *hp)
         }
         log_info("%s: listening on %s", hp->label, where);
         return 0;
+}
+
+int backend_listen_adopt(struct hport *hp)
+{
+        /* A few per wake-up: one is served, the rest are told why not. */
+        return listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
 }
 
 static void listen_stop(struct hport *hp)

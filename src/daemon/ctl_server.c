@@ -24,7 +24,10 @@
 #include <json-c/json.h>
 
 #include "ctl_server.h"
+#include "history.h"
 #include "log.h"
+#include "metrics.h"
+#include "tap.h"
 
 /* Stop reading requests while this much output waits for a client. */
 #define OUT_PAUSE (256u * 1024)
@@ -483,6 +486,9 @@ static int object_to_spec(json_object *obj, char *spec, size_t len, char *err)
         return 0;
 }
 
+static int check_new_port_host(struct ctl_server *cs, const struct port_spec *spec,
+                               char *err);
+
 /* What the device or another port would refuse, said in a useful way. */
 static int check_new_port(struct ctl_server *cs, const struct port_spec *spec,
                           char *err)
@@ -503,15 +509,15 @@ static int check_new_port(struct ctl_server *cs, const struct port_spec *spec,
                 if (spec->path[0] && strcmp(spec->path, hp->spec.path) == 0)
                         return fail(err, "path %s is already used by port %u", spec->path,
                                     vs_port_id(p));
-                if (spec->tcp_port && spec->tcp_port == hp->spec.tcp_port &&
-                    strcmp(spec->host, hp->spec.host) == 0)
+                if (spec->backend == BACKEND_TCP && hp->spec.backend == BACKEND_TCP &&
+                    spec->tcp_port == hp->spec.tcp_port && strcmp(spec->host, hp->spec.host) == 0)
                         return fail(err, "%s port %u is already used by port %u", spec->host,
                                     spec->tcp_port, vs_port_id(p));
                 if (spec->backend == BACKEND_STDIO && hp->spec.backend == BACKEND_STDIO)
                         return fail(err, "only one port can use backend=stdio (port %u does)",
                                     vs_port_id(p));
         }
-        return 0;
+        return check_new_port_host(cs, spec, err);
 }
 
 static int cmd_add(struct client *c, json_object *req, json_object *reply, char *err)
@@ -639,15 +645,163 @@ static json_object *control_section(const struct ctl_server *cs)
         return o;
 }
 
+/* ---- issue 13: history, reopen, Prometheus --------------------------------- */
+
+/* The "stats" object as Prometheus text (metrics.h); consumes @st. */
+static int stats_prometheus(struct ctl_server *cs, json_object *st, json_object *reply,
+                            char *err)
+{
+        const char *inst = cs->stats && cs->stats->instance ? cs->stats->instance : "";
+        char *text = metrics_prometheus(st, inst);
+
+        json_object_put(st);
+        if (!text)
+                return fail(err, "out of memory for the metrics");
+        json_object_object_add(reply, "prometheus", json_object_new_string(text));
+        free(text);
+        return 0;
+}
+
+/* An optional boolean member; -EINVAL if it is not one. */
+static int get_bool(json_object *req, const char *key, bool *ret, char *err)
+{
+        json_object *v;
+
+        *ret = false;
+        if (!json_object_object_get_ex(req, key, &v))
+                return 0;
+        if (!json_object_is_type(v, json_type_boolean))
+                return fail(err, "\"%s\" must be true or false", key);
+        *ret = json_object_get_boolean(v);
+        return 0;
+}
+
+/* The connection is no control client any more: its fd is @hp's now. */
+static int hand_off(struct client *c)
+{
+        int fd = c->fd;
+
+        lops(c->cs)->del(c->cs->env->loop, c->fd);
+        c->fd = -1;
+        c->watched = 0;
+        c->handed_off = true;
+        c->subscribed = false;
+        return fd;
+}
+
+/*
+ * {"cmd":"history","port":P[,"bytes":N][,"follow":true]}: replies itself,
+ * {"ok":true,"bytes":K,"follow":F}, then the connection carries K raw
+ * bytes (the last K held, K <= N) and, with follow, the port's new output
+ * until the client closes (history.h). Refused, with the connection still a
+ * control connection: an unknown port, history=0, too many readers, replies
+ * not yet read.
+ */
+static int cmd_history(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct hport *hp = find_port(c->cs, req, err);
+        struct history *h;
+        char ok[96];
+        int64_t bytes = SPEC_HISTORY_MAX;
+        bool follow;
+        size_t k;
+        ssize_t n;
+        int len;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        if (json_object_object_get_ex(req, "bytes", NULL) &&
+            get_uint(req, "bytes", SPEC_HISTORY_MAX, &bytes, err) < 0)
+                return -EINVAL;
+        if (get_bool(req, "follow", &follow, err) < 0)
+                return -EINVAL;
+        h = tap_history(hp->tap);
+        if (!h)
+                return fail(err, "%s keeps no history (history=0; add it with history=SIZE)",
+                            hport_label(hp));
+        if (history_readers(h) >= HISTORY_READERS_MAX)
+                return fail(err, "%s has %u history readers already", hport_label(hp),
+                            HISTORY_READERS_MAX);
+        client_flush(c);
+        if (c->dead)
+                return 1;
+        if (c->out.len)
+                return fail(err, "read the earlier replies before asking for history");
+        k = (size_t)bytes < history_len(h) ? (size_t)bytes : history_len(h);
+        len = snprintf(ok, sizeof(ok), "{\"ok\":true,\"bytes\":%zu,\"follow\":%s}\n", k,
+                       follow ? "true" : "false");
+        n = send(c->fd, ok, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == EAGAIN))
+                return fail(err, "read the earlier replies before asking for history");
+        if (n != len) {
+                client_kill(c, n < 0 ? NULL : "history: the reply did not fit in its socket");
+                return 1;
+        }
+        if (history_serve(h, hand_off(c), k, follow) < 0)
+                log_warn("control: client %u: history of %s failed after it was accepted",
+                         c->id, hport_label(hp));
+        else
+                log_debug("control: client %u reads the history of %s%s", c->id,
+                          hport_label(hp), follow ? " and follows it" : "");
+        return 1;
+}
+
+/* {"cmd":"reopen"}: every file ports write by name opened again (logrotate),
+ * as SIGHUP does -> {"ok":true,"failed":F} (F could not be: see the log). */
+static int cmd_reopen(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        int failed = 0;
+
+        (void)req;
+        (void)err;
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p))
+                failed += hport_reopen(vs_port_opaque(p));
+        log_info("control: reopened the ports' files (%d failed)", failed);
+        json_object_object_add(reply, "failed", json_object_new_int(failed));
+        return 0;
+}
+
+/* What an added port may not do that the command line may. */
+static int check_new_port_host(struct ctl_server *cs, const struct port_spec *spec, char *err)
+{
+        if (spec->backend == BACKEND_FD)
+                return fail(err, "backend=fd is for the command line only (an fd the daemon "
+                            "was started with)");
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
+                const struct hport *hp = vs_port_opaque(p);
+                const char *f = spec->logfile;
+
+                if (f[0] && (strcmp(f, hp->spec.logfile) == 0 ||
+                             (hp->spec.backend == BACKEND_FILE && strcmp(f, hp->spec.path) == 0)))
+                        return fail(err, "logfile %s is already written by port %u", f, hp->id);
+                if (hp->spec.logfile[0] && spec->backend == BACKEND_FILE &&
+                    strcmp(spec->path, hp->spec.logfile) == 0)
+                        return fail(err, "path %s is already port %u's logfile", spec->path, hp->id);
+        }
+        return 0;
+}
+
+/* ---- end of issue 13's commands --------------------------------------------- */
+
 /* Counted while this request is served: see stats.h for how to read them. */
 static int cmd_stats(struct client *c, json_object *req, json_object *reply, char *err)
 {
         struct ctl_server *cs = c->cs;
-        json_object *st = json_object_new_object(), *me = json_object_new_object();
-        json_object *ports = json_object_new_array();
+        json_object *st, *me, *ports;
+        const char *format = NULL;
+        bool prom;
 
-        (void)req;
-        (void)err;
+        if (json_object_object_get_ex(req, "format", NULL) &&
+            !(format = get_string(req, "format", true, err)))
+                return -EINVAL;
+        prom = format && strcmp(format, "prometheus") == 0;
+        if (format && !prom && strcmp(format, "json") != 0)
+                return fail(err, "unknown stats format '%s' (expected json or prometheus)", format);
+        st = json_object_new_object();
+        me = json_object_new_object();
+        ports = json_object_new_array();
         if (cs->stats)
                 stats_fill(cs->stats, st);
         json_object_object_add(st, "control", control_section(cs));
@@ -663,8 +817,11 @@ static int cmd_stats(struct client *c, json_object *req, json_object *reply, cha
                 json_object_array_add(ports, o);
         }
         json_object_object_add(st, "ports", ports);
-        json_object_object_add(reply, "stats", st);
-        return 0;
+        if (!prom) {
+                json_object_object_add(reply, "stats", st);
+                return 0;
+        }
+        return stats_prometheus(cs, st, reply, err);
 }
 
 static int cmd_subscribe(struct client *c, json_object *req, json_object *reply, char *err)
@@ -741,7 +898,9 @@ static const struct command commands[] = {
         { "resize", cmd_resize, { "port", "cols", "rows" } },
         { "subscribe", cmd_subscribe, { NULL } },
         { "attach", cmd_attach, { "port" } },
-        { "stats", cmd_stats, { NULL } },
+        { "stats", cmd_stats, { "format" } },
+        { "history", cmd_history, { "port", "bytes", "follow" } },
+        { "reopen", cmd_reopen, { NULL } },
 };
 
 static int check_keys(const struct command *cmd, json_object *req, char *err)
@@ -773,8 +932,8 @@ static int dispatch(struct client *c, json_object *req, json_object *reply, char
                         return -EINVAL;
                 return commands[i].fn(c, req, reply, err);
         }
-        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, attach or stats)",
-                    name);
+        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, "
+                    "attach, stats, history or reopen)", name);
 }
 
 static void handle_line(struct client *c, char *line, size_t len)

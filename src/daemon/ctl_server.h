@@ -27,6 +27,18 @@
  *       and while the guest takes no control messages (it could not be
  *       told). On a subscribed connection the events end with the reply:
  *       any before it are lines before it, none come after.
+ *   {"cmd":"stats","format":"prometheus"} -> {"ok":true,"prometheus":"TEXT"}
+ *       (metrics.h); "format":"json" is the default.
+ *   {"cmd":"history","port":ID|"NAME"[,"bytes":N][,"follow":true]}
+ *       -> {"ok":true,"bytes":K,"follow":F}, then the connection carries K
+ *       raw bytes, the last K of the port's history (K <= N), and with
+ *       follow every new byte of its output until the client closes; it is
+ *       no control connection any more (history.h). Refused, the connection
+ *       staying usable: a port with history=0, HISTORY_READERS_MAX readers,
+ *       replies not yet read.
+ *   {"cmd":"reopen"}                     -> {"ok":true,"failed":F}: the
+ *       files ports write by name opened again, as SIGHUP does; F could not
+ *       be (the log says why; their old files are still written).
  * Errors: {"ok":false,"error":"one line"}; the connection stays usable.
  *
  * Security model: the socket is mode 0600 and SO_PEERCRED admits only root

@@ -7,6 +7,7 @@
  * device forgets the guest and waits for the next connection.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,8 @@ struct daemon {
         char *dirs[3 * SANDBOX_MAX_DIRS];       /* the policy's strings */
         size_t ndirs;
         char sandbox_hint[512]; /* why a run-time add may be refused */
+        struct service_fds sfds;        /* what socket activation passed */
+        bool listen_foreign;    /* LISTEN_FDS was for another process */
 };
 
 static void on_vu_closed(void *opaque, int err, const char *why)
@@ -65,7 +68,9 @@ static void on_vu_closed(void *opaque, int err, const char *why)
 
 static void on_queue_broken(void *opaque, unsigned q, int err)
 {
-        (void)opaque;
+        struct daemon *d = opaque;
+
+        d->counters.queue_errors++;
         log_warn("guest broke queue %u (%s): it is not used until reset", q, strerror(-err));
 }
 
@@ -214,13 +219,24 @@ static int setup_stats(struct daemon *d)
         int r;
 
         d->stats = (struct stats_src){ .ep = d->ep, .dev = d->dev, .vu = &d->vu,
-                                       .counters = &d->counters, .env = &d->env };
+                                       .counters = &d->counters, .env = &d->env,
+                                       .instance = d->opt.instance };
         r = stats_open(&d->stats);
         /* Only the fd count is lost: say so, and serve anyway. */
         if (r < 0)
                 log_warn("cannot open /proc/self/fd (%s): stats report no fd count",
                          strerror(-r));
         return 0;
+}
+
+/* Device events: counted, and reported on the control socket. */
+static void on_device_event(void *opaque, enum vs_device_event ev)
+{
+        struct daemon *d = opaque;
+
+        if (ev == VS_EVENT_DRIVER_READY)
+                d->counters.guest_resets++;
+        ctl_server_device_event(d->ctl, ev);
 }
 
 /* --control: run-time ports and the event stream. */
@@ -235,7 +251,6 @@ static int setup_control(struct daemon *d)
                 return r;
         d->env.event = ctl_server_hport_event;
         d->env.opaque = d->ctl;
-        vs_device_set_event_cb(d->dev, ctl_server_device_event, d->ctl);
         return 0;
 }
 
@@ -258,11 +273,14 @@ static int vmm_socket(struct daemon *d)
         int fd, r;
 
         if (d->opt.socket_fd >= 0) {
+                if (d->sfds.n)
+                        log_warn("--socket-fd %d is the VMM socket: socket activation's other "
+                                 "sockets are not used", d->opt.socket_fd);
                 snprintf(what, sizeof(what), "--socket-fd %d", d->opt.socket_fd);
                 r = service_take_listener(d->opt.socket_fd, what);
                 return r < 0 ? r : d->opt.socket_fd;
         }
-        fd = service_listen_fd();
+        fd = service_vmm_fd(&d->sfds);
         if (fd > 0 && d->opt.socket_path)
                 log_info("serving the socket passed by systemd; --socket %s is not created",
                          d->opt.socket_path);
@@ -270,8 +288,12 @@ static int vmm_socket(struct daemon *d)
                 return fd;
         if (d->opt.socket_path)
                 return listen_path(d);
-        log_error("no VMM socket: LISTEN_FDS is set but LISTEN_PID is not this process; "
-                  "give --socket PATH or --socket-fd N");
+        if (d->listen_foreign)
+                log_error("no VMM socket: LISTEN_FDS is set but LISTEN_PID is not this process; "
+                          "give --socket PATH or --socket-fd N");
+        else
+                log_error("no VMM socket: every socket systemd passed is a backend=fd port's; "
+                          "give --socket PATH or --socket-fd N");
         return -EINVAL;
 }
 
@@ -291,6 +313,40 @@ static int setup_vmm_socket(struct daemon *d)
         return 0;
 }
 
+/*
+ * The fds the daemon was started with, before it opens any of its own (a
+ * number it opened would pass for one it was given): backend=fd ports'
+ * fd=N must be open, and those named like a socket systemd passed get it.
+ */
+static int take_passed_fds(struct daemon *d)
+{
+        int r = service_listen_fds(&d->sfds, &d->listen_foreign);
+
+        for (size_t i = 0; i < d->opt.nports && r == 0; i++) {
+                struct port_spec *p = &d->opt.ports[i];
+
+                if (p->backend != BACKEND_FD)
+                        continue;
+                if (p->fd < 0) {
+                        p->fd = service_fds_take(&d->sfds, p->name);
+                        if (p->fd < 0) {
+                                log_error("--port name=%s,backend=fd: systemd passed no socket "
+                                          "named %s (LISTEN_FDNAMES)", p->name, p->name);
+                                r = -EBADF;
+                        }
+                } else if (p->fd >= 3 && p->fd < 3 + d->sfds.n) {
+                        log_error("--port fd=%d: that is one of the sockets systemd passed; "
+                                  "name the port like it instead", p->fd);
+                        r = -EINVAL;
+                } else if (fcntl(p->fd, F_GETFD) < 0) {
+                        log_error("--port fd=%d: not open (the daemon was not started with it)",
+                                  p->fd);
+                        r = -EBADF;
+                }
+        }
+        return r;
+}
+
 static int setup(struct daemon *d)
 {
         struct vs_device_config dc = { .max_ports = d->opt.max_ports,
@@ -304,9 +360,13 @@ static int setup(struct daemon *d)
                 log_error("cannot install the SIGBUS guard for guest memory: %s", strerror(-r));
                 return r;
         }
-        r = vs_epoll_new(&d->ep);
+        r = take_passed_fds(d);
+        if (r == 0)
+                r = vs_epoll_new(&d->ep);
         if (r == 0)
                 r = vs_device_new(&dc, &d->dev);
+        if (r == 0)
+                vs_device_set_event_cb(d->dev, on_device_event, d);
         if (r == 0)
                 r = listen_pool_new(&vs_epoll_ops, d->ep, &d->listeners);
         d->env.loop_ops = &vs_epoll_ops;
@@ -314,6 +374,7 @@ static int setup(struct daemon *d)
         d->env.listeners = d->listeners;
         d->env.guest_memory_lost = guest_memory_lost;
         d->env.mem_opaque = d;
+        d->env.instance = d->opt.instance;
         if (r == 0)
                 r = setup_stats(d);
         if (r == 0)
@@ -368,6 +429,37 @@ static int add_dir(struct daemon *d, const char **list, size_t *n, const char *p
 }
 
 /*
+ * Issue 13's part of the policy: logfile= files are reopened (SIGHUP) in
+ * their directories; tcp-connect ports connect over IPv4/IPv6, to their
+ * destination ports only (Landlock), or to any with --allow-tcp and
+ * --allow-connect (tcp-connect ports added at run time).
+ */
+static int make_policy_host(struct daemon *d)
+{
+        struct sandbox_policy *p = &d->policy;
+        const struct options *o = &d->opt;
+        int r = 0;
+
+        p->tcp_connect_any = o->allow_tcp && o->allow_connect;
+        p->inet_connect = p->tcp_connect_any;
+        for (size_t i = 0; i < o->nports && r == 0; i++) {
+                const struct port_spec *s = &o->ports[i];
+
+                if (s->logfile[0])
+                        r = add_dir(d, p->reopen_dirs, &p->nreopen_dirs, s->logfile, true);
+                if (s->backend != BACKEND_TCP_CONNECT)
+                        continue;
+                p->inet_connect = p->connect = true;
+                if (p->ntcp_connect_ports == SANDBOX_MAX_DIRS) {
+                        log_error("sandbox: more than %d tcp-connect ports", SANDBOX_MAX_DIRS);
+                        return -E2BIG;
+                }
+                p->tcp_connect_ports[p->ntcp_connect_ports++] = s->tcp_port;
+        }
+        return r;
+}
+
+/*
  * What the confined daemon may do, from the options: ports added at run
  * time live in the control socket's directory and --allow-path ones; the
  * daemon removes its own sockets in theirs; connect() for unix-connect
@@ -400,7 +492,7 @@ static int make_policy(struct daemon *d)
                 else if (o->ports[i].backend == BACKEND_FILE)
                         r = add_dir(d, p->reopen_dirs, &p->nreopen_dirs, o->ports[i].path, true);
         }
-        return r;
+        return r == 0 ? make_policy_host(d) : r;
 }
 
 /* Confine the process; from here on a refused add says why it may be. */
@@ -417,7 +509,8 @@ static int confine(struct daemon *d)
         snprintf(d->sandbox_hint, sizeof(d->sandbox_hint),
                  "the sandbox lets ports added at run time use paths under the control "
                  "socket's directory and --allow-path ones only, backend=tcp with "
-                 "--allow-tcp and backend=unix-connect with --allow-connect: see vserial(8)");
+                 "--allow-tcp, backend=unix-connect with --allow-connect and "
+                 "backend=tcp-connect with both: see vserial(8)");
         return 0;
 }
 
@@ -467,6 +560,7 @@ static void teardown(struct daemon *d)
         for (size_t i = 0; i < d->ndirs; i++)
                 free(d->dirs[i]);
         stats_close(&d->stats);
+        service_fds_free(&d->sfds);
         vs_epoll_free(d->ep);
 }
 

@@ -5,6 +5,9 @@
 
 #include "log.h"
 #include "stats.h"
+#include "tap.h"
+
+static void stats_port_host(const struct hport *hp, json_object *o);
 
 static json_object *u64(uint64_t v)
 {
@@ -129,6 +132,8 @@ static json_object *sec_device(const struct stats_src *src)
         add_queue(o, &st, true);
         json_object_object_add(o, "control_rx", queue_obj(src->dev, 2));
         json_object_object_add(o, "control_tx", queue_obj(src->dev, 3));
+        json_object_object_add(o, "guest_resets", u64(src->counters->guest_resets));
+        json_object_object_add(o, "queue_errors", u64(src->counters->queue_errors));
         return o;
 }
 
@@ -158,6 +163,8 @@ static const struct {
 
 void stats_fill(const struct stats_src *src, json_object *out)
 {
+        json_object_object_add(out, "instance",
+                               json_object_new_string(src->instance ? src->instance : ""));
         for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
                 json_object_object_add(out, sections[i].name, sections[i].fn(src));
 }
@@ -184,4 +191,31 @@ void stats_port(const struct hport *hp, json_object *o)
         q = json_object_new_object();
         add_queue(q, &tx, false);
         json_object_object_add(o, "tx", q);
+        stats_port_host(hp, o);
+}
+
+/* Issue 13's: history, logfile=, clients, throttled time, journal. */
+static void stats_port_host(const struct hport *hp, json_object *o)
+{
+        struct tap_stats t;
+        uint64_t entries, retries;
+
+        tap_get_stats(hp, &t);
+        json_object_object_add(o, "clients", u64(hport_connected(hp) ? 1 : 0));
+        json_object_object_add(o, "guest_open",
+                               json_object_new_boolean(hp->port && vs_port_guest_connected(hp->port)));
+        json_object_object_add(o, "throttled",
+                               json_object_new_boolean(hp->port && vs_port_throttled(hp->port)));
+        json_object_object_add(o, "history_size", u64(t.history_size));
+        json_object_object_add(o, "history_bytes", u64(t.history_bytes));
+        json_object_object_add(o, "history_readers", u64(t.history_readers));
+        json_object_object_add(o, "logfile_written", u64(t.logfile_written));
+        json_object_object_add(o, "logfile_lost", u64(t.logfile_lost));
+        json_object_object_add(o, "throttled_seconds",
+                               json_object_new_double(t.throttled_ns / 1e9));
+        if (hp->spec.backend == BACKEND_JOURNAL) {
+                backend_journal_counters(hp, &entries, &retries);
+                json_object_object_add(o, "journal_entries", u64(entries));
+                json_object_object_add(o, "journal_retries", u64(retries));
+        }
 }

@@ -7,6 +7,7 @@
  * than before (tests/ctl/test_hostile_daemon.py).
  *
  * {"cmd":"stats"} -> {"ok":true,"stats":{
+ *   "instance":"NAME",
  *   "loop":{"wakeups":W,"dispatched":D,"watches":N},
  *   "log":{"written":L,"suppressed":S},
  *   "process":{"fds":F},
@@ -14,7 +15,8 @@
  *          "memory_lost":M,"messages":N,"fds":F,"regions":G,"rings":K},
  *   "listeners":{"backoffs":B,"paused":P},
  *   "device":{"queues":Q,QUEUE,"max_call_descs":C,
- *             "control_rx":{QUEUE},"control_tx":{QUEUE}},
+ *             "control_rx":{QUEUE},"control_tx":{QUEUE},
+ *             "guest_resets":G,"queue_errors":E},
  *   "control":{"clients":C,"requests":Q,"refused":R},
  *   "client":{"id":I,"callbacks":K},
  *   "ports":[{"id":N,"name":"...",COUNTERS},...]}}
@@ -40,6 +42,9 @@
  * descriptors one call into the device read, is the oracle of "bounded
  * work per kick" (VS_VQ_CALL_DESCS in src/lib/virtq/virtq.h).
  *
+ * {"cmd":"stats","format":"prometheus"} -> {"ok":true,"prometheus":"TEXT"}:
+ * the same counters in the Prometheus text format (metrics.h).
+ *
  * Adding counters: write a function that fills a JSON object and add a row
  * to sections[] in stats.c (the daemon-wide ones), or add keys in
  * stats_port() (per port). Keys are only ever added, never renamed.
@@ -63,6 +68,8 @@ struct daemon_counters {
         uint64_t vmm_rings_short;       /* VMMs with fewer rings than needed */
         uint64_t vmm_memory_lost;       /* VMM connections ended because the
                                          * VMM truncated guest memory */
+        uint64_t guest_resets;  /* the guest's driver (re)started (DEVICE_READY) */
+        uint64_t queue_errors;  /* queues the guest broke */
 };
 
 /* Where the daemon-wide sections read from; owned by main.c. */
@@ -73,6 +80,7 @@ struct stats_src {
         const struct daemon_counters *counters;
         const struct hport_env *env;
         DIR *fd_dir;                    /* /proc/self/fd, or NULL */
+        const char *instance;           /* --instance */
 };
 
 /* Open what stats need while the process may still open files. */

@@ -95,10 +95,11 @@ class Client:
 
 class Daemon:
     """vserial in its own directory. @stdin/@stdout: what the daemon gets
-    (default /dev/null and its log file), @preexec_fn runs in the child."""
+    (default /dev/null and its log file), @preexec_fn runs in the child,
+    @pass_fds it inherits."""
 
     def __init__(self, ports=(), max_ports=None, extra=(), stdin=subprocess.DEVNULL,
-                 stdout=None, preexec_fn=None, env=None, wait=True):
+                 stdout=None, preexec_fn=None, env=None, wait=True, pass_fds=()):
         # sun_path is 108 bytes: keep the directory short.
         self.dir = tempfile.mkdtemp(prefix='vsctl-', dir='/tmp')
         self.control = self.path('ctl.sock')
@@ -115,7 +116,7 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdin=stdin,
                                      stdout=self.logf if stdout is None else stdout,
                                      stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn,
-                                     env=env)
+                                     env=env, pass_fds=pass_fds)
         self.guest = None
         if not wait:
             return

@@ -799,6 +799,58 @@ def rings_past_the_device(x):
     x.keep = c
 
 
+# A TCP port for the tcp-connect port of the next row (its spec is fixed
+# before the row runs).
+_TCP_PORT = None
+
+
+def _tcp_port():
+    global _TCP_PORT
+    if _TCP_PORT is None:
+        s = socket.socket()
+        s.bind(('127.0.0.1', 0))
+        _TCP_PORT = s.getsockname()[1]
+        s.close()
+    return _TCP_PORT
+
+
+@row(ports=['id=0,console,backend=unix,path=@con.sock,logfile=@con.log,logfile-timestamps=on',
+            'id=1,name=org.j,backend=journal',
+            'id=2,name=org.t,backend=tcp-connect,port=%d' % _tcp_port(),
+            'id=3,name=org.h,backend=null,history=4K,logfile=@h.log'], max_ports=4, log_max=10)
+def idle_with_host_features(x):
+    """Issue 13's parts cost nothing while idle: a history follower
+    connected, logfile= tees, a journal port (no journald here: its entries
+    go nowhere) and a connected tcp-connect port, after output went through
+    all of them."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('127.0.0.1', _tcp_port()))
+    ls.listen(1)
+    ls.settimeout(15)
+    peer, _ = ls.accept()
+    g = guest_with_ports(x, 0, 1, 2, 3)
+    for p in (1, 2, 3):
+        g.open(p)
+    wait_for(lambda: ports_by_id(x)[2]['host_connected'], 'tcp-connect connected')
+    fol = tc.Client(x.d.control)
+    fol.send(b'{"cmd":"history","port":3,"follow":true}\n')
+    check(fol.obj() == {'ok': True, 'bytes': 0, 'follow': True}, 'history reply')
+    x.setup_done()
+    g.send(0, b'console line\n')
+    g.send(1, b'journal line\npartial')
+    g.send(2, b'to the tcp peer\n')
+    g.send(3, b'h' * 10000)
+    check(peer.recv(100) == b'to the tcp peer\n', 'tcp peer data')
+    got = b''
+    while len(got) < 10000:
+        got += fol.s.recv(65536)
+    check(got == b'h' * 10000, 'the follower got %d bytes' % len(got))
+    wait_for(lambda: ports_by_id(x)[1]['counters']['journal_entries'] == 2, 'journal entries')
+    wait_for(lambda: os.path.getsize(x.d.path('h.log')) == 10000, 'the tee')
+    x.keep = (ls, peer, fol)
+
+
 # ---------------------------------------------------------------- runner
 
 def judge(x, o, base, hostile, a, b):

@@ -52,7 +52,7 @@ import zlib
 SHARED = ['sysfs_names', 'g2h_16mib', 'h2g_16mib', 'hvc0_unix', 'open_close', 'rmmod_insmod',
           'ctl_hotplug', 'ctl_resize', 'hvc1_console', 'slow_reader', 'reconnect_20',
           'backend_unix_connect', 'backend_tcp', 'backend_pty', 'backend_file', 'backend_stdio',
-          'backend_null']
+          'backend_null', 'history_clients', 'tee_stalled']
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(os.path.dirname(os.path.dirname(HERE)), 'README.md')

@@ -244,6 +244,10 @@ class Case:
         """More daemon arguments (after the --port ones)."""
         return []
 
+    def daemon_pass_fds(self, ctx):
+        """fds the daemon inherits (backend=fd, socket activation)."""
+        return ()
+
     def env(self, ctx):
         return {}
 
@@ -644,6 +648,8 @@ import data_cases  # noqa: E402
 CASES += data_cases.cases(sys.modules[__name__])
 import fault_cases  # noqa: E402  (disk full, stalled/reset peers, a VMM cut mid-message)
 CASES += fault_cases.cases(sys.modules[__name__])
+import host_cases  # noqa: E402  (history, logfile, tcp-connect, fd, journal, metrics)
+CASES += host_cases.cases(sys.modules[__name__])
 import qemu_cases  # noqa: E402  (which of these run under QEMU too; QEMU's own cases)
 CASES += qemu_cases.cases(sys.modules[__name__], CASES)
 
@@ -791,7 +797,8 @@ def start_daemon(ctx):
         stdin = subprocess.PIPE if case.daemon_stdin else subprocess.DEVNULL
         ctx.daemon = subprocess.Popen(argv, stdin=stdin, stdout=so,
                                       stderr=se, env=denv, cwd=ctx.out,
-                                      start_new_session=True)
+                                      start_new_session=True,
+                                      pass_fds=case.daemon_pass_fds(ctx))
         LIVE.add(ctx.daemon)
     if not wait_listening(ctx, vsock, 20):
         if case.expect_daemon == 'refuse' and ctx.daemon.poll() is not None:

@@ -111,6 +111,82 @@ static void test_cmdline_errors(void **state)
                                    "--port", "id=4,backend=stdio"), "--max-ports");
 }
 
+/* history=, logfile=, the new backends, --instance (issue 13). */
+static void test_host_keys(void **state)
+{
+        struct port_spec p;
+
+        (void)state;
+        assert_int_equal(spec_parse("console,backend=pty", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 64 * 1024);
+        assert_int_equal(spec_parse("name=x,backend=pty", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 0);
+        assert_int_equal(spec_parse("console,history=0,backend=pty", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 0);
+        assert_int_equal(spec_parse("name=x,history=1M,backend=null,logfile=/l,"
+                                    "logfile-timestamps=on", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 1 << 20);
+        assert_string_equal(p.logfile, "/l");
+        assert_true(p.logfile_timestamps);
+        assert_int_equal(spec_parse("name=x,backend=tcp-connect,port=22", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.backend, BACKEND_TCP_CONNECT);
+        assert_string_equal(p.host, "127.0.0.1");
+        assert_int_equal(spec_parse("name=x,backend=tcp-connect,host=::1,port=22", &p, err,
+                                    sizeof(err)), 0);
+        assert_int_equal(spec_parse("name=x,backend=fd,fd=7", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.fd, 7);
+        assert_int_equal(spec_parse("name=x,backend=fd", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.fd, -1);
+        if (backend_journal_available()) {
+                assert_int_equal(spec_parse("name=x,backend=journal,journal-priority=warning", &p,
+                                            err, sizeof(err)), 0);
+                assert_int_equal(p.journal_priority, 4);
+                assert_int_equal(spec_parse("name=x,backend=journal", &p, err, sizeof(err)), 0);
+                assert_int_equal(p.journal_priority, 6);
+        } else {
+                expect_spec_error("name=x,backend=journal", "without libsystemd");
+        }
+        expect_spec_error("backend=pty,history=2K", "history '2K'");
+        expect_spec_error("backend=pty,history=65M", "history '65M'");
+        expect_spec_error("backend=pty,history=-1", "history");
+        expect_spec_error("backend=pty,logfile-timestamps=on", "needs logfile=");
+        expect_spec_error("backend=pty,logfile=/l,logfile-timestamps=yes", "on or off");
+        expect_spec_error("backend=file,path=/l,logfile=/l", "same file");
+        expect_spec_error("backend=pty,logfile=", "logfile");
+        expect_spec_error("backend=tcp-connect", "needs port=");
+        expect_spec_error("backend=tcp-connect,port=1,host=example.org", "numeric");
+        expect_spec_error("backend=unix-connect,path=/s,port=3", "host= and port=");
+        expect_spec_error("backend=fd", "needs fd=N, or name=");
+        expect_spec_error("backend=fd,fd=2", "fd '2'");
+        expect_spec_error("backend=fd,fd=x", "fd 'x'");
+        expect_spec_error("backend=pty,fd=4", "only for backend=fd");
+        expect_spec_error("backend=pty,journal-priority=3", "only for backend=journal");
+        expect_spec_error("backend=journal,journal-priority=8", backend_journal_available() ?
+                          "journal-priority '8'" : "without libsystemd");
+}
+
+static void test_host_cmdline(void **state)
+{
+        (void)state;
+        assert_int_equal(PARSE("-s", "/run/vm7.sock"), 0);
+        assert_string_equal(opt.instance, "vm7");
+        assert_int_equal(PARSE("-s", "/s", "--instance", "vm@1.a-b_c:d"), 0);
+        assert_string_equal(opt.instance, "vm@1.a-b_c:d");
+        /* Two ports may connect to one server. */
+        assert_int_equal(PARSE("-s", "/s", "--port", "name=a,backend=tcp-connect,port=9",
+                               "--port", "name=b,backend=tcp-connect,port=9"), 0);
+        expect_cmdline_error(PARSE("-s", "/s", "--instance", "a b"), "--instance");
+        expect_cmdline_error(PARSE("-s", "/s", "--instance", ""), "--instance");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "name=a,backend=null,logfile=/l",
+                                   "--port", "name=b,backend=null,logfile=/l"), "logfile=/l");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "name=a,backend=file,path=/l",
+                                   "--port", "name=b,backend=null,logfile=/l"), "logfile=/l");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "name=a,backend=fd,fd=5",
+                                   "--port", "name=b,backend=fd,fd=5"), "fd=5");
+        expect_cmdline_error(PARSE("--socket-fd", "5", "--port", "name=a,backend=fd,fd=5"),
+                             "--socket-fd");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -118,6 +194,8 @@ int main(void)
                 cmocka_unit_test(test_ports),
                 cmocka_unit_test(test_spec_errors),
                 cmocka_unit_test(test_cmdline_errors),
+                cmocka_unit_test(test_host_keys),
+                cmocka_unit_test(test_host_cmdline),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
