@@ -20,7 +20,14 @@ enum backend_kind {
         BACKEND_NULL,           /* output discarded, no input */
 };
 
+/* How a new host client starts (on-connect=). */
+enum on_connect {
+        ON_CONNECT_REPLAY,      /* with the guest output no client has had yet */
+        ON_CONNECT_DISCARD,     /* clean: that output is dropped, counted */
+};
+
 #define SPEC_PATH_MAX 512
+#define SPEC_CLIENTS_MAX 64u
 #define SPEC_BUFFER_MIN 4096u
 #define SPEC_BUFFER_MAX (1u << 30)
 
@@ -34,6 +41,10 @@ struct port_spec {
         char host[64];                  /* tcp: numeric address */
         uint16_t tcp_port;
         size_t buffer;                  /* bound on buffered guest output */
+        /* Host connections (issues 13 and 15): */
+        unsigned clients;               /* unix, tcp: clients at once, 1.. */
+        enum on_connect on_connect;
+        bool on_connect_set;            /* given in the SPEC */
 };
 
 /* "unix", "tcp", ... */
