@@ -7,8 +7,10 @@
  *   vserialctl [-c PATH] remove ID|NAME
  *   vserialctl [-c PATH] resize ID|NAME COLS ROWS
  *   vserialctl [-c PATH] events [--json]
- *   vserialctl [-c PATH] attach ID|NAME
+ *   vserialctl [-c PATH] attach [--read-only|--write] ID|NAME
  *   vserialctl [-c PATH] stats [--json]
+ *   vserialctl [-c PATH] unplug ID|NAME
+ *   vserialctl [-c PATH] plug ID|NAME
  *
  * Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 bad
  * usage. Every failure is one line on stderr.
@@ -41,6 +43,7 @@
 
 static const char *control_path;
 static bool opt_json;
+static const char *opt_mode;    /* attach: "read-only" or "write" */
 
 static void usage(FILE *out)
 {
@@ -57,7 +60,13 @@ static void usage(FILE *out)
                 "  attach ID|NAME             be the port's host side on this terminal\n"
                 "                             (Ctrl-] detaches; without a terminal, stdin\n"
                 "                             is sent until its end)\n"
+                "      --read-only            ... as a reader only (clients= ports): output\n"
+                "                             only, nothing typed is sent\n"
+                "      --write                ... as the port's writer (its input), taking\n"
+                "                             over from the client that had it\n"
                 "  stats [--json]             the daemon's cost counters\n"
+                "  unplug ID|NAME             the guest loses the port; its host side stays\n"
+                "  plug ID|NAME               the guest gets an unplugged port back\n"
                 "\n"
                 "Options:\n"
                 "  -c, --control PATH  the daemon's control socket (default: $VSERIAL_CONTROL,\n"
@@ -400,9 +409,10 @@ static int do_add(const char *spec)
         return 0;
 }
 
-static int do_remove(const char *port)
+/* remove, unplug, plug: a port, and an empty reply. */
+static int do_port_cmd(const char *cmd, const char *port)
 {
-        json_object *req = cmd_req("remove");
+        json_object *req = cmd_req(cmd);
 
         json_object_object_add(req, "port", port_ref(port));
         conn_open(&conn);
@@ -555,6 +565,7 @@ struct attach {
         char out[IO_CHUNK];     /* stdin bytes not yet sent */
         size_t out_len;
         bool in_eof, shut;
+        bool read_only;         /* nothing is sent to the port */
 };
 
 static void write_all(int fd, const char *p, size_t n)
@@ -645,7 +656,9 @@ static void flush_out(struct attach *a)
                         return;
                 }
         }
-        if (a->in_eof && !a->shut) {
+        /* A reader's end would end it: the daemon closes a reader that is
+         * done sending. */
+        if (a->in_eof && !a->shut && !a->read_only) {
                 shutdown(a->ctl.fd, SHUT_WR);
                 a->shut = true;
         }
@@ -659,7 +672,8 @@ static void detach(struct attach *a)
         exit(0);
 }
 
-/* Typed bytes to the port; Ctrl-] on a terminal detaches. */
+/* Typed bytes to the port; Ctrl-] on a terminal detaches. A read-only
+ * attach only looks for Ctrl-]. */
 static void read_stdin(struct attach *a)
 {
         ssize_t n = read(STDIN_FILENO, a->out + a->out_len, sizeof(a->out) - a->out_len);
@@ -673,10 +687,11 @@ static void read_stdin(struct attach *a)
         }
         esc = a->tty ? memchr(a->out + a->out_len, ESCAPE_CHAR, n) : NULL;
         if (esc) {
-                a->out_len = esc - a->out;
+                a->out_len = a->read_only ? 0 : esc - a->out;
                 detach(a);
         }
-        a->out_len += n;
+        if (!a->read_only)
+                a->out_len += n;
 }
 
 static void read_port(struct attach *a)
@@ -693,7 +708,8 @@ static void read_port(struct attach *a)
         term_restore();
         if (a->shut)
                 exit(0);        /* our input ended, and then the port's output */
-        die("%s: connection closed by the daemon (port removed or daemon stopped)", a->label);
+        die("%s: connection closed by the daemon (port removed, daemon stopped, or a "
+            "read-only attach a whole buffer behind)", a->label);
 }
 
 static void on_sig(struct attach *a)
@@ -744,10 +760,16 @@ static int do_attach(const char *port)
         /* A write error must restore the terminal, not kill us. */
         signal(SIGPIPE, SIG_IGN);
         a.tty = isatty(STDIN_FILENO);
+        a.read_only = opt_mode && strcmp(opt_mode, "read-only") == 0;
+        /* A reader sends nothing, not even an end: only a terminal's
+         * Ctrl-] is looked for. */
+        a.in_eof = a.read_only && !a.tty;
         conn_open(&a.ctl);
         known = find_port(&a.ctl, port, &a);
         /* The daemon has the last word on unknown ports. */
         json_object_object_add(req, "port", port_ref(port));
+        if (opt_mode)
+                json_object_object_add(req, "mode", json_object_new_string(opt_mode));
         json_object_put(request(&a.ctl, req));
         if (known)
                 snprintf(a.label, sizeof(a.label), "port %lld%s%s%s", a.id, a.name[0] ? " (" : "",
@@ -765,7 +787,8 @@ static int do_attach(const char *port)
         if (a.tty) {
                 struct termios raw;
 
-                fprintf(stderr, "vserialctl: attached to %s; Ctrl-] detaches\n", a.label);
+                fprintf(stderr, "vserialctl: attached to %s%s; Ctrl-] detaches\n", a.label,
+                        a.read_only ? " read-only" : "");
                 if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
                         die("tcgetattr: %s", strerror(errno));
                 raw = term_saved;
@@ -825,6 +848,8 @@ int main(int argc, char **argv)
         static const struct option longopts[] = {
                 { "control", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'j' },
+                { "read-only", no_argument, NULL, 'r' },
+                { "write", no_argument, NULL, 'w' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -837,6 +862,8 @@ int main(int argc, char **argv)
         if (!control_path || !*control_path)
                 control_path = DEFAULT_CONTROL;
         opterr = 0;
+        /* --read-only and --write have no short form: "r" and "w" are not
+         * in the short option string, getopt_long() returns them. */
         while ((c = getopt_long(argc, argv, ":c:jhV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -846,6 +873,12 @@ int main(int argc, char **argv)
                         break;
                 case 'j':
                         opt_json = true;
+                        break;
+                case 'r':
+                case 'w':
+                        if (opt_mode)
+                                die_usage("give one of --read-only and --write");
+                        opt_mode = c == 'r' ? "read-only" : "write";
                         break;
                 case 'h':
                         usage(stdout);
@@ -867,6 +900,8 @@ int main(int argc, char **argv)
         if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events") &&
             strcmp(cmd, "stats"))
                 die_usage("--json is for list, add, events and stats only");
+        if (opt_mode && strcmp(cmd, "attach"))
+                die_usage("--%s is for attach only", opt_mode);
         if (strcmp(cmd, "list") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_list();
@@ -875,9 +910,10 @@ int main(int argc, char **argv)
                 want_args(cmd, nargs, 1, "SPEC");
                 return do_add(args[0]);
         }
-        if (strcmp(cmd, "remove") == 0) {
+        if (strcmp(cmd, "remove") == 0 || strcmp(cmd, "unplug") == 0 ||
+            strcmp(cmd, "plug") == 0) {
                 want_args(cmd, nargs, 1, "ID|NAME");
-                return do_remove(args[0]);
+                return do_port_cmd(cmd, args[0]);
         }
         if (strcmp(cmd, "resize") == 0) {
                 want_args(cmd, nargs, 3, "ID|NAME COLS ROWS");

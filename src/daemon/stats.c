@@ -115,14 +115,16 @@ void stats_fill(const struct stats_src *src, json_object *out)
 
 void stats_port(const struct hport *hp, json_object *o)
 {
-        struct vs_port_stats st = { 0 };
+        struct vs_port_stats st;
 
-        if (hp->port)
-                vs_port_get_stats(hp->port, &st);
+        hport_get_stats(hp, &st);     /* over all its plugs */
         json_object_object_add(o, "to_guest", u64(st.to_guest));
         json_object_object_add(o, "from_guest", u64(st.from_guest));
         json_object_object_add(o, "buffered", u64(hport_buffered(hp)));
         json_object_object_add(o, "host_connects", u64(hp->cnt.host_connects));
         json_object_object_add(o, "clients_refused", u64(hp->cnt.clients_refused));
         json_object_object_add(o, "output_discarded", u64(hp->cnt.output_discarded));
+        /* Host connections (clients.c) */
+        json_object_object_add(o, "clients_dropped", u64(hp->cnt.clients_dropped));
+        json_object_object_add(o, "input_discarded", u64(hp->cnt.input_discarded));
 }
