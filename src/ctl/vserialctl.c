@@ -310,6 +310,27 @@ static void print_json(json_object *o, int flags)
 
 #define NCOLS 10
 
+/* GUEST: open, closed, or unplugged (the daemon keeps its host side). */
+static const char *guest_cell(json_object *p)
+{
+        json_object *v;
+
+        if (json_object_object_get_ex(p, "plugged", &v) && !json_object_get_boolean(v))
+                return "unplugged";
+        return bool_of(p, "guest_open") ? "open" : "closed";
+}
+
+/* HOST: "connected", or how many clients when several are (clients=). */
+static char *host_cell(json_object *p)
+{
+        char *s = NULL;
+        long long n = int_of(p, "clients");
+
+        if (n > 1 && asprintf(&s, "%lld clients", n) < 0)
+                return NULL;
+        return s ? s : strdup(bool_of(p, "host_connected") ? "connected" : "-");
+}
+
 static void print_table(json_object *ports)
 {
         static const char *const head[NCOLS] = {
@@ -335,8 +356,8 @@ static void print_table(json_object *ports)
                     !(r[1] = strdup(*name ? name : "-")) ||
                     !(r[2] = strdup(bool_of(p, "console") ? "console" : "port")) ||
                     !(r[3] = strdup(str_of(p, "backend"))) ||
-                    !(r[4] = strdup(bool_of(p, "guest_open") ? "open" : "closed")) ||
-                    !(r[5] = strdup(bool_of(p, "host_connected") ? "connected" : "-")) ||
+                    !(r[4] = strdup(guest_cell(p))) ||
+                    !(r[5] = host_cell(p)) ||
                     !(r[6] = strdup(bool_of(p, "throttled") ? "yes" : "no")) ||
                     asprintf(&r[7], "%lld", int_of(p, "to_guest")) < 0 ||
                     asprintf(&r[8], "%lld", int_of(p, "from_guest")) < 0 ||

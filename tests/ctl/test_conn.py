@@ -241,6 +241,8 @@ def clients_roles(d):
     b = uclient(d)                              # client 3: a reader
     wait_for(lambda: port(cl)['clients'] == 3, 'three clients')
     check(port(cl)['writer'] == 1 and port(cl)['clients_max'] == 3, 'list %s' % port(cl))
+    row = d.ctl('list').stdout.splitlines()[1].split()
+    check(row[4:7] == ['open', '3', 'clients'], 'vserialctl list: %s' % row)
     data = random.Random(1).randbytes(300 << 10)
     t = sender(g, 1, data)
     for name, s in (('writer', w), ('read-only', a), ('reader', b)):
@@ -439,6 +441,9 @@ def unplug_plug(d):
     check(p['plugged'] is False and p['guest_open'] is False and p['host_connected'] is True and
           p['clients'] == 1 and p['name'] == 'org.one', 'list after unplug: %s' % p)
     check(port(cl, 2)['plugged'] is True, 'port 2 unplugged too')
+    row = d.ctl('list').stdout.splitlines()[1].split()
+    check(row[:6] == ['1', 'org.one', 'port', 'unix', 'unplugged', 'connected'],
+          'vserialctl list: %s' % row)
     c.sendall(b'while unplugged\n')
     quiet_to_guest = port(cl)['to_guest']
     # Everything the port took before the unplug is delivered.
