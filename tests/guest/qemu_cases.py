@@ -28,6 +28,10 @@ returns the cases only QEMU has, most of them driven through QMP:
   max_ports_rings  pending: --max-ports 127 against QEMU's num_vqs=10
   max_ports_128    pending: --max-ports 128 over vhost-user
 
+Cases of the other files that run under QEMU by their own vmms: guest_reopen
+and unplug_plug_60 (conn_cases.py: the guest driver's side of a reconnect
+and of 60 port unplug/plug cycles).
+
 A case with `pending` set shows a daemon bug this suite found and has no
 fix yet: run.py runs it only when named (or with --pending) and otherwise
 prints one PENDING line with the reason.
