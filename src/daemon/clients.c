@@ -36,7 +36,7 @@ struct hclient {
         bool read_only;                 /* joined read-only: never the writer */
         bool eof;                       /* shut its sending side: gets no more */
         bool hup_seen;                  /* the writer left with input unread */
-        bool broken;                    /* a write failed: to be ended */
+        bool broken;                    /* cannot be watched: to be ended */
         bool control;                   /* came through the control socket */
 };
 
@@ -310,8 +310,19 @@ static void client_end(struct hclient *c, const char *why)
         tell_room(cs);
 }
 
-/* Write what @c has not had. False if it ended. */
-static bool client_flush(struct hclient *c)
+/*
+ * Its reading side is gone (EPIPE, a reset): nothing more goes to it, but
+ * what it sent before it closed is still read (a client may send and close
+ * before it is even served), and its end of file ends it.
+ */
+static void client_write_failed(struct hclient *c, int err)
+{
+        log_debug("%s: host client %u: write: %s", c->cs->hp->label, c->id, strerror(err));
+        c->eof = true;
+}
+
+/* Write what @c has not had. */
+static void client_flush(struct hclient *c)
 {
         struct hclients *cs = c->cs;
 
@@ -321,18 +332,15 @@ static bool client_flush(struct hclient *c)
                 struct iovec iov[2] = { { cs->data + at, first }, { cs->data, len - first } };
                 ssize_t n = writev(c->fd, iov, iov[1].iov_len ? 2 : 1);
 
-                if (n > 0) {
+                if (n > 0)
                         c->pos += n;
-                } else if (n < 0 && errno == EINTR) {
+                else if (n < 0 && errno == EINTR)
                         continue;
-                } else if (n < 0 && errno == EAGAIN) {
+                else if (n < 0 && errno == EAGAIN)
                         break;
-                } else {
-                        client_end(c, n < 0 ? strerror(errno) : "write returned 0");
-                        return false;
-                }
+                else
+                        client_write_failed(c, n < 0 ? errno : EIO);
         }
-        return true;
 }
 
 /* The writer's input into the guest, as backend.c's pump_in(). False if it
@@ -418,10 +426,8 @@ static void on_client(void *opaque, int fd, uint32_t events)
          * still taken, then it is closed. */
         if (events & hup)
                 c->eof = true;
-        if ((events & (EPOLLOUT | EPOLLERR)) && !client_flush(c)) {
-                settle(cs);
-                return;
-        }
+        if (events & (EPOLLOUT | EPOLLERR))
+                client_flush(c);
         if (c != cs->writer) {
                 if ((events & (EPOLLIN | hup)) && !reader_drain(c)) {
                         settle(cs);
@@ -568,10 +574,10 @@ int clients_add(struct hclients *cs, int fd, enum client_mode mode, bool control
         hport_emit(hp, HPORT_HOST_CONNECT);
         tell_room(cs);
         client_watch(c);
+        client_flush(c);
+        client_watch(c);
         if (c->broken)
                 client_end(c, "cannot watch it");
-        else if (client_flush(c))
-                client_watch(c);
         settle(cs);
         return 0;
 }
@@ -621,7 +627,7 @@ static void drop_behind(struct hclients *cs)
 }
 
 /* Write bytes [skip, skip + len) of @iov to @c, which has everything before
- * them. Bytes written; a failure marks it broken. */
+ * them. Bytes written. */
 static size_t write_direct(struct hclient *c, const struct iovec *iov, unsigned cnt,
                            size_t skip, size_t len)
 {
@@ -634,7 +640,7 @@ static size_t write_direct(struct hclient *c, const struct iovec *iov, unsigned 
         if (n >= 0)
                 return n;
         if (errno != EAGAIN)
-                c->broken = true;
+                client_write_failed(c, errno);
         return 0;
 }
 
@@ -709,7 +715,7 @@ size_t clients_have_data(struct hclients *cs, const struct iovec *iov, unsigned 
         for (c = cs->first; c;) {
                 client_watch(c);
                 if (c->broken) {
-                        client_end(c, "write failed");
+                        client_end(c, "cannot watch it");
                         c = cs->first;  /* the list changed: again */
                         continue;
                 }
