@@ -561,6 +561,11 @@ static int do_events(void)
                                int_of(ev, "port"));
                         if (*str_of(ev, "name"))
                                 printf(" (%s)", str_of(ev, "name"));
+                        /* Host connections: which client, how many bytes. */
+                        if (int_of(ev, "client"))
+                                printf(" client %lld", int_of(ev, "client"));
+                        if (int_of(ev, "bytes"))
+                                printf(" %lld bytes", int_of(ev, "bytes"));
                         putchar('\n');
                 } else if (!opt_json) {
                         printf("%-6lld %s\n", int_of(ev, "seq"), str_of(ev, "event"));
