@@ -847,7 +847,11 @@ def events_scripted_sequence(d):
     check(rc == 0 and err == '', 'events exit %s %r' % (rc, err))
     for ln, e in zip(evh.lines, got):
         w = '%d %s port %d (%s)' % (e['seq'], e['event'], e['port'], e['name'])
+        if 'client' in e:       # a listening port's client, by number
+            w += ' client %d' % e['client']
         check(' '.join(ln.split()) == w, 'events line %r, want %r' % (ln, w))
+    check(all(e.get('client') == 1 for e in got if e['event'].startswith('host-')),
+          'host events without the client number: %s' % got)
 
 
 @case
