@@ -2,18 +2,18 @@
 /*
  * Fuzz the daemon's host-side state machine: control-socket requests (add,
  * remove, resize, attach, subscribe, list, stats, history, reopen,
- * malformed lines) from
- * several clients, host peers connecting to port sockets, interleaved with
+ * unplug, plug, malformed lines) from several clients, host peers connecting to port sockets, interleaved with
  * a hostile guest's control messages (DEVICE_READY, PORT_READY, PORT_OPEN,
  * unknown events and ports), port data both ways and control-rx buffers
  * posted or withheld (a full control queue), all through the daemon's own
- * ctl_server.c, backend*.c, listener.c and the device, wired as main.c
+ * ctl_server.c, backend*.c, clients.c, plug.c, listener.c and the device, wired as main.c
  * wires them but over an in-process transport instead of vhost-user.
  *
  * Oracles besides ASan/UBSan (a use-after-free like the audit's finding 1
  * shows up here):
- *  - every port in the device has live host state naming it, and there are
- *    as many host ports as device ports (no host state without a port);
+ *  - every port in the device has live host state naming it, and every
+ *    host port is in the device unless it is unplugged (no host state
+ *    without a port or an unplugged id);
  *  - after every action the loop goes idle within SETTLE_ROUNDS passes
  *    (no callback without progress: a watch that fires for ever fails);
  *  - each input ends with the fds it started with.
@@ -234,7 +234,8 @@ static void settle(struct fx *f)
         fz_fail(__FILE__, __LINE__, "the loop never went idle");
 }
 
-/* Every device port has its host port and every host port its device port. */
+/* Every device port has its host port and every plugged host port its
+ * device port; unplugged ones keep their id free in the device. */
 static void check_ports(struct fx *f)
 {
         unsigned n = 0;
@@ -243,6 +244,11 @@ static void check_ports(struct fx *f)
                 const struct hport *hp = vs_port_opaque(p);
 
                 FZ_CHECK(hp && hp->port == p && hp->id == vs_port_id(p));
+                FZ_CHECK(hport_find_id(&f->env, hp->id) == hp);
+        }
+        for (struct hport *hp = hport_next(&f->env, NULL); hp; hp = hport_next(&f->env, hp)) {
+                FZ_CHECK(hp->port ? vs_port_find(f->dev, hp->id) == hp->port :
+                                    vs_port_find(f->dev, hp->id) == NULL);
                 n++;
         }
         FZ_CHECK(n == f->env.nports);
@@ -257,6 +263,8 @@ static const char *const specs[] = {
         "console,backend=null,buffer=4K",
         "backend=unix,path=%s/a.sock",
         "name=org.fz.c,backend=unix,path=%s/b.sock,buffer=4K",
+        "name=org.fz.d,backend=unix,path=%s/d.sock,buffer=4K,clients=3",
+        "backend=unix,path=%s/e.sock,on-connect=discard,clients=2",
         "console,backend=unix,path=%s/c.sock",
         "backend=file,path=%s/f1",
         "name=org.fz.d,backend=file,path=%s/f2,buffer=4K",
@@ -298,7 +306,7 @@ static void request(struct fx *f, struct fz *in)
         char line[1200], spec[600], port[32];
         int n = 0;
 
-        switch (fz_u8(in) % 10) {
+        switch (fz_u8(in) % 11) {
         case 0: {
                 uint8_t s = fz_u8(in), id = fz_u8(in);
 
@@ -326,10 +334,16 @@ static void request(struct fx *f, struct fz *in)
                              cols, rows);
                 break;
         }
-        case 3:
+        case 3: {
+                static const char *const modes[] = { "", ",\"mode\":\"read-only\"",
+                                                     ",\"mode\":\"write\"", ",\"mode\":1" };
+                uint8_t m = fz_u8(in);
+
                 port_ref(in, port, sizeof(port));
-                n = snprintf(line, sizeof(line), "{\"cmd\":\"attach\",\"port\":%s}\n", port);
+                n = snprintf(line, sizeof(line), "{\"cmd\":\"attach\",\"port\":%s%s}\n", port,
+                             modes[m % 4]);
                 break;
+        }
         case 4:
                 n = snprintf(line, sizeof(line), "{\"cmd\":\"subscribe\"}\n");
                 break;
@@ -353,6 +367,14 @@ static void request(struct fx *f, struct fz *in)
                         n = snprintf(line, sizeof(line),
                                      "{\"cmd\":\"history\",\"port\":%s,\"bytes\":%u%s}\n", port,
                                      (how >> 2) * 97u, how % 4 == 3 ? ",\"follow\":true" : "");
+                break;
+        }
+        case 8: {
+                uint8_t u = fz_u8(in);
+
+                port_ref(in, port, sizeof(port));
+                n = snprintf(line, sizeof(line), "{\"cmd\":\"%s\",\"port\":%s}\n",
+                             u & 1 ? "plug" : "unplug", port);
                 break;
         }
         default: {
@@ -590,10 +612,8 @@ static void fx_free(struct fx *f)
         for (unsigned i = 0; i < PEERS; i++)
                 if (f->peer[i] >= 0)
                         close(f->peer[i]);
-        if (f->dev)
-                for (struct vs_port *p = vs_port_next(f->dev, NULL); p;
-                     p = vs_port_next(f->dev, p))
-                        hport_free(vs_port_opaque(p));
+        for (struct hport *hp; (hp = hport_next(&f->env, NULL));)
+                hport_free(hp);
         FZ_CHECK(f->env.nports == 0);
         ctl_server_free(f->cs);
         vs_device_free(f->dev);

@@ -7,10 +7,12 @@
  *   vserialctl [-c PATH] remove ID|NAME
  *   vserialctl [-c PATH] resize ID|NAME COLS ROWS
  *   vserialctl [-c PATH] events [--json]
- *   vserialctl [-c PATH] attach ID|NAME
+ *   vserialctl [-c PATH] attach [--read-only|--write] ID|NAME
  *   vserialctl [-c PATH] stats [--json|--prometheus]
  *   vserialctl [-c PATH] history ID|NAME [--follow] [--bytes N]
  *   vserialctl [-c PATH] reopen
+ *   vserialctl [-c PATH] unplug ID|NAME
+ *   vserialctl [-c PATH] plug ID|NAME
  *
  * Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 bad
  * usage. Every failure is one line on stderr.
@@ -46,6 +48,7 @@ static bool opt_json;
 static bool opt_prometheus;     /* stats */
 static bool opt_follow;         /* history */
 static long long opt_bytes = -1;        /* history: -1 = all it holds */
+static const char *opt_mode;    /* attach: "read-only" or "write" */
 
 static void usage(FILE *out)
 {
@@ -62,12 +65,18 @@ static void usage(FILE *out)
                 "  attach ID|NAME             be the port's host side on this terminal\n"
                 "                             (Ctrl-] detaches; without a terminal, stdin\n"
                 "                             is sent until its end)\n"
+                "      --read-only            ... as a reader only (clients= ports): output\n"
+                "                             only, nothing typed is sent\n"
+                "      --write                ... as the port's writer (its input), taking\n"
+                "                             over from the client that had it\n"
                 "  stats [--json|--prometheus]  the daemon's counters (--prometheus: the\n"
                 "                             text format of node-exporter's textfile collector)\n"
                 "  history ID|NAME [--follow] [--bytes N]\n"
                 "                             the port's recent output (history=); --follow\n"
                 "                             then prints new output until interrupted\n"
                 "  reopen                     open the ports' files again (after logrotate)\n"
+                "  unplug ID|NAME             the guest loses the port; its host side stays\n"
+                "  plug ID|NAME               the guest gets an unplugged port back\n"
                 "\n"
                 "Options:\n"
                 "  -c, --control PATH  the daemon's control socket (default: $VSERIAL_CONTROL,\n"
@@ -314,6 +323,27 @@ static void print_json(json_object *o, int flags)
 
 #define NCOLS 10
 
+/* GUEST: open, closed, or unplugged (the daemon keeps its host side). */
+static const char *guest_cell(json_object *p)
+{
+        json_object *v;
+
+        if (json_object_object_get_ex(p, "plugged", &v) && !json_object_get_boolean(v))
+                return "unplugged";
+        return bool_of(p, "guest_open") ? "open" : "closed";
+}
+
+/* HOST: "connected", or how many clients when several are (clients=). */
+static char *host_cell(json_object *p)
+{
+        char *s = NULL;
+        long long n = int_of(p, "clients");
+
+        if (n > 1 && asprintf(&s, "%lld clients", n) < 0)
+                return NULL;
+        return s ? s : strdup(bool_of(p, "host_connected") ? "connected" : "-");
+}
+
 static void print_table(json_object *ports)
 {
         static const char *const head[NCOLS] = {
@@ -339,8 +369,8 @@ static void print_table(json_object *ports)
                     !(r[1] = strdup(*name ? name : "-")) ||
                     !(r[2] = strdup(bool_of(p, "console") ? "console" : "port")) ||
                     !(r[3] = strdup(str_of(p, "backend"))) ||
-                    !(r[4] = strdup(bool_of(p, "guest_open") ? "open" : "closed")) ||
-                    !(r[5] = strdup(bool_of(p, "host_connected") ? "connected" : "-")) ||
+                    !(r[4] = strdup(guest_cell(p))) ||
+                    !(r[5] = host_cell(p)) ||
                     !(r[6] = strdup(bool_of(p, "throttled") ? "yes" : "no")) ||
                     asprintf(&r[7], "%lld", int_of(p, "to_guest")) < 0 ||
                     asprintf(&r[8], "%lld", int_of(p, "from_guest")) < 0 ||
@@ -413,9 +443,10 @@ static int do_add(const char *spec)
         return 0;
 }
 
-static int do_remove(const char *port)
+/* remove, unplug, plug: a port, and an empty reply. */
+static int do_port_cmd(const char *cmd, const char *port)
 {
-        json_object *req = cmd_req("remove");
+        json_object *req = cmd_req(cmd);
 
         json_object_object_add(req, "port", port_ref(port));
         conn_open(&conn);
@@ -575,6 +606,11 @@ static int do_events(void)
                                int_of(ev, "port"));
                         if (*str_of(ev, "name"))
                                 printf(" (%s)", str_of(ev, "name"));
+                        /* Host connections: which client, how many bytes. */
+                        if (int_of(ev, "client"))
+                                printf(" client %lld", int_of(ev, "client"));
+                        if (int_of(ev, "bytes"))
+                                printf(" %lld bytes", int_of(ev, "bytes"));
                         putchar('\n');
                 } else if (!opt_json) {
                         printf("%-6lld %s\n", int_of(ev, "seq"), str_of(ev, "event"));
@@ -600,6 +636,7 @@ struct attach {
         char out[IO_CHUNK];     /* stdin bytes not yet sent */
         size_t out_len;
         bool in_eof, shut;
+        bool read_only;         /* nothing is sent to the port */
 };
 
 static void write_all(int fd, const char *p, size_t n)
@@ -690,7 +727,9 @@ static void flush_out(struct attach *a)
                         return;
                 }
         }
-        if (a->in_eof && !a->shut) {
+        /* A reader's end would end it: the daemon closes a reader that is
+         * done sending. */
+        if (a->in_eof && !a->shut && !a->read_only) {
                 shutdown(a->ctl.fd, SHUT_WR);
                 a->shut = true;
         }
@@ -704,7 +743,8 @@ static void detach(struct attach *a)
         exit(0);
 }
 
-/* Typed bytes to the port; Ctrl-] on a terminal detaches. */
+/* Typed bytes to the port; Ctrl-] on a terminal detaches. A read-only
+ * attach only looks for Ctrl-]. */
 static void read_stdin(struct attach *a)
 {
         ssize_t n = read(STDIN_FILENO, a->out + a->out_len, sizeof(a->out) - a->out_len);
@@ -718,10 +758,11 @@ static void read_stdin(struct attach *a)
         }
         esc = a->tty ? memchr(a->out + a->out_len, ESCAPE_CHAR, n) : NULL;
         if (esc) {
-                a->out_len = esc - a->out;
+                a->out_len = a->read_only ? 0 : esc - a->out;
                 detach(a);
         }
-        a->out_len += n;
+        if (!a->read_only)
+                a->out_len += n;
 }
 
 static void read_port(struct attach *a)
@@ -738,7 +779,8 @@ static void read_port(struct attach *a)
         term_restore();
         if (a->shut)
                 exit(0);        /* our input ended, and then the port's output */
-        die("%s: connection closed by the daemon (port removed or daemon stopped)", a->label);
+        die("%s: connection closed by the daemon (port removed, daemon stopped, or a "
+            "read-only attach a whole buffer behind)", a->label);
 }
 
 static void on_sig(struct attach *a)
@@ -789,10 +831,16 @@ static int do_attach(const char *port)
         /* A write error must restore the terminal, not kill us. */
         signal(SIGPIPE, SIG_IGN);
         a.tty = isatty(STDIN_FILENO);
+        a.read_only = opt_mode && strcmp(opt_mode, "read-only") == 0;
+        /* A reader sends nothing, not even an end: only a terminal's
+         * Ctrl-] is looked for. */
+        a.in_eof = a.read_only && !a.tty;
         conn_open(&a.ctl);
         known = find_port(&a.ctl, port, &a);
         /* The daemon has the last word on unknown ports. */
         json_object_object_add(req, "port", port_ref(port));
+        if (opt_mode)
+                json_object_object_add(req, "mode", json_object_new_string(opt_mode));
         json_object_put(request(&a.ctl, req));
         if (known)
                 snprintf(a.label, sizeof(a.label), "port %lld%s%s%s", a.id, a.name[0] ? " (" : "",
@@ -810,7 +858,8 @@ static int do_attach(const char *port)
         if (a.tty) {
                 struct termios raw;
 
-                fprintf(stderr, "vserialctl: attached to %s; Ctrl-] detaches\n", a.label);
+                fprintf(stderr, "vserialctl: attached to %s%s; Ctrl-] detaches\n", a.label,
+                        a.read_only ? " read-only" : "");
                 if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
                         die("tcgetattr: %s", strerror(errno));
                 raw = term_saved;
@@ -971,6 +1020,8 @@ int main(int argc, char **argv)
                 { "prometheus", no_argument, NULL, 'P' },
                 { "follow", no_argument, NULL, 'f' },
                 { "bytes", required_argument, NULL, 'n' },
+                { "read-only", no_argument, NULL, 'r' },
+                { "write", no_argument, NULL, 'w' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -983,6 +1034,8 @@ int main(int argc, char **argv)
         if (!control_path || !*control_path)
                 control_path = DEFAULT_CONTROL;
         opterr = 0;
+        /* --read-only and --write have no short form: "r" and "w" are not
+         * in the short option string, getopt_long() returns them. */
         while ((c = getopt_long(argc, argv, ":c:jPfn:hV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -1001,6 +1054,12 @@ int main(int argc, char **argv)
                         break;
                 case 'n':
                         opt_bytes = parse_bytes(optarg);
+                        break;
+                case 'r':
+                case 'w':
+                        if (opt_mode)
+                                die_usage("give one of --read-only and --write");
+                        opt_mode = c == 'r' ? "read-only" : "write";
                         break;
                 case 'h':
                         usage(stdout);
@@ -1028,6 +1087,8 @@ int main(int argc, char **argv)
                 die_usage("stats: give --json or --prometheus, not both");
         if ((opt_follow || opt_bytes >= 0) && strcmp(cmd, "history"))
                 die_usage("--follow and --bytes are for history only");
+        if (opt_mode && strcmp(cmd, "attach"))
+                die_usage("--%s is for attach only", opt_mode);
         if (strcmp(cmd, "list") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_list();
@@ -1036,9 +1097,10 @@ int main(int argc, char **argv)
                 want_args(cmd, nargs, 1, "SPEC");
                 return do_add(args[0]);
         }
-        if (strcmp(cmd, "remove") == 0) {
+        if (strcmp(cmd, "remove") == 0 || strcmp(cmd, "unplug") == 0 ||
+            strcmp(cmd, "plug") == 0) {
                 want_args(cmd, nargs, 1, "ID|NAME");
-                return do_remove(args[0]);
+                return do_port_cmd(cmd, args[0]);
         }
         if (strcmp(cmd, "resize") == 0) {
                 want_args(cmd, nargs, 3, "ID|NAME COLS ROWS");

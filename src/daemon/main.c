@@ -32,7 +32,7 @@ struct daemon {
         struct vs_epoll *ep;
         struct vs_device *dev;
         struct hport_env env;
-        size_t nhports;         /* --port ones; all live in dev */
+        size_t nhports;         /* --port ones */
         struct ctl_server *ctl;
         struct listen_pool *listeners;
         int listen_fd;
@@ -162,17 +162,15 @@ static void on_signal(void *opaque, int fd, uint32_t events)
                 return;
         if (si.ssi_signo == SIGWINCH) {
                 /* Consoles on the terminal follow its size. */
-                for (struct vs_port *p = vs_port_next(d->dev, NULL); p;
-                     p = vs_port_next(d->dev, p))
-                        hport_winch(vs_port_opaque(p));
+                for (struct hport *hp = hport_next(&d->env, NULL); hp; hp = hport_next(&d->env, hp))
+                        hport_winch(hp);
                 return;
         }
         if (si.ssi_signo == SIGHUP) {
                 /* logrotate moved the files: write to new ones. */
                 log_info("SIGHUP: reopening the ports' files");
-                for (struct vs_port *p = vs_port_next(d->dev, NULL); p;
-                     p = vs_port_next(d->dev, p))
-                        hport_reopen(vs_port_opaque(p));
+                for (struct hport *hp = hport_next(&d->env, NULL); hp; hp = hport_next(&d->env, hp))
+                        hport_reopen(hp);
                 return;
         }
         log_info("signal %u: shutting down", si.ssi_signo);
@@ -536,13 +534,14 @@ static int run(struct daemon *d)
 
 static void teardown(struct daemon *d)
 {
-        struct vs_port *p;
+        struct hport *hp;
 
         vs_vu_free(d->vu);
         /* Every port's host side, the control socket's too (their events
-         * still go out); the device and its ports go next. */
-        for (p = d->dev ? vs_port_next(d->dev, NULL) : NULL; p; p = vs_port_next(d->dev, p))
-                hport_free(vs_port_opaque(p));
+         * still go out), unplugged ones as well; the device and its ports
+         * go next. */
+        while ((hp = hport_next(&d->env, NULL)))
+                hport_free(hp);
         ctl_server_free(d->ctl);
         vs_device_free(d->dev);
         listener_free(d->vmm_listener);

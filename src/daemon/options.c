@@ -249,6 +249,53 @@ static int spec_check_host(struct port_spec *p, char *err, size_t errlen)
 
 /* ---- end of issue 13's keys ------------------------------------------------ */
 
+/* ---- host connections: clients=, on-connect= ---------------------------- */
+
+/* 1 if @key is one of these, 0 if not, -EINVAL (and @err) for a bad value. */
+static int spec_conn_key(struct port_spec *p, const char *key, const char *val,
+                         char *err, size_t errlen)
+{
+        unsigned long v;
+
+        if (strcmp(key, "clients") == 0) {
+                if (parse_uint(val, 1, SPEC_CLIENTS_MAX, &v) < 0)
+                        return fail(err, errlen, "clients '%s' is not a number in 1..%u", val,
+                                    SPEC_CLIENTS_MAX);
+                p->clients = v;
+                return 1;
+        }
+        if (strcmp(key, "on-connect") == 0) {
+                if (strcmp(val, "replay") == 0)
+                        p->on_connect = ON_CONNECT_REPLAY;
+                else if (strcmp(val, "discard") == 0)
+                        p->on_connect = ON_CONNECT_DISCARD;
+                else
+                        return fail(err, errlen, "on-connect '%s': expected replay or discard", val);
+                p->on_connect_set = true;
+                return 1;
+        }
+        return 0;
+}
+
+/* Which backends take them: clients= the listening ones, on-connect= any
+ * whose host side connects and leaves. */
+static int spec_check_conn(struct port_spec *p, char *err, size_t errlen)
+{
+        bool listens = p->backend == BACKEND_UNIX || p->backend == BACKEND_TCP;
+
+        if (p->clients && !listens)
+                return fail(err, errlen, "clients= is only for backend=unix and backend=tcp "
+                            "(listening sockets)");
+        if (p->on_connect_set && !listens && p->backend != BACKEND_UNIX_CONNECT)
+                return fail(err, errlen, "on-connect= is only for backend=unix, tcp and "
+                            "unix-connect (host sides that connect and leave)");
+        if (!p->clients)
+                p->clients = 1;
+        return 0;
+}
+
+/* ---- the other keys ------------------------------------------------------ */
+
 static int spec_key(struct port_spec *p, const char *key, const char *val,
                     char *err, size_t errlen)
 {
@@ -262,6 +309,9 @@ static int spec_key(struct port_spec *p, const char *key, const char *val,
         }
         if (!val)
                 return fail(err, errlen, "key '%s' needs a value (%s=...)", key, key);
+        r = spec_conn_key(p, key, val, err, errlen);
+        if (r != 0)
+                return r < 0 ? r : 0;
         if (strcmp(key, "id") == 0 || strcmp(key, "port") == 0 || strcmp(key, "buffer") == 0)
                 return spec_number(p, key, val, err, errlen);
         if (strcmp(key, "name") == 0)
@@ -308,7 +358,6 @@ static int spec_check(struct port_spec *p, char *err, size_t errlen)
 {
         struct in6_addr a6;
         struct in_addr a4;
-
         int r;
 
         if (p->backend == BACKEND_NONE)
@@ -325,6 +374,8 @@ static int spec_check(struct port_spec *p, char *err, size_t errlen)
                 return fail(err, errlen, "host '%s' is not a numeric IPv4 or IPv6 address", p->host);
         if (!p->buffer)
                 p->buffer = 1u << 20;
+        if (spec_check_conn(p, err, errlen) < 0)
+                return -EINVAL;
         return spec_check_keys(p, err, errlen);
 }
 
@@ -455,7 +506,7 @@ void options_usage(FILE *out)
                 "        console               the guest binds the port to hvc\n"
                 "        buffer=SIZE           guest output kept while the host side is away\n"
                 "                              (default 1M; then the guest's writes wait)\n"
-                "        backend=unix,path=P   listen on a unix socket, one host client at a time\n"
+                "        backend=unix,path=P   listen on a unix socket (host clients: clients=)\n"
                 "        backend=unix-connect,path=P  connect to a unix socket, reconnect\n"
                 "        backend=tcp,port=N[,host=A]  listen on A:N (default 127.0.0.1)\n"
                 "        backend=pty           a pseudo-terminal (its path is logged and listed)\n"
@@ -470,6 +521,10 @@ void options_usage(FILE *out)
                 "                              (default 64K for consoles, else 0)\n"
                 "        logfile=PATH[,logfile-timestamps=on]  all guest output also appended\n"
                 "                              to PATH (reopened on SIGHUP)\n"
+                "        clients=N             unix, tcp: serve N host clients at once (default\n"
+                "                              1); more wait in the listen backlog, in order\n"
+                "        on-connect=replay|discard  what a new host client gets first: the\n"
+                "                              output no client has had (default) or nothing\n"
                 "  -c, --control PATH    control socket for vserialctl\n"
                 "  -l, --log-level L     error, warn, info (default) or debug\n"
                 "  -i, --instance NAME   the instance in journal entries and metrics (default:\n"

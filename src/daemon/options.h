@@ -25,7 +25,14 @@ enum backend_kind {
         BACKEND_LAST = BACKEND_JOURNAL,
 };
 
+/* How a new host client starts (on-connect=). */
+enum on_connect {
+        ON_CONNECT_REPLAY,      /* with the guest output no client has had yet */
+        ON_CONNECT_DISCARD,     /* clean: that output is dropped, counted */
+};
+
 #define SPEC_PATH_MAX 512
+#define SPEC_CLIENTS_MAX 64u
 #define SPEC_BUFFER_MIN 4096u
 #define SPEC_BUFFER_MAX (1u << 30)
 /* history=: what a console keeps unless told, and the most any port may. */
@@ -52,6 +59,10 @@ struct port_spec {
                                          * systemd passed named like the port */
         int journal_priority;           /* backend=journal: PRIORITY= 0..7 */
         /* ---- end of issue 13's keys ---- */
+        /* Host connections (issues 13 and 15): */
+        unsigned clients;               /* unix, tcp: clients at once, 1.. */
+        enum on_connect on_connect;
+        bool on_connect_set;            /* given in the SPEC */
 };
 
 /* "unix", "tcp", ... */

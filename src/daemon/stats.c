@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "clients.h"
 #include "log.h"
 #include "stats.h"
 #include "tap.h"
@@ -171,20 +172,22 @@ void stats_fill(const struct stats_src *src, json_object *out)
 
 void stats_port(const struct hport *hp, json_object *o)
 {
-        struct vs_port_stats st = { 0 };
+        struct vs_port_stats st;
         struct vs_queue_stats rx = { 0 }, tx = { 0 };
         json_object *q;
 
-        if (hp->port) {
-                vs_port_get_stats(hp->port, &st);
+        hport_get_stats(hp, &st);     /* over all its plugs */
+        if (hp->port)
                 vs_port_get_queue_stats(hp->port, &rx, &tx);
-        }
         json_object_object_add(o, "to_guest", u64(st.to_guest));
         json_object_object_add(o, "from_guest", u64(st.from_guest));
         json_object_object_add(o, "buffered", u64(hport_buffered(hp)));
         json_object_object_add(o, "host_connects", u64(hp->cnt.host_connects));
         json_object_object_add(o, "clients_refused", u64(hp->cnt.clients_refused));
         json_object_object_add(o, "output_discarded", u64(hp->cnt.output_discarded));
+        /* Host connections (clients.c) */
+        json_object_object_add(o, "clients_dropped", u64(hp->cnt.clients_dropped));
+        json_object_object_add(o, "input_discarded", u64(hp->cnt.input_discarded));
         q = json_object_new_object();
         add_queue(q, &rx, false);
         json_object_object_add(o, "rx", q);
@@ -201,7 +204,8 @@ static void stats_port_host(const struct hport *hp, json_object *o)
         uint64_t entries, retries;
 
         tap_get_stats(hp, &t);
-        json_object_object_add(o, "clients", u64(hport_connected(hp) ? 1 : 0));
+        json_object_object_add(o, "clients", u64(hp->clients ? clients_count(hp->clients) :
+                                                 hport_connected(hp) ? 1 : 0));
         json_object_object_add(o, "guest_open",
                                json_object_new_boolean(hp->port && vs_port_guest_connected(hp->port)));
         json_object_object_add(o, "throttled",

@@ -144,9 +144,7 @@ class FakeGuest:
         self.ctrl_log = []      # (event, id, value) from the device
         self.ctrl_rx_hold = False   # True: take control messages, post no new buffers
         self.error = None
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(sock_path)
+        self.sock = self._connect(sock_path, timeout)
         self.memfd = os.memfd_create('fakeguest', os.MFD_CLOEXEC)
         os.ftruncate(self.memfd, mem)
         self.mem = mmap.mmap(self.memfd, mem)
@@ -155,6 +153,23 @@ class FakeGuest:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    @staticmethod
+    def _connect(path, timeout):
+        """Callers wait for the socket file, which bind() makes just before
+        listen(): until then a connect is refused (seen under load)."""
+        end = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(path)
+                return s
+            except (ConnectionRefusedError, FileNotFoundError):
+                s.close()
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
 
     # ---- memory
     def alloc(self, n, align):

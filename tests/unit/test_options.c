@@ -76,6 +76,34 @@ static void test_spec_errors(void **state)
         expect_spec_error("name,backend=stdio", "needs a value");
 }
 
+/* Host connections: clients= and on-connect= (issues 13 and 15). */
+static void test_spec_conn(void **state)
+{
+        struct port_spec p;
+
+        (void)state;
+        assert_int_equal(spec_parse("backend=unix,path=/a", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.clients, 1);
+        assert_int_equal(p.on_connect, ON_CONNECT_REPLAY);
+        assert_int_equal(spec_parse("backend=tcp,port=9,clients=64,on-connect=discard", &p, err,
+                                    sizeof(err)), 0);
+        assert_int_equal(p.clients, 64);
+        assert_int_equal(p.on_connect, ON_CONNECT_DISCARD);
+        assert_int_equal(spec_parse("backend=unix-connect,path=/a,on-connect=replay", &p, err,
+                                    sizeof(err)), 0);
+        assert_int_equal(p.on_connect, ON_CONNECT_REPLAY);
+        expect_spec_error("backend=unix,path=/a,clients=0", "clients '0' is not a number in 1..64");
+        expect_spec_error("backend=unix,path=/a,clients=65", "clients '65'");
+        expect_spec_error("backend=unix,path=/a,clients=2x", "clients '2x'");
+        expect_spec_error("backend=unix,path=/a,clients=", "clients ''");
+        expect_spec_error("backend=unix,path=/a,clients", "needs a value");
+        expect_spec_error("backend=pty,clients=2", "clients= is only for backend=unix and backend=tcp");
+        expect_spec_error("backend=unix-connect,path=/a,clients=2", "clients= is only for");
+        expect_spec_error("backend=unix,path=/a,on-connect=drop", "on-connect 'drop': expected replay or discard");
+        expect_spec_error("backend=file,path=/a,on-connect=discard", "on-connect= is only for");
+        expect_spec_error("backend=stdio,on-connect=replay", "on-connect= is only for");
+}
+
 static void expect_cmdline_error(int r, const char *needle)
 {
         assert_int_equal(r, -EINVAL);
@@ -109,6 +137,8 @@ static void test_cmdline_errors(void **state)
                                    "--port", "console,backend=stdio"), "stdio");
         expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "4",
                                    "--port", "id=4,backend=stdio"), "--max-ports");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "backend=unix,path=/a,clients=99"),
+                             "--port 'backend=unix,path=/a,clients=99': clients '99'");
 }
 
 /* history=, logfile=, the new backends, --instance (issue 13). */
@@ -193,6 +223,7 @@ int main(void)
                 cmocka_unit_test(test_minimal),
                 cmocka_unit_test(test_ports),
                 cmocka_unit_test(test_spec_errors),
+                cmocka_unit_test(test_spec_conn),
                 cmocka_unit_test(test_cmdline_errors),
                 cmocka_unit_test(test_host_keys),
                 cmocka_unit_test(test_host_cmdline),
