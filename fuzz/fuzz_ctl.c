@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz the daemon's host-side state machine: control-socket requests (add,
- * remove, resize, attach, subscribe, list, stats, malformed lines) from
- * several clients, host peers connecting to port sockets, interleaved with
+ * remove, resize, attach, subscribe, list, stats, history, reopen,
+ * unplug, plug, malformed lines) from several clients, host peers connecting to port sockets, interleaved with
  * a hostile guest's control messages (DEVICE_READY, PORT_READY, PORT_OPEN,
  * unknown events and ports), port data both ways and control-rx buffers
  * posted or withheld (a full control queue), all through the daemon's own
- * ctl_server.c, backend*.c, listener.c and the device, wired as main.c
+ * ctl_server.c, backend*.c, clients.c, plug.c, listener.c and the device, wired as main.c
  * wires them but over an in-process transport instead of vhost-user.
  *
  * Oracles besides ASan/UBSan (a use-after-free like the audit's finding 1
  * shows up here):
- *  - every port in the device has live host state naming it, and there are
- *    as many host ports as device ports (no host state without a port);
+ *  - every port in the device has live host state naming it, and every
+ *    host port is in the device unless it is unplugged (no host state
+ *    without a port or an unplugged id);
  *  - after every action the loop goes idle within SETTLE_ROUNDS passes
  *    (no callback without progress: a watch that fires for ever fails);
  *  - each input ends with the fds it started with.
@@ -233,7 +234,8 @@ static void settle(struct fx *f)
         fz_fail(__FILE__, __LINE__, "the loop never went idle");
 }
 
-/* Every device port has its host port and every host port its device port. */
+/* Every device port has its host port and every plugged host port its
+ * device port; unplugged ones keep their id free in the device. */
 static void check_ports(struct fx *f)
 {
         unsigned n = 0;
@@ -242,6 +244,11 @@ static void check_ports(struct fx *f)
                 const struct hport *hp = vs_port_opaque(p);
 
                 FZ_CHECK(hp && hp->port == p && hp->id == vs_port_id(p));
+                FZ_CHECK(hport_find_id(&f->env, hp->id) == hp);
+        }
+        for (struct hport *hp = hport_next(&f->env, NULL); hp; hp = hport_next(&f->env, hp)) {
+                FZ_CHECK(hp->port ? vs_port_find(f->dev, hp->id) == hp->port :
+                                    vs_port_find(f->dev, hp->id) == NULL);
                 n++;
         }
         FZ_CHECK(n == f->env.nports);
@@ -256,12 +263,16 @@ static const char *const specs[] = {
         "console,backend=null,buffer=4K",
         "backend=unix,path=%s/a.sock",
         "name=org.fz.c,backend=unix,path=%s/b.sock,buffer=4K",
+        "name=org.fz.d,backend=unix,path=%s/d.sock,buffer=4K,clients=3",
+        "backend=unix,path=%s/e.sock,on-connect=discard,clients=2",
         "console,backend=unix,path=%s/c.sock",
         "backend=file,path=%s/f1",
         "name=org.fz.d,backend=file,path=%s/f2,buffer=4K",
         "backend=unix-connect,path=%s/peer.sock",
         "name=org.fz.e,backend=pty",
         "name=org.fz.a,backend=unix,path=%s/a.sock",    /* clashes */
+        "name=org.fz.h,backend=null,history=4K,logfile=%s/l1",
+        "console,backend=unix,path=%s/c.sock,logfile=%s/l2,logfile-timestamps=on",
 };
 
 static const char *const names[] = { "org.fz.a", "org.fz.b", "org.fz.c", "org.fz.d",
@@ -295,11 +306,12 @@ static void request(struct fx *f, struct fz *in)
         char line[1200], spec[600], port[32];
         int n = 0;
 
-        switch (fz_u8(in) % 9) {
+        switch (fz_u8(in) % 11) {
         case 0: {
                 uint8_t s = fz_u8(in), id = fz_u8(in);
 
-                snprintf(spec, sizeof(spec), specs[s % (sizeof(specs) / sizeof(specs[0]))], dir);
+                snprintf(spec, sizeof(spec), specs[s % (sizeof(specs) / sizeof(specs[0]))], dir,
+                         dir);
                 if (id & 8)
                         n = snprintf(line, sizeof(line), "{\"cmd\":\"add\",\"spec\":\"id=%u,%s\"}\n",
                                      (id >> 4) % (MAX_PORTS + 1), spec);
@@ -322,10 +334,16 @@ static void request(struct fx *f, struct fz *in)
                              cols, rows);
                 break;
         }
-        case 3:
+        case 3: {
+                static const char *const modes[] = { "", ",\"mode\":\"read-only\"",
+                                                     ",\"mode\":\"write\"", ",\"mode\":1" };
+                uint8_t m = fz_u8(in);
+
                 port_ref(in, port, sizeof(port));
-                n = snprintf(line, sizeof(line), "{\"cmd\":\"attach\",\"port\":%s}\n", port);
+                n = snprintf(line, sizeof(line), "{\"cmd\":\"attach\",\"port\":%s%s}\n", port,
+                             modes[m % 4]);
                 break;
+        }
         case 4:
                 n = snprintf(line, sizeof(line), "{\"cmd\":\"subscribe\"}\n");
                 break;
@@ -335,6 +353,30 @@ static void request(struct fx *f, struct fz *in)
         case 6:
                 n = snprintf(line, sizeof(line), "{\"cmd\":\"stats\"}\n");
                 break;
+        case 7: {
+                /* history (a reader on the port, or an error), reopen, metrics */
+                uint8_t how = fz_u8(in);
+
+                port_ref(in, port, sizeof(port));
+                if (how % 4 == 0)
+                        n = snprintf(line, sizeof(line), "{\"cmd\":\"reopen\"}\n");
+                else if (how % 4 == 1)
+                        n = snprintf(line, sizeof(line),
+                                     "{\"cmd\":\"stats\",\"format\":\"prometheus\"}\n");
+                else
+                        n = snprintf(line, sizeof(line),
+                                     "{\"cmd\":\"history\",\"port\":%s,\"bytes\":%u%s}\n", port,
+                                     (how >> 2) * 97u, how % 4 == 3 ? ",\"follow\":true" : "");
+                break;
+        }
+        case 8: {
+                uint8_t u = fz_u8(in);
+
+                port_ref(in, port, sizeof(port));
+                n = snprintf(line, sizeof(line), "{\"cmd\":\"%s\",\"port\":%s}\n",
+                             u & 1 ? "plug" : "unplug", port);
+                break;
+        }
         default: {
                 /* Raw bytes, unless they could be an add (which names paths). */
                 size_t len = fz_u8(in);
@@ -518,7 +560,8 @@ static int count_fds(void)
 /* Files a file port made stay (as they would); the next input starts clean. */
 static void clean_dir(void)
 {
-        static const char *const files[] = { "f1", "f2", "a.sock", "b.sock", "c.sock" };
+        static const char *const files[] = { "f1", "f2", "a.sock", "b.sock", "c.sock",
+                                             "l1", "l2" };
         char path[128];
 
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -569,10 +612,8 @@ static void fx_free(struct fx *f)
         for (unsigned i = 0; i < PEERS; i++)
                 if (f->peer[i] >= 0)
                         close(f->peer[i]);
-        if (f->dev)
-                for (struct vs_port *p = vs_port_next(f->dev, NULL); p;
-                     p = vs_port_next(f->dev, p))
-                        hport_free(vs_port_opaque(p));
+        for (struct hport *hp; (hp = hport_next(&f->env, NULL));)
+                hport_free(hp);
         FZ_CHECK(f->env.nports == 0);
         ctl_server_free(f->cs);
         vs_device_free(f->dev);

@@ -35,6 +35,11 @@ static void check_spec(const struct port_spec *p)
         FZ_CHECK(p->id >= -1 && p->id < (int32_t)VS_MAX_PORTS);
         FZ_CHECK(memchr(p->name, '\0', sizeof(p->name)) != NULL);
         FZ_CHECK(memchr(p->path, '\0', sizeof(p->path)) != NULL);
+        FZ_CHECK(memchr(p->logfile, '\0', sizeof(p->logfile)) != NULL);
+        FZ_CHECK(p->history <= SPEC_HISTORY_MAX && (p->history == 0 || p->history >= 4096));
+        FZ_CHECK(p->journal_priority >= 0 && p->journal_priority <= 7);
+        FZ_CHECK(p->fd == -1 || (p->fd >= 3 && p->backend == BACKEND_FD));
+        FZ_CHECK(!p->logfile_timestamps || p->logfile[0]);
 }
 
 static void fuzz_spec(struct fz *in)
@@ -167,7 +172,9 @@ static void parse_quietly(int argc, char **argv)
         if (r < 0)
                 FZ_CHECK(err[0] != '\0');
         if (r == 0) {
-                FZ_CHECK(opts.socket_path != NULL);
+                /* --socket or --socket-fd (LISTEN_FDS is never set here) */
+                FZ_CHECK(opts.socket_path != NULL || opts.socket_fd >= 0);
+                FZ_CHECK(opts.instance != NULL);
                 FZ_CHECK(opts.nports <= opts.max_ports);
                 for (size_t i = 0; i < opts.nports; i++)
                         check_spec(&opts.ports[i]);

@@ -88,6 +88,7 @@ struct fx {
         struct vs_device *dev;
         struct vs_vu *vu;
         bool vu_closed;
+        bool rings_told;        /* rings_short() called on this connection */
         int peer;                       /* the frontend's end */
         unsigned max_ports, max_queues;
         struct fport ports[MAX_PORTS];
@@ -209,6 +210,16 @@ static void on_queue_broken(void *opaque, unsigned q, int err)
         FZ_CHECK(err < 0);
 }
 
+/* Once per connection, and only for a real shortage. */
+static void on_rings_short(void *opaque, unsigned have, unsigned need)
+{
+        struct fx *f = opaque;
+
+        FZ_CHECK(!f->rings_told);
+        f->rings_told = true;
+        FZ_CHECK(have > 0 && have < need && need == vs_device_num_queues(f->dev));
+}
+
 static void close_fd(int *fd)
 {
         if (*fd >= 0)
@@ -223,6 +234,7 @@ static void connect_vu(struct fx *f)
                 .loop = f->ep,
                 .closed = on_closed,
                 .queue_broken = on_queue_broken,
+                .rings_short = on_rings_short,
                 .opaque = f,
                 .max_queues = f->max_queues,
         };
@@ -234,6 +246,7 @@ static void connect_vu(struct fx *f)
         fcntl(sv[0], F_SETFL, O_NONBLOCK);
         f->peer = sv[0];
         f->vu_closed = false;
+        f->rings_told = false;
         if (vs_vu_new(f->dev, sv[1], &cfg, &f->vu) < 0)
                 f->vu = NULL;
 }

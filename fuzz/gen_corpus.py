@@ -725,6 +725,12 @@ def spec_seeds():
         'path=' + 'p' * 200 + ',backend=unix',
         'backend=tcp,host=999.1.1.1,port=1',
         ',,,=,backend=null,',
+        'console,backend=pty,history=1M,logfile=/var/log/c.log,logfile-timestamps=on',
+        'name=org.x,backend=tcp-connect,host=::1,port=22',
+        'name=org.y,backend=fd,fd=9',
+        'name=org.z,backend=fd',
+        'name=org.j,backend=journal,journal-priority=warning',
+        'backend=null,history=3K,logfile-timestamps=on',
     ]
     seeds = {}
     for i, s in enumerate(specs):
@@ -743,6 +749,9 @@ def spec_seeds():
         ['--help'],
         ['-V'],
         ['-s', '/s', '--', '-m', '3'],
+        ['-s', '/s', '--instance', 'vm1', '--port', 'name=a,backend=null,logfile=/l',
+         '--port', 'name=b,backend=null,logfile=/l'],
+        ['--socket-fd', '5', '--port', 'name=a,backend=fd,fd=5'],
     ]
     for i, a in enumerate(argvs):
         seeds['argv-%02d' % i] = u8(1) + b'\0'.join(x.encode() for x in a)

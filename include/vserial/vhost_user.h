@@ -42,6 +42,18 @@ struct vs_vu_config {
         void *opaque;
         /* Max queues the device may expose to the frontend; 0 = no limit. */
         unsigned max_queues;
+        /*
+         * The frontend has fewer rings than the device needs: a guest driver
+         * that reads the config (GET_CONFIG) after the frontend named its
+         * rings saw @need rings wanted (2 x (max_ports + 1) with MULTIPORT)
+         * where the frontend offers @have (1 + the highest ring index any
+         * SET_VRING_* message named; QEMU names each of its num_vqs rings
+         * with SET_VRING_CALL/ERR before the guest runs). Linux then fails
+         * the probe ("Error -22 initializing vqs") and the frontend sends
+         * nothing more, so this is the only place the mismatch shows.
+         * Called at most once per connection. May be NULL.
+         */
+        void (*rings_short)(void *opaque, unsigned have, unsigned need);
 };
 
 /*
@@ -69,5 +81,17 @@ struct vs_vu_stats {
                                  * eventfd, the backend channel, ring fds, and
                                  * those of a message still being received */
         unsigned regions;       /* guest memory regions mapped now */
+        unsigned rings;         /* rings the frontend named: 1 + the highest
+                                 * index of any SET_VRING_* message */
 };
 void vs_vu_get_stats(const struct vs_vu *vu, struct vs_vu_stats *ret);
+
+/*
+ * Was this connection's guest memory lost to a file the frontend truncated
+ * (see vs_sigbus_guard_install())? From then on its pages read as zeros:
+ * bytes an embedder copies from the device's iovecs (have_data) are not
+ * guest data and should be dropped. The connection fails with -EFAULT at
+ * its next event. Cheap: one atomic load unless some mapping in the
+ * process was ever lost.
+ */
+bool vs_vu_memory_lost(const struct vs_vu *vu);

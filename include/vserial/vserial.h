@@ -236,6 +236,10 @@ int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
 /* The same summed over all queues (max_chain_descs: the largest). */
 void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret);
 
+/* Counters of @port's receive (host->guest) and transmit queues. */
+void vs_port_get_queue_stats(const struct vs_port *port, struct vs_queue_stats *rx,
+                             struct vs_queue_stats *tx);
+
 /* ---- transport ------------------------------------------------------- */
 
 /* What a transport does for the device. */

@@ -7,8 +7,12 @@
  *   vserialctl [-c PATH] remove ID|NAME
  *   vserialctl [-c PATH] resize ID|NAME COLS ROWS
  *   vserialctl [-c PATH] events [--json]
- *   vserialctl [-c PATH] attach ID|NAME
- *   vserialctl [-c PATH] stats [--json]
+ *   vserialctl [-c PATH] attach [--read-only|--write] ID|NAME
+ *   vserialctl [-c PATH] stats [--json|--prometheus]
+ *   vserialctl [-c PATH] history ID|NAME [--follow] [--bytes N]
+ *   vserialctl [-c PATH] reopen
+ *   vserialctl [-c PATH] unplug ID|NAME
+ *   vserialctl [-c PATH] plug ID|NAME
  *
  * Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 bad
  * usage. Every failure is one line on stderr.
@@ -41,6 +45,10 @@
 
 static const char *control_path;
 static bool opt_json;
+static bool opt_prometheus;     /* stats */
+static bool opt_follow;         /* history */
+static long long opt_bytes = -1;        /* history: -1 = all it holds */
+static const char *opt_mode;    /* attach: "read-only" or "write" */
 
 static void usage(FILE *out)
 {
@@ -57,12 +65,26 @@ static void usage(FILE *out)
                 "  attach ID|NAME             be the port's host side on this terminal\n"
                 "                             (Ctrl-] detaches; without a terminal, stdin\n"
                 "                             is sent until its end)\n"
-                "  stats [--json]             the daemon's cost counters\n"
+                "      --read-only            ... as a reader only (clients= ports): output\n"
+                "                             only, nothing typed is sent\n"
+                "      --write                ... as the port's writer (its input), taking\n"
+                "                             over from the client that had it\n"
+                "  stats [--json|--prometheus]  the daemon's counters (--prometheus: the\n"
+                "                             text format of node-exporter's textfile collector)\n"
+                "  history ID|NAME [--follow] [--bytes N]\n"
+                "                             the port's recent output (history=); --follow\n"
+                "                             then prints new output until interrupted\n"
+                "  reopen                     open the ports' files again (after logrotate)\n"
+                "  unplug ID|NAME             the guest loses the port; its host side stays\n"
+                "  plug ID|NAME               the guest gets an unplugged port back\n"
                 "\n"
                 "Options:\n"
                 "  -c, --control PATH  the daemon's control socket (default: $VSERIAL_CONTROL,\n"
                 "                      else " DEFAULT_CONTROL ")\n"
                 "  -j, --json          print the daemon's JSON (list, add, events, stats)\n"
+                "  -P, --prometheus    stats in the Prometheus text format\n"
+                "  -f, --follow        history: go on printing new output\n"
+                "  -n, --bytes N       history: at most the last N bytes\n"
                 "  -h, --help          this text\n"
                 "  -V, --version       print the version\n"
                 "\n"
@@ -301,6 +323,27 @@ static void print_json(json_object *o, int flags)
 
 #define NCOLS 10
 
+/* GUEST: open, closed, or unplugged (the daemon keeps its host side). */
+static const char *guest_cell(json_object *p)
+{
+        json_object *v;
+
+        if (json_object_object_get_ex(p, "plugged", &v) && !json_object_get_boolean(v))
+                return "unplugged";
+        return bool_of(p, "guest_open") ? "open" : "closed";
+}
+
+/* HOST: "connected", or how many clients when several are (clients=). */
+static char *host_cell(json_object *p)
+{
+        char *s = NULL;
+        long long n = int_of(p, "clients");
+
+        if (n > 1 && asprintf(&s, "%lld clients", n) < 0)
+                return NULL;
+        return s ? s : strdup(bool_of(p, "host_connected") ? "connected" : "-");
+}
+
 static void print_table(json_object *ports)
 {
         static const char *const head[NCOLS] = {
@@ -326,8 +369,8 @@ static void print_table(json_object *ports)
                     !(r[1] = strdup(*name ? name : "-")) ||
                     !(r[2] = strdup(bool_of(p, "console") ? "console" : "port")) ||
                     !(r[3] = strdup(str_of(p, "backend"))) ||
-                    !(r[4] = strdup(bool_of(p, "guest_open") ? "open" : "closed")) ||
-                    !(r[5] = strdup(bool_of(p, "host_connected") ? "connected" : "-")) ||
+                    !(r[4] = strdup(guest_cell(p))) ||
+                    !(r[5] = host_cell(p)) ||
                     !(r[6] = strdup(bool_of(p, "throttled") ? "yes" : "no")) ||
                     asprintf(&r[7], "%lld", int_of(p, "to_guest")) < 0 ||
                     asprintf(&r[8], "%lld", int_of(p, "from_guest")) < 0 ||
@@ -400,9 +443,10 @@ static int do_add(const char *spec)
         return 0;
 }
 
-static int do_remove(const char *port)
+/* remove, unplug, plug: a port, and an empty reply. */
+static int do_port_cmd(const char *cmd, const char *port)
 {
-        json_object *req = cmd_req("remove");
+        json_object *req = cmd_req(cmd);
 
         json_object_object_add(req, "port", port_ref(port));
         conn_open(&conn);
@@ -410,19 +454,49 @@ static int do_remove(const char *port)
         return 0;
 }
 
-/* "key=value key=value" of an object's scalar members. */
+/* "key=value key=value" of an object's scalar members; those of an object
+ * member as "key.sub=value". */
+static void print_scalars(json_object *o, const char *prefix, const char **sep)
+{
+        json_object_object_foreach(o, key, val) {
+                if (json_object_is_type(val, json_type_object)) {
+                        char sub[64];
+
+                        snprintf(sub, sizeof(sub), "%s%s.", prefix, key);
+                        print_scalars(val, sub, sep);
+                        continue;
+                }
+                if (json_object_is_type(val, json_type_array))
+                        continue;
+                printf("%s%s%s=%s", *sep, prefix, key, json_object_get_string(val));
+                *sep = " ";
+        }
+}
+
 static void print_members(json_object *o)
 {
         const char *sep = "";
 
-        json_object_object_foreach(o, key, val) {
-                if (json_object_is_type(val, json_type_object) ||
-                    json_object_is_type(val, json_type_array))
-                        continue;
-                printf("%s%s=%s", sep, key, json_object_get_string(val));
-                sep = " ";
-        }
+        print_scalars(o, "", &sep);
         putchar('\n');
+}
+
+/* The Prometheus text, as the daemon made it. */
+static int do_stats_prometheus(void)
+{
+        json_object *req = cmd_req("stats"), *reply, *text;
+
+        json_object_object_add(req, "format", json_object_new_string("prometheus"));
+        conn_open(&conn);
+        reply = request(&conn, req);
+        if (!json_object_object_get_ex(reply, "prometheus", &text) ||
+            !json_object_is_type(text, json_type_string)) {
+                json_object_put(reply);
+                die("the daemon's stats reply has no \"prometheus\" text");
+        }
+        fputs(json_object_get_string(text), stdout);
+        json_object_put(reply);
+        return 0;
 }
 
 /* One line per section; arrays (the ports) one line per element. */
@@ -430,6 +504,8 @@ static int do_stats(void)
 {
         json_object *reply, *st;
 
+        if (opt_prometheus)
+                return do_stats_prometheus();
         conn_open(&conn);
         reply = request(&conn, cmd_req("stats"));
         if (!json_object_object_get_ex(reply, "stats", &st) ||
@@ -530,6 +606,11 @@ static int do_events(void)
                                int_of(ev, "port"));
                         if (*str_of(ev, "name"))
                                 printf(" (%s)", str_of(ev, "name"));
+                        /* Host connections: which client, how many bytes. */
+                        if (int_of(ev, "client"))
+                                printf(" client %lld", int_of(ev, "client"));
+                        if (int_of(ev, "bytes"))
+                                printf(" %lld bytes", int_of(ev, "bytes"));
                         putchar('\n');
                 } else if (!opt_json) {
                         printf("%-6lld %s\n", int_of(ev, "seq"), str_of(ev, "event"));
@@ -555,6 +636,7 @@ struct attach {
         char out[IO_CHUNK];     /* stdin bytes not yet sent */
         size_t out_len;
         bool in_eof, shut;
+        bool read_only;         /* nothing is sent to the port */
 };
 
 static void write_all(int fd, const char *p, size_t n)
@@ -645,7 +727,9 @@ static void flush_out(struct attach *a)
                         return;
                 }
         }
-        if (a->in_eof && !a->shut) {
+        /* A reader's end would end it: the daemon closes a reader that is
+         * done sending. */
+        if (a->in_eof && !a->shut && !a->read_only) {
                 shutdown(a->ctl.fd, SHUT_WR);
                 a->shut = true;
         }
@@ -659,7 +743,8 @@ static void detach(struct attach *a)
         exit(0);
 }
 
-/* Typed bytes to the port; Ctrl-] on a terminal detaches. */
+/* Typed bytes to the port; Ctrl-] on a terminal detaches. A read-only
+ * attach only looks for Ctrl-]. */
 static void read_stdin(struct attach *a)
 {
         ssize_t n = read(STDIN_FILENO, a->out + a->out_len, sizeof(a->out) - a->out_len);
@@ -673,10 +758,11 @@ static void read_stdin(struct attach *a)
         }
         esc = a->tty ? memchr(a->out + a->out_len, ESCAPE_CHAR, n) : NULL;
         if (esc) {
-                a->out_len = esc - a->out;
+                a->out_len = a->read_only ? 0 : esc - a->out;
                 detach(a);
         }
-        a->out_len += n;
+        if (!a->read_only)
+                a->out_len += n;
 }
 
 static void read_port(struct attach *a)
@@ -693,7 +779,8 @@ static void read_port(struct attach *a)
         term_restore();
         if (a->shut)
                 exit(0);        /* our input ended, and then the port's output */
-        die("%s: connection closed by the daemon (port removed or daemon stopped)", a->label);
+        die("%s: connection closed by the daemon (port removed, daemon stopped, or a "
+            "read-only attach a whole buffer behind)", a->label);
 }
 
 static void on_sig(struct attach *a)
@@ -744,10 +831,16 @@ static int do_attach(const char *port)
         /* A write error must restore the terminal, not kill us. */
         signal(SIGPIPE, SIG_IGN);
         a.tty = isatty(STDIN_FILENO);
+        a.read_only = opt_mode && strcmp(opt_mode, "read-only") == 0;
+        /* A reader sends nothing, not even an end: only a terminal's
+         * Ctrl-] is looked for. */
+        a.in_eof = a.read_only && !a.tty;
         conn_open(&a.ctl);
         known = find_port(&a.ctl, port, &a);
         /* The daemon has the last word on unknown ports. */
         json_object_object_add(req, "port", port_ref(port));
+        if (opt_mode)
+                json_object_object_add(req, "mode", json_object_new_string(opt_mode));
         json_object_put(request(&a.ctl, req));
         if (known)
                 snprintf(a.label, sizeof(a.label), "port %lld%s%s%s", a.id, a.name[0] ? " (" : "",
@@ -765,7 +858,8 @@ static int do_attach(const char *port)
         if (a.tty) {
                 struct termios raw;
 
-                fprintf(stderr, "vserialctl: attached to %s; Ctrl-] detaches\n", a.label);
+                fprintf(stderr, "vserialctl: attached to %s%s; Ctrl-] detaches\n", a.label,
+                        a.read_only ? " read-only" : "");
                 if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
                         die("tcgetattr: %s", strerror(errno));
                 raw = term_saved;
@@ -810,7 +904,105 @@ static int do_attach(const char *port)
         }
 }
 
+/* ---- history, reopen ----------------------------------------------------- */
+
+/* Bytes of the port's stream: what came with the reply, then the socket. */
+static void copy_stream(struct conn *c, long long want, bool follow, int sigfd, const char *port)
+{
+        long long got = 0;
+        char buf[IO_CHUNK];
+
+        if (c->len) {
+                write_all(STDOUT_FILENO, c->buf, c->len);
+                got = c->len;
+                c->len = 0;
+        }
+        for (;;) {
+                struct pollfd pf[2] = { { .fd = c->fd, .events = POLLIN },
+                                        { .fd = sigfd, .events = POLLIN } };
+                ssize_t n;
+
+                if (!follow && got >= want)
+                        exit(0);
+                if (poll(pf, 2, -1) < 0 && errno != EINTR)
+                        die("poll: %s", strerror(errno));
+                if (pf[1].revents)
+                        exit(0);        /* interrupted: done */
+                if (!pf[0].revents)
+                        continue;
+                n = read(c->fd, buf, sizeof(buf));
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n > 0) {
+                        write_all(STDOUT_FILENO, buf, n);
+                        got += n;
+                        continue;
+                }
+                if (got < want)
+                        die("port %s: the history was cut short after %lld of %lld bytes: the "
+                            "port's output overran it while it was sent", port, got, want);
+                die("port %s: the daemon ended the stream (port removed, daemon stopped, or "
+                    "this reader fell further behind than the port's history holds)", port);
+        }
+}
+
+static int do_history(const char *port)
+{
+        json_object *req = cmd_req("history"), *reply;
+        int sigfd = signals_fd(false);
+        long long n;
+
+        /* A reader that left (head, a closed pipe) ends us quietly. */
+        signal(SIGPIPE, SIG_DFL);
+        json_object_object_add(req, "port", port_ref(port));
+        if (opt_bytes >= 0)
+                json_object_object_add(req, "bytes", json_object_new_int64(opt_bytes));
+        if (opt_follow)
+                json_object_object_add(req, "follow", json_object_new_boolean(1));
+        conn_open(&conn);
+        reply = request(&conn, req);
+        n = int_of(reply, "bytes");
+        json_object_put(reply);
+        copy_stream(&conn, n, opt_follow, sigfd, port);
+        return 0;
+}
+
+static int do_reopen(void)
+{
+        json_object *reply;
+        long long failed;
+
+        conn_open(&conn);
+        reply = request(&conn, cmd_req("reopen"));
+        failed = int_of(reply, "failed");
+        json_object_put(reply);
+        if (failed)
+                die("%lld file%s could not be opened again; the old ones are still written "
+                    "(see the daemon's log)", failed, failed == 1 ? "" : "s");
+        return 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
+
+/* --bytes N: a count, with an optional K, M or G. */
+static long long parse_bytes(const char *s)
+{
+        char *end;
+        unsigned long long v;
+        unsigned shift = 0;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (*end == 'K' || *end == 'k')
+                shift = 10, end++;
+        else if (*end == 'M' || *end == 'm')
+                shift = 20, end++;
+        else if (*end == 'G' || *end == 'g')
+                shift = 30, end++;
+        if (*s < '0' || *s > '9' || errno || *end || v > (1ull << 40) >> shift)
+                die_usage("--bytes '%s' is not a byte count (e.g. 4096, 64K)", s);
+        return (long long)(v << shift);
+}
 
 static void want_args(const char *cmd, int have, int want, const char *what)
 {
@@ -825,6 +1017,11 @@ int main(int argc, char **argv)
         static const struct option longopts[] = {
                 { "control", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'j' },
+                { "prometheus", no_argument, NULL, 'P' },
+                { "follow", no_argument, NULL, 'f' },
+                { "bytes", required_argument, NULL, 'n' },
+                { "read-only", no_argument, NULL, 'r' },
+                { "write", no_argument, NULL, 'w' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -837,7 +1034,9 @@ int main(int argc, char **argv)
         if (!control_path || !*control_path)
                 control_path = DEFAULT_CONTROL;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":c:jhV", longopts, NULL)) != -1) {
+        /* --read-only and --write have no short form: "r" and "w" are not
+         * in the short option string, getopt_long() returns them. */
+        while ((c = getopt_long(argc, argv, ":c:jPfn:hV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         if (!*optarg)
@@ -846,6 +1045,21 @@ int main(int argc, char **argv)
                         break;
                 case 'j':
                         opt_json = true;
+                        break;
+                case 'P':
+                        opt_prometheus = true;
+                        break;
+                case 'f':
+                        opt_follow = true;
+                        break;
+                case 'n':
+                        opt_bytes = parse_bytes(optarg);
+                        break;
+                case 'r':
+                case 'w':
+                        if (opt_mode)
+                                die_usage("give one of --read-only and --write");
+                        opt_mode = c == 'r' ? "read-only" : "write";
                         break;
                 case 'h':
                         usage(stdout);
@@ -867,6 +1081,14 @@ int main(int argc, char **argv)
         if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events") &&
             strcmp(cmd, "stats"))
                 die_usage("--json is for list, add, events and stats only");
+        if (opt_prometheus && strcmp(cmd, "stats"))
+                die_usage("--prometheus is for stats only");
+        if (opt_prometheus && opt_json)
+                die_usage("stats: give --json or --prometheus, not both");
+        if ((opt_follow || opt_bytes >= 0) && strcmp(cmd, "history"))
+                die_usage("--follow and --bytes are for history only");
+        if (opt_mode && strcmp(cmd, "attach"))
+                die_usage("--%s is for attach only", opt_mode);
         if (strcmp(cmd, "list") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_list();
@@ -875,9 +1097,10 @@ int main(int argc, char **argv)
                 want_args(cmd, nargs, 1, "SPEC");
                 return do_add(args[0]);
         }
-        if (strcmp(cmd, "remove") == 0) {
+        if (strcmp(cmd, "remove") == 0 || strcmp(cmd, "unplug") == 0 ||
+            strcmp(cmd, "plug") == 0) {
                 want_args(cmd, nargs, 1, "ID|NAME");
-                return do_remove(args[0]);
+                return do_port_cmd(cmd, args[0]);
         }
         if (strcmp(cmd, "resize") == 0) {
                 want_args(cmd, nargs, 3, "ID|NAME COLS ROWS");
@@ -894,6 +1117,14 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "stats") == 0) {
                 want_args(cmd, nargs, 0, "no arguments");
                 return do_stats();
+        }
+        if (strcmp(cmd, "history") == 0) {
+                want_args(cmd, nargs, 1, "ID|NAME");
+                return do_history(args[0]);
+        }
+        if (strcmp(cmd, "reopen") == 0) {
+                want_args(cmd, nargs, 0, "no arguments");
+                return do_reopen();
         }
         die_usage("unknown command '%s'", cmd);
 }

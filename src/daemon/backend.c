@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "tap.h"
+#include "clients.h"
 
 /* Reads per wake-up, so one busy port cannot starve the others. */
 #define IN_BUDGET 16
@@ -34,18 +36,28 @@ const char *hport_label(const struct hport *hp)
 
 size_t hport_buffered(const struct hport *hp)
 {
+        if (hp->clients)
+                return clients_buffered(hp->clients);
         return hp->buf.len;
 }
 
 bool hport_connected(const struct hport *hp)
 {
+        if (hp->clients)
+                return clients_count(hp->clients) > 0;
         return hp->out_fd >= 0 || hp->in_fd >= 0;
+}
+
+void hport_emit(struct hport *hp, enum hport_event ev)
+{
+        if (hp->env->event)
+                hp->env->event(hp->env->opaque, hp, ev);
+        hp->ev = (struct hport_event_info){ 0 };
 }
 
 static void emit(struct hport *hp, enum hport_event ev)
 {
-        if (hp->env->event)
-                hp->env->event(hp->env->opaque, hp, ev);
+        hport_emit(hp, ev);
 }
 
 /* ---- the bounded output buffer ------------------------------------------ */
@@ -116,6 +128,33 @@ static ssize_t outbuf_flush(struct outbuf *b, int fd)
                 b->head = 0;
         }
         return n;
+}
+
+/* Forget bytes appended since the buffer held @len. */
+static void outbuf_trim(struct outbuf *b, size_t len)
+{
+        b->len = len;
+        if (b->len == 0) {
+                free(b->data);
+                b->data = NULL;
+                b->head = 0;
+        }
+}
+
+/*
+ * Guest memory the VMM truncated (see hport_env.guest_memory_lost): what a
+ * copy read from it is zeros, not guest output, and host input read into
+ * it reaches no guest. True when the bytes of this call must not be used.
+ */
+bool hport_memory_lost(struct hport *hp, bool fault)
+{
+        return hp->env->guest_memory_lost &&
+               hp->env->guest_memory_lost(hp->env->mem_opaque, fault);
+}
+
+static bool memory_lost(struct hport *hp, bool fault)
+{
+        return hport_memory_lost(hp, fault);
 }
 
 /* ---- watches ------------------------------------------------------------ */
@@ -214,6 +253,14 @@ static void poke_later(struct hport *hp)
 
 static void pump_in(struct hport *hp)
 {
+        if (!hp->port || (hp->in_fd >= 0 && !hp->in_paused && memory_lost(hp, false))) {
+                /* Unplugged, or guest memory lost: the input waits where it
+                 * is for the next plug or guest (guest_ready() resumes). */
+                hp->in_paused = true;
+                update_watches(hp);
+                unpoke(hp);
+                return;
+        }
         if (hp->in_fd >= 0 && hp->in_unpollable && !hp->in_paused)
                 poke_later(hp);         /* undone below unless the budget runs out */
         for (int i = 0; i < IN_BUDGET && hp->in_fd >= 0; i++) {
@@ -235,7 +282,11 @@ static void pump_in(struct hport *hp)
                 }
                 if (n == -EAGAIN || n == -EINTR)
                         break;
-                if (n == -ENOBUFS) {
+                /* Guest memory gone: the VMM goes, the input waits in the
+                 * kernel for the next guest (its PORT_READY resumes it). */
+                if (n == -EFAULT)
+                        memory_lost(hp, true);
+                if (n == -ENOBUFS || n == -EFAULT) {
                         /* The guest is full: leave the data in the kernel. */
                         hp->in_paused = true;
                         update_watches(hp);
@@ -288,7 +339,7 @@ static void flush_out(struct hport *hp)
                 return;
         }
         update_watches(hp);
-        if (outbuf_room(&hp->buf) > 0)
+        if (outbuf_room(&hp->buf) > 0 && hp->port)
                 vs_port_throttle(hp->port, false);
 }
 
@@ -303,10 +354,14 @@ void hport_winch(struct hport *hp)
                 hp->ops->winch(hp);
 }
 
-void hport_reopen(struct hport *hp)
+int hport_reopen(struct hport *hp)
 {
+        int failed = 0;
+
         if (hp->ops->reopen)
-                hp->ops->reopen(hp);
+                failed += hp->ops->reopen(hp) < 0;
+        failed += tap_reopen(hp->tap) < 0;
+        return failed;
 }
 
 static void on_timer(void *opaque, int fd, uint32_t events)
@@ -396,35 +451,74 @@ static void on_in(void *opaque, int fd, uint32_t events)
                 paused_hangup(hp);
 }
 
-static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
-                         unsigned cnt)
+/* Guest output for the one peer (or none) of hp->in_fd/out_fd. */
+static size_t peer_have_data(struct hport *hp, const struct iovec *iov, unsigned cnt,
+                             size_t total)
 {
-        struct hport *hp = vs_port_opaque(port);
-        size_t total = 0, done = 0;
+        size_t sent = 0, done, kept = hp->buf.len;
 
-        for (unsigned i = 0; i < cnt; i++)
-                total += iov[i].iov_len;
-        if (hp->out_gone) {
+        if (hp->out_gone || memory_lost(hp, false)) {
                 hp->cnt.output_discarded += total;
+                return total;
+        }
+        /* on-connect=discard: the next peer starts clean, nobody waits. */
+        if (hp->out_fd < 0 && hp->spec.on_connect == ON_CONNECT_DISCARD) {
+                hp->cnt.output_discarded += total;
+                hp->discard_pending += total;
                 return total;
         }
         /* Straight from guest memory when nothing is queued before it. */
         if (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len == 0) {
                 ssize_t n = writev(hp->out_fd, iov, cnt);
 
-                if (n > 0)
-                        done = n;
-                else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                if (n > 0) {
+                        sent = n;
+                } else if (n < 0 && errno == EFAULT && memory_lost(hp, true)) {
+                        hp->cnt.output_discarded += total;
+                        return total;
+                } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
                         log_debug("%s: write: %s", hp->label, strerror(errno));
+                }
         }
+        done = sent;
         if (done < total)
                 done += outbuf_put(&hp->buf, iov, cnt, done);
+        /*
+         * The copy met pages the VMM truncated: the guard made them zeros,
+         * so what this call buffered is no guest output. What writev()
+         * sent before that is.
+         */
+        if (done > sent && memory_lost(hp, false)) {
+                outbuf_trim(&hp->buf, kept);
+                hp->cnt.output_discarded += total - sent;
+                return total;
+        }
         /* A file is never polled for room: what it refused is written again
          * now, and an error arms the backend's retry (a full disk). */
         if (hp->out_unpollable && hp->buf.len && !hp->peer_eof)
                 flush_out(hp);
         else
                 update_watches(hp);
+        return done;
+}
+
+static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
+                         unsigned cnt)
+{
+        struct hport *hp = vs_port_opaque(port);
+        size_t total = 0, done;
+
+        for (unsigned i = 0; i < cnt; i++)
+                total += iov[i].iov_len;
+        /* A listening port's clients each get all of it (clients.c). */
+        if (hp->clients && !memory_lost(hp, false))
+                done = clients_have_data(hp->clients, iov, cnt, total);
+        else
+                done = peer_have_data(hp, iov, cnt, total);
+        /* What the device consumed, whatever the backend did with it:
+         * history, logfile= (tap.h); not what truncated memory read as. */
+        if (!memory_lost(hp, false))
+                tap_output(hp, iov, cnt, done, total);
         return done;
 }
 
@@ -442,6 +536,10 @@ static void guest_ready(struct vs_port *port)
 {
         struct hport *hp = vs_port_opaque(port);
 
+        if (hp->clients) {
+                clients_guest_ready(hp->clients);
+                return;
+        }
         if (hp->in_fd < 0 || !hp->in_paused)
                 return;
         hp->in_paused = false;
@@ -449,7 +547,7 @@ static void guest_ready(struct vs_port *port)
         pump_in(hp);
 }
 
-static const struct vs_port_ops hport_ops = {
+const struct vs_port_ops hport_port_ops = {
         .set_guest_connected = set_guest_connected,
         .guest_ready = guest_ready,
         .have_data = have_data,
@@ -490,6 +588,28 @@ static void attach_start(struct hport *hp)
                 pump_in(hp);
 }
 
+/* on-connect=discard: what the last peer left, and what came while none
+ * was there, is gone; the new peer hears of none of it. */
+static void discard_for_new_peer(struct hport *hp)
+{
+        if (hp->spec.on_connect != ON_CONNECT_DISCARD)
+                return;
+        hp->cnt.output_discarded += hp->buf.len;
+        hp->discard_pending += hp->buf.len;
+        free(hp->buf.data);
+        hp->buf.data = NULL;
+        hp->buf.head = hp->buf.len = 0;
+        if (hp->port)
+                vs_port_throttle(hp->port, false);
+        if (!hp->discard_pending)
+                return;
+        log_info("%s: %llu bytes of guest output discarded for the new host client "
+                 "(on-connect=discard)", hp->label, (unsigned long long)hp->discard_pending);
+        hp->ev.bytes = hp->discard_pending;
+        hp->discard_pending = 0;
+        emit(hp, HPORT_OUTPUT_DISCARDED);
+}
+
 int hport_attach(struct hport *hp, int in_fd, int out_fd)
 {
         /* Before the port is added (start()) this waits for hport_new. */
@@ -497,6 +617,7 @@ int hport_attach(struct hport *hp, int in_fd, int out_fd)
 
         if (r < 0)
                 return r;
+        discard_for_new_peer(hp);
         hp->in_fd = in_fd;
         hp->out_fd = out_fd;
         hp->in_events = hp->out_events = 0;
@@ -550,21 +671,29 @@ static const struct backend_ops *backend_ops_of(enum backend_kind kind)
                 return &backend_file_ops;
         case BACKEND_STDIO:
                 return &backend_stdio_ops;
+        case BACKEND_TCP_CONNECT:
+                return &backend_connect_ops;
+        case BACKEND_FD:
+                return &backend_fd_ops;
+        case BACKEND_JOURNAL:
+                return &backend_journal_ops;
         default:
                 return &backend_listen_ops;
         }
 }
 
 /* The id the device will give: the spec's, else the lowest free one (a
- * console's is 0 if free), as vs_port_add() picks. */
-static int pick_id(struct vs_device *dev, const struct port_spec *spec, uint32_t *ret)
+ * console's is 0 if free), as vs_port_add() picks; an unplugged port keeps
+ * its id. */
+static int pick_id(struct vs_device *dev, struct hport_env *env,
+                   const struct port_spec *spec, uint32_t *ret)
 {
         if (spec->id >= 0) {
                 *ret = spec->id;
                 return 0;
         }
         for (uint32_t id = spec->console ? 0 : 1; id < vs_device_max_ports(dev); id++) {
-                if (!vs_port_find(dev, id)) {
+                if (!vs_port_find(dev, id) && !hport_find_id(env, id)) {
                         *ret = id;
                         return 0;
                 }
@@ -575,6 +704,11 @@ static int pick_id(struct vs_device *dev, const struct port_spec *spec, uint32_t
 /* What backend.c itself holds; after the backend's stop(). */
 static void hport_release_own(struct hport *hp)
 {
+        /* A refused add leaves no log file it created behind. */
+        if (hp->rolling_back)
+                tap_discard(hp->tap);
+        else
+                tap_free(hp->tap);
         timer_free(hp);
         if (hp->poke_fd >= 0) {
                 hp->loop_ops->del(hp->loop, hp->poke_fd);
@@ -604,7 +738,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
 
         if (!hp)
                 return -ENOMEM;
-        r = pick_id(dev, spec, &hp->id);
+        r = pick_id(dev, env, spec, &hp->id);
         if (r < 0) {
                 free(hp);
                 return r;
@@ -612,21 +746,26 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->spec = *spec;
         hp->ops = backend_ops_of(spec->backend);
         hp->env = env;
+        hp->dev = dev;
         hp->loop_ops = env->loop_ops;
         hp->loop = env->loop;
         hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
         hp->timer_fd = hp->hold_fd = -1;
+        hp->connect_fd = -1;
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
-        r = hp->ops->start(hp);
+        r = tap_new(hp, &hp->tap);
+        if (r == 0)
+                r = hp->ops->start(hp);
         if (r < 0) {
                 /* start() undid its own part; a timer it made is ours. */
+                hp->rolling_back = true;
                 hport_release_own(hp);
                 return r;
         }
         pc.id = hp->id;
-        r = vs_port_add(dev, &pc, &hport_ops, hp, &hp->port);
+        r = vs_port_add(dev, &pc, &hport_port_ops, hp, &hp->port);
         if (r < 0) {
                 hp->port = NULL;
                 hp->rolling_back = true;
@@ -641,19 +780,19 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 attach_start(hp);
         }
         env->nports++;
+        env->by_id[hp->id] = hp;
         *ret = hp;
         return 0;
 }
 
+/* An unplugged port is not in the device: only its host side goes. */
 int hport_remove(struct hport *hp)
 {
         int r = vs_port_remove(hp->port);
 
         if (r < 0)
                 return r;
-        hp->port = NULL;
-        hp->env->nports--;
-        hport_release(hp);
+        hport_free(hp);
         return 0;
 }
 
@@ -663,7 +802,44 @@ void hport_free(struct hport *hp)
                 return;
         hp->port = NULL;
         hp->env->nports--;
+        hp->env->by_id[hp->id] = NULL;
         hport_release(hp);
+}
+
+struct hport *hport_find_id(struct hport_env *env, uint32_t id)
+{
+        return id < VS_MAX_PORTS ? env->by_id[id] : NULL;
+}
+
+struct hport *hport_next(struct hport_env *env, struct hport *prev)
+{
+        for (uint32_t id = prev ? prev->id + 1 : 0; id < VS_MAX_PORTS; id++)
+                if (env->by_id[id])
+                        return env->by_id[id];
+        return NULL;
+}
+
+struct hport *hport_find_name(struct hport_env *env, const char *name)
+{
+        for (struct hport *hp = hport_next(env, NULL); hp; hp = hport_next(env, hp))
+                if (*name && strcmp(hp->spec.name, name) == 0)
+                        return hp;
+        return NULL;
+}
+
+bool hport_plugged(const struct hport *hp)
+{
+        return hp->port != NULL;
+}
+
+void hport_get_stats(const struct hport *hp, struct vs_port_stats *ret)
+{
+        struct vs_port_stats now = { 0 };
+
+        if (hp->port)
+                vs_port_get_stats(hp->port, &now);
+        ret->to_guest = hp->stats_base.to_guest + now.to_guest;
+        ret->from_guest = hp->stats_base.from_guest + now.from_guest;
 }
 
 void hport_drop_output(struct hport *hp)
@@ -728,11 +904,13 @@ static void client_stop(struct hport *hp)
         client_end(hp)->stop(hp);
 }
 
-int hport_attach_client(struct hport *hp, int fd)
+int hport_attach_client(struct hport *hp, int fd, enum client_mode mode)
 {
         struct client_ops *c;
         int r;
 
+        if (hp->clients)
+                return clients_add(hp->clients, fd, mode, true);
         if (hport_connected(hp))
                 return -EBUSY;
         c = malloc(sizeof(*c));

@@ -22,12 +22,26 @@
 #define HPORT_BUFFER_DEFAULT (1u << 20)
 
 struct hport;
+struct tap;
+struct journal_port;
 
 enum hport_event {
         HPORT_GUEST_OPEN,
         HPORT_GUEST_CLOSE,
         HPORT_HOST_CONNECT,
         HPORT_HOST_DISCONNECT,
+        /* Host connections (clients.c, plug.c); hp->ev says more. */
+        HPORT_CLIENT_REFUSED,   /* closed unserved: the guest could not be told */
+        HPORT_CLIENT_DROPPED,   /* a read-only client fell a buffer behind */
+        HPORT_OUTPUT_DISCARDED, /* on-connect=discard: ev.bytes dropped */
+        HPORT_UNPLUGGED,        /* the guest lost the port, the host side stays */
+        HPORT_PLUGGED,          /* ... and has it again */
+};
+
+/* What an event is about, beyond its port (valid during the callback). */
+struct hport_event_info {
+        unsigned client;        /* the client's number on its port, 0 if none */
+        uint64_t bytes;         /* HPORT_OUTPUT_DISCARDED */
 };
 
 /* What host ports share: the loop, and where their events go. */
@@ -37,9 +51,20 @@ struct hport_env {
         /* Listening sockets accept through it (back-off when out of fds). */
         struct listen_pool *listeners;
         unsigned nports;        /* host ports alive (hport_new, not yet freed) */
+        /* Every one of them by id, plugged into the device or not. */
+        struct hport *by_id[VS_MAX_PORTS];
         /* Every event, in order; may be NULL. */
         void (*event)(void *opaque, struct hport *hp, enum hport_event ev);
         void *opaque;
+        /*
+         * Is the guest memory behind the device's iovecs lost (the VMM
+         * truncated its memory file)? @fault: a copy from or to it just
+         * failed with EFAULT, which the library's SIGBUS guard does not
+         * see: the owner ends the VMM connection. May be NULL (never lost).
+         */
+        bool (*guest_memory_lost)(void *mem_opaque, bool fault);
+        void *mem_opaque;
+        const char *instance;   /* --instance (journal entries); may be NULL */
 };
 
 struct backend_ops {
@@ -56,15 +81,18 @@ struct backend_ops {
         void (*output_error)(struct hport *hp, int err);
         /* The host terminal may have changed size (SIGWINCH). May be NULL. */
         void (*winch)(struct hport *hp);
-        /* Open again the files written by name (SIGHUP). May be NULL. */
-        void (*reopen)(struct hport *hp);
+        /* Open again the files written by name (SIGHUP): 0, or -errno if
+         * one could not be opened (the old one is kept). May be NULL. */
+        int (*reopen)(struct hport *hp);
 };
 
 /* What a port's host side has done (stats_port()). */
 struct hport_counters {
         uint64_t host_connects;         /* peers that became the host side */
-        uint64_t clients_refused;       /* clients told to go away */
+        uint64_t clients_refused;       /* clients closed unserved */
         uint64_t output_discarded;      /* guest bytes dropped: output gone for good */
+        uint64_t clients_dropped;       /* read-only clients that fell behind */
+        uint64_t input_discarded;       /* bytes read-only clients sent */
 };
 
 /* Guest output not yet written to the host side: a ring of bytes. */
@@ -74,6 +102,8 @@ struct outbuf {
         size_t head;
         size_t len;
 };
+
+struct hclients;
 
 struct hport {
         struct port_spec spec;
@@ -113,6 +143,18 @@ struct hport {
         struct outbuf buf;
         struct hport_counters cnt;
         char label[VS_PORT_NAME_MAX + 32];
+        /* ---- issue 13: taps on guest output, tcp-connect, journal ---- */
+        struct tap *tap;        /* history, logfile=, throttled time (tap.h) */
+        int connect_fd;         /* tcp-connect: a connect() in progress, or -1 */
+        uint32_t connect_events;        /* ... watched on it */
+        struct journal_port *journal;   /* backend=journal (backend_journal.c) */
+        /* ---- end of issue 13's fields ---- */
+        /* Host connections (issues 13 and 15): */
+        struct vs_device *dev;          /* where the port is (un)plugged */
+        struct hclients *clients;       /* unix, tcp: the clients (clients.c) */
+        struct hport_event_info ev;     /* of the event being reported */
+        struct vs_port_stats stats_base;        /* of the ports unplugged before */
+        uint64_t discard_pending;       /* on-connect=discard: dropped, not reported */
 };
 
 /*
@@ -133,6 +175,10 @@ int hport_remove(struct hport *hp);
 /* Stop and free the host side, leaving the device alone: for the daemon's
  * exit, when the device is freed next. Accepts NULL. */
 void hport_free(struct hport *hp);
+/* Is the guest memory behind the device's iovecs lost (the VMM truncated
+ * it)? Then what a copy just read from it is zeros, not guest output.
+ * @fault: a copy failed with EFAULT (the owner ends the VMM connection). */
+bool hport_memory_lost(struct hport *hp, bool fault);
 
 /*
  * For backends: a peer is now connected on these fds (may be equal).
@@ -167,9 +213,11 @@ void hport_winch(struct hport *hp);
 /*
  * SIGHUP (logrotate moved the files away): every file the port writes by
  * name is opened again, so new output goes to a new file. What the port
- * writes to files is all reopened here, whoever writes it.
+ * writes to files is all reopened here, whoever writes it (the backend's
+ * file, logfile=). Returns how many could not be opened (their old files
+ * are kept, and the log says why).
  */
-void hport_reopen(struct hport *hp);
+int hport_reopen(struct hport *hp);
 /* For backends: a timerfd on the loop; @fn runs when it expires. -errno. */
 int hport_timer_new(struct hport *hp, void (*fn)(struct hport *hp));
 void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat);
@@ -177,15 +225,55 @@ void hport_timer_arm(struct hport *hp, unsigned ms, bool repeat);
 size_t hport_buffered(const struct hport *hp);
 /* Is a host peer connected? */
 bool hport_connected(const struct hport *hp);
+/* How a host client joins a port with clients (clients.h). */
+enum client_mode {
+        CLIENT_DEFAULT,         /* the writer if there is none, else a reader */
+        CLIENT_READ_ONLY,       /* a reader, never the writer */
+        CLIENT_WRITE,           /* the writer from now on */
+};
+
 /*
  * Make @fd (a non-blocking stream socket) the peer, whatever the backend:
  * the port's host side until EOF or an error, then the fd is closed and the
- * backend is as before. -EBUSY if a peer is connected, -ENOSPC as for
+ * backend is as before. A listening port takes it as one of its clients
+ * (@mode; other backends take CLIENT_DEFAULT and CLIENT_WRITE alike).
+ * -EBUSY if a peer is connected (all clients= are), -ENOSPC as for
  * hport_attach() (the caller keeps @fd).
  */
-int hport_attach_client(struct hport *hp, int fd);
+int hport_attach_client(struct hport *hp, int fd, enum client_mode mode);
 /* "port 1 (org.x)" for log lines. */
 const char *hport_label(const struct hport *hp);
+
+/* ---- host connections (issues 13 and 15) -------------------------------- */
+
+/* The device's callbacks of every host port. */
+extern const struct vs_port_ops hport_port_ops;
+/* Report @ev through the env's event hook, with hp->ev as filled. */
+void hport_emit(struct hport *hp, enum hport_event ev);
+/* Every host port in id order, plugged into the device or not: start with
+ * NULL. */
+struct hport *hport_next(struct hport_env *env, struct hport *prev);
+struct hport *hport_find_id(struct hport_env *env, uint32_t id);
+struct hport *hport_find_name(struct hport_env *env, const char *name);
+/* Stats of the port, with those of its earlier plugs added. */
+void hport_get_stats(const struct hport *hp, struct vs_port_stats *ret);
+/* The guest has the port now (it is in the device). */
+bool hport_plugged(const struct hport *hp);
+
+/*
+ * Unplug (plug.c): the guest loses the port (PORT_REMOVE), the host side
+ * stays: its backend, clients and buffered output. What the guest wrote and
+ * the port took is still delivered; what host clients send waits in their
+ * sockets (not read) until the next plug. -ENOSPC: the guest's control
+ * queue is full, nothing changed; -EALREADY: not plugged.
+ */
+int hport_unplug(struct hport *hp);
+/*
+ * Plug: the guest gets the port again (PORT_ADD), same id, name and kind,
+ * and hears whether a host client is connected. -ENOSPC: the control queue
+ * is full, still unplugged; -EALREADY: plugged.
+ */
+int hport_plug(struct hport *hp);
 
 /* A listening unix socket at @path (a stale socket file is replaced). */
 int backend_listen_unix(const char *path, int backlog);
@@ -195,3 +283,12 @@ extern const struct backend_ops backend_connect_ops;    /* unix-connect */
 extern const struct backend_ops backend_pty_ops;
 extern const struct backend_ops backend_file_ops;       /* file, null */
 extern const struct backend_ops backend_stdio_ops;
+extern const struct backend_ops backend_fd_ops;        /* fd */
+extern const struct backend_ops backend_journal_ops;   /* journal */
+
+/* backend=journal: entries sent, and sends journald did not take at once. */
+void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_t *retries);
+
+/* For backend=fd: serve @hp->listen_fd, a listening socket someone else
+ * made, as backend=unix serves its own (one client at a time). */
+int backend_listen_adopt(struct hport *hp);

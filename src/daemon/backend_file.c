@@ -84,19 +84,20 @@ static int file_start(struct hport *hp)
  * fails, output keeps going to the old file. Only a regular file is
  * reopened: a FIFO or a device at path has no rotation to follow.
  */
-static void file_reopen(struct hport *hp)
+static int file_reopen(struct hport *hp)
 {
         int fd, old = hp->out_fd;
 
         if (hp->spec.backend != BACKEND_FILE || old < 0 || !hp->out_unpollable)
-                return;
+                return 0;
         fd = open_or_log(hp, hp->spec.path, O_WRONLY | O_APPEND | O_CREAT);
         if (fd < 0)
-                return;
+                return fd;
         hp->out_fd = fd;
         close(old);
         log_info("%s: reopened %s", hp->label, hp->spec.path);
         hport_flush(hp);
+        return 0;
 }
 
 static void file_input_end(struct hport *hp)

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * backend=unix and backend=tcp: listen, and serve one host client at a time.
- * A second client is told why and closed; the first keeps the port.
+ * backend=unix and backend=tcp: listen, and serve up to clients=N host
+ * clients at once (clients.c). While N are connected the listener is on
+ * hold: further connections wait in the kernel's backlog, in arrival order,
+ * and the next is taken once one has left (its end handled first), as a
+ * QEMU socket chardev does. Nothing is ever written to a waiting client.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,28 +18,22 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "clients.h"
 
+/* Connections waiting to be served: the kernel keeps them, in order. */
+#define LISTEN_BACKLOG 16
+
+/* The clients' peer ends are their own (clients.c): nothing to do here. */
 static void listen_peer_gone(struct hport *hp)
 {
-        int fd = hp->in_fd >= 0 ? hp->in_fd : hp->out_fd;
-
-        hport_detach(hp);
-        if (fd >= 0)
-                close(fd);
+        (void)hp;
 }
 
-/* Tell a client why it is not served, and close it. */
-static void refuse(struct hport *hp, int client, const char *why)
+/* Accept only while a client may be served; the rest wait in the backlog. */
+static void on_room(struct hport *hp)
 {
-        char msg[200];
-        int n = snprintf(msg, sizeof(msg), "vserial: %s %s; try again later\n", hp->label, why);
-
-        hp->cnt.clients_refused++;
-        log_warn("%s: refused a host client: it %s", hp->label, why);
-        /* Best effort: the refused client learns why before the close. */
-        if (send(client, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-                log_debug("%s: refusal not sent: %s", hp->label, strerror(errno));
-        close(client);
+        if (hp->listener)
+                listener_hold(hp->listener, clients_full(hp->clients));
 }
 
 static void on_accept(void *opaque, int client)
@@ -44,19 +41,13 @@ static void on_accept(void *opaque, int client)
         struct hport *hp = opaque;
         int one = 1;
 
-        if (hport_connected(hp)) {
-                refuse(hp, client, "already has a host client");
-                return;
-        }
         /* Small writes (a console) should not wait for Nagle. */
         if (hp->spec.backend == BACKEND_TCP)
                 setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (hport_attach(hp, client, client) < 0) {
-                /* The guest would not hear of it: no half-connected port. */
-                refuse(hp, client, "cannot tell the guest: it is not taking control messages");
-                return;
-        }
-        log_info("%s: host client connected", hp->label);
+        /* Refused (the guest could not be told of it; logged and counted
+         * there) or out of memory: closed unserved, without a word. */
+        if (clients_add(hp->clients, client, CLIENT_DEFAULT, false) < 0)
+                close(client);
 }
 
 /*
@@ -139,8 +130,8 @@ static int listen_tcp(const char *host, uint16_t port)
                 return -errno;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (v6)
-                return bind_listen(fd, (struct sockaddr *)&a6, sizeof(a6), 4);
-        return bind_listen(fd, (struct sockaddr *)&a4, sizeof(a4), 4);
+                return bind_listen(fd, (struct sockaddr *)&a6, sizeof(a6), LISTEN_BACKLOG);
+        return bind_listen(fd, (struct sockaddr *)&a4, sizeof(a4), LISTEN_BACKLOG);
 }
 
 static int listen_start(struct hport *hp)
@@ -154,26 +145,42 @@ static int listen_start(struct hport *hp)
         else
                 snprintf(where, sizeof(where), "%s", hp->spec.path);
         r = tcp ? listen_tcp(hp->spec.host, hp->spec.tcp_port) :
-                  backend_listen_unix(hp->spec.path, 4);
+                  backend_listen_unix(hp->spec.path, LISTEN_BACKLOG);
         if (r < 0) {
                 log_error("%s: cannot listen on %s: %s", hp->label, where, strerror(-r));
                 return r;
         }
         hp->listen_fd = r;
-        /* A few per wake-up: one is served, the rest are told why not. */
-        r = listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
+        r = backend_listen_adopt(hp);
         if (r < 0) {
                 close(hp->listen_fd);
                 hp->listen_fd = -1;
                 return r;
         }
-        log_info("%s: listening on %s", hp->label, where);
+        log_info("%s: listening on %s (%u client%s at once)", hp->label, where,
+                 clients_max(hp->clients), clients_max(hp->clients) == 1 ? "" : "s");
         return 0;
+}
+
+int backend_listen_adopt(struct hport *hp)
+{
+        int r = clients_new(hp, on_room, &hp->clients);
+
+        if (r < 0)
+                return r;
+        /* A few per wake-up; on hold as soon as clients= are served. */
+        r = listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
+        if (r < 0) {
+                clients_free(hp->clients);
+                hp->clients = NULL;
+        }
+        return r;
 }
 
 static void listen_stop(struct hport *hp)
 {
-        listen_peer_gone(hp);
+        clients_free(hp->clients);
+        hp->clients = NULL;
         if (hp->listen_fd < 0)
                 return;
         listener_free(hp->listener);

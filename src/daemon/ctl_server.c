@@ -23,8 +23,12 @@
 
 #include <json-c/json.h>
 
+#include "clients.h"
 #include "ctl_server.h"
+#include "history.h"
 #include "log.h"
+#include "metrics.h"
+#include "tap.h"
 
 /* Stop reading requests while this much output waits for a client. */
 #define OUT_PAUSE (256u * 1024)
@@ -68,6 +72,7 @@ struct client {
 struct held_event {
         struct hport *hp;
         enum hport_event ev;
+        struct hport_event_info info;
 };
 
 struct ctl_server {
@@ -245,8 +250,8 @@ static void client_send_error(struct client *c, const char *err)
 
 /* ---- events ------------------------------------------------------------- */
 
-static void publish(struct ctl_server *cs, const char *event, bool has_port,
-                    uint32_t id, const char *name)
+static void publish_info(struct ctl_server *cs, const char *event, bool has_port,
+                         uint32_t id, const char *name, const struct hport_event_info *info)
 {
         json_object *o = json_object_new_object();
         const char *s;
@@ -259,6 +264,11 @@ static void publish(struct ctl_server *cs, const char *event, bool has_port,
                 json_object_object_add(o, "port", json_object_new_int64(id));
                 json_object_object_add(o, "name", json_object_new_string(name));
         }
+        /* Host connections: which client, how many bytes. */
+        if (info && info->client)
+                json_object_object_add(o, "client", json_object_new_uint64(info->client));
+        if (info && info->bytes)
+                json_object_object_add(o, "bytes", json_object_new_uint64(info->bytes));
         s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
         for (struct client *c = cs->clients; c; c = c->next) {
                 if (!c->subscribed || c->dead)
@@ -271,11 +281,17 @@ static void publish(struct ctl_server *cs, const char *event, bool has_port,
         json_object_put(o);
 }
 
+static void publish(struct ctl_server *cs, const char *event, bool has_port,
+                    uint32_t id, const char *name)
+{
+        publish_info(cs, event, has_port, id, name, NULL);
+}
+
 /* By the host port's own id and name: the device may have forgotten it. */
 static void publish_port(struct ctl_server *cs, const char *event,
                          const struct hport *hp)
 {
-        publish(cs, event, true, hp->id, hp->spec.name);
+        publish_info(cs, event, true, hp->id, hp->spec.name, &hp->ev);
 }
 
 static const char *hport_event_name(enum hport_event ev)
@@ -285,6 +301,11 @@ static const char *hport_event_name(enum hport_event ev)
         case HPORT_GUEST_CLOSE: return "guest-close";
         case HPORT_HOST_CONNECT: return "host-connect";
         case HPORT_HOST_DISCONNECT: return "host-disconnect";
+        case HPORT_CLIENT_REFUSED: return "client-refused";
+        case HPORT_CLIENT_DROPPED: return "client-dropped";
+        case HPORT_OUTPUT_DISCARDED: return "output-discarded";
+        case HPORT_UNPLUGGED: return "port-unplugged";
+        case HPORT_PLUGGED: return "port-plugged";
         }
         return "port-event";
 }
@@ -297,7 +318,7 @@ void ctl_server_hport_event(void *opaque, struct hport *hp, enum hport_event ev)
                 return;
         /* A port's start may connect a peer: that follows "port-added". */
         if (cs->holding && cs->nheld < HELD_MAX) {
-                cs->held[cs->nheld++] = (struct held_event){ hp, ev };
+                cs->held[cs->nheld++] = (struct held_event){ hp, ev, hp->ev };
                 return;
         }
         publish_port(cs, hport_event_name(ev), hp);
@@ -362,11 +383,12 @@ static int get_uint(json_object *req, const char *key, int64_t max,
         return 0;
 }
 
-/* The port a request names with "port": an id or a name. */
+/* The port a request names with "port": an id or a name (plugged into the
+ * device or not). */
 static struct hport *find_port(struct ctl_server *cs, json_object *req, char *err)
 {
         uint32_t max = vs_device_max_ports(cs->dev);
-        struct vs_port *port = NULL;
+        struct hport *port = NULL;
         json_object *v;
 
         if (!json_object_object_get_ex(req, "port", &v)) {
@@ -380,7 +402,7 @@ static struct hport *find_port(struct ctl_server *cs, json_object *req, char *er
                         fail(err, "bad port id %lld (ports are 0..%u)", (long long)id, max - 1);
                         return NULL;
                 }
-                port = vs_port_find(cs->dev, id);
+                port = hport_find_id(cs->env, id);
                 if (!port)
                         fail(err, "no port %lld", (long long)id);
         } else if (json_object_is_type(v, json_type_string)) {
@@ -388,13 +410,31 @@ static struct hport *find_port(struct ctl_server *cs, json_object *req, char *er
 
                 if (!name)
                         return NULL;
-                port = *name ? vs_port_find_name(cs->dev, name) : NULL;
+                port = *name ? hport_find_name(cs->env, name) : NULL;
                 if (!port)
                         fail(err, "no port named '%s'", name);
         } else {
                 fail(err, "\"port\" must be a port id (integer) or name (string)");
         }
-        return port ? vs_port_opaque(port) : NULL;
+        return port;
+}
+
+/* Host connections: clients, and whether the guest has the port. */
+static void conn_state(const struct hport *hp, json_object *o)
+{
+        json_object_object_add(o, "plugged", json_object_new_boolean(hport_plugged(hp)));
+        if (hp->clients) {
+                json_object_object_add(o, "clients",
+                                       json_object_new_int(clients_count(hp->clients)));
+                json_object_object_add(o, "clients_max",
+                                       json_object_new_int(clients_max(hp->clients)));
+                json_object_object_add(o, "writer",
+                                       json_object_new_int(clients_writer(hp->clients)));
+        }
+        if (hp->spec.backend == BACKEND_UNIX || hp->spec.backend == BACKEND_TCP ||
+            hp->spec.backend == BACKEND_UNIX_CONNECT)
+                json_object_object_add(o, "on_connect", json_object_new_string(
+                        hp->spec.on_connect == ON_CONNECT_DISCARD ? "discard" : "replay"));
 }
 
 static json_object *port_state(const struct hport *hp)
@@ -403,10 +443,10 @@ static json_object *port_state(const struct hport *hp)
         json_object *o = json_object_new_object(), *counters = json_object_new_object();
         struct vs_port_stats st;
 
-        vs_port_get_stats(port, &st);
-        json_object_object_add(o, "id", json_object_new_int64(vs_port_id(port)));
-        json_object_object_add(o, "name", json_object_new_string(vs_port_name(port)));
-        json_object_object_add(o, "console", json_object_new_boolean(vs_port_is_console(port)));
+        hport_get_stats(hp, &st);
+        json_object_object_add(o, "id", json_object_new_int64(hp->id));
+        json_object_object_add(o, "name", json_object_new_string(hp->spec.name));
+        json_object_object_add(o, "console", json_object_new_boolean(hp->spec.console));
         json_object_object_add(o, "backend",
                                json_object_new_string(backend_name(hp->spec.backend)));
         if (hp->spec.path[0])
@@ -418,19 +458,22 @@ static json_object *port_state(const struct hport *hp)
                 json_object_object_add(o, "tcp_port", json_object_new_int(hp->spec.tcp_port));
         }
         json_object_object_add(o, "guest_open",
-                               json_object_new_boolean(vs_port_guest_connected(port)));
-        json_object_object_add(o, "host_connected",
-                               json_object_new_boolean(vs_port_host_connected(port)));
-        json_object_object_add(o, "throttled", json_object_new_boolean(vs_port_throttled(port)));
+                               json_object_new_boolean(port && vs_port_guest_connected(port)));
+        json_object_object_add(o, "host_connected", json_object_new_boolean(
+                port ? vs_port_host_connected(port) : hport_connected(hp)));
+        json_object_object_add(o, "throttled",
+                               json_object_new_boolean(port && vs_port_throttled(port)));
+        conn_state(hp, o);
         json_object_object_add(o, "to_guest", json_object_new_uint64(st.to_guest));
         json_object_object_add(o, "from_guest", json_object_new_uint64(st.from_guest));
         json_object_object_add(o, "buffered", json_object_new_uint64(hport_buffered(hp)));
         json_object_object_add(o, "counters", counters);
         stats_port(hp, counters);
-        if (vs_port_is_console(port)) {
-                uint16_t cols, rows;
+        if (hp->spec.console && (port || hp->cols)) {
+                uint16_t cols = hp->cols, rows = hp->rows;
 
-                vs_port_get_size(port, &cols, &rows);
+                if (port)
+                        vs_port_get_size(port, &cols, &rows);
                 json_object_object_add(o, "cols", json_object_new_int(cols));
                 json_object_object_add(o, "rows", json_object_new_int(rows));
         }
@@ -483,6 +526,9 @@ static int object_to_spec(json_object *obj, char *spec, size_t len, char *err)
         return 0;
 }
 
+static int check_new_port_host(struct ctl_server *cs, const struct port_spec *spec,
+                               char *err);
+
 /* What the device or another port would refuse, said in a useful way. */
 static int check_new_port(struct ctl_server *cs, const struct port_spec *spec,
                           char *err)
@@ -492,26 +538,29 @@ static int check_new_port(struct ctl_server *cs, const struct port_spec *spec,
 
         if (spec->id >= 0 && (uint32_t)spec->id >= max)
                 return fail(err, "id %d is not below the device's max ports %u", spec->id, max);
-        if (spec->id >= 0 && (p = vs_port_find(cs->dev, spec->id)))
+        if (spec->id >= 0 && (vs_port_find(cs->dev, spec->id) ||
+                              hport_find_id(cs->env, spec->id)))
                 return fail(err, "port id %d is already in use", spec->id);
         if (spec->name[0] && (p = vs_port_find_name(cs->dev, spec->name)))
                 return fail(err, "name '%s' is already used by port %u", spec->name,
                             vs_port_id(p));
-        for (p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
-                const struct hport *hp = vs_port_opaque(p);
-
+        /* Unplugged ports keep their id, name and endpoint. */
+        for (struct hport *hp = hport_next(cs->env, NULL); hp; hp = hport_next(cs->env, hp)) {
+                if (spec->name[0] && strcmp(spec->name, hp->spec.name) == 0)
+                        return fail(err, "name '%s' is already used by port %u", spec->name,
+                                    hp->id);
                 if (spec->path[0] && strcmp(spec->path, hp->spec.path) == 0)
                         return fail(err, "path %s is already used by port %u", spec->path,
-                                    vs_port_id(p));
-                if (spec->tcp_port && spec->tcp_port == hp->spec.tcp_port &&
-                    strcmp(spec->host, hp->spec.host) == 0)
+                                    hp->id);
+                if (spec->backend == BACKEND_TCP && hp->spec.backend == BACKEND_TCP &&
+                    spec->tcp_port == hp->spec.tcp_port && strcmp(spec->host, hp->spec.host) == 0)
                         return fail(err, "%s port %u is already used by port %u", spec->host,
-                                    spec->tcp_port, vs_port_id(p));
+                                    spec->tcp_port, hp->id);
                 if (spec->backend == BACKEND_STDIO && hp->spec.backend == BACKEND_STDIO)
                         return fail(err, "only one port can use backend=stdio (port %u does)",
-                                    vs_port_id(p));
+                                    hp->id);
         }
-        return 0;
+        return check_new_port_host(cs, spec, err);
 }
 
 static int cmd_add(struct client *c, json_object *req, json_object *reply, char *err)
@@ -560,7 +609,8 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
         log_info("control: added %s (%s)", hport_label(hp), text);
         publish_port(cs, "port-added", hp);
         for (unsigned i = 0; i < cs->nheld; i++)
-                publish_port(cs, hport_event_name(cs->held[i].ev), cs->held[i].hp);
+                publish_info(cs, hport_event_name(cs->held[i].ev), true, cs->held[i].hp->id,
+                             cs->held[i].hp->spec.name, &cs->held[i].info);
         cs->nheld = 0;
         json_object_object_add(reply, "port", port_state(hp));
         return 0;
@@ -598,8 +648,8 @@ static int cmd_list(struct client *c, json_object *req, json_object *reply, char
 
         (void)req;
         (void)err;
-        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p))
-                json_object_array_add(ports, port_state(vs_port_opaque(p)));
+        for (struct hport *hp = hport_next(cs->env, NULL); hp; hp = hport_next(cs->env, hp))
+                json_object_array_add(ports, port_state(hp));
         json_object_object_add(reply, "ports", ports);
         return 0;
 }
@@ -616,8 +666,14 @@ static int cmd_resize(struct client *c, json_object *req, json_object *reply, ch
         if (get_uint(req, "cols", UINT16_MAX, &cols, err) < 0 ||
             get_uint(req, "rows", UINT16_MAX, &rows, err) < 0)
                 return -EINVAL;
-        if (!vs_port_is_console(hp->port))
+        if (!hp->spec.console)
                 return fail(err, "%s is not a console", hport_label(hp));
+        if (!hport_plugged(hp)) {
+                /* The guest gets it with the port at the next plug. */
+                hp->cols = cols;
+                hp->rows = rows;
+                return 0;
+        }
         r = vs_port_resize(hp->port, cols, rows);
         if (r == -ENOSPC)
                 return fail(err, "cannot resize %s: %s", hport_label(hp), QUEUE_FULL);
@@ -639,32 +695,183 @@ static json_object *control_section(const struct ctl_server *cs)
         return o;
 }
 
+/* ---- issue 13: history, reopen, Prometheus --------------------------------- */
+
+/* The "stats" object as Prometheus text (metrics.h); consumes @st. */
+static int stats_prometheus(struct ctl_server *cs, json_object *st, json_object *reply,
+                            char *err)
+{
+        const char *inst = cs->stats && cs->stats->instance ? cs->stats->instance : "";
+        char *text = metrics_prometheus(st, inst);
+
+        json_object_put(st);
+        if (!text)
+                return fail(err, "out of memory for the metrics");
+        json_object_object_add(reply, "prometheus", json_object_new_string(text));
+        free(text);
+        return 0;
+}
+
+/* An optional boolean member; -EINVAL if it is not one. */
+static int get_bool(json_object *req, const char *key, bool *ret, char *err)
+{
+        json_object *v;
+
+        *ret = false;
+        if (!json_object_object_get_ex(req, key, &v))
+                return 0;
+        if (!json_object_is_type(v, json_type_boolean))
+                return fail(err, "\"%s\" must be true or false", key);
+        *ret = json_object_get_boolean(v);
+        return 0;
+}
+
+/* The connection is no control client any more: its fd is @hp's now. */
+static int hand_off(struct client *c)
+{
+        int fd = c->fd;
+
+        lops(c->cs)->del(c->cs->env->loop, c->fd);
+        c->fd = -1;
+        c->watched = 0;
+        c->handed_off = true;
+        c->subscribed = false;
+        return fd;
+}
+
+/*
+ * {"cmd":"history","port":P[,"bytes":N][,"follow":true]}: replies itself,
+ * {"ok":true,"bytes":K,"follow":F}, then the connection carries K raw
+ * bytes (the last K held, K <= N) and, with follow, the port's new output
+ * until the client closes (history.h). Refused, with the connection still a
+ * control connection: an unknown port, history=0, too many readers, replies
+ * not yet read.
+ */
+static int cmd_history(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct hport *hp = find_port(c->cs, req, err);
+        struct history *h;
+        char ok[96];
+        int64_t bytes = SPEC_HISTORY_MAX;
+        bool follow;
+        size_t k;
+        ssize_t n;
+        int len;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        if (json_object_object_get_ex(req, "bytes", NULL) &&
+            get_uint(req, "bytes", SPEC_HISTORY_MAX, &bytes, err) < 0)
+                return -EINVAL;
+        if (get_bool(req, "follow", &follow, err) < 0)
+                return -EINVAL;
+        h = tap_history(hp->tap);
+        if (!h)
+                return fail(err, "%s keeps no history (history=0; add it with history=SIZE)",
+                            hport_label(hp));
+        if (history_readers(h) >= HISTORY_READERS_MAX)
+                return fail(err, "%s has %u history readers already", hport_label(hp),
+                            HISTORY_READERS_MAX);
+        client_flush(c);
+        if (c->dead)
+                return 1;
+        if (c->out.len)
+                return fail(err, "read the earlier replies before asking for history");
+        k = (size_t)bytes < history_len(h) ? (size_t)bytes : history_len(h);
+        len = snprintf(ok, sizeof(ok), "{\"ok\":true,\"bytes\":%zu,\"follow\":%s}\n", k,
+                       follow ? "true" : "false");
+        n = send(c->fd, ok, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == EAGAIN))
+                return fail(err, "read the earlier replies before asking for history");
+        if (n != len) {
+                client_kill(c, n < 0 ? NULL : "history: the reply did not fit in its socket");
+                return 1;
+        }
+        if (history_serve(h, hand_off(c), k, follow) < 0)
+                log_warn("control: client %u: history of %s failed after it was accepted",
+                         c->id, hport_label(hp));
+        else
+                log_debug("control: client %u reads the history of %s%s", c->id,
+                          hport_label(hp), follow ? " and follows it" : "");
+        return 1;
+}
+
+/* {"cmd":"reopen"}: every file ports write by name opened again (logrotate),
+ * as SIGHUP does -> {"ok":true,"failed":F} (F could not be: see the log). */
+static int cmd_reopen(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct ctl_server *cs = c->cs;
+        int failed = 0;
+
+        (void)req;
+        (void)err;
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p))
+                failed += hport_reopen(vs_port_opaque(p));
+        log_info("control: reopened the ports' files (%d failed)", failed);
+        json_object_object_add(reply, "failed", json_object_new_int(failed));
+        return 0;
+}
+
+/* What an added port may not do that the command line may. */
+static int check_new_port_host(struct ctl_server *cs, const struct port_spec *spec, char *err)
+{
+        if (spec->backend == BACKEND_FD)
+                return fail(err, "backend=fd is for the command line only (an fd the daemon "
+                            "was started with)");
+        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
+                const struct hport *hp = vs_port_opaque(p);
+                const char *f = spec->logfile;
+
+                if (f[0] && (strcmp(f, hp->spec.logfile) == 0 ||
+                             (hp->spec.backend == BACKEND_FILE && strcmp(f, hp->spec.path) == 0)))
+                        return fail(err, "logfile %s is already written by port %u", f, hp->id);
+                if (hp->spec.logfile[0] && spec->backend == BACKEND_FILE &&
+                    strcmp(spec->path, hp->spec.logfile) == 0)
+                        return fail(err, "path %s is already port %u's logfile", spec->path, hp->id);
+        }
+        return 0;
+}
+
+/* ---- end of issue 13's commands --------------------------------------------- */
+
 /* Counted while this request is served: see stats.h for how to read them. */
 static int cmd_stats(struct client *c, json_object *req, json_object *reply, char *err)
 {
         struct ctl_server *cs = c->cs;
-        json_object *st = json_object_new_object(), *me = json_object_new_object();
-        json_object *ports = json_object_new_array();
+        json_object *st, *me, *ports;
+        const char *format = NULL;
+        bool prom;
 
-        (void)req;
-        (void)err;
+        if (json_object_object_get_ex(req, "format", NULL) &&
+            !(format = get_string(req, "format", true, err)))
+                return -EINVAL;
+        prom = format && strcmp(format, "prometheus") == 0;
+        if (format && !prom && strcmp(format, "json") != 0)
+                return fail(err, "unknown stats format '%s' (expected json or prometheus)", format);
+        st = json_object_new_object();
+        me = json_object_new_object();
+        ports = json_object_new_array();
         if (cs->stats)
                 stats_fill(cs->stats, st);
         json_object_object_add(st, "control", control_section(cs));
         json_object_object_add(me, "id", json_object_new_uint64(c->id));
         json_object_object_add(me, "callbacks", json_object_new_uint64(c->callbacks));
         json_object_object_add(st, "client", me);
-        for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
+        for (struct hport *hp = hport_next(cs->env, NULL); hp; hp = hport_next(cs->env, hp)) {
                 json_object *o = json_object_new_object();
 
-                json_object_object_add(o, "id", json_object_new_int64(vs_port_id(p)));
-                json_object_object_add(o, "name", json_object_new_string(vs_port_name(p)));
-                stats_port(vs_port_opaque(p), o);
+                json_object_object_add(o, "id", json_object_new_int64(hp->id));
+                json_object_object_add(o, "name", json_object_new_string(hp->spec.name));
+                stats_port(hp, o);
                 json_object_array_add(ports, o);
         }
         json_object_object_add(st, "ports", ports);
-        json_object_object_add(reply, "stats", st);
-        return 0;
+        if (!prom) {
+                json_object_object_add(reply, "stats", st);
+                return 0;
+        }
+        return stats_prometheus(cs, st, reply, err);
 }
 
 static int cmd_subscribe(struct client *c, json_object *req, json_object *reply, char *err)
@@ -681,17 +888,55 @@ static int cmd_subscribe(struct client *c, json_object *req, json_object *reply,
  * The guest is told first, since that is what may be refused; if "ok"
  * then cannot be sent the guest is told the host side is gone again.
  */
+/* "mode": "read-only" or "write" (a listening port's client role). */
+static int attach_mode(const struct hport *hp, json_object *req, enum client_mode *ret,
+                       char *err)
+{
+        const char *m;
+
+        *ret = CLIENT_DEFAULT;
+        if (!json_object_object_get_ex(req, "mode", NULL))
+                return 0;
+        if (!(m = get_string(req, "mode", true, err)))
+                return -EINVAL;
+        if (strcmp(m, "read-only") == 0)
+                *ret = CLIENT_READ_ONLY;
+        else if (strcmp(m, "write") == 0)
+                *ret = CLIENT_WRITE;
+        else
+                return fail(err, "\"mode\" must be \"read-only\" or \"write\", not '%s'", m);
+        if (*ret == CLIENT_READ_ONLY && !hp->clients)
+                return fail(err, "%s: read-only attach is for backend=unix and tcp ports (its "
+                            "backend is %s)", hport_label(hp), backend_name(hp->spec.backend));
+        return 0;
+}
+
+/* All the port's host sides are taken. */
+static bool attach_busy(const struct hport *hp)
+{
+        return hp->clients ? clients_full(hp->clients) : hport_connected(hp);
+}
+
 static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
 {
         static const char ok[] = "{\"ok\":true}\n";
         struct hport *hp = find_port(c->cs, req, err);
+        enum client_mode mode;
+        bool first;
         ssize_t n;
         int fd;
 
         (void)reply;
         if (!hp)
                 return -EINVAL;
-        if (hport_connected(hp))
+        if (attach_mode(hp, req, &mode, err) < 0)
+                return -EINVAL;
+        if (attach_busy(hp) && hp->clients)
+                return fail(err, "port %u is busy: its %s backend has %u host client%s "
+                            "connected (clients=%u)", hp->id, backend_name(hp->spec.backend),
+                            clients_count(hp->clients), clients_count(hp->clients) == 1 ? "" : "s",
+                            clients_max(hp->clients));
+        if (attach_busy(hp))
                 return fail(err, "port %u is busy: its %s backend has a host peer connected",
                             hp->id, backend_name(hp->spec.backend));
         client_flush(c);
@@ -699,10 +944,12 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
                 return 0;
         if (c->out.len)
                 return fail(err, "read the earlier replies before attaching");
-        if (hport_announce(hp, true) < 0)
+        /* Only a first client changes what the guest is told. */
+        first = !hport_connected(hp);
+        if (first && hport_announce(hp, true) < 0)
                 return fail(err, "cannot attach to %s: %s", hport_label(hp), QUEUE_FULL);
         n = send(c->fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n != (ssize_t)sizeof(ok) - 1)
+        if (n != (ssize_t)sizeof(ok) - 1 && first)
                 hport_announce(hp, false);
         if (n == 0 || (n < 0 && errno == EAGAIN))
                 return fail(err, "read the earlier replies before attaching");
@@ -717,7 +964,7 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
         c->watched = 0;
         c->handed_off = true;
         c->subscribed = false;
-        if (hport_attach_client(hp, fd) < 0) {
+        if (hport_attach_client(hp, fd, mode) < 0) {
                 /* Announced above and not connected: cannot happen. */
                 log_error("control: client %u: attach failed after it was accepted", c->id);
                 close(fd);
@@ -725,6 +972,46 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
         }
         log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
         return 1;
+}
+
+/* ---- unplug, plug -------------------------------------------------------- */
+
+static int cmd_unplug(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct hport *hp = find_port(c->cs, req, err);
+        int r;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        r = hport_unplug(hp);
+        if (r == -EALREADY)
+                return fail(err, "%s is unplugged already", hport_label(hp));
+        if (r == -ENOSPC)
+                return fail(err, "cannot unplug %s: %s", hport_label(hp), QUEUE_FULL);
+        if (r < 0)
+                return fail(err, "cannot unplug %s: %s", hport_label(hp), strerror(-r));
+        log_info("control: unplugged %s (its host side stays)", hport_label(hp));
+        return 0;
+}
+
+static int cmd_plug(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        struct hport *hp = find_port(c->cs, req, err);
+        int r;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        r = hport_plug(hp);
+        if (r == -EALREADY)
+                return fail(err, "%s is plugged already", hport_label(hp));
+        if (r == -ENOSPC)
+                return fail(err, "cannot plug %s: %s", hport_label(hp), QUEUE_FULL);
+        if (r < 0)
+                return fail(err, "cannot plug %s: %s", hport_label(hp), strerror(-r));
+        log_info("control: plugged %s", hport_label(hp));
+        return 0;
 }
 
 struct command {
@@ -740,8 +1027,12 @@ static const struct command commands[] = {
         { "list", cmd_list, { NULL } },
         { "resize", cmd_resize, { "port", "cols", "rows" } },
         { "subscribe", cmd_subscribe, { NULL } },
-        { "attach", cmd_attach, { "port" } },
-        { "stats", cmd_stats, { NULL } },
+        { "attach", cmd_attach, { "port", "mode" } },
+        { "stats", cmd_stats, { "format" } },
+        { "history", cmd_history, { "port", "bytes", "follow" } },
+        { "reopen", cmd_reopen, { NULL } },
+        { "unplug", cmd_unplug, { "port" } },
+        { "plug", cmd_plug, { "port" } },
 };
 
 static int check_keys(const struct command *cmd, json_object *req, char *err)
@@ -773,8 +1064,8 @@ static int dispatch(struct client *c, json_object *req, json_object *reply, char
                         return -EINVAL;
                 return commands[i].fn(c, req, reply, err);
         }
-        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, attach or stats)",
-                    name);
+        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, "
+                    "attach, stats, history, reopen, unplug or plug)", name);
 }
 
 static void handle_line(struct client *c, char *line, size_t len)

@@ -14,19 +14,44 @@
  *       counts every event of the daemon from 1, so a subscriber sees
  *       LAST+1, LAST+2, ... with no gap. Events: port-added, port-removed,
  *       guest-open, guest-close, host-connect, host-disconnect (with port
- *       and name), guest-reset (the driver (re)started: DEVICE_READY),
- *       vmm-connect, vmm-disconnect (without). Requests still work on a
+ *       and name; a listening port's also with "client":N, its client's
+ *       number), client-refused (a client closed unserved: the guest could
+ *       not be told), client-dropped ("client": a reader a whole buffer
+ *       behind), output-discarded ("bytes": on-connect=discard dropped them
+ *       for a new client), port-unplugged, port-plugged, guest-reset (the
+ *       driver (re)started: DEVICE_READY), vmm-connect, vmm-disconnect
+ *       (without a port). Requests still work on a
  *       subscribed connection: the events a request causes come before its
  *       reply (replies have "ok", events "event").
  *   {"cmd":"stats"}                      -> {"ok":true,"stats":{...}}: the
  *       cost counters, see stats.h; "list" has each port's as "counters".
- *   {"cmd":"attach","port":ID|"NAME"}    -> {"ok":true}, then the connection
+ *   {"cmd":"attach","port":ID|"NAME"[,"mode":"read-only"|"write"]}
+ *                                        -> {"ok":true}, then the connection
  *       is the port's host peer (hport_attach_client): raw bytes both ways
  *       until either side closes; bytes sent right behind the request line
- *       are port data. Refused while the port has a peer ("port N is busy")
- *       and while the guest takes no control messages (it could not be
- *       told). On a subscribed connection the events end with the reply:
- *       any before it are lines before it, none come after.
+ *       are port data. On a listening port it is one of its clients=
+ *       (clients.h): "read-only" joins as a reader, "write" takes the
+ *       writer role. Refused while the port has a peer (all its clients)
+ *       ("port N is busy") and while the guest takes no control messages
+ *       (it could not be told). On a subscribed connection the events end
+ *       with the reply: any before it are lines before it, none come after.
+ *   {"cmd":"stats","format":"prometheus"} -> {"ok":true,"prometheus":"TEXT"}
+ *       (metrics.h); "format":"json" is the default.
+ *   {"cmd":"history","port":ID|"NAME"[,"bytes":N][,"follow":true]}
+ *       -> {"ok":true,"bytes":K,"follow":F}, then the connection carries K
+ *       raw bytes, the last K of the port's history (K <= N), and with
+ *       follow every new byte of its output until the client closes; it is
+ *       no control connection any more (history.h). Refused, the connection
+ *       staying usable: a port with history=0, HISTORY_READERS_MAX readers,
+ *       replies not yet read.
+ *   {"cmd":"reopen"}                     -> {"ok":true,"failed":F}: the
+ *       files ports write by name opened again, as SIGHUP does; F could not
+ *       be (the log says why; their old files are still written).
+ *   {"cmd":"unplug","port":ID|"NAME"}    -> {"ok":true}: the guest loses the
+ *       port (PORT_REMOVE), its host side stays (hport_unplug)
+ *   {"cmd":"plug","port":ID|"NAME"}      -> {"ok":true}: and gets it back
+ *       with the same id and name. Both refused while the guest takes no
+ *       control messages. "list" shows unplugged ports ("plugged":false).
  * Errors: {"ok":false,"error":"one line"}; the connection stays usable.
  *
  * Security model: the socket is mode 0600 and SO_PEERCRED admits only root

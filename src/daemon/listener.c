@@ -15,7 +15,8 @@ struct listener {
         struct listen_pool *lp;
         struct listener *prev, *next;   /* in the pool's list */
         int fd;
-        bool paused;
+        bool paused;            /* backing off (the pool's timer) */
+        bool held;              /* listener_hold(): its owner takes no more */
         unsigned budget;
         listener_fn fn;
         void *opaque;
@@ -61,7 +62,8 @@ static void on_timer(void *opaque, int fd, uint32_t events)
         for (struct listener *l = lp->all; l; l = l->next) {
                 if (!l->paused)
                         continue;
-                if (lp->ops->add(lp->loop, l->fd, EPOLLIN, on_ready, l) < 0) {
+                /* Held: listener_hold() watches it again when released. */
+                if (!l->held && lp->ops->add(lp->loop, l->fd, EPOLLIN, on_ready, l) < 0) {
                         arm(lp);        /* try again later */
                         continue;
                 }
@@ -91,7 +93,7 @@ static void on_ready(void *opaque, int fd, uint32_t events)
         struct listener *l = opaque;
 
         (void)events;
-        for (unsigned i = 0; i < l->budget; i++) {
+        for (unsigned i = 0; i < l->budget && !l->held; i++) {
                 int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (c >= 0) {
@@ -181,7 +183,7 @@ void listener_free(struct listener *l)
         lp = l->lp;
         if (l->paused)
                 lp->stats.paused--;
-        else
+        else if (!l->held)
                 lp->ops->del(lp->loop, l->fd);
         if (l->prev)
                 l->prev->next = l->next;
@@ -190,4 +192,30 @@ void listener_free(struct listener *l)
         if (l->next)
                 l->next->prev = l->prev;
         free(l);
+}
+
+void listener_hold(struct listener *l, bool hold)
+{
+        struct listen_pool *lp = l->lp;
+        int r;
+
+        if (l->held == hold)
+                return;
+        l->held = hold;
+        if (l->paused)
+                return;         /* the back-off timer decides */
+        if (hold) {
+                lp->ops->del(lp->loop, l->fd);
+                return;
+        }
+        /* Cannot watch it now: try again as after a failed accept. */
+        r = lp->ops->add(lp->loop, l->fd, EPOLLIN, on_ready, l);
+        if (r < 0) {
+                l->paused = true;
+                lp->stats.paused++;
+                lp->stats.backoffs++;
+                log_warn("cannot watch a listening socket: %s; trying again in %u ms",
+                         strerror(-r), lp->delay_ms);
+                arm(lp);
+        }
 }

@@ -49,3 +49,12 @@ int listener_new(struct listen_pool *lp, int fd, unsigned budget, listener_fn fn
                  void *opaque, struct listener **ret);
 /* Stop watching (the fd stays open). Accepts NULL. */
 void listener_free(struct listener *l);
+/*
+ * Hold (true) or release (false) the listener: while held nothing is
+ * accepted and the socket is not watched, so connections wait in the
+ * kernel's backlog, in arrival order, and the loop does not wake for them.
+ * A listener on hold accepts nothing more in the wake-up that put it on
+ * hold, so @fn may hold it. Independent of the back-off: a released
+ * listener that is backing off is watched again when its delay ends.
+ */
+void listener_hold(struct listener *l, bool hold);

@@ -7,6 +7,7 @@
  * device forgets the guest and waits for the next connection.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <malloc.h>
 #include <signal.h>
@@ -32,7 +33,7 @@ struct daemon {
         struct vs_epoll *ep;
         struct vs_device *dev;
         struct hport_env env;
-        size_t nhports;         /* --port ones; all live in dev */
+        size_t nhports;         /* --port ones */
         struct ctl_server *ctl;
         struct listen_pool *listeners;
         int listen_fd;
@@ -42,6 +43,7 @@ struct daemon {
         int notify_fd;          /* NOTIFY_SOCKET, or -1 */
         struct vs_vu *vu;
         bool vu_closed;         /* freed after the loop iteration */
+        bool vu_mem_lost;       /* its guest memory was truncated */
         bool quit;
         struct daemon_counters counters;
         struct stats_src stats;
@@ -49,12 +51,15 @@ struct daemon {
         char *dirs[3 * SANDBOX_MAX_DIRS];       /* the policy's strings */
         size_t ndirs;
         char sandbox_hint[512]; /* why a run-time add may be refused */
+        struct service_fds sfds;        /* what socket activation passed */
+        bool listen_foreign;    /* LISTEN_FDS was for another process */
 };
 
 static void on_vu_closed(void *opaque, int err, const char *why)
 {
         struct daemon *d = opaque;
 
+        d->vu_mem_lost |= vs_vu_memory_lost(d->vu);
         if (err == 0)
                 log_info("VMM disconnected: %s", why);
         else
@@ -64,8 +69,58 @@ static void on_vu_closed(void *opaque, int err, const char *why)
 
 static void on_queue_broken(void *opaque, unsigned q, int err)
 {
-        (void)opaque;
+        struct daemon *d = opaque;
+
+        d->counters.queue_errors++;
         log_warn("guest broke queue %u (%s): it is not used until reset", q, strerror(-err));
+}
+
+/*
+ * The VMM gave the guest fewer rings than --max-ports needs: the guest's
+ * probe fails and the VMM sends nothing more, so this is the one line that
+ * says why.
+ */
+static void on_rings_short(void *opaque, unsigned have, unsigned need)
+{
+        struct daemon *d = opaque;
+        unsigned fit = have / 2 > 1 ? have / 2 - 1 : 0;
+
+        d->counters.vmm_rings_short++;
+        if (fit)
+                log_error("the VMM has %u rings (QEMU: num_vqs=%u) but --max-ports %u needs "
+                          "%u rings, 2 x (%u + 1): the guest cannot start the device; give "
+                          "the VMM num_vqs=%u, or run vserial with --max-ports %u",
+                          have, have, d->opt.max_ports, need, d->opt.max_ports, need, fit);
+        else
+                log_error("the VMM has %u rings (QEMU: num_vqs=%u) but --max-ports %u needs "
+                          "%u rings, 2 x (%u + 1): the guest cannot start the device; give "
+                          "the VMM num_vqs=%u", have, have, d->opt.max_ports, need,
+                          d->opt.max_ports, need);
+}
+
+/*
+ * Guest memory the VMM truncated (src/lib/mem/mem.h). The library's SIGBUS
+ * guard turns such pages into zeros and the connection fails at its next
+ * event; a kernel copy (writev/readv on guest iovecs) fails with EFAULT
+ * instead, which the guard never sees (@fault): then the connection is
+ * ended here. Either way the port's host side drops what it read from
+ * guest memory in that call rather than pass zeros on as guest output,
+ * and leaves host input in the kernel for the next VMM (backend.c).
+ */
+static bool guest_memory_lost(void *opaque, bool fault)
+{
+        struct daemon *d = opaque;
+
+        if (!d->vu)
+                return false;
+        if (fault && !d->vu_mem_lost) {
+                log_warn("VMM connection closed: a copy from or to guest memory failed (%s): "
+                         "the VMM truncated its memory file", strerror(EFAULT));
+                d->vu_mem_lost = true;
+                d->vu_closed = true;
+        }
+        d->vu_mem_lost |= vs_vu_memory_lost(d->vu);
+        return d->vu_mem_lost;
 }
 
 static void on_vmm(void *opaque, int c)
@@ -76,6 +131,7 @@ static void on_vmm(void *opaque, int c)
                 .loop = d->ep,
                 .closed = on_vu_closed,
                 .queue_broken = on_queue_broken,
+                .rings_short = on_rings_short,
                 .opaque = d,
         };
         int r;
@@ -92,6 +148,7 @@ static void on_vmm(void *opaque, int c)
                 return;
         }
         d->counters.vmm_accepted++;
+        d->vu_mem_lost = false;
         log_info("VMM connected");
         ctl_server_vmm_event(d->ctl, true);
 }
@@ -106,17 +163,15 @@ static void on_signal(void *opaque, int fd, uint32_t events)
                 return;
         if (si.ssi_signo == SIGWINCH) {
                 /* Consoles on the terminal follow its size. */
-                for (struct vs_port *p = vs_port_next(d->dev, NULL); p;
-                     p = vs_port_next(d->dev, p))
-                        hport_winch(vs_port_opaque(p));
+                for (struct hport *hp = hport_next(&d->env, NULL); hp; hp = hport_next(&d->env, hp))
+                        hport_winch(hp);
                 return;
         }
         if (si.ssi_signo == SIGHUP) {
                 /* logrotate moved the files: write to new ones. */
                 log_info("SIGHUP: reopening the ports' files");
-                for (struct vs_port *p = vs_port_next(d->dev, NULL); p;
-                     p = vs_port_next(d->dev, p))
-                        hport_reopen(vs_port_opaque(p));
+                for (struct hport *hp = hport_next(&d->env, NULL); hp; hp = hport_next(&d->env, hp))
+                        hport_reopen(hp);
                 return;
         }
         log_info("signal %u: shutting down", si.ssi_signo);
@@ -163,13 +218,24 @@ static int setup_stats(struct daemon *d)
         int r;
 
         d->stats = (struct stats_src){ .ep = d->ep, .dev = d->dev, .vu = &d->vu,
-                                       .counters = &d->counters, .env = &d->env };
+                                       .counters = &d->counters, .env = &d->env,
+                                       .instance = d->opt.instance };
         r = stats_open(&d->stats);
         /* Only the fd count is lost: say so, and serve anyway. */
         if (r < 0)
                 log_warn("cannot open /proc/self/fd (%s): stats report no fd count",
                          strerror(-r));
         return 0;
+}
+
+/* Device events: counted, and reported on the control socket. */
+static void on_device_event(void *opaque, enum vs_device_event ev)
+{
+        struct daemon *d = opaque;
+
+        if (ev == VS_EVENT_DRIVER_READY)
+                d->counters.guest_resets++;
+        ctl_server_device_event(d->ctl, ev);
 }
 
 /* --control: run-time ports and the event stream. */
@@ -184,7 +250,6 @@ static int setup_control(struct daemon *d)
                 return r;
         d->env.event = ctl_server_hport_event;
         d->env.opaque = d->ctl;
-        vs_device_set_event_cb(d->dev, ctl_server_device_event, d->ctl);
         return 0;
 }
 
@@ -207,11 +272,14 @@ static int vmm_socket(struct daemon *d)
         int fd, r;
 
         if (d->opt.socket_fd >= 0) {
+                if (d->sfds.n)
+                        log_warn("--socket-fd %d is the VMM socket: socket activation's other "
+                                 "sockets are not used", d->opt.socket_fd);
                 snprintf(what, sizeof(what), "--socket-fd %d", d->opt.socket_fd);
                 r = service_take_listener(d->opt.socket_fd, what);
                 return r < 0 ? r : d->opt.socket_fd;
         }
-        fd = service_listen_fd();
+        fd = service_vmm_fd(&d->sfds);
         if (fd > 0 && d->opt.socket_path)
                 log_info("serving the socket passed by systemd; --socket %s is not created",
                          d->opt.socket_path);
@@ -219,8 +287,12 @@ static int vmm_socket(struct daemon *d)
                 return fd;
         if (d->opt.socket_path)
                 return listen_path(d);
-        log_error("no VMM socket: LISTEN_FDS is set but LISTEN_PID is not this process; "
-                  "give --socket PATH or --socket-fd N");
+        if (d->listen_foreign)
+                log_error("no VMM socket: LISTEN_FDS is set but LISTEN_PID is not this process; "
+                          "give --socket PATH or --socket-fd N");
+        else
+                log_error("no VMM socket: every socket systemd passed is a backend=fd port's; "
+                          "give --socket PATH or --socket-fd N");
         return -EINVAL;
 }
 
@@ -240,20 +312,68 @@ static int setup_vmm_socket(struct daemon *d)
         return 0;
 }
 
+/*
+ * The fds the daemon was started with, before it opens any of its own (a
+ * number it opened would pass for one it was given): backend=fd ports'
+ * fd=N must be open, and those named like a socket systemd passed get it.
+ */
+static int take_passed_fds(struct daemon *d)
+{
+        int r = service_listen_fds(&d->sfds, &d->listen_foreign);
+
+        for (size_t i = 0; i < d->opt.nports && r == 0; i++) {
+                struct port_spec *p = &d->opt.ports[i];
+
+                if (p->backend != BACKEND_FD)
+                        continue;
+                if (p->fd < 0) {
+                        p->fd = service_fds_take(&d->sfds, p->name);
+                        if (p->fd < 0) {
+                                log_error("--port name=%s,backend=fd: systemd passed no socket "
+                                          "named %s (LISTEN_FDNAMES)", p->name, p->name);
+                                r = -EBADF;
+                        }
+                } else if (p->fd >= 3 && p->fd < 3 + d->sfds.n) {
+                        log_error("--port fd=%d: that is one of the sockets systemd passed; "
+                                  "name the port like it instead", p->fd);
+                        r = -EINVAL;
+                } else if (fcntl(p->fd, F_GETFD) < 0) {
+                        log_error("--port fd=%d: not open (the daemon was not started with it)",
+                                  p->fd);
+                        r = -EBADF;
+                }
+        }
+        return r;
+}
+
 static int setup(struct daemon *d)
 {
         struct vs_device_config dc = { .max_ports = d->opt.max_ports,
                                        .cols = 80, .rows = 25 };
         int r;
 
-        r = vs_epoll_new(&d->ep);
+        /* Before confinement (sigaction is not allowed after): guest memory
+         * the VMM truncates then fails only its connection (mem.h). */
+        r = vs_sigbus_guard_install();
+        if (r < 0) {
+                log_error("cannot install the SIGBUS guard for guest memory: %s", strerror(-r));
+                return r;
+        }
+        r = take_passed_fds(d);
+        if (r == 0)
+                r = vs_epoll_new(&d->ep);
         if (r == 0)
                 r = vs_device_new(&dc, &d->dev);
+        if (r == 0)
+                vs_device_set_event_cb(d->dev, on_device_event, d);
         if (r == 0)
                 r = listen_pool_new(&vs_epoll_ops, d->ep, &d->listeners);
         d->env.loop_ops = &vs_epoll_ops;
         d->env.loop = d->ep;
         d->env.listeners = d->listeners;
+        d->env.guest_memory_lost = guest_memory_lost;
+        d->env.mem_opaque = d;
+        d->env.instance = d->opt.instance;
         if (r == 0)
                 r = setup_stats(d);
         if (r == 0)
@@ -308,6 +428,37 @@ static int add_dir(struct daemon *d, const char **list, size_t *n, const char *p
 }
 
 /*
+ * Issue 13's part of the policy: logfile= files are reopened (SIGHUP) in
+ * their directories; tcp-connect ports connect over IPv4/IPv6, to their
+ * destination ports only (Landlock), or to any with --allow-tcp and
+ * --allow-connect (tcp-connect ports added at run time).
+ */
+static int make_policy_host(struct daemon *d)
+{
+        struct sandbox_policy *p = &d->policy;
+        const struct options *o = &d->opt;
+        int r = 0;
+
+        p->tcp_connect_any = o->allow_tcp && o->allow_connect;
+        p->inet_connect = p->tcp_connect_any;
+        for (size_t i = 0; i < o->nports && r == 0; i++) {
+                const struct port_spec *s = &o->ports[i];
+
+                if (s->logfile[0])
+                        r = add_dir(d, p->reopen_dirs, &p->nreopen_dirs, s->logfile, true);
+                if (s->backend != BACKEND_TCP_CONNECT)
+                        continue;
+                p->inet_connect = p->connect = true;
+                if (p->ntcp_connect_ports == SANDBOX_MAX_DIRS) {
+                        log_error("sandbox: more than %d tcp-connect ports", SANDBOX_MAX_DIRS);
+                        return -E2BIG;
+                }
+                p->tcp_connect_ports[p->ntcp_connect_ports++] = s->tcp_port;
+        }
+        return r;
+}
+
+/*
  * What the confined daemon may do, from the options: ports added at run
  * time live in the control socket's directory and --allow-path ones; the
  * daemon removes its own sockets in theirs; connect() for unix-connect
@@ -340,7 +491,7 @@ static int make_policy(struct daemon *d)
                 else if (o->ports[i].backend == BACKEND_FILE)
                         r = add_dir(d, p->reopen_dirs, &p->nreopen_dirs, o->ports[i].path, true);
         }
-        return r;
+        return r == 0 ? make_policy_host(d) : r;
 }
 
 /* Confine the process; from here on a refused add says why it may be. */
@@ -357,7 +508,8 @@ static int confine(struct daemon *d)
         snprintf(d->sandbox_hint, sizeof(d->sandbox_hint),
                  "the sandbox lets ports added at run time use paths under the control "
                  "socket's directory and --allow-path ones only, backend=tcp with "
-                 "--allow-tcp and backend=unix-connect with --allow-connect: see vserial(8)");
+                 "--allow-tcp, backend=unix-connect with --allow-connect and "
+                 "backend=tcp-connect with both: see vserial(8)");
         return 0;
 }
 
@@ -371,6 +523,7 @@ static int run(struct daemon *d)
                         return r;
                 }
                 if (d->vu_closed) {
+                        d->counters.vmm_memory_lost += d->vu_mem_lost;
                         vs_vu_free(d->vu);
                         d->vu = NULL;
                         d->vu_closed = false;
@@ -382,13 +535,14 @@ static int run(struct daemon *d)
 
 static void teardown(struct daemon *d)
 {
-        struct vs_port *p;
+        struct hport *hp;
 
         vs_vu_free(d->vu);
         /* Every port's host side, the control socket's too (their events
-         * still go out); the device and its ports go next. */
-        for (p = d->dev ? vs_port_next(d->dev, NULL) : NULL; p; p = vs_port_next(d->dev, p))
-                hport_free(vs_port_opaque(p));
+         * still go out), unplugged ones as well; the device and its ports
+         * go next. */
+        while ((hp = hport_next(&d->env, NULL)))
+                hport_free(hp);
         ctl_server_free(d->ctl);
         vs_device_free(d->dev);
         listener_free(d->vmm_listener);
@@ -406,6 +560,7 @@ static void teardown(struct daemon *d)
         for (size_t i = 0; i < d->ndirs; i++)
                 free(d->dirs[i]);
         stats_close(&d->stats);
+        service_fds_free(&d->sfds);
         vs_epoll_free(d->ep);
 }
 
@@ -427,10 +582,6 @@ int main(int argc, char **argv)
                 return 2;
         }
         log_set_level(d.opt.log_level);
-        if (d.opt.max_ports > VS_VHOST_USER_MAX_PORTS)
-                log_warn("--max-ports %u: vhost-user names rings with 8 bits in KICK/CALL, "
-                         "so ports above %u cannot be reached by this transport",
-                         d.opt.max_ports, VS_VHOST_USER_MAX_PORTS - 1);
         r = setup(&d);
         /* Everything the command line asked for exists: confine the rest. */
         if (r == 0 && !d.opt.no_sandbox)

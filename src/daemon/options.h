@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "vserial/vhost_user.h"
 #include "vserial/vserial.h"
 
 enum backend_kind {
@@ -18,11 +19,26 @@ enum backend_kind {
         BACKEND_FILE,           /* guest output appended to path, input= in */
         BACKEND_STDIO,          /* the daemon's stdin/stdout */
         BACKEND_NULL,           /* output discarded, no input */
+        BACKEND_TCP_CONNECT,    /* connect to host:port, reconnect */
+        BACKEND_FD,             /* an fd passed by the supervisor or systemd */
+        BACKEND_JOURNAL,        /* each line of output a journal entry */
+        BACKEND_LAST = BACKEND_JOURNAL,
+};
+
+/* How a new host client starts (on-connect=). */
+enum on_connect {
+        ON_CONNECT_REPLAY,      /* with the guest output no client has had yet */
+        ON_CONNECT_DISCARD,     /* clean: that output is dropped, counted */
 };
 
 #define SPEC_PATH_MAX 512
+#define SPEC_CLIENTS_MAX 64u
 #define SPEC_BUFFER_MIN 4096u
 #define SPEC_BUFFER_MAX (1u << 30)
+/* history=: what a console keeps unless told, and the most any port may. */
+#define SPEC_HISTORY_CONSOLE (64u << 10)
+#define SPEC_HISTORY_MAX (64u << 20)
+#define SPEC_JOURNAL_PRIORITY 6         /* LOG_INFO */
 
 struct port_spec {
         int32_t id;             /* -1 = pick */
@@ -34,13 +50,32 @@ struct port_spec {
         char host[64];                  /* tcp: numeric address */
         uint16_t tcp_port;
         size_t buffer;                  /* bound on buffered guest output */
+        /* ---- history, log tee, fd and journal backends (issue 13) ---- */
+        size_t history;                 /* guest output kept in memory; 0: none */
+        bool history_set;               /* history= given (else the default) */
+        char logfile[SPEC_PATH_MAX];    /* every guest byte also appended here */
+        bool logfile_timestamps;        /* ... with a time at each line start */
+        int fd;                         /* backend=fd: fd=N, or -1: the one
+                                         * systemd passed named like the port */
+        int journal_priority;           /* backend=journal: PRIORITY= 0..7 */
+        /* ---- end of issue 13's keys ---- */
+        /* Host connections (issues 13 and 15): */
+        unsigned clients;               /* unix, tcp: clients at once, 1.. */
+        enum on_connect on_connect;
+        bool on_connect_set;            /* given in the SPEC */
 };
 
 /* "unix", "tcp", ... */
 const char *backend_name(enum backend_kind kind);
+/* Is backend=journal built in (libsystemd)? */
+bool backend_journal_available(void);
 
-#define OPT_MAX_PORTS_SPECS VS_MAX_PORTS
+/* The daemon speaks vhost-user only: its ring index is 8 bits wide. */
+#define OPT_MAX_PORTS VS_VHOST_USER_MAX_PORTS
+#define OPT_MAX_PORTS_SPECS OPT_MAX_PORTS
 #define OPT_MAX_ALLOW_PATHS 16
+
+#define OPT_INSTANCE_MAX 64
 
 struct options {
         const char *config_path;
@@ -54,6 +89,9 @@ struct options {
         size_t nallow_paths;
         bool allow_tcp;         /* --allow-tcp */
         bool allow_connect;     /* --allow-connect */
+        /* --instance: VSERIAL_INSTANCE= of journal entries and the instance
+         * label of metrics (default: see options_parse). */
+        const char *instance;
         uint32_t max_ports;
         int log_level;
         size_t nports;
@@ -64,6 +102,7 @@ struct options {
         char *config_text;      /* the --config file */
         char **config_args;     /* its lines as "--key=value" */
         int config_nargs;
+        char instance_buf[OPT_INSTANCE_MAX + 1];        /* a derived --instance */
 };
 
 /*

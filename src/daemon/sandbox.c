@@ -29,9 +29,12 @@
  *    6), connecting to abstract unix sockets outside the sandbox and
  *    signalling other processes are refused as well.
  *  - IPv4/IPv6 sockets (seccomp) only with --allow-tcp (tcp ports added at
- *    run time); the tcp ports of the command line listen before
- *    confinement and only accept after it. Where the kernel can (Landlock
- *    ABI 4) TCP connect() is refused even then, and without --allow-tcp
+ *    run time) or tcp-connect ports on the command line (they reconnect);
+ *    the tcp ports of the command line listen before confinement and only
+ *    accept after it. Where the kernel can (Landlock ABI 4) TCP connect()
+ *    is refused except to the destination ports of the command line's
+ *    tcp-connect ports (to any port with --allow-tcp and --allow-connect:
+ *    tcp-connect ports may be added at run time), and without --allow-tcp
  *    TCP bind() too.
  *  - Starting a program, creating a process, tracing one (seccomp): killed
  *    at once. Anything else outside the list fails with EPERM, which the
@@ -185,7 +188,7 @@ static int add_socket_rules(scmp_filter_ctx ctx, const struct sandbox_policy *p)
 {
         static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
         struct scmp_arg_cmp unix_only = SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX, 0);
-        size_t n = p->inet ? 3 : 1;
+        size_t n = p->inet || p->inet_connect ? 3 : 1;
         int r = 0;
 
         for (size_t i = 0; i < n && r == 0; i++) {
@@ -198,12 +201,33 @@ static int add_socket_rules(scmp_filter_ctx ctx, const struct sandbox_policy *p)
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_only);
 }
 
-/* abort() and raise() signal this process; no other one. */
+/*
+ * prctl(PR_GET_NAME): libsystemd's sd_journal_sendv() (backend=journal)
+ * names a memfd after the process when journald cannot take an entry at
+ * once, and aborts if it cannot read the name. The memfd itself is refused
+ * (EPERM), so the send fails and the line is retried.
+ */
+static int add_prctl_rules(scmp_filter_ctx ctx)
+{
+        struct scmp_arg_cmp get_name = SCMP_A0_32(SCMP_CMP_EQ, PR_GET_NAME, 0);
+
+        return rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, &get_name);
+}
+
+/*
+ * abort() and raise() signal this process; no other one. The SIGBUS guard
+ * for guest memory (installed before confinement) restores SIGBUS's
+ * default action for a fault outside guest memory, so that it kills as it
+ * would have: without that the fault would repeat forever.
+ */
 static int add_signal_rules(scmp_filter_ctx ctx)
 {
         struct scmp_arg_cmp self = SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)getpid(), 0);
+        struct scmp_arg_cmp bus = SCMP_A0_32(SCMP_CMP_EQ, SIGBUS, 0);
         int r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, &self);
 
+        if (r == 0)
+                r = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(rt_sigaction), 1, &bus);
         return r ? r : rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &self);
 }
 
@@ -263,6 +287,8 @@ static int build_filter(scmp_filter_ctx ctx, const struct sandbox_policy *p)
                 r = add_socket_rules(ctx, p);
         if (r == 0)
                 r = add_ioctl_rules(ctx);
+        if (r == 0 && !SANDBOX_SANITIZED)
+                r = add_prctl_rules(ctx);
         return r;
 }
 
@@ -327,6 +353,13 @@ static int drop_user(const char *user)
 #endif
 #define LL_NET_BIND_TCP (1ULL << 0)             /* ABI 4 */
 #define LL_NET_CONNECT_TCP (1ULL << 1)
+#define LL_RULE_NET_PORT 2
+
+/* struct landlock_net_port_attr (ABI 4) */
+struct ll_net_port {
+        uint64_t allowed_access;
+        uint64_t port;
+};
 #define LL_SCOPE_ABSTRACT_UNIX (1ULL << 0)      /* ABI 6 */
 #define LL_SCOPE_SIGNAL (1ULL << 1)
 
@@ -444,8 +477,11 @@ static int ll_ruleset(const struct ll_plan *pl, const struct sandbox_policy *p)
         size_t size = sizeof(attr.fs);
 
         if (pl->abi >= 4) {
-                /* TCP connect never; bind only for tcp ports added at run time. */
-                attr.net = LL_NET_CONNECT_TCP | (p->inet ? 0 : LL_NET_BIND_TCP);
+                /* TCP connect only to tcp-connect ports' destinations (rules
+                 * below), or anywhere for ones added at run time; bind only
+                 * for tcp ports added at run time. */
+                attr.net = (p->tcp_connect_any ? 0 : LL_NET_CONNECT_TCP) |
+                           (p->inet ? 0 : LL_NET_BIND_TCP);
                 size = offsetof(struct ll_attr, scoped);
         }
         if (pl->abi >= 6) {
@@ -453,6 +489,26 @@ static int ll_ruleset(const struct ll_plan *pl, const struct sandbox_policy *p)
                 size = sizeof(attr);
         }
         return (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+}
+
+/* TCP connect() to the tcp-connect ports' destination ports. */
+static int ll_net_rules(int rfd, const struct ll_plan *pl, const struct sandbox_policy *p)
+{
+        if (pl->abi < 4 || p->tcp_connect_any)
+                return 0;
+        for (size_t i = 0; i < p->ntcp_connect_ports; i++) {
+                struct ll_net_port np = { .allowed_access = LL_NET_CONNECT_TCP,
+                                          .port = p->tcp_connect_ports[i] };
+
+                if (syscall(SYS_landlock_add_rule, rfd, LL_RULE_NET_PORT, &np, 0) < 0) {
+                        int r = -errno;
+
+                        log_error("sandbox: Landlock rule for TCP port %u: %s",
+                                  p->tcp_connect_ports[i], strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
 }
 
 static int ll_restrict(struct ll_plan *pl, const struct sandbox_policy *p)
@@ -480,6 +536,8 @@ static int ll_restrict(struct ll_plan *pl, const struct sandbox_policy *p)
                                   strerror(-r));
                 }
         }
+        if (r == 0)
+                r = ll_net_rules(rfd, pl, p);
         if (r == 0 && syscall(SYS_landlock_restrict_self, rfd, 0) < 0) {
                 r = -errno;
                 log_error("sandbox: cannot apply the Landlock ruleset: %s", strerror(-r));
@@ -509,8 +567,14 @@ static void summarize(const struct ll_plan *pl, const struct sandbox_policy *p, 
                                  p->port_dirs[i]);
         if (!p->nport_dirs)
                 used += snprintf(out + used, used < len ? len - used : 0, " (none)");
-        snprintf(out + used, used < len ? len - used : 0, "; tcp sockets %s; connect() %s",
-                 p->inet ? "allowed" : "refused", p->connect ? "allowed" : "refused");
+        used += snprintf(out + used, used < len ? len - used : 0, "; tcp sockets %s; connect() %s",
+                         p->inet || p->inet_connect ? "allowed" : "refused",
+                         p->connect ? "allowed" : "refused");
+        if (p->tcp_connect_any)
+                snprintf(out + used, used < len ? len - used : 0, "; TCP connect to any port");
+        else if (p->ntcp_connect_ports)
+                snprintf(out + used, used < len ? len - used : 0, "; TCP connect to %zu port%s only",
+                         p->ntcp_connect_ports, p->ntcp_connect_ports == 1 ? "" : "s");
 }
 
 int sandbox_apply(const struct sandbox_policy *p, char *ret_summary, size_t len)

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define SANDBOX_MAX_DIRS 64
 
@@ -33,6 +34,12 @@ struct sandbox_policy {
         bool devices;
         bool inet;                      /* IPv4/IPv6 sockets (--allow-tcp) */
         bool connect;                   /* connect(): unix-connect ports */
+        /* tcp-connect ports: IPv4/IPv6 sockets, connect() (above), and TCP
+         * connect() to these ports only (Landlock), or to any. */
+        bool inet_connect;
+        bool tcp_connect_any;
+        uint16_t tcp_connect_ports[SANDBOX_MAX_DIRS];
+        size_t ntcp_connect_ports;
 };
 
 /*

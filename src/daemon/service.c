@@ -82,29 +82,94 @@ static int env_uint(const char *name, long max)
         return errno || *end || v > max ? -EINVAL : (int)v;
 }
 
-int service_listen_fd(void)
+/* LISTEN_FDNAMES: one name per fd, colon-separated. */
+static int split_names(struct service_fds *f, const char *names)
+{
+        char *p;
+        int n = 0;
+
+        if (!names)
+                return 0;
+        f->names = strdup(names);
+        if (!f->names)
+                return -ENOMEM;
+        for (p = f->names; n < f->n; n++) {
+                f->name[n] = p;
+                p = strchr(p, ':');
+                if (!p)
+                        break;
+                *p++ = '\0';
+        }
+        if (n + 1 != f->n || p) {
+                log_error("socket activation: LISTEN_FDNAMES=%s does not name the %d sockets "
+                          "of LISTEN_FDS", names, f->n);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int service_listen_fds(struct service_fds *ret, bool *ret_foreign)
 {
         int pid = env_uint("LISTEN_PID", 0x7fffffff);
         int n = env_uint("LISTEN_FDS", 0x7fffffff);
-        int r;
+        int r = 0;
 
+        memset(ret, 0, sizeof(*ret));
+        *ret_foreign = getenv("LISTEN_FDS") && pid != getpid();
         /* Not for us (a parent's, leaked through the environment): ignore. */
-        if (pid != getpid()) {
-                r = 0;
-        } else if (n <= 0) {
-                r = 0;
-        } else if (n != 1) {
-                log_error("socket activation passed %d sockets; vserial takes one "
-                          "(one ListenStream= in the .socket unit)", n);
+        if (pid == getpid() && n > SERVICE_FDS_MAX) {
+                log_error("socket activation passed %d sockets; vserial takes at most %d", n,
+                          SERVICE_FDS_MAX);
                 r = -EINVAL;
-        } else {
-                r = service_take_listener(LISTEN_FDS_START, "socket activation (LISTEN_FDS)");
-                r = r < 0 ? r : LISTEN_FDS_START;
+        } else if (pid == getpid() && n > 0) {
+                ret->n = n;
+                for (int i = 0; i < n; i++)
+                        ret->fd[i] = LISTEN_FDS_START + i;
+                r = split_names(ret, getenv("LISTEN_FDNAMES"));
         }
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_FDNAMES");
         return r;
+}
+
+void service_fds_free(struct service_fds *f)
+{
+        free(f->names);
+        f->names = NULL;
+}
+
+int service_fds_take(struct service_fds *f, const char *name)
+{
+        for (int i = 0; i < f->n; i++) {
+                if (!f->taken[i] && f->name[i] && strcmp(f->name[i], name) == 0) {
+                        f->taken[i] = true;
+                        return f->fd[i];
+                }
+        }
+        return -1;
+}
+
+int service_vmm_fd(struct service_fds *f)
+{
+        int left = 0, fd = 0, r;
+
+        for (int i = 0; i < f->n; i++) {
+                if (!f->taken[i]) {
+                        left++;
+                        fd = f->fd[i];
+                }
+        }
+        if (left > 1) {
+                log_error("socket activation passed %d sockets that no backend=fd port names; "
+                          "vserial takes one for the VMM (name the others like their ports, "
+                          "FileDescriptorName=)", left);
+                return -EINVAL;
+        }
+        if (left == 0)
+                return 0;
+        r = service_take_listener(fd, "socket activation (LISTEN_FDS)");
+        return r < 0 ? r : fd;
 }
 
 int service_notify_open(int *ret_fd)

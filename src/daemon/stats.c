@@ -3,8 +3,12 @@
 #include <errno.h>
 #include <string.h>
 
+#include "clients.h"
 #include "log.h"
 #include "stats.h"
+#include "tap.h"
+
+static void stats_port_host(const struct hport *hp, json_object *o);
 
 static json_object *u64(uint64_t v)
 {
@@ -76,11 +80,61 @@ static json_object *sec_process(const struct stats_src *src)
 static json_object *sec_vmm(const struct stats_src *src)
 {
         json_object *o = json_object_new_object();
+        struct vs_vu_stats st = { 0 };
 
+        if (src->vu && *src->vu)
+                vs_vu_get_stats(*src->vu, &st);
         json_object_object_add(o, "connected",
                                json_object_new_boolean(src->vu && *src->vu));
         json_object_object_add(o, "accepted", u64(src->counters->vmm_accepted));
         json_object_object_add(o, "refused", u64(src->counters->vmm_refused));
+        json_object_object_add(o, "rings_short", u64(src->counters->vmm_rings_short));
+        json_object_object_add(o, "memory_lost", u64(src->counters->vmm_memory_lost));
+        json_object_object_add(o, "messages", u64(st.messages));
+        json_object_object_add(o, "fds", u64(st.fds));
+        json_object_object_add(o, "regions", u64(st.regions));
+        json_object_object_add(o, "rings", u64(st.rings));
+        return o;
+}
+
+/* One queue's (or the device's) work counters. */
+static void add_queue(json_object *o, const struct vs_queue_stats *st, bool device)
+{
+        json_object_object_add(o, "kicks", u64(st->kicks));
+        json_object_object_add(o, "chains", u64(st->chains));
+        json_object_object_add(o, "descs", u64(st->descs));
+        json_object_object_add(o, "bytes", u64(st->bytes));
+        json_object_object_add(o, "schedules", u64(st->schedules));
+        json_object_object_add(o, "errors", u64(st->errors));
+        json_object_object_add(o, "max_chain_descs", u64(st->max_chain_descs));
+        if (device)
+                json_object_object_add(o, "max_call_descs", u64(st->max_call_descs));
+}
+
+static json_object *queue_obj(const struct vs_device *dev, unsigned q)
+{
+        json_object *o = json_object_new_object();
+        struct vs_queue_stats st = { 0 };
+
+        vs_device_get_queue_stats(dev, q, &st);
+        add_queue(o, &st, false);
+        return o;
+}
+
+/* The guest's work, all queues together; the control queues (2, 3) on
+ * their own, the ports' under each port. */
+static json_object *sec_device(const struct stats_src *src)
+{
+        json_object *o = json_object_new_object();
+        struct vs_queue_stats st;
+
+        vs_device_get_stats(src->dev, &st);
+        json_object_object_add(o, "queues", u64(vs_device_num_queues(src->dev)));
+        add_queue(o, &st, true);
+        json_object_object_add(o, "control_rx", queue_obj(src->dev, 2));
+        json_object_object_add(o, "control_tx", queue_obj(src->dev, 3));
+        json_object_object_add(o, "guest_resets", u64(src->counters->guest_resets));
+        json_object_object_add(o, "queue_errors", u64(src->counters->queue_errors));
         return o;
 }
 
@@ -104,25 +158,68 @@ static const struct {
         { "log", sec_log },
         { "process", sec_process },
         { "vmm", sec_vmm },
+        { "device", sec_device },
         { "listeners", sec_listeners },
 };
 
 void stats_fill(const struct stats_src *src, json_object *out)
 {
+        json_object_object_add(out, "instance",
+                               json_object_new_string(src->instance ? src->instance : ""));
         for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
                 json_object_object_add(out, sections[i].name, sections[i].fn(src));
 }
 
 void stats_port(const struct hport *hp, json_object *o)
 {
-        struct vs_port_stats st = { 0 };
+        struct vs_port_stats st;
+        struct vs_queue_stats rx = { 0 }, tx = { 0 };
+        json_object *q;
 
+        hport_get_stats(hp, &st);     /* over all its plugs */
         if (hp->port)
-                vs_port_get_stats(hp->port, &st);
+                vs_port_get_queue_stats(hp->port, &rx, &tx);
         json_object_object_add(o, "to_guest", u64(st.to_guest));
         json_object_object_add(o, "from_guest", u64(st.from_guest));
         json_object_object_add(o, "buffered", u64(hport_buffered(hp)));
         json_object_object_add(o, "host_connects", u64(hp->cnt.host_connects));
         json_object_object_add(o, "clients_refused", u64(hp->cnt.clients_refused));
         json_object_object_add(o, "output_discarded", u64(hp->cnt.output_discarded));
+        /* Host connections (clients.c) */
+        json_object_object_add(o, "clients_dropped", u64(hp->cnt.clients_dropped));
+        json_object_object_add(o, "input_discarded", u64(hp->cnt.input_discarded));
+        q = json_object_new_object();
+        add_queue(q, &rx, false);
+        json_object_object_add(o, "rx", q);
+        q = json_object_new_object();
+        add_queue(q, &tx, false);
+        json_object_object_add(o, "tx", q);
+        stats_port_host(hp, o);
+}
+
+/* Issue 13's: history, logfile=, clients, throttled time, journal. */
+static void stats_port_host(const struct hport *hp, json_object *o)
+{
+        struct tap_stats t;
+        uint64_t entries, retries;
+
+        tap_get_stats(hp, &t);
+        json_object_object_add(o, "clients", u64(hp->clients ? clients_count(hp->clients) :
+                                                 hport_connected(hp) ? 1 : 0));
+        json_object_object_add(o, "guest_open",
+                               json_object_new_boolean(hp->port && vs_port_guest_connected(hp->port)));
+        json_object_object_add(o, "throttled",
+                               json_object_new_boolean(hp->port && vs_port_throttled(hp->port)));
+        json_object_object_add(o, "history_size", u64(t.history_size));
+        json_object_object_add(o, "history_bytes", u64(t.history_bytes));
+        json_object_object_add(o, "history_readers", u64(t.history_readers));
+        json_object_object_add(o, "logfile_written", u64(t.logfile_written));
+        json_object_object_add(o, "logfile_lost", u64(t.logfile_lost));
+        json_object_object_add(o, "throttled_seconds",
+                               json_object_new_double(t.throttled_ns / 1e9));
+        if (hp->spec.backend == BACKEND_JOURNAL) {
+                backend_journal_counters(hp, &entries, &retries);
+                json_object_object_add(o, "journal_entries", u64(entries));
+                json_object_object_add(o, "journal_retries", u64(retries));
+        }
 }

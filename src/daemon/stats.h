@@ -7,11 +7,16 @@
  * than before (tests/ctl/test_hostile_daemon.py).
  *
  * {"cmd":"stats"} -> {"ok":true,"stats":{
+ *   "instance":"NAME",
  *   "loop":{"wakeups":W,"dispatched":D,"watches":N},
  *   "log":{"written":L,"suppressed":S},
  *   "process":{"fds":F},
- *   "vmm":{"connected":B,"accepted":A,"refused":R},
+ *   "vmm":{"connected":B,"accepted":A,"refused":R,"rings_short":S,
+ *          "memory_lost":M,"messages":N,"fds":F,"regions":G,"rings":K},
  *   "listeners":{"backoffs":B,"paused":P},
+ *   "device":{"queues":Q,QUEUE,"max_call_descs":C,
+ *             "control_rx":{QUEUE},"control_tx":{QUEUE},
+ *             "guest_resets":G,"queue_errors":E},
  *   "control":{"clients":C,"requests":Q,"refused":R},
  *   "client":{"id":I,"callbacks":K},
  *   "ports":[{"id":N,"name":"...",COUNTERS},...]}}
@@ -24,7 +29,21 @@
  * client.callbacks: the difference is what ran for anything else.
  * process.fds: the entries of /proc/self/fd, read through a directory fd
  * opened at set-up (so it works out of fds and in the sandbox; it counts
- * itself). COUNTERS: see stats_port() in stats.c.
+ * itself). COUNTERS: see stats_port() in stats.c; they include the port's
+ * queues, "rx":{QUEUE} (host->guest) and "tx":{QUEUE}.
+ * vmm: the counters since start-up, then the connection being served (0
+ * without one, see vs_vu_get_stats()): frontend messages handled, fds it
+ * holds, guest memory regions mapped, rings it named. rings_short: VMMs
+ * that gave the guest fewer rings than --max-ports needs (logged);
+ * memory_lost: connections ended because the VMM truncated guest memory.
+ * device: the guest's work (vs_device_get_stats()), all queues together;
+ * QUEUE is "kicks","chains","descs","bytes","schedules","errors",
+ * "max_chain_descs" (see struct vs_queue_stats). max_call_descs, the most
+ * descriptors one call into the device read, is the oracle of "bounded
+ * work per kick" (VS_VQ_CALL_DESCS in src/lib/virtq/virtq.h).
+ *
+ * {"cmd":"stats","format":"prometheus"} -> {"ok":true,"prometheus":"TEXT"}:
+ * the same counters in the Prometheus text format (metrics.h).
  *
  * Adding counters: write a function that fills a JSON object and add a row
  * to sections[] in stats.c (the daemon-wide ones), or add keys in
@@ -46,6 +65,11 @@
 struct daemon_counters {
         uint64_t vmm_accepted;
         uint64_t vmm_refused;   /* a second VMM while one is served */
+        uint64_t vmm_rings_short;       /* VMMs with fewer rings than needed */
+        uint64_t vmm_memory_lost;       /* VMM connections ended because the
+                                         * VMM truncated guest memory */
+        uint64_t guest_resets;  /* the guest's driver (re)started (DEVICE_READY) */
+        uint64_t queue_errors;  /* queues the guest broke */
 };
 
 /* Where the daemon-wide sections read from; owned by main.c. */
@@ -56,6 +80,7 @@ struct stats_src {
         const struct daemon_counters *counters;
         const struct hport_env *env;
         DIR *fd_dir;                    /* /proc/self/fd, or NULL */
+        const char *instance;           /* --instance */
 };
 
 /* Open what stats need while the process may still open files. */

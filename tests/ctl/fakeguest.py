@@ -23,12 +23,13 @@ import time
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
 SET_MEM_TABLE = 5
 SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE = 8, 9, 10
-SET_VRING_KICK, SET_VRING_CALL = 12, 13
+SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR = 12, 13, 14
 GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES = 15, 16
 SET_VRING_ENABLE = 18
 GET_CONFIG = 24
 
 F_MULTIPORT = 1
+F_INDIRECT_DESC = 28
 F_PROTOCOL_FEATURES = 30
 F_VERSION_1 = 32
 PF_CONFIG = 9
@@ -37,7 +38,7 @@ PF_CONFIG = 9
 DEVICE_READY, PORT_ADD, PORT_REMOVE, PORT_READY = 0, 1, 2, 3
 CONSOLE_PORT, RESIZE, PORT_OPEN, PORT_NAME = 4, 5, 6, 7
 
-DESC_F_WRITE = 2
+DESC_F_NEXT, DESC_F_WRITE, DESC_F_INDIRECT = 1, 2, 4
 QSIZE = 64
 BUF = 4096
 GPA = 0x40000000
@@ -55,11 +56,13 @@ def txq(pid):
 class VQ:
     def __init__(self, g, q, writable):
         self.g, self.q, self.writable = g, q, writable
-        self.desc = g.alloc(16 * QSIZE, 4096)
-        self.avail = g.alloc(6 + 2 * QSIZE, 4096)
-        self.used = g.alloc(6 + 8 * QSIZE, 4096)
-        self.bufs = [g.alloc(BUF, 64) for _ in range(QSIZE)]
-        self.free = list(range(QSIZE))
+        self.n = n = g.qsize
+        self.desc = g.alloc(16 * n, 4096)
+        self.avail = g.alloc(6 + 2 * n, 4096)
+        self.used = g.alloc(6 + 8 * n, 4096)
+        self.bufs = [g.alloc(BUF, 64) for _ in range(n)]
+        self.free = list(range(n))
+        self.foreign = set()    # heads put_avail() made available
         self.avail_idx = 0
         self.last_used = 0
         self.kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -78,10 +81,25 @@ class VQ:
             ln, flags = len(data), 0
             self.g.write(gpa, data)
         self.g.write(self.desc + 16 * head, struct.pack('<QIHH', gpa, ln, flags, 0))
-        self.g.write(self.avail + 4 + 2 * (self.avail_idx % QSIZE), struct.pack('<H', head))
+        self.g.write(self.avail + 4 + 2 * (self.avail_idx % self.n), struct.pack('<H', head))
         self.avail_idx = (self.avail_idx + 1) & 0xffff
         self.g.write(self.avail + 2, struct.pack('<H', self.avail_idx))
         return True
+
+    def put_desc(self, i, gpa, ln, flags=0, nxt=0):
+        """Write descriptor @i as a hostile guest may: anything goes."""
+        self.g.write(self.desc + 16 * i, struct.pack('<QIHH', gpa, ln, flags, nxt))
+
+    def put_avail(self, heads):
+        """Make @heads available (no kick), whatever they point at. The
+        caller owns these heads: the fake forgets them."""
+        for h in heads:
+            if h in self.free:
+                self.free.remove(h)
+            self.foreign.add(h)
+            self.g.write(self.avail + 4 + 2 * (self.avail_idx % self.n), struct.pack('<H', h))
+            self.avail_idx = (self.avail_idx + 1) & 0xffff
+        self.g.write(self.avail + 2, struct.pack('<H', self.avail_idx))
 
     def notify(self):
         os.eventfd_write(self.kick, 1)
@@ -91,8 +109,10 @@ class VQ:
         out = []
         idx = struct.unpack('<H', self.g.read(self.used + 2, 2))[0]
         while self.last_used != idx:
-            head, ln = struct.unpack('<II', self.g.read(self.used + 4 + 8 * (self.last_used % QSIZE), 8))
+            head, ln = struct.unpack('<II', self.g.read(self.used + 4 + 8 * (self.last_used % self.n), 8))
             self.last_used = (self.last_used + 1) & 0xffff
+            if head >= self.n or head in self.foreign or head in self.free:
+                continue        # one of put_avail()'s, or a hostile repeat
             data = self.g.read(self.bufs[head], ln) if self.writable else None
             self.free.append(head)
             out.append((head, ln, data))
@@ -112,30 +132,51 @@ class Port:
 
 
 class FakeGuest:
-    def __init__(self, sock_path, timeout=10):
+    """@qsize: entries of every ring; @rx_fill: receive buffers posted for
+    each port the device adds; @mem: bytes of guest memory; @features:
+    feature bits to ack besides MULTIPORT and VERSION_1."""
+
+    def __init__(self, sock_path, timeout=10, qsize=QSIZE, rx_fill=16, mem=MEM, features=0):
+        self.qsize, self.rx_fill, self.mem_size = qsize, rx_fill, mem
+        self.features = features
         self.lock = threading.RLock()
         self.ports = {}
         self.ctrl_log = []      # (event, id, value) from the device
         self.ctrl_rx_hold = False   # True: take control messages, post no new buffers
         self.error = None
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(sock_path)
+        self.sock = self._connect(sock_path, timeout)
         self.memfd = os.memfd_create('fakeguest', os.MFD_CLOEXEC)
-        os.ftruncate(self.memfd, MEM)
-        self.mem = mmap.mmap(self.memfd, MEM)
+        os.ftruncate(self.memfd, mem)
+        self.mem = mmap.mmap(self.memfd, mem)
         self.next = 0
         self._boot()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    @staticmethod
+    def _connect(path, timeout):
+        """Callers wait for the socket file, which bind() makes just before
+        listen(): until then a connect is refused (seen under load)."""
+        end = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(path)
+                return s
+            except (ConnectionRefusedError, FileNotFoundError):
+                s.close()
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
+
     # ---- memory
     def alloc(self, n, align):
         self.next = (self.next + align - 1) // align * align
         gpa = GPA + self.next
         self.next += n
-        assert self.next <= MEM
+        assert self.next <= self.mem_size
         return gpa
 
     def write(self, gpa, b):
@@ -177,7 +218,7 @@ class FakeGuest:
     def _boot(self):
         self._send(SET_OWNER)
         feats = self._u64(GET_FEATURES)
-        want = (1 << F_MULTIPORT) | (1 << F_VERSION_1) | (1 << F_PROTOCOL_FEATURES)
+        want = (1 << F_MULTIPORT) | (1 << F_VERSION_1) | (1 << F_PROTOCOL_FEATURES) | self.features
         assert feats & want == want, hex(feats)
         pf = self._u64(GET_PROTOCOL_FEATURES)
         self._send(SET_PROTOCOL_FEATURES, struct.pack('<Q', pf & (1 << PF_CONFIG)))
@@ -186,13 +227,13 @@ class FakeGuest:
         cfg = self._reply(GET_CONFIG)
         self.cols, self.rows, self.max_ports = struct.unpack('<HHI', cfg[12:20])
         self.nvqs = 2 * (self.max_ports + 1)
-        self._send(SET_MEM_TABLE, struct.pack('<II', 1, 0) + struct.pack('<QQQQ', GPA, MEM, GPA, 0),
+        self._send(SET_MEM_TABLE, struct.pack('<II', 1, 0) + struct.pack('<QQQQ', GPA, self.mem_size, GPA, 0),
                    [self.memfd])
         self.vqs = [VQ(self, q, q % 2 == 0) for q in range(self.nvqs)]
         for vq in self.vqs:
             q = vq.q
             self._send(SET_VRING_CALL, struct.pack('<Q', q), [vq.call])
-            self._send(SET_VRING_NUM, struct.pack('<II', q, QSIZE))
+            self._send(SET_VRING_NUM, struct.pack('<II', q, self.qsize))
             self._send(SET_VRING_BASE, struct.pack('<II', q, 0))
             self._send(SET_VRING_ADDR, struct.pack('<IIQQQQ', q, 0, vq.desc, vq.used, vq.avail, 0))
         for vq in self.vqs:
@@ -237,7 +278,7 @@ class FakeGuest:
         if event == PORT_ADD:
             p = self.ports[pid] = Port(pid)
             q = self.vqs[rxq(pid)]
-            for _ in range(16):
+            for _ in range(self.rx_fill):
                 q.post()
             q.notify()
             self._ctrl(pid, PORT_READY, 1)
@@ -271,6 +312,11 @@ class FakeGuest:
             time.sleep(0.002)
 
     # ---- what a test does
+    def message(self, req, payload=b'', fds=()):
+        """Send a vhost-user message of our own (no reply is read)."""
+        with self.lock:
+            self._send(req, payload, fds)
+
     def ctrl(self, pid, event, value):
         """Send one control message, whatever the protocol says."""
         self._ctrl(pid, event, value)

@@ -95,10 +95,11 @@ class Client:
 
 class Daemon:
     """vserial in its own directory. @stdin/@stdout: what the daemon gets
-    (default /dev/null and its log file), @preexec_fn runs in the child."""
+    (default /dev/null and its log file), @preexec_fn runs in the child,
+    @pass_fds it inherits."""
 
     def __init__(self, ports=(), max_ports=None, extra=(), stdin=subprocess.DEVNULL,
-                 stdout=None, preexec_fn=None, env=None, wait=True):
+                 stdout=None, preexec_fn=None, env=None, wait=True, pass_fds=()):
         # sun_path is 108 bytes: keep the directory short.
         self.dir = tempfile.mkdtemp(prefix='vsctl-', dir='/tmp')
         self.control = self.path('ctl.sock')
@@ -115,7 +116,7 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdin=stdin,
                                      stdout=self.logf if stdout is None else stdout,
                                      stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn,
-                                     env=env)
+                                     env=env, pass_fds=pass_fds)
         self.guest = None
         if not wait:
             return
@@ -756,6 +757,51 @@ stats_fields.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
 
 
 @case
+def stats_library_counters(d):
+    """The library's cost counters in "stats", "list" and vserialctl: the
+    device's work (max descriptors per call included), each port's queues,
+    the VMM connection's messages, fds, regions and rings."""
+    cl = d.client()
+    st = cl.ok({'cmd': 'stats'})['stats']
+    qkeys = ('kicks', 'chains', 'descs', 'bytes', 'schedules', 'errors', 'max_chain_descs')
+    check(st['device']['queues'] == 10 and st['device']['max_call_descs'] == 0 and
+          all(st['device'][k] == 0 for k in qkeys), 'device before a guest: %s' % st['device'])
+    check(st['vmm']['messages'] == 0 and st['vmm']['fds'] == 0, 'vmm without one: %s' % st['vmm'])
+    g = d.connect_guest()
+    g.wait(lambda: 1 in g.ports, what='port 1')
+    host = unix_client(d.path('one.sock'))
+    g.wait(lambda: g.ports[1].host_open, what='host open')
+    g.send(1, b'x' * 10000)
+    check(host.recv(10000, socket.MSG_WAITALL) == b'x' * 10000, 'guest data')
+    st = cl.ok({'cmd': 'stats'})['stats']
+    vmm, dev = st['vmm'], st['device']
+    # 10 rings: a kick and a call eventfd each; the socket, the scheduler
+    check(vmm['connected'] and vmm['messages'] > 40 and vmm['regions'] == 1 and
+          vmm['rings'] == 10 and vmm['fds'] == 2 + 2 * 10, 'vmm: %s' % vmm)
+    tx = [p for p in st['ports'] if p['id'] == 1][0]['tx']
+    check(set(tx) == set(qkeys), 'port tx keys %s' % sorted(tx))
+    check(tx['chains'] == 3 and tx['descs'] == 3 and tx['bytes'] == 10000 and tx['errors'] == 0,
+          'port 1 tx %s' % tx)
+    check(dev['chains'] >= tx['chains'] and 0 < dev['max_call_descs'] <= 4096 and
+          dev['control_tx']['chains'] >= 2, 'device %s' % dev)
+    counters = ports_by_id(cl)[1]['counters']
+    check(counters['tx'] == tx and 'rx' in counters, 'list counters %s' % counters)
+    r = d.ctl('list', '--json')
+    listed = [p for p in json.loads(r.stdout) if p['id'] == 1][0]['counters']
+    check(listed['tx'] == tx and set(listed['rx']) == set(qkeys), 'list --json counters %s' % listed)
+    r = d.ctl('stats')
+    check(any(ln.startswith('device: ') and 'max_call_descs=' in ln and 'control_tx.chains=' in ln
+              for ln in r.stdout.splitlines()), 'vserialctl stats %r' % r.stdout)
+    check(any(ln.startswith('ports: ') and 'tx.bytes=10000' in ln for ln in r.stdout.splitlines()),
+          'vserialctl stats port line %r' % r.stdout)
+    host.close()
+
+
+stats_library_counters.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
+stats_library_counters.max_ports = 4
+
+
+@case
 def add_remove_roundtrip(d):
     cl = d.client()
     r = cl.ok({'cmd': 'add', 'spec': 'name=org.a,backend=unix,path=%s' % d.path('a.sock')})
@@ -893,7 +939,11 @@ def events_scripted_sequence(d):
     check(rc == 0 and err == '', 'events exit %s %r' % (rc, err))
     for ln, e in zip(evh.lines, got):
         w = '%d %s port %d (%s)' % (e['seq'], e['event'], e['port'], e['name'])
+        if 'client' in e:       # a listening port's client, by number
+            w += ' client %d' % e['client']
         check(' '.join(ln.split()) == w, 'events line %r, want %r' % (ln, w))
+    check(all(e.get('client') == 1 for e in got if e['event'].startswith('host-')),
+          'host events without the client number: %s' % got)
 
 
 @case
@@ -1405,20 +1455,15 @@ def attach_pty(d):
         g.send(1, b'guest says hi\n')
         a.read_until(b'guest says hi\n')
         check(b'guest says hi\r\n' not in a.out, 'output was post-processed (terminal not raw)')
-        # busy while attached: a second attach and a unix client are refused
+        # busy while attached: a second attach is refused, a unix client
+        # waits in the backlog (nothing is written to it) and is served next
         r = d.ctl('attach', '1')
         check(r.returncode == 1 and 'port 1 is busy' in one_error_line(r, 'second attach'),
               'second attach: %s %r' % (r.returncode, r.stderr))
         u = unix_client(d.path('one.sock'))
-        said = b''
-        while True:
-            b = u.recv(4096)
-            if not b:
-                break
-            said += b
-        check(b'guest' not in said, 'a unix client was served while attached: %r' % said)
-        check('refused a host client: it already has a host client' in d.log(), 'no refusal in the log')
-        u.close()
+        r, _, _ = select.select([u], [], [], 0.3)
+        check(not r, 'a waiting unix client was written to or closed: %r' % (r and u.recv(4096)))
+        check(ports_by_id(cl)[1]['counters']['host_connects'] == 1, 'the waiting client was taken')
         a.type(b'last\x1dignored')
         rc = a.wait()
         check(rc == 0, 'exit status %s after Ctrl-]' % rc)
@@ -1426,19 +1471,26 @@ def attach_pty(d):
         check(g.take(1) == b'last', 'bytes after Ctrl-] were sent')
         after = termios.tcgetattr(a.slave)
         check(after == a.before, 'terminal not restored: %s vs %s' % (after, a.before))
-        wait_for(lambda: not ports_by_id(cl)[1]['host_connected'], 'host side free after detach')
-        g.wait(lambda: not g.ports[1].host_open, what='PORT_OPEN 0 after detach')
-        u = unix_client(d.path('one.sock'))     # the backend's own clients again
-        wait_for(lambda: ports_by_id(cl)[1]['host_connected'], 'unix client after detach')
+        # the waiting client is taken once the attach ended
+        wait_for(lambda: ports_by_id(cl)[1]['counters']['host_connects'] == 2,
+                 'the waiting unix client served after detach')
+        check(ports_by_id(cl)[1]['host_connected'], 'host side after detach')
+        g.send(1, b'to the next client\n')
+        u.settimeout(10)
+        check(u.recv(4096) == b'to the next client\n', 'the waiting client reads the guest')
         u.close()
+        wait_for(lambda: not ports_by_id(cl)[1]['host_connected'], 'host side free at the end')
+        g.wait(lambda: not g.ports[1].host_open, what='PORT_OPEN 0 at the end')
     finally:
         a.close()
+    check('closed unserved' not in d.log(), 'a refusal in the log')
     names = []
-    while len(names) < 3:
+    while len(names) < 4:
         e = ev.event()
         if e.get('port') == 1 and e['event'].startswith('host-'):
-            names.append(e['event'])
-    check(names == ['host-connect', 'host-disconnect', 'host-connect'], 'host events %s' % names)
+            names.append((e['event'], e.get('client')))
+    check(names == [('host-connect', 1), ('host-disconnect', 1), ('host-connect', 2),
+                    ('host-disconnect', 2)], 'host events %s' % names)
 
 
 attach_pty.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
@@ -1501,7 +1553,7 @@ def attach_raw_pipelined(d):
     check(g.take(1) == b'{"cmd":"list"}\nmore\n', 'guest got %r' % g.ports[1].rx)
     g.send(1, b'back\n')
     check(c.line() == b'back', 'guest output on the attached connection')
-    # busy for the backend's own clients, and for another attach
+    # busy for another attach
     r = d.client().req({'cmd': 'attach', 'port': 1})
     check(r.get('ok') is False and r['error'].startswith('port 1 is busy: '), 'attach: %s' % r)
     c.close()
@@ -1510,8 +1562,8 @@ def attach_raw_pipelined(d):
     u = unix_client(d.path('one.sock'))
     wait_for(lambda: ports_by_id(cl)[1]['host_connected'], 'unix client after the attach ended')
     r = cl.req({'cmd': 'attach', 'port': 'org.one'})
-    check(r.get('ok') is False and 'port 1 is busy: its unix backend has a host peer connected'
-          == r['error'], 'attach while a unix client is connected: %s' % r)
+    check(r.get('ok') is False and 'port 1 is busy: its unix backend has 1 host client connected '
+          '(clients=1)' == r['error'], 'attach while a unix client is connected: %s' % r)
     u.close()
 
 

@@ -309,6 +309,15 @@ static void host_closed(void *opaque, int err, const char *why)
                  why ? why : "");
 }
 
+static void host_rings_short(void *opaque, unsigned have, unsigned need)
+{
+        struct fake_host *h = opaque;
+
+        h->rings_short_calls++;
+        h->rings_have = have;
+        h->rings_need = need;
+}
+
 /* ---- guest memory -------------------------------------------------------- */
 
 static const struct fake_vu_region *region_of(const struct fake_driver *d,
@@ -481,6 +490,7 @@ int fake_driver_new(struct fake_host *h, const struct fake_driver_cfg *cfg,
         struct vs_vu_config vc = {
                 .loop_ops = &vs_epoll_ops, .loop = h->ep,
                 .closed = host_closed, .opaque = h,
+                .rings_short = host_rings_short,
         };
         struct fake_driver *d = NULL;
         int sv[2], r;

@@ -159,6 +159,8 @@ struct fake_host {
         unsigned closed_calls;
         int closed_err;
         char closed_why[160];
+        /* rings_short() calls of the vs_vu, and the last one's numbers */
+        unsigned rings_short_calls, rings_have, rings_need;
         /* max(FAKE_MAX_PORTS, the device's max_ports) slots, by id */
         struct fake_port **ports;
         unsigned nports;

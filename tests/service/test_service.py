@@ -121,12 +121,13 @@ class Daemon:
         argv = [OPTS.vserial, '--log-level', 'debug', '--max-ports', '4'] + list(args)
         pass_fds = ()
         if fd_at is not None:
-            pass_fds = (fd_at,)
+            pass_fds = tuple(fd_at) if isinstance(fd_at, (list, tuple)) else (fd_at,)
         if listen_pid is not None:
             # systemd sets LISTEN_PID to the pid it execs; a shell that
             # execs keeps its pid. "self": the daemon's own, else a number.
+            # Several fds (a list): 3, 4, ... in that order.
             pid = '$$' if listen_pid == 'self' else str(listen_pid)
-            redirect = '3<&%d %d<&-' % (fd_at, fd_at) if fd_at is not None else ''
+            redirect = ' '.join('%d<&%d %d<&-' % (3 + i, f, f) for i, f in enumerate(pass_fds))
             argv = ['sh', '-c', 'LISTEN_PID=%s; export LISTEN_PID; exec "$@" %s' % (pid, redirect),
                     'sh'] + argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
@@ -342,6 +343,85 @@ def socket_fd_refused(d, dms):
     os.close(w)
     check(sorted(os.listdir(d)) == ['bound.sock', 'daemon.log', 'dgram.sock'],
           'files left: %s' % sorted(os.listdir(d)))
+
+
+# ---------------------------------------------------------------- backend=fd
+
+def at_fd(s, fd):
+    """A duplicate of socket @s at exactly @fd (a single digit: dash's
+    redirections take no more)."""
+    os.dup2(s.fileno(), fd)
+    return fd
+
+
+def unix_client(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+@case
+def activation_named_port(d, dms):
+    """Socket activation with two sockets, LISTEN_FDNAMES=vhost:org.act: the
+    one named like a backend=fd port is that port's (served like
+    backend=unix: a client that connects is its host side), the other is
+    the VMM's; neither path is removed at exit."""
+    vpath, ppath = os.path.join(d, 'vm.sock'), os.path.join(d, 'port.sock')
+    vl, pl = listener(vpath), listener(ppath)
+    fds = [at_fd(vl, 7), at_fd(pl, 8)]
+    n = Notify(d)
+    dm = Daemon(d, ['--port', 'id=1,name=org.act,backend=fd'],
+                env={'NOTIFY_SOCKET': n.addr, 'LISTEN_FDS': '2',
+                     'LISTEN_FDNAMES': 'vserial@x.socket:org.act'},
+                fd_at=fds, listen_pid='self')
+    dms.append(dm)
+    for f in fds:
+        os.close(f)
+    vl.close()
+    pl.close()
+    check(n.recv() == 'READY=1', 'no READY=1')
+    g = fakeguest.FakeGuest(vpath)
+    try:
+        g.wait(lambda: 1 in g.ports, what='port 1 added')
+        g.open(1)
+        c = unix_client(ppath)
+        g.wait(lambda: g.ports[1].host_open, what='the client connected')
+        g.send(1, b'to the activated port\n')
+        check(c.recv(100) == b'to the activated port\n', 'the client got the guest data')
+        c.sendall(b'back\n')
+        g.wait(lambda: g.ports[1].rx == b'back\n', what='data to the guest')
+        c.close()
+        check(g.error is None, 'fake guest: %s' % g.error)
+    finally:
+        g.shutdown()
+    check('accepting on the listening socket passed as fd 4' in dm.log(), 'log: %r' % dm.log())
+    dm.term()
+    check(os.path.exists(vpath) and os.path.exists(ppath), 'a passed socket\'s path was removed')
+
+
+@case
+def activation_named_refused(d, dms):
+    """Named sockets that do not fit: one line each, non-zero exit."""
+    ls = [listener(os.path.join(d, 'l%d.sock' % i)) for i in range(2)]
+    fds = [at_fd(ls[0], 7), at_fd(ls[1], 8)]
+    dms.append(refused(d, ['--port', 'id=1,name=org.none,backend=fd'],
+                       'systemd passed no socket named org.none',
+                       env={'LISTEN_FDS': '2', 'LISTEN_FDNAMES': 'vhost:org.other'},
+                       fd_at=fds, listen_pid='self'))
+    dms.append(refused(d, [], '2 sockets that no backend=fd port names',
+                       env={'LISTEN_FDS': '2', 'LISTEN_FDNAMES': 'a:b'},
+                       fd_at=fds, listen_pid='self'))
+    dms.append(refused(d, [], 'does not name the 2 sockets',
+                       env={'LISTEN_FDS': '2', 'LISTEN_FDNAMES': 'a'},
+                       fd_at=fds, listen_pid='self'))
+    dms.append(refused(d, ['--port', 'id=1,name=x,backend=fd,fd=4'], 'one of the sockets systemd passed',
+                       env={'LISTEN_FDS': '2', 'LISTEN_FDNAMES': 'a:b'},
+                       fd_at=fds, listen_pid='self'))
+    for f in fds:
+        os.close(f)
+    for s in ls:
+        s.close()
 
 
 # ---------------------------------------------------------------- SIGHUP

@@ -2317,6 +2317,11 @@ static void test_cost_counters(void **state)
         assert_int_equal(q1.max_call_descs, 0);
         assert_int_equal(q1.errors, 0);
         assert_int_equal(vs_device_get_queue_stats(e->h->dev, 1u << 20, &q1), -ERANGE);
+        /* the port's view: its receive and transmit queues */
+        vs_port_get_queue_stats(e->p[1]->port, &all, &q0);
+        assert_memory_equal(&q0, &q1, sizeof(q1));
+        assert_int_equal(vs_device_get_queue_stats(e->h->dev, TX1 - 1, &q1), 0);
+        assert_memory_equal(&all, &q1, sizeof(q1));
         vs_device_get_stats(e->h->dev, &all);
         assert_true(all.chains >= q1.chains && all.descs >= q1.descs);
         assert_true(all.max_call_descs >= 7);
@@ -2910,8 +2915,11 @@ static void test_mem_truncated_then_host_write(void **state)
         post1(e, RX1, gbuf_pattern(e, 64, 1), 64, W);
         kick(e, RX1);
         assert_int_equal(ftruncate(e->d->memfd, 4096), 0);
+        assert_false(vs_vu_memory_lost(e->h->vu));
         assert_true(vs_port_write(e->p[1]->port, "lost", 4) >= 0);
         assert_int_equal(e->h->closed_calls, 0);
+        /* what an embedder copies from guest iovecs now is not guest data */
+        assert_true(vs_vu_memory_lost(e->h->vu));
         kick(e, TX1);
         expect_closed(e);
         assert_int_equal(e->h->closed_err, -EFAULT);

@@ -36,10 +36,10 @@ static void test_minimal(void **state)
 static void test_ports(void **state)
 {
         (void)state;
-        assert_int_equal(PARSE("-s", "/s", "--max-ports", "511",
+        assert_int_equal(PARSE("-s", "/s", "--max-ports", "127",
                                "--port", "console,backend=stdio",
                                "--port", "id=5,name=org.qemu.guest_agent.0,backend=unix,path=/tmp/qga"), 0);
-        assert_int_equal(opt.max_ports, 511);
+        assert_int_equal(opt.max_ports, 127);
         assert_int_equal(opt.nports, 2);
         assert_true(opt.ports[0].console);
         assert_int_equal(opt.ports[0].id, -1);
@@ -77,6 +77,34 @@ static void test_spec_errors(void **state)
         expect_spec_error("name,backend=stdio", "needs a value");
 }
 
+/* Host connections: clients= and on-connect= (issues 13 and 15). */
+static void test_spec_conn(void **state)
+{
+        struct port_spec p;
+
+        (void)state;
+        assert_int_equal(spec_parse("backend=unix,path=/a", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.clients, 1);
+        assert_int_equal(p.on_connect, ON_CONNECT_REPLAY);
+        assert_int_equal(spec_parse("backend=tcp,port=9,clients=64,on-connect=discard", &p, err,
+                                    sizeof(err)), 0);
+        assert_int_equal(p.clients, 64);
+        assert_int_equal(p.on_connect, ON_CONNECT_DISCARD);
+        assert_int_equal(spec_parse("backend=unix-connect,path=/a,on-connect=replay", &p, err,
+                                    sizeof(err)), 0);
+        assert_int_equal(p.on_connect, ON_CONNECT_REPLAY);
+        expect_spec_error("backend=unix,path=/a,clients=0", "clients '0' is not a number in 1..64");
+        expect_spec_error("backend=unix,path=/a,clients=65", "clients '65'");
+        expect_spec_error("backend=unix,path=/a,clients=2x", "clients '2x'");
+        expect_spec_error("backend=unix,path=/a,clients=", "clients ''");
+        expect_spec_error("backend=unix,path=/a,clients", "needs a value");
+        expect_spec_error("backend=pty,clients=2", "clients= is only for backend=unix and backend=tcp");
+        expect_spec_error("backend=unix-connect,path=/a,clients=2", "clients= is only for");
+        expect_spec_error("backend=unix,path=/a,on-connect=drop", "on-connect 'drop': expected replay or discard");
+        expect_spec_error("backend=file,path=/a,on-connect=discard", "on-connect= is only for");
+        expect_spec_error("backend=stdio,on-connect=replay", "on-connect= is only for");
+}
+
 static void expect_cmdline_error(int r, const char *needle)
 {
         assert_int_equal(r, -EINVAL);
@@ -91,6 +119,10 @@ static void test_cmdline_errors(void **state)
         expect_cmdline_error(PARSE("--max-ports", "4"), "--socket");
         expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "0"), "--max-ports");
         expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "512"), "--max-ports");
+        /* 258 rings: vhost-user's 8-bit ring index would alias 256, 257
+         * with 0, 1 */
+        expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "128"), "1..127");
+        expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "511"), "256 rings");
         expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "12x"), "--max-ports");
         expect_cmdline_error(PARSE("-s", "/s", "--bogus"), "--bogus");
         expect_cmdline_error(PARSE("-s", "/s", "extra"), "extra");
@@ -106,6 +138,84 @@ static void test_cmdline_errors(void **state)
                                    "--port", "console,backend=stdio"), "stdio");
         expect_cmdline_error(PARSE("-s", "/s", "--max-ports", "4",
                                    "--port", "id=4,backend=stdio"), "--max-ports");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "backend=unix,path=/a,clients=99"),
+                             "--port 'backend=unix,path=/a,clients=99': clients '99'");
+}
+
+/* history=, logfile=, the new backends, --instance (issue 13). */
+static void test_host_keys(void **state)
+{
+        struct port_spec p;
+
+        (void)state;
+        assert_int_equal(spec_parse("console,backend=pty", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 64 * 1024);
+        assert_int_equal(spec_parse("name=x,backend=pty", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 0);
+        assert_int_equal(spec_parse("console,history=0,backend=pty", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 0);
+        assert_int_equal(spec_parse("name=x,history=1M,backend=null,logfile=/l,"
+                                    "logfile-timestamps=on", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.history, 1 << 20);
+        assert_string_equal(p.logfile, "/l");
+        assert_true(p.logfile_timestamps);
+        assert_int_equal(spec_parse("name=x,backend=tcp-connect,port=22", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.backend, BACKEND_TCP_CONNECT);
+        assert_string_equal(p.host, "127.0.0.1");
+        assert_int_equal(spec_parse("name=x,backend=tcp-connect,host=::1,port=22", &p, err,
+                                    sizeof(err)), 0);
+        assert_int_equal(spec_parse("name=x,backend=fd,fd=7", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.fd, 7);
+        assert_int_equal(spec_parse("name=x,backend=fd", &p, err, sizeof(err)), 0);
+        assert_int_equal(p.fd, -1);
+        if (backend_journal_available()) {
+                assert_int_equal(spec_parse("name=x,backend=journal,journal-priority=warning", &p,
+                                            err, sizeof(err)), 0);
+                assert_int_equal(p.journal_priority, 4);
+                assert_int_equal(spec_parse("name=x,backend=journal", &p, err, sizeof(err)), 0);
+                assert_int_equal(p.journal_priority, 6);
+        } else {
+                expect_spec_error("name=x,backend=journal", "without libsystemd");
+        }
+        expect_spec_error("backend=pty,history=2K", "history '2K'");
+        expect_spec_error("backend=pty,history=65M", "history '65M'");
+        expect_spec_error("backend=pty,history=-1", "history");
+        expect_spec_error("backend=pty,logfile-timestamps=on", "needs logfile=");
+        expect_spec_error("backend=pty,logfile=/l,logfile-timestamps=yes", "on or off");
+        expect_spec_error("backend=file,path=/l,logfile=/l", "same file");
+        expect_spec_error("backend=pty,logfile=", "logfile");
+        expect_spec_error("backend=tcp-connect", "needs port=");
+        expect_spec_error("backend=tcp-connect,port=1,host=example.org", "numeric");
+        expect_spec_error("backend=unix-connect,path=/s,port=3", "host= and port=");
+        expect_spec_error("backend=fd", "needs fd=N, or name=");
+        expect_spec_error("backend=fd,fd=2", "fd '2'");
+        expect_spec_error("backend=fd,fd=x", "fd 'x'");
+        expect_spec_error("backend=pty,fd=4", "only for backend=fd");
+        expect_spec_error("backend=pty,journal-priority=3", "only for backend=journal");
+        expect_spec_error("backend=journal,journal-priority=8", backend_journal_available() ?
+                          "journal-priority '8'" : "without libsystemd");
+}
+
+static void test_host_cmdline(void **state)
+{
+        (void)state;
+        assert_int_equal(PARSE("-s", "/run/vm7.sock"), 0);
+        assert_string_equal(opt.instance, "vm7");
+        assert_int_equal(PARSE("-s", "/s", "--instance", "vm@1.a-b_c:d"), 0);
+        assert_string_equal(opt.instance, "vm@1.a-b_c:d");
+        /* Two ports may connect to one server. */
+        assert_int_equal(PARSE("-s", "/s", "--port", "name=a,backend=tcp-connect,port=9",
+                               "--port", "name=b,backend=tcp-connect,port=9"), 0);
+        expect_cmdline_error(PARSE("-s", "/s", "--instance", "a b"), "--instance");
+        expect_cmdline_error(PARSE("-s", "/s", "--instance", ""), "--instance");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "name=a,backend=null,logfile=/l",
+                                   "--port", "name=b,backend=null,logfile=/l"), "logfile=/l");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "name=a,backend=file,path=/l",
+                                   "--port", "name=b,backend=null,logfile=/l"), "logfile=/l");
+        expect_cmdline_error(PARSE("-s", "/s", "--port", "name=a,backend=fd,fd=5",
+                                   "--port", "name=b,backend=fd,fd=5"), "fd=5");
+        expect_cmdline_error(PARSE("--socket-fd", "5", "--port", "name=a,backend=fd,fd=5"),
+                             "--socket-fd");
 }
 
 int main(void)
@@ -114,7 +224,10 @@ int main(void)
                 cmocka_unit_test(test_minimal),
                 cmocka_unit_test(test_ports),
                 cmocka_unit_test(test_spec_errors),
+                cmocka_unit_test(test_spec_conn),
                 cmocka_unit_test(test_cmdline_errors),
+                cmocka_unit_test(test_host_keys),
+                cmocka_unit_test(test_host_cmdline),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <linux/landlock.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -27,7 +28,9 @@
 
 #include <cmocka.h>
 
+#include "mem/mem.h"
 #include "sandbox.h"
+#include "vserial/vserial.h"
 
 /* The same rule as sandbox.c: sanitizer builds refuse with EPERM, not death. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -367,6 +370,73 @@ static void test_landlock_paths(void **state)
         rm_dir_all(rm_dir, "old");
         rm_dir_all(other_dir, "old");
 }
+/* ---- the SIGBUS guard, confined ------------------------------------------- */
+
+/*
+ * The daemon installs the guard (vs_sigbus_guard_install()) before it is
+ * confined. Confined, guest memory the VMM truncated still reads as zeros
+ * and marks its table lost; a fault anywhere else still kills the process
+ * with SIGBUS (the guard restores the default action: rt_sigaction, which
+ * the filter allows for SIGBUS only) instead of faulting again forever.
+ */
+static int guard_child(void)
+{
+        struct sandbox_policy p = { .inet = true, .connect = true };
+        struct rlimit no_core = { 0, 0 };
+        int fd = memfd_create("guarded", MFD_CLOEXEC), fd2 = memfd_create("other", MFD_CLOEXEC);
+        volatile uint8_t *g, *other;
+        struct vs_mem mem;
+        uint64_t len = 1;
+
+        setrlimit(RLIMIT_CORE, &no_core);
+        signal(SIGBUS, SIG_DFL);
+        if (fd < 0 || fd2 < 0 || ftruncate(fd, 0x1000) < 0 || ftruncate(fd2, 0x1000) < 0)
+                return 1;
+        if (vs_sigbus_guard_install() < 0)
+                return 2;
+        vs_mem_init(&mem);
+        if (vs_mem_add_fd(&mem, fd, 0, 0x1000, 0, 0) < 0)
+                return 3;
+        g = vs_mem_gpa(&mem, 0, &len);
+        other = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+        if (!g || other == MAP_FAILED)
+                return 4;
+        g[0] = other[0] = 1;
+        /* what the VMM would do; the confined daemon cannot truncate */
+        if (ftruncate(fd, 0) < 0 || ftruncate(fd2, 0) < 0)
+                return 5;
+        if (sandbox_apply(&p, NULL, 0) < 0)
+                return 6;
+        if (g[0] != 0 || !vs_mem_lost(&mem))
+                return 7;
+        (void)other[0];
+        return CHILD_RETURNED;
+}
+
+static void test_sigbus_guard_confined(void **state)
+{
+        int status = 0;
+        pid_t pid;
+
+        (void)state;
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(guard_child());
+        /* A child that cannot restore the default action faults forever. */
+        for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+                usleep(10000);
+        if (waitpid(pid, &status, WNOHANG) == 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                fail_msg("the confined child kept faulting on SIGBUS outside guest memory");
+        }
+        if (WIFEXITED(status))
+                fail_msg("child exited %d, expected to be killed by SIGBUS", WEXITSTATUS(status));
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGBUS);
+}
 
 int main(void)
 {
@@ -379,6 +449,7 @@ int main(void)
                 cmocka_unit_test(test_unknown_user_fails),
                 cmocka_unit_test(test_no_inet_no_connect),
                 cmocka_unit_test(test_landlock_paths),
+                cmocka_unit_test(test_sigbus_guard_confined),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

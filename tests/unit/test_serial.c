@@ -477,6 +477,46 @@ static void test_hotplug_remove_half_consumed(void **state)
         assert_string_equal(fake_error(d), "");
 }
 
+/*
+ * A port removed while its host side was throttled, then added again with
+ * the same id (the daemon's unplug and plug): the guest's writes to the new
+ * port still kick the device. The throttled port had turned the queue's
+ * kicks off; the queue goes on for the next port on it.
+ */
+static void test_hotplug_readd_after_throttle(void **state)
+{
+        struct env *e = *state;
+        static uint8_t buf[4096];
+        struct fake_driver *d;
+        struct fake_port *p2;
+        unsigned log0;
+
+        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
+        add(e, 0, NULL, true);
+        p2 = add(e, 2, "org.test.two", false);
+        uml_up(e, NULL);
+        d = e->d;
+        FAKE_OK(d, fake_guest_open(d, 2, true));
+        pattern(buf, sizeof(buf), 8);
+        p2->take_limit = 100;
+        assert_int_equal(fake_guest_write(d, 2, buf, sizeof(buf)), sizeof(buf));
+        FAKE_OK(d, fake_service(d));
+        assert_int_equal(p2->in_len, 100);
+        vs_port_remove(p2->port);
+        FAKE_OK(d, fake_service(d));
+        log0 = d->nlog;
+        p2 = add(e, 2, "org.test.two", false);
+        FAKE_OK(d, fake_service(d));
+        assert_true(fake_log_find(d, log0, 2, FAKE_C_PORT_ADD, false) >= 0);
+        FAKE_OK(d, fake_guest_open(d, 2, true));
+        assert_int_equal(fake_guest_write(d, 2, "again", 5), 5);
+        FAKE_OK(d, fake_service(d));
+        assert_int_equal(p2->in_len, 5);
+        assert_memory_equal(p2->in, "again", 5);
+        check_ctrl_log(d);
+        assert_string_equal(fake_error(d), "");
+}
+
 /* ---- 2. PORT_READY 0, two consoles ---------------------------------------- */
 
 /* A port the guest failed to add gets no name, no open, no data. */
@@ -1604,6 +1644,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_hotplug_add_remove, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hotplug_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hotplug_during_data, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hotplug_readd_after_throttle, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hotplug_remove_half_consumed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_port_ready_zero, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_consoles, setup, teardown),

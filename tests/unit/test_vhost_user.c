@@ -245,6 +245,49 @@ static void test_get_config(void **state)
         assert_open(e);
 }
 
+/*
+ * A frontend that named fewer rings than the device needs before the guest
+ * reads the config (QEMU's num_vqs too small: CALL/ERR for each of its
+ * rings at start) is reported once, and nothing else changes. Config read
+ * before any ring is named (UML, the fakes) or with all rings named is
+ * not a shortage.
+ */
+static void test_rings_short(void **state)
+{
+        struct env *e = *state;
+        uint8_t c[12];
+
+        FAKE_OK(e->d, fake_vu_get_config(e->d, 12, c));
+        assert_int_equal(e->h->rings_short_calls, 0);
+        for (unsigned q = 0; q < 6; q++) {
+                FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_CALL, NR, q, e->efd));
+                FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_ERR, NR, q, e->efd));
+        }
+        assert_int_equal(e->h->rings_short_calls, 0);
+        FAKE_OK(e->d, fake_vu_get_config(e->d, 12, c));
+        assert_int_equal(e->h->rings_short_calls, 1);
+        assert_int_equal(e->h->rings_have, 6);
+        assert_int_equal(e->h->rings_need, NQ);
+        FAKE_OK(e->d, fake_vu_get_config(e->d, 12, c));
+        assert_int_equal(e->h->rings_short_calls, 1);
+        assert_open(e);
+}
+
+static void test_rings_enough(void **state)
+{
+        struct env *e = *state;
+        struct vs_vu_stats st;
+        uint8_t c[12];
+
+        for (unsigned q = 0; q < NQ + 2; q++)
+                FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_CALL, NR, q, e->efd));
+        FAKE_OK(e->d, fake_vu_get_config(e->d, 12, c));
+        assert_int_equal(e->h->rings_short_calls, 0);
+        vs_vu_get_stats(e->h->vu, &st);
+        assert_int_equal(st.rings, NQ + 2);
+        assert_open(e);
+}
+
 /* SET_CONFIG is acked (a value either way) and keeps the connection. */
 static void test_set_config(void **state)
 {
@@ -734,6 +777,7 @@ int main(void)
                 T(test_owner_reset_owner), T(test_mem_table_uml),
                 T(test_mem_table_qemu), T(test_vring_setup),
                 T(test_vring_fd_nofd), T(test_queue_num), T(test_get_config),
+                T(test_rings_short), T(test_rings_enough),
                 T(test_set_config), T(test_backend_req_fd),
                 T(test_bad_short_header), T(test_bad_payload_too_big),
                 T(test_bad_size_too_big_for_msg), T(test_bad_size_too_small),

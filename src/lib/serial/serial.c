@@ -179,6 +179,13 @@ void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret
         ret->max_call_descs = dev->max_round_descs;
 }
 
+void vs_port_get_queue_stats(const struct vs_port *port, struct vs_queue_stats *rx,
+                             struct vs_queue_stats *tx)
+{
+        *rx = port->dev->work[vs__port_rxq(port->id)].st;
+        *tx = port->dev->work[vs__port_txq(port->id)].st;
+}
+
 /* ---- ports ----------------------------------------------------------- */
 
 static bool name_ok(const char *name)

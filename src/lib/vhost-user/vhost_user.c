@@ -59,6 +59,8 @@ struct vs_vu {
         uint64_t protocol_features;
         unsigned nrings;        /* rings the frontend may name */
         unsigned nvqs;          /* rings the device uses: the first nvqs */
+        unsigned named;         /* 1 + the highest ring index named */
+        bool short_told;        /* rings_short() was called */
         struct vu_vring *vrings;
         struct vs_mem mem;
 
@@ -702,6 +704,23 @@ static int config_hdr(struct vs_vu *vu, struct vu_msg *m, struct vu_config *c)
         return 0;
 }
 
+/*
+ * A driver reads the config to learn how many rings to set up. If the
+ * frontend named its rings already (QEMU does, at start) and they are too
+ * few, the guest's probe is about to fail with nothing else sent to us:
+ * say so now.
+ */
+static void check_ring_count(struct vs_vu *vu)
+{
+        unsigned need = vs_device_num_queues(vu->dev);
+
+        if (vu->named == 0 || vu->named >= need || vu->short_told)
+                return;
+        vu->short_told = true;
+        if (vu->cfg.rings_short)
+                vu->cfg.rings_short(vu->cfg.opaque, vu->named, need);
+}
+
 static int64_t h_get_config(struct vs_vu *vu, struct vu_msg *m)
 {
         uint8_t out[sizeof(struct vu_config) + VU_MAX_CONFIG] = { 0 };
@@ -711,6 +730,7 @@ static int64_t h_get_config(struct vs_vu *vu, struct vu_msg *m)
 
         if (r < 0)
                 return r;
+        check_ring_count(vu);
         memcpy(out, m->payload, sizeof(c));
         /* Bytes past our 12-byte struct read as zero. */
         have = c.offset < VS_CONFIG_SIZE ? VS_CONFIG_SIZE - c.offset : 0;
@@ -806,6 +826,8 @@ static int check_msg(struct vs_vu *vu, const struct vu_msg_info *info,
                 vu_fail(vu, -ERANGE, "%s: vring %u of %u", info->name, m->vring, vu->nrings);
                 return -ERANGE;
         }
+        if (info->vring != VRING_NONE && m->vring >= vu->named)
+                vu->named = m->vring + 1;
         if (info->fds == FDS_ONE)
                 want_fds = 1;
         if (info->fds == FDS_MEM ? m->nfds == 0 : m->nfds != want_fds) {
@@ -1069,5 +1091,11 @@ void vs_vu_get_stats(const struct vs_vu *vu, struct vs_vu_stats *ret)
                 .messages = vu->messages,
                 .fds = fds,
                 .regions = vu->mem.n,
+                .rings = vu->named,
         };
+}
+
+bool vs_vu_memory_lost(const struct vs_vu *vu)
+{
+        return vs_mem_lost(&vu->mem);
 }

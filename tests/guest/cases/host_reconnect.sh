@@ -8,6 +8,7 @@ wait_port vport0p1
 exec 3</dev/vport0p1 || fail "open /dev/vport0p1"
 timeout 20 cat <&3 > "$OUT/got.1" || fail "round 1: no end of file after the host left (rc $?)"
 log "round 1: $(cat "$OUT/got.1")"
+: > "$OUT/g.eof1"       # the host's next client waits for this
 # Until B connects, reads return end of file at once: retry.
 i=0
 until [ -s "$OUT/got.2" ]; do

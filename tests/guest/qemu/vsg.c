@@ -14,6 +14,18 @@
  *       all ports in one poll() loop. One line per port on stdout:
  *       "PORT SENT CRC32-SENT GOT CRC32-GOT" (zlib's CRC-32, hex).
  *       Exit 0 when every port moved SIZE bytes both ways within SECONDS.
+ *   vsg replug NAME PER_EPOCH DIR
+ *       The port named NAME is unplugged and plugged by the host again and
+ *       again: each time it is there (an epoch), open it and write
+ *       PER_EPOCH bytes of a record stream that goes on from where the
+ *       last epoch's writes ended, while reading everything into DIR/h2g.E
+ *       (E the epoch), until the port goes away (ENODEV). Records are 16
+ *       bytes, "VSG2", the stream position (le64) and a check word (le32,
+ *       see record()); writes are whole records. Once DIR/stop exists:
+ *       read until 0.3 s pass without data, and end. One line per epoch in
+ *       DIR/replug.log: "E WSTART WEND READ" (written positions, bytes
+ *       read). Waits up to 60 s for the port to come back each time.
+ *   Both are also built for the UML guest (a host program there).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -252,9 +264,183 @@ static int cmd_ports(unsigned first, unsigned last, uint64_t size, double secs)
         return r != 0 || bad ? 1 : 0;
 }
 
+/* ---- replug ------------------------------------------------------------- */
+
+#define REC 16u
+
+/* The record at stream position @pos (a multiple of REC). */
+static void record(uint8_t *out, const char *magic, uint64_t pos)
+{
+        uint32_t check = (uint32_t)(pos * 2654435761u) ^ 0x5a5a5a5au;
+
+        memcpy(out, magic, 4);
+        for (int i = 0; i < 8; i++)
+                out[4 + i] = (uint8_t)(pos >> (8 * i));
+        for (int i = 0; i < 4; i++)
+                out[12 + i] = (uint8_t)(check >> (8 * i));
+}
+
+/* /dev/vportNpM of the port named @name, if it is there now. */
+static bool find_named(const char *name, char *dev, size_t len)
+{
+        char path[300], got[256];
+        bool found = false;
+
+        for (unsigned n = 0; n < 4 && !found; n++) {
+                for (unsigned p = 0; p < 128 && !found; p++) {
+                        FILE *f;
+
+                        snprintf(path, sizeof(path), "/sys/class/virtio-ports/vport%up%u/name", n, p);
+                        f = fopen(path, "re");
+                        if (!f)
+                                continue;
+                        if (fgets(got, sizeof(got), f)) {
+                                got[strcspn(got, "\n")] = '\0';
+                                if (!strcmp(got, name)) {
+                                        snprintf(dev, len, "/dev/vport%up%u", n, p);
+                                        found = true;
+                                }
+                        }
+                        fclose(f);
+                }
+        }
+        return found;
+}
+
+/* Open the port once it is (back) there; -1 after 60 s. */
+static int open_named(const char *name)
+{
+        double end = now() + 60;
+        char dev[64];
+
+        while (now() < end) {
+                if (find_named(name, dev, sizeof(dev))) {
+                        int fd = open(dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+                        if (fd >= 0)
+                                return fd;
+                }
+                usleep(10000);
+        }
+        return -1;
+}
+
+struct epoch {
+        uint64_t wpos, wend;    /* written so far, this epoch's limit */
+        uint64_t got;
+        int out;                /* DIR/h2g.E */
+        bool stopping;
+        double quiet_since;
+};
+
+static bool exists(const char *dir, const char *name)
+{
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        return access(path, F_OK) == 0;
+}
+
+/* Write the next piece of the record stream. -1 once the port is gone. */
+static int epoch_write(int fd, struct epoch *e)
+{
+        static uint8_t buf[4096];
+        uint64_t n = e->wend - e->wpos < sizeof(buf) ? e->wend - e->wpos : sizeof(buf);
+        ssize_t w;
+
+        for (uint64_t i = 0; i < n; i += REC)
+                record(buf + i, "VSG2", e->wpos + i);
+        w = write(fd, buf, n);
+        if (w < 0)
+                return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        /* A port write takes all of a buffer this size or nothing. */
+        e->wpos += (uint64_t)w;
+        return 0;
+}
+
+/* Read what is there into the epoch's file. -1 once the port is gone. */
+static int epoch_read(int fd, struct epoch *e)
+{
+        static uint8_t buf[CHUNK];
+        ssize_t r = read(fd, buf, sizeof(buf));
+
+        if (r < 0)
+                return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        if (r == 0) {
+                usleep(10000);  /* no host client: the host keeps one */
+                return 0;
+        }
+        e->got += r;
+        e->quiet_since = now();
+        return write(e->out, buf, r) == r ? 0 : -1;
+}
+
+/* One epoch on an open port: until it is unplugged (0) or the end (1). */
+static int epoch_run(int fd, struct epoch *e, const char *dir)
+{
+        e->quiet_since = now();
+        for (;;) {
+                struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+                if (!e->stopping && exists(dir, "stop"))
+                        e->stopping = true;
+                if (e->stopping && now() - e->quiet_since > 0.3)
+                        return 1;
+                if (!e->stopping && e->wpos < e->wend)
+                        pf.events |= POLLOUT;
+                if (poll(&pf, 1, 50) < 0 && errno != EINTR)
+                        return -1;
+                if ((pf.revents & POLLOUT) && epoch_write(fd, e) < 0)
+                        return 0;
+                if ((pf.revents & (POLLIN | POLLHUP | POLLERR)) && epoch_read(fd, e) < 0)
+                        return 0;
+        }
+}
+
+static int cmd_replug(const char *name, uint64_t per_epoch, const char *dir)
+{
+        char path[512];
+        uint64_t wpos = 0;
+        FILE *log;
+        int r = 0;
+
+        snprintf(path, sizeof(path), "%s/replug.log", dir);
+        log = fopen(path, "we");
+        if (!log || per_epoch % REC) {
+                fprintf(stderr, "vsg replug: %s: %s\n", path, log ? "PER_EPOCH % 16" : strerror(errno));
+                return 1;
+        }
+        for (unsigned n = 0; r == 0; n++) {
+                struct epoch e = { .wpos = wpos, .wend = wpos + per_epoch };
+                uint64_t start = wpos;
+                int fd = open_named(name);
+
+                if (fd < 0) {
+                        fprintf(stderr, "vsg replug: port %s did not come back (epoch %u)\n", name, n);
+                        return 1;
+                }
+                snprintf(path, sizeof(path), "%s/h2g.%u", dir, n);
+                e.out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (e.out < 0) {
+                        fprintf(stderr, "vsg replug: %s: %s\n", path, strerror(errno));
+                        return 1;
+                }
+                r = epoch_run(fd, &e, dir);
+                close(fd);
+                close(e.out);
+                wpos = e.wpos;
+                fprintf(log, "%u %llu %llu %llu\n", n, (unsigned long long)start,
+                        (unsigned long long)wpos, (unsigned long long)e.got);
+                fflush(log);
+        }
+        fclose(log);
+        return r == 1 ? 0 : 1;
+}
+
 static int usage(void)
 {
-        fprintf(stderr, "usage: vsg head N | vsg ports FIRST LAST SIZE SECONDS\n");
+        fprintf(stderr, "usage: vsg head N | vsg ports FIRST LAST SIZE SECONDS | "
+                "vsg replug NAME PER_EPOCH DIR\n");
         return 2;
 }
 
@@ -269,5 +455,7 @@ int main(int argc, char **argv)
             !parse_u64(argv[3], &b) && !parse_u64(argv[4], &c) && !parse_u64(argv[5], &d) &&
             b >= a && b - a < MAX_PORTS)
                 return cmd_ports((unsigned)a, (unsigned)b, c, (double)d);
+        if (argc == 5 && !strcmp(argv[1], "replug") && !parse_u64(argv[3], &a))
+                return cmd_replug(argv[2], a, argv[4]);
         return usage();
 }
