@@ -425,19 +425,30 @@ def switches(pid):
 
 @case
 def idle_127_ports(d):
-    """127 idle ports (no VMM): under 1 MiB of private anonymous memory,
-    and not one wake-up in a second."""
+    """127 idle ports (no VMM): not one wake-up in a second (the loop's
+    own count, and the kernel's context switches), and under 1 MiB of
+    private anonymous memory, also after a stats reply for 127 ports."""
     pid = d.proc.pid
     cl = d.client()
-    cl.ok({'cmd': 'stats'})     # served: set-up is over
+    st = cl.ok({'cmd': 'stats'})['stats']     # served: set-up is over
     time.sleep(0.2)
     a = switches(pid)
     time.sleep(1)
     b = switches(pid)
+    # Taken while the daemon sleeps (a == b): what serving the first
+    # request used is given back by then.
+    anon = proc_status(pid)['RssAnon']
+    st2 = cl.ok({'cmd': 'stats'})['stats']
     check(a == b, '%d context switches in a second of idleness' % (b - a))
+    # Between the two requests the loop woke for the second one only.
+    mine = st2['client']['callbacks'] - st['client']['callbacks']
+    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
+    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
+    check(ran == mine and woke <= mine,
+          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
+          (woke, ran, mine))
     if sanitized(pid):
         return
-    anon = proc_status(pid)['RssAnon']
     check(anon < 1024, 'RssAnon %d KiB with 127 idle ports (bound 1024)' % anon)
 
 
