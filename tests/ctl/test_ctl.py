@@ -1375,7 +1375,8 @@ resize_reaches_guest.max_ports = 4
 @case
 def idle_with_guest(d):
     """A guest that opened its ports and stopped: the daemon sleeps (no
-    context switch in a second, no callback)."""
+    context switch in two seconds; the loop's wakeups counter: none in a
+    second but for the stats request itself)."""
     g = d.connect_guest()
     g.wait(lambda: 0 in g.ports and g.ports[0].guest_open and 1 in g.ports, what='ports')
     g.open(1)
@@ -1393,6 +1394,17 @@ def idle_with_guest(d):
     time.sleep(2)
     a = switches(pid)
     check(a == b, '%d context switches in two seconds of idleness' % (a - b))
+    # The loop's own count over an idle second: between two stats
+    # requests on one connection it woke for the second one only.
+    st = cl.ok({'cmd': 'stats'})['stats']
+    time.sleep(1)
+    st2 = cl.ok({'cmd': 'stats'})['stats']
+    mine = st2['client']['callbacks'] - st['client']['callbacks']
+    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
+    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
+    check(ran == mine and woke <= mine,
+          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
+          (woke, ran, mine))
     c.close()
 
 
