@@ -41,9 +41,9 @@ import subprocess
 import threading
 import time
 
-from helpers import (KIB, LIVE, MIB, Case, CtlCase, connect, ctl, det_bytes, read_file, read_until,
-                     recv_exact, recv_some, send_all, sha256, vserialctl, wait_guest_file,
-                     wait_listening, wait_log, wait_until)
+from helpers import (KIB, LIVE, MIB, Case, CtlCase, connect, ctl, det_bytes, drop_if_passed,
+                     read_file, read_until, recv_exact, recv_some, send_all, sha256, vserialctl,
+                     wait_guest_file, wait_listening, wait_log, wait_until, write_out)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VSG_SRC = os.path.join(HERE, 'qemu', 'vsg.c')
@@ -130,8 +130,7 @@ class Reconnect100(CtlCase):
         ctx.data['up'] = det_bytes(self.SEED, self.UP)
         ctx.data['chunks'] = [det_bytes(self.SEED + 1 + k, rnd.randint(1, 64 * KIB))
                               for k in range(self.CLIENTS)]
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def env(self, ctx):
         return {'DOWN': sum(len(c) for c in ctx.data['chunks'])}
@@ -190,8 +189,7 @@ class Reconnect100(CtlCase):
                         'output on the way (%d with some), the last one %d KiB'
                         % (len(chunks), len(want) // KIB, got // KIB,
                            sum(1 for p in pieces[:-1] if p), len(pieces[-1]) // KIB if pieces else 0))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 class ClientsInOrder(Case):
@@ -533,8 +531,7 @@ class ClientsFanout(CtlCase):
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(self.SEED, self.UP)
         ctx.data['down'] = det_bytes(self.SEED + 1, self.DOWN)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def env(self, ctx):
         return {'DOWN': self.DOWN}
@@ -601,9 +598,7 @@ class ClientsFanout(CtlCase):
                   'list: %s' % st)
         ctx.check(ctx.data.get('attach_rc') == 0, 'vserialctl attach --read-only exit %s: %s'
                   % (ctx.data.get('attach_rc'), ctx.data.get('attach_err')))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
-            os.unlink(ctx.path('attach.out'))
+        drop_if_passed(ctx, 'up.src', 'attach.out')
 
 
 class SlowReaderRule(Case):
@@ -623,8 +618,7 @@ class SlowReaderRule(Case):
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(self.SEED, self.UP)
-        with open(ctx.path('src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'src', ctx.data['up'])
 
     def host(self, ctx):
         path = ctx.sock('p1.sock')
@@ -652,8 +646,7 @@ class SlowReaderRule(Case):
         ctx.check('host client 2 disconnected: it is a whole buffer (262144 bytes) behind' in log,
                   'no drop in the log')
         ctx.info.append('the stalled reader got %d KiB before it was dropped' % (len(rgot) // KIB))
-        if not ctx.errors:
-            os.unlink(ctx.path('src'))
+        drop_if_passed(ctx, 'src')
 
 
 class OnConnectModes(CtlCase):
@@ -677,8 +670,7 @@ class OnConnectModes(CtlCase):
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(self.SEED, self.UP)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def one(self, ctx, pid):
         path = ctx.sock('p%d.sock' % pid)
@@ -720,8 +712,7 @@ class OnConnectModes(CtlCase):
                   'the discard is not in the log')
         ctx.info.append('discard dropped %d KiB (64 KiB held, the rest in flight); replay gave the '
                         'next client %d KiB' % (d // KIB, len(ctx.data['p1'][1]) // KIB))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 CASES = [Reconnect100(), ClientsInOrder(), GuestReopen(), UnplugPlug60(), ClientsFanout(),

@@ -28,7 +28,7 @@ import threading
 import time
 
 from helpers import (CtlCase, connect, ctl, read_file, recv_some, send_all, vserialctl,
-                     wait_guest_file, wait_listening)
+                     wait_guest_file, wait_listening, write_out)
 
 
 class Subscriber:
@@ -283,8 +283,7 @@ class CtlAttach(CtlCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-            with open(ctx.path('terminal.out'), 'wb') as f:
-                f.write(bytes(seen))
+            write_out(ctx, 'terminal.out', bytes(seen))
             os.close(master)
             os.close(slave)
 

@@ -43,9 +43,10 @@ import termios
 import time
 import tty
 
-from helpers import (KIB, LIVE, MIB, Case, check_split_stream, connect, det_bytes,
-                     finish_split_stream, guest_times, mbps, read_file, recv_exact, recv_some,
-                     run_together, send_all, sha256, wait_guest_file, wait_listening, wait_until)
+from helpers import (KIB, LIVE, MIB, Case, check_split_stream, connect, det_bytes, drop_if_passed,
+                     finish_split_stream, free_tcp_port, guest_times, mbps, named_ports, read_file,
+                     read_until, recv_exact, recv_rest, recv_some, run_together, send_all, sha256,
+                     wait_guest_file, wait_listening, wait_until, write_out, write_rounds)
 
 
 # The host client of client_killed: a process of its own, to be SIGKILLed.
@@ -143,8 +144,7 @@ class XferCase(Case):
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(self.SEED + 1, self.UP)
         ctx.data['down'] = det_bytes(self.SEED + 2, self.DOWN)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def env(self, ctx):
         e = {'DEV': 'vport0p1', 'NAME': self.PORT, 'DOWN': self.DOWN,
@@ -191,8 +191,7 @@ class XferCase(Case):
                       'host->guest: the guest got %s, want %d bytes sha256 %s'
                       % (line, self.DOWN, sha256(ctx.data['down'])))
         ctx.info += xfer_rates(ctx, self.UP, self.DOWN)
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 def sock_fds(s):
@@ -231,9 +230,7 @@ class BackendTcp(XferCase):
     PORT = 'org.vserial.tcp'
 
     def prepare(self, ctx):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(('127.0.0.1', 0))
-            ctx.data['tcp_port'] = s.getsockname()[1]
+        ctx.data['tcp_port'] = free_tcp_port()
         super().prepare(ctx)
 
     def ports(self, ctx):
@@ -281,10 +278,8 @@ class BackendFile(XferCase):
 
     def prepare(self, ctx):
         super().prepare(ctx)
-        with open(ctx.path('file.out'), 'wb') as f:
-            f.write(self.OLD)
-        with open(ctx.path('file.in'), 'wb') as f:
-            f.write(ctx.data['down'])
+        write_out(ctx, 'file.out', self.OLD)
+        write_out(ctx, 'file.in', ctx.data['down'])
 
     def ports(self, ctx):
         return ['id=1,name=%s,backend=file,path=%s,input=%s'
@@ -302,9 +297,7 @@ class BackendFile(XferCase):
 
     def verify(self, ctx):
         super().verify(ctx)
-        if not ctx.errors:
-            os.unlink(ctx.path('file.out'))
-            os.unlink(ctx.path('file.in'))
+        drop_if_passed(ctx, 'file.out', 'file.in')
 
 
 class BackendStdio(XferCase):
@@ -353,8 +346,7 @@ class BackendNull(XferCase):
         ctx.check(os.path.exists(ctx.path('g.done')), 'the guest did not finish')
         ctx.check(os.path.getsize(ctx.path('daemon.stdout')) == 0, 'the daemon printed something on stdout')
         ctx.info += xfer_rates(ctx, self.UP, 0)
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 def recv_to_eof(s, timeout):
@@ -432,8 +424,7 @@ class Reconnect20(XferCase):
         ctx.data['got'] = bytes(got)
         ctx.data['last'] = len(last)
         if ctx.data['got'] != ctx.data['up']:
-            with open(ctx.path('got.bin'), 'wb') as f:
-                f.write(got)
+            write_out(ctx, 'got.bin', got)
         send_all(ctx, s, ('ACK %s\n' % sha256(got)).encode())
         wait_guest_file(ctx, 'g.done', 60, quiet=True)
         s.close()
@@ -502,9 +493,7 @@ class ClientKilled(XferCase):
                   'a host client was refused')
         ctx.info.append('killed client got %d bytes, the new one %d, %d lost in the dead socket'
                         % (len(dead), len(ctx.data.get('got', b'')), lost))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
-            os.unlink(ctx.path('killed.bin'))
+        drop_if_passed(ctx, 'up.src', 'killed.bin')
 
 
 class SlowReader(XferCase):
@@ -577,17 +566,10 @@ class VmmRestart(Case):
     NAMES = {1: 'org.vserial.restart.up', 2: 'org.vserial.restart.down'}
 
     def ports(self, ctx):
-        return ['id=0,console,backend=stdio'] + \
-            ['id=%d,name=%s,backend=unix,path=%s' % (i, n, ctx.sock('p%d.sock' % i))
-             for i, n in self.NAMES.items()]
+        return named_ports(ctx, self.NAMES)
 
     def prepare(self, ctx):
-        for k in (1, 2):
-            up = det_bytes(110 + k, self.SIZE)
-            ctx.data['up%d' % k] = sha256(up)
-            with open(ctx.path('up.%d' % k), 'wb') as f:
-                f.write(up)
-            ctx.data['down%d' % k] = det_bytes(120 + k, self.SIZE)
+        write_rounds(ctx, 110, self.SIZE, 120, self.SIZE, digest=True)
 
     def env(self, ctx):
         return {'SIZE': self.SIZE, 'EXPECT1': sha256(ctx.data['down1']),
@@ -628,9 +610,7 @@ class VmmRestart(Case):
         for k in (1, 2):
             ctx.check('console line from boot %d' % k in con, 'boot %d: its console line is not on the '
                       "daemon's stdout" % k)
-        if not ctx.errors:
-            for k in (1, 2):
-                os.unlink(ctx.path('up.%d' % k))
+        drop_if_passed(ctx, 'up.1', 'up.2')
 
 
 class Ports31(Case):
@@ -658,8 +638,7 @@ class Ports31(Case):
         for i in range(1, self.N + 1):
             up = det_bytes(1000 + i, self.SIZE)
             ctx.data['up'][i] = sha256(up)
-            with open(ctx.path('up.%d' % i), 'wb') as f:
-                f.write(up)
+            write_out(ctx, 'up.%d' % i, up)
             ctx.data['down'][i] = det_bytes(2000 + i, self.SIZE)
 
     def env(self, ctx):
@@ -755,8 +734,7 @@ class Hvc1Console(Case):
     def prepare(self, ctx):
         ctx.data['up'] = text_bytes(131, self.UP)
         ctx.data['down'] = text_bytes(132, self.DOWN)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
         ctx.data['marker'] = 'vserial-hvc0-marker-%08x' % random.getrandbits(32)
 
     def env(self, ctx):
@@ -764,19 +742,9 @@ class Hvc1Console(Case):
 
     def con0(self, ctx):
         s = connect(ctx, ctx.sock('con0.sock'))
-        got = bytearray()
-        while ctx.data['marker'].encode() not in got:
-            d = recv_some(ctx, s, 65536)
-            if not d:
-                break
-            got += d
-        # Anything more would be hvc1's.
-        while True:
-            d = recv_some(ctx, s, 65536, grace=0.5)
-            if not d:
-                break
-            got += d
-        ctx.data['con0'] = bytes(got)
+        got = read_until(ctx, s, lambda b: ctx.data['marker'].encode() in b)
+        got += recv_rest(ctx, s)       # anything more would be hvc1's
+        ctx.data['con0'] = got
         s.close()
 
     def con1(self, ctx):
@@ -785,11 +753,7 @@ class Hvc1Console(Case):
         got, sent, t0, t1 = xfer_fd(ctx, s.fileno(), s.fileno(), ctx.data['down'], self.UP)
         ctx.data['con1'] = got
         ctx.data['sent'] = sent
-        while True:
-            d = recv_some(ctx, s, 65536, grace=0.5)
-            if not d:
-                break
-            ctx.data['con1'] += d
+        ctx.data['con1'] += recv_rest(ctx, s)
         s.close()
 
     def host(self, ctx):
@@ -808,8 +772,7 @@ class Hvc1Console(Case):
         ctx.check(ctx.data['marker'].encode() in c0, 'hvc0 -> port 0: marker missing; got %r' % c0[-200:])
         ctx.check(up[:20] not in c0, "hvc1's output showed up on port 0")
         ctx.check(ctx.data['marker'].encode() not in c1, "hvc0's output showed up on port 1")
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 class SttyDefault(Case):
@@ -883,13 +846,7 @@ class BufferOption(Case):
                               for s in socks]
         ctx.data['got'] = []
         for s in socks:
-            n = 0
-            while n < self.TOTAL:
-                d = recv_some(ctx, s, MIB)
-                if not d:
-                    break
-                n += len(d)
-            ctx.data['got'].append(n)
+            ctx.data['got'].append(len(read_until(ctx, s, lambda b: len(b) >= self.TOTAL)))
         for s in socks:
             s.close()
 

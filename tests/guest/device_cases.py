@@ -17,8 +17,9 @@ import random
 import re
 import time
 
-from helpers import (BULK, MIB, Case, connect, det_bytes, guest_times, kill_group, mbps, read_file,
-                     recv_exact, recv_rest, recv_some, run_together, send_all, sha256)
+from helpers import (BULK, MIB, Case, connect, det_bytes, drop_if_passed, guest_times, kill_group,
+                     mbps, read_file, read_until, recv_exact, recv_rest, recv_some, run_together,
+                     send_all, sha256, write_out)
 
 
 class SysfsNames(Case):
@@ -49,8 +50,7 @@ class G2HBulk(Case):
     def prepare(self, ctx):
         data = det_bytes(1, BULK)
         ctx.data['want'] = sha256(data)
-        with open(ctx.path('src'), 'wb') as f:
-            f.write(data)
+        write_out(ctx, 'src', data)
 
     def host(self, ctx):
         s = connect(ctx, ctx.sock('p1.sock'))
@@ -62,8 +62,7 @@ class G2HBulk(Case):
             ctx.data['t_last_wall'] = time.time() - (time.monotonic() - t1)
             send_all(ctx, s, ('ACK %s\n' % ctx.data['got']).encode())
         else:
-            with open(ctx.path('received'), 'wb') as f:
-                f.write(got)
+            write_out(ctx, 'received', got)
         # Nothing may follow the 16 MiB.
         ctx.data['extra'] = len(recv_rest(ctx, s))
         s.close()
@@ -85,8 +84,7 @@ class G2HBulk(Case):
             ctx.info.append('throughput guest->host: %.1f MB/s (16 MiB in %.3f s, guest dd start to last byte at the host; '
                             '%.1f MB/s first to last byte at the host)'
                             % (mbps(BULK, e2e), e2e or 0, mbps(BULK, ctx.data['host_s'])))
-        if not ctx.errors:
-            os.unlink(ctx.path('src'))
+        drop_if_passed(ctx, 'src')
 
 
 class H2GBulk(Case):
@@ -138,14 +136,8 @@ class Hvc0Unix(Case):
 
     def host(self, ctx):
         s = connect(ctx, ctx.sock('con.sock'))
-        got = bytearray()
-        while ctx.data['marker'].encode() not in got:
-            d = recv_some(ctx, s, 65536)
-            if not d:
-                break
-            got += d
-        with open(ctx.path('console.out'), 'wb') as f:
-            f.write(got)
+        got = read_until(ctx, s, lambda b: ctx.data['marker'].encode() in b)
+        write_out(ctx, 'console.out', got)
         s.close()
 
     def verify(self, ctx):
@@ -233,8 +225,7 @@ class RmmodInsmod(Case):
         for k in (1, 2):
             data = det_bytes(10 + k, self.SIZE)
             ctx.data['want%d' % k] = sha256(data)
-            with open(ctx.path('src.%d' % k), 'wb') as f:
-                f.write(data)
+            write_out(ctx, 'src.%d' % k, data)
 
     def host(self, ctx):
         s = connect(ctx, ctx.sock('p1.sock'))
@@ -267,12 +258,7 @@ class DaemonKilled(Case):
 
     def host(self, ctx):
         s = connect(ctx, ctx.sock('p1.sock'))
-        n = 0
-        while n < self.KILL_AFTER:
-            d = recv_some(ctx, s, MIB)
-            if not d:
-                break
-            n += len(d)
+        n = len(read_until(ctx, s, lambda b: len(b) >= self.KILL_AFTER))
         ctx.data['n'] = n
         if n >= self.KILL_AFTER:
             # Mid-stream: the guest's writer is blocked or busy right now.
@@ -298,8 +284,7 @@ class MultiportDuplex(Case):
     def prepare(self, ctx):
         data = det_bytes(3, self.SIZE)
         ctx.data['want1'] = sha256(data)
-        with open(ctx.path('src1'), 'wb') as f:
-            f.write(data)
+        write_out(ctx, 'src1', data)
         ctx.data['src2'] = det_bytes(4, self.SIZE)
         ctx.data['want2'] = sha256(ctx.data['src2'])
 
@@ -335,8 +320,7 @@ class MultiportDuplex(Case):
         con = read_file(ctx.path('daemon.stdout'))
         n = len(re.findall(r'console line \d+ while both ports stream', con))
         ctx.check(n == 50, 'console: %d of 50 lines on the daemon stdout' % n)
-        if not ctx.errors:
-            os.unlink(ctx.path('src1'))
+        drop_if_passed(ctx, 'src1')
 
 
 class HostReconnect(Case):

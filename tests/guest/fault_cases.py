@@ -34,8 +34,9 @@ import subprocess
 import time
 
 from helpers import (KIB, MIB, Case, both_ways, check_split_stream, connect, det_bytes,
-                     finish_split_stream, log_has, read_file, recv_some, send_all, sha256,
-                     wait_guest_file, wait_listening, wait_until)
+                     drop_if_passed, finish_split_stream, free_tcp_port, log_has, read_file,
+                     recv_some, send_all, sha256, wait_guest_file, wait_listening, wait_until,
+                     write_out)
 
 
 # ------------------------------------------------------------ disk full
@@ -78,8 +79,7 @@ class FaultDiskFull(Case):
         with open(os.path.join(mnt, 'filler'), 'wb') as f:
             f.write(b'\xff' * self.FILLER)
         ctx.data['up'] = det_bytes(501, self.SIZE)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def ports(self, ctx):
         return ['id=1,name=%s,backend=file,buffer=64K,path=%s'
@@ -157,12 +157,10 @@ class FaultUnixStall(Case):
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(511, self.SIZE)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
         p2 = det_bytes(512, self.P2)
         ctx.data['p2'] = sha256(p2)
-        with open(ctx.path('p2.src'), 'wb') as f:
-            f.write(p2)
+        write_out(ctx, 'p2.src', p2)
         ctx.data['down2'] = det_bytes(513, self.P2)
 
     def env(self, ctx):
@@ -213,8 +211,7 @@ class FaultUnixStall(Case):
                                                             ctx.data.get('drain_s', -1)))
         except ValueError:
             pass
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 # -------------------------------------------- peer dies mid-stream
 
@@ -234,8 +231,7 @@ class PeerDies(Case):
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(self.SEED, self.UP)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def env(self, ctx):
         return {'DEV': 'vport0p1', 'NAME': self.PORT, 'DOWN': 0, 'ACK': 1, 'QUIET': 0}
@@ -275,8 +271,7 @@ class PeerDies(Case):
         ctx.check('signal' not in log.lower() or 'shutting down' in log, 'a signal in the daemon log')
         ctx.info.append('first client %d bytes, second %d, %d lost with the dead socket'
                         % (len(ctx.data['dead']), len(ctx.data['got']), lost))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 class FaultTcpReset(PeerDies):
@@ -285,9 +280,7 @@ class FaultTcpReset(PeerDies):
     SEED = 521
 
     def prepare(self, ctx):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(('127.0.0.1', 0))
-            ctx.data['tcp_port'] = s.getsockname()[1]
+        ctx.data['tcp_port'] = free_tcp_port()
         super().prepare(ctx)
 
     def ports(self, ctx):
@@ -367,8 +360,7 @@ class FaultVmmPartial(Case):
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(541, self.UP)
         ctx.data['down'] = det_bytes(542, self.DOWN)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def env(self, ctx):
         return {'DEV': 'vport0p1', 'NAME': self.PORT, 'DOWN': self.DOWN, 'ACK': 1, 'QUIET': 0,
@@ -437,8 +429,7 @@ class FaultVmmPartial(Case):
         ctx.check(line == [str(self.DOWN), sha256(ctx.data['down'])], 'host->guest: the guest got %s' % line)
         ctx.info.append('3 broken VMM connections handled in %.3f s before the guest connected'
                         % ctx.data.get('raw_s', -1))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 CASES = [FaultDiskFull(), FaultUnixStall(), FaultTcpReset(), FaultSigpipe(), FaultVmmPartial()]

@@ -11,26 +11,22 @@ import hashlib
 import os
 import random
 import select
-import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'qemu'))
+import vm  # noqa: E402 (tests/guest/qemu/vm.py)
 
 MIB = 1024 * 1024
 KIB = 1024
 BULK = 16 * MIB
 
-
 LIVE = set()    # child processes to kill if the runner itself is stopped
-
-
-def kill_group(pid, sig=signal.SIGKILL):
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+kill_group = vm.kill_group      # kill_group(pid, sig=SIGKILL): pid's process group
 
 
 def listening(path):
@@ -236,6 +232,47 @@ def sha256(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def write_rounds(ctx, up_seed, nup, down_seed, ndown, digest=False):
+    """The data of a case's two rounds k = 1, 2: $OUT/up.k, nup bytes for
+    the guest to send (ctx.data['upk']: the bytes, or their sha256 with
+    digest), and ctx.data['downk'], ndown bytes for the host to send;
+    det_bytes() seeds up_seed + k and down_seed + k."""
+    for k in (1, 2):
+        up = write_out(ctx, 'up.%d' % k, det_bytes(up_seed + k, nup))
+        ctx.data['up%d' % k] = sha256(up) if digest else up
+        ctx.data['down%d' % k] = det_bytes(down_seed + k, ndown)
+
+
+def write_out(ctx, name, data):
+    """$OUT/name holding data (bytes); data."""
+    with open(ctx.path(name), 'wb') as f:
+        f.write(data)
+    return data
+
+
+def drop_if_passed(ctx, *names):
+    """Remove the case's large files $OUT/name once it has passed; a failed
+    case keeps them to look at."""
+    if not ctx.errors:
+        for n in names:
+            os.unlink(ctx.path(n))
+
+
+def named_ports(ctx, names):
+    """--port specs: the console on stdio, and port i named names[i] on a
+    unix socket <sockdir>/p<i>.sock for each i in names."""
+    return ['id=0,console,backend=stdio'] + \
+        ['id=%d,name=%s,backend=unix,path=%s' % (i, n, ctx.sock('p%d.sock' % i))
+         for i, n in names.items()]
+
+
+def free_tcp_port():
+    """A TCP port on 127.0.0.1 that nobody had bound a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def read_file(path, default=''):
     try:
         with open(path, errors='replace') as f:
@@ -330,6 +367,7 @@ def wait_log(ctx, text, timeout=60):
 #
 # A case: name, guest script, --port specs, guest env, prepare() before the
 # daemon starts, host() in a thread while the guest runs, verify() after.
+
 
 class Case:
     name = None

@@ -39,8 +39,9 @@ import subprocess
 import sys
 import time
 
-from helpers import (KIB, MIB, Case, CtlCase, both_ways, connect, ctl, det_bytes, read_file,
-                     recv_exact, send_all, sha256, touch, wait_guest_file, wait_until)
+from helpers import (KIB, MIB, Case, CtlCase, both_ways, connect, ctl, det_bytes, drop_if_passed,
+                     free_tcp_port, read_file, recv_exact, send_all, sha256, touch,
+                     wait_guest_file, wait_until, write_out, write_rounds)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'ctl'))
@@ -90,8 +91,7 @@ class HistoryClients(CtlCase):
     def prepare(self, ctx):
         parts = [det_bytes(300 + k, self.PART) for k in (1, 2, 3)] + [det_bytes(304, 5000)]
         for k, p in enumerate(parts, 1):
-            with open(ctx.path('h.part.%d' % k), 'wb') as f:
-                f.write(p)
+            write_out(ctx, 'h.part.%d' % k, p)
         ctx.data['parts'] = parts
         ctx.data['out1'] = b''.join(parts[:3])
         ctx.data['out2'] = b''.join(parts)
@@ -165,8 +165,7 @@ class TeeStalled(CtlCase):
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(310, self.SIZE)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
         ctx.data['t0'] = time.time()
 
     def host(self, ctx):
@@ -221,9 +220,7 @@ class TeeStalled(CtlCase):
         ctx.check(plain == self.LINES, 'ts.log without its stamps: %r, want %r' % (plain, self.LINES))
         ctx.check(stamps == sorted(stamps) and len(stamps) == 6,
                   'timestamps: %s' % [s.decode() for s in stamps])
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
-            os.unlink(ctx.path('tee.log'))
+        drop_if_passed(ctx, 'up.src', 'tee.log')
 
 
 def read_bytes(path):
@@ -251,15 +248,8 @@ class TcpConnect(CtlCase):
     SIZE = 1 * MIB
 
     def prepare(self, ctx):
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            ctx.data['port'] = s.getsockname()[1]
-        for r in (1, 2):
-            up = det_bytes(320 + r, self.SIZE)
-            ctx.data['up%d' % r] = up
-            with open(ctx.path('up.%d' % r), 'wb') as f:
-                f.write(up)
-            ctx.data['down%d' % r] = det_bytes(330 + r, self.SIZE)
+        ctx.data['port'] = free_tcp_port()
+        write_rounds(ctx, 320, self.SIZE, 330, self.SIZE)
 
     def ports(self, ctx):
         return ['id=1,name=org.vserial.tcpc,backend=tcp-connect,port=%d' % ctx.data['port']]
@@ -297,9 +287,7 @@ class TcpConnect(CtlCase):
         ctx.check(st.get('host_connects') == 2, 'connects: %s' % st)
         ctx.check('TCP connect to 1 port only' in read_file(ctx.path('daemon.log')),
                   'the sandbox does not confine TCP connect to the port')
-        if not ctx.errors:
-            for r in (1, 2):
-                os.unlink(ctx.path('up.%d' % r))
+        drop_if_passed(ctx, 'up.1', 'up.2')
 
 # ------------------------------------------------------------ fd
 
@@ -324,12 +312,7 @@ class FdBackends(Case):
         ctx.data['peer'] = pair[1]
         for x in (pair[0], vs, ps):
             x.close()
-        for n in (1, 2):
-            up = det_bytes(340 + n, self.SIZE)
-            ctx.data['up%d' % n] = up
-            with open(ctx.path('up.%d' % n), 'wb') as f:
-                f.write(up)
-            ctx.data['down%d' % n] = det_bytes(350 + n, self.SIZE)
+        write_rounds(ctx, 340, self.SIZE, 350, self.SIZE)
 
     def daemon_pass_fds(self, ctx):
         return tuple(ctx.data['fds'])
@@ -376,9 +359,7 @@ class FdBackends(Case):
         log = read_file(ctx.path('daemon.log'))
         ctx.check('passed as fd 4' in log and 'serving the socket passed by systemd' in log,
                   'the daemon log does not say it serves the passed sockets')
-        if not ctx.errors:
-            for n in (1, 2):
-                os.unlink(ctx.path('up.%d' % n))
+        drop_if_passed(ctx, 'up.1', 'up.2')
 
 # ------------------------------------------------------------ journal
 
@@ -397,8 +378,7 @@ class JournalEntries(CtlCase):
             if i % 100 == 0:
                 text += b'\n'           # empty lines: no entry
         text += b'X' * 6000 + b'\n'     # cut at 4096
-        with open(ctx.path('j.text'), 'wb') as f:
-            f.write(text)
+        write_out(ctx, 'j.text', text)
         ctx.data['want'] = [ln.decode() for ln in lines] + ['X' * 4096, 'X' * 1904, 'login: ']
         ctx.data['jdir'] = ctx.path('journal')
         os.makedirs(ctx.data['jdir'])
@@ -469,8 +449,7 @@ class StatsPrometheus(CtlCase):
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(360, self.SIZE)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def host(self, ctx):
         p2 = connect(ctx, ctx.sock('p2.sock'))
@@ -514,8 +493,7 @@ class StatsPrometheus(CtlCase):
             got = sample(end, name, port)
             ctx.check(got == want, '%s{port="%s"} = %s, want %s' % (name, port, got, want))
         ctx.check(b'console line for the metrics' in con, 'console log: %r' % con[-100:])
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 
 CASES = [HistoryClients(), TeeStalled(), TcpConnect(), FdBackends(), JournalEntries(),

@@ -54,9 +54,9 @@ import time
 import zlib
 
 from device_cases import G2HBulk, H2GBulk
-from helpers import (BULK, KIB, MIB, Case, both_ways, connect, det_bytes, guest_times, mbps,
-                     read_file, recv_exact, recv_rest, recv_some, send_all, sha256,
-                     wait_guest_file, wait_until)
+from helpers import (BULK, KIB, MIB, Case, both_ways, connect, det_bytes, drop_if_passed,
+                     guest_times, mbps, named_ports, read_file, recv_exact, recv_rest, recv_some,
+                     send_all, sha256, wait_guest_file, wait_until, write_out, write_rounds)
 
 # UML cases about the device that run under QEMU unchanged.
 SHARED = ['sysfs_names', 'g2h_16mib', 'h2g_16mib', 'hvc0_unix', 'open_close', 'rmmod_insmod',
@@ -221,12 +221,7 @@ class ResetCase(QemuCase):
                 'id=1,name=%s,backend=unix,path=%s' % (self.NAME, ctx.sock('p1.sock'))]
 
     def prepare(self, ctx):
-        for k in (1, 2):
-            up = det_bytes(300 + k, self.UP)
-            ctx.data['up%d' % k] = sha256(up)
-            with open(ctx.path('up.%d' % k), 'wb') as f:
-                f.write(up)
-            ctx.data['down%d' % k] = det_bytes(310 + k, self.SIZE)
+        write_rounds(ctx, 300, self.UP, 310, self.SIZE, digest=True)
 
     def env(self, ctx):
         return {'MODE': self.MODE, 'SIZE': self.SIZE,
@@ -299,9 +294,7 @@ class QemuRestart(QemuCase):
     NAMES = {1: 'org.vserial.keep', 2: 'org.vserial.live'}
 
     def ports(self, ctx):
-        return ['id=0,console,backend=stdio'] + \
-            ['id=%d,name=%s,backend=unix,path=%s' % (i, n, ctx.sock('p%d.sock' % i))
-             for i, n in self.NAMES.items()]
+        return named_ports(ctx, self.NAMES)
 
     def daemon_args(self, ctx):
         return ['--control', ctx.sock('ctl.sock')]
@@ -311,8 +304,7 @@ class QemuRestart(QemuCase):
         for k in (1, 2):
             up = det_bytes(400 + k, self.UP[k - 1])
             both += up
-            with open(ctx.path('up.%d' % k), 'wb') as f:
-                f.write(up)
+            write_out(ctx, 'up.%d' % k, up)
         ctx.data['both'] = sha256(both)
 
     def qemu_end(self, ctx, boot):
@@ -404,8 +396,7 @@ class HotplugDevice(QemuCase):
     def prepare(self, ctx):
         up = det_bytes(500, self.UP)
         ctx.data['up'] = sha256(up)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(up)
+        write_out(ctx, 'up.src', up)
         ctx.data['down'] = det_bytes(501, self.SIZE)
 
     def env(self, ctx):
@@ -448,8 +439,7 @@ class HotplugDevice(QemuCase):
                   % ctx.data.get('removed', 0))
         ctx.info.append('the port was %s, then %s' % tuple(read_file(ctx.path('dev.%d' % k)).strip()
                                                          for k in (1, 2)))
-        if not ctx.errors:
-            os.unlink(ctx.path('up.src'))
+        drop_if_passed(ctx, 'up.src')
 
 # ---------------------------------------------------------- 127 ports
 
@@ -584,8 +574,7 @@ class ReadmeQemu(QemuCase):
         ctx.data['vs'], ctx.data['qm'] = self.lines(ctx)
         ctx.data['up'] = det_bytes(700, self.UP)
         ctx.data['down'] = det_bytes(701, self.DOWN)
-        with open(ctx.path('up.src'), 'wb') as f:
-            f.write(ctx.data['up'])
+        write_out(ctx, 'up.src', ctx.data['up'])
 
     def daemon_argv(self, ctx, vserial):
         argv = ctx.data['vs']
