@@ -43,10 +43,11 @@ import termios
 import time
 import tty
 
-from helpers import (KIB, LIVE, MIB, Case, check_split_stream, connect, det_bytes, drop_if_passed,
-                     finish_split_stream, free_tcp_port, guest_times, mbps, named_ports, read_file,
-                     read_until, recv_exact, recv_rest, recv_some, run_together, send_all, sha256,
-                     wait_guest_file, wait_listening, wait_until, write_out, write_rounds)
+from helpers import (KIB, LIVE, MIB, Case, all_ways, check_split_stream, connect, det_bytes,
+                     drop_if_passed, finish_split_stream, free_tcp_port, guest_times, mbps,
+                     named_ports, read_file, read_until, recv_exact, recv_rest, recv_some,
+                     run_together, send_all, sha256, wait_guest_file, wait_listening, wait_until,
+                     write_out, write_rounds)
 
 
 # The host client of client_killed: a process of its own, to be SIGKILLed.
@@ -647,32 +648,7 @@ class Ports31(Case):
     def host(self, ctx):
         socks = {i: connect(ctx, ctx.sock('p%d.sock' % i)) for i in range(1, self.N + 1)}
         got = {i: bytearray() for i in socks}
-        sent = {i: 0 for i in socks}
-        fd2i = {s.fileno(): i for i, s in socks.items()}
-        t0 = time.monotonic()
-        while True:
-            rl = [socks[i] for i in socks if len(got[i]) < self.SIZE]
-            wl = [socks[i] for i in socks if sent[i] < self.SIZE]
-            if not rl and not wl:
-                break
-            r, w, _ = select.select(rl, wl, [], 0.2)
-            for s in r:
-                i = fd2i[s.fileno()]
-                try:
-                    d = s.recv(self.SIZE - len(got[i]))
-                except BlockingIOError:
-                    continue
-                if not d:
-                    raise AssertionError('port %d: end of file after %d bytes' % (i, len(got[i])))
-                got[i] += d
-            for s in w:
-                i = fd2i[s.fileno()]
-                try:
-                    sent[i] += s.send(ctx.data['down'][i][sent[i]:sent[i] + 64 * KIB])
-                except BlockingIOError:
-                    pass
-            if not r and not w and (ctx.grace_expired() or time.monotonic() - t0 > 60):
-                break
+        sent = all_ways(ctx, socks, ctx.data['down'], self.SIZE, 60, lambda i, d: got[i].extend(d))
         ctx.data['got'] = {i: (len(g), sha256(g)) for i, g in got.items()}
         ctx.data['sent'] = sent
         while not ctx.stop.is_set() and not os.path.exists(ctx.path('result')):

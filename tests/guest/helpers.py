@@ -206,6 +206,43 @@ def both_ways(ctx, s, down, nup, timeout=60):
     return bytes(got), sent
 
 
+def all_ways(ctx, socks, down, nup, timeout, take):
+    """Many ports at once: send down[i] on socks[i] while reading nup bytes
+    from each (one select over all), take(i, data) for what arrives. Ends
+    when all is done, or when nothing moves and the guest is gone or
+    timeout seconds have passed; end of file on one is an AssertionError.
+    The bytes sent, by i."""
+    got = {i: 0 for i in socks}
+    sent = {i: 0 for i in socks}
+    fd2i = {s.fileno(): i for i, s in socks.items()}
+    end = time.monotonic() + timeout
+    while True:
+        rl = [socks[i] for i in socks if got[i] < nup]
+        wl = [socks[i] for i in socks if sent[i] < len(down[i])]
+        if not rl and not wl:
+            break
+        r, w, _ = select.select(rl, wl, [], 0.2)
+        for s in r:
+            i = fd2i[s.fileno()]
+            try:
+                d = s.recv(nup - got[i])
+            except BlockingIOError:
+                continue
+            if not d:
+                raise AssertionError('port %d: end of file after %d bytes' % (i, got[i]))
+            take(i, d)
+            got[i] += len(d)
+        for s in w:
+            i = fd2i[s.fileno()]
+            try:
+                sent[i] += s.send(down[i][sent[i]:sent[i] + 64 * KIB])
+            except BlockingIOError:
+                pass
+        if not r and not w and (ctx.grace_expired() or time.monotonic() > end):
+            break
+    return sent
+
+
 def run_together(ctx, *fns):
     """fn(ctx) for each of fns, each in a thread of its own, until all
     have returned; what they raised goes to ctx.errors."""

@@ -54,7 +54,7 @@ import time
 import zlib
 
 from device_cases import G2HBulk, H2GBulk
-from helpers import (BULK, KIB, MIB, Case, both_ways, connect, det_bytes, drop_if_passed,
+from helpers import (BULK, KIB, MIB, Case, all_ways, both_ways, connect, det_bytes, drop_if_passed,
                      guest_times, mbps, named_ports, read_file, recv_exact, recv_rest, recv_some,
                      send_all, sha256, wait_guest_file, wait_until, write_out, write_rounds)
 
@@ -475,33 +475,11 @@ class Ports127(QemuCase):
         ctx.data['down'] = {i: zlib.crc32(d) for i, d in down.items()}
         crc = {i: 0 for i in socks}
         got = {i: 0 for i in socks}
-        sent = {i: 0 for i in socks}
-        fd2i = {s.fileno(): i for i, s in socks.items()}
-        end = time.monotonic() + 300
-        while True:
-            rl = [socks[i] for i in socks if got[i] < self.SIZE]
-            wl = [socks[i] for i in socks if sent[i] < self.SIZE]
-            if not rl and not wl:
-                break
-            r, w, _ = select.select(rl, wl, [], 0.2)
-            for s in r:
-                i = fd2i[s.fileno()]
-                try:
-                    d = s.recv(self.SIZE - got[i])
-                except BlockingIOError:
-                    continue
-                if not d:
-                    raise AssertionError('port %d: end of file after %d bytes' % (i, got[i]))
-                crc[i] = zlib.crc32(d, crc[i])
-                got[i] += len(d)
-            for s in w:
-                i = fd2i[s.fileno()]
-                try:
-                    sent[i] += s.send(down[i][sent[i]:sent[i] + 64 * KIB])
-                except BlockingIOError:
-                    pass
-            if not r and not w and (ctx.grace_expired() or time.monotonic() > end):
-                break
+
+        def take(i, d):
+            crc[i] = zlib.crc32(d, crc[i])
+            got[i] += len(d)
+        all_ways(ctx, socks, down, self.SIZE, 300, take)
         ctx.data['got'] = {i: (got[i], crc[i]) for i in socks}
         wait_until(ctx, lambda: os.path.exists(ctx.path('result')), 'the guest to finish', 300)
         for s in socks.values():
