@@ -14,7 +14,7 @@ Prints one line per case, "PASS <tag>/<case>" or "FAIL <tag>/<case>",
 followed (indented) by details. Exit status 1 if any case failed.
 
   tests/guest/run.py --vserial build/src/daemon/vserial [--tag guest]
-                     [--out out/guest] [--jobs 2] [--timeout 60] [CASE...]
+                     [--out out/guest] [--jobs 2] [--timeout 120] [CASE...]
   tests/guest/run.py --list
 """
 
@@ -427,7 +427,7 @@ def main():
     ap.add_argument('--out', default=None, help='output dir (default out/<tag>)')
     ap.add_argument('--tag', default=None, help='prefix of the case names (default guest, or qemu)')
     ap.add_argument('--jobs', '-j', type=int, default=2)
-    ap.add_argument('--timeout', type=float, default=60,
+    ap.add_argument("--timeout", type=float, default=120,
                     help='seconds per case (times Case.qemu_timeout_factor under QEMU)')
     ap.add_argument('--log-level', default='info')
     ap.add_argument('--list', action='store_true')
