@@ -650,7 +650,8 @@ def prometheus_parses(d):
                  'vserial_port_logfile_lost_bytes_total', 'vserial_port_history_bytes',
                  'vserial_port_clients', 'vserial_port_host_connects_total',
                  'vserial_port_throttled_seconds_total', 'vserial_vmm_connects_total',
-                 'vserial_guest_resets_total', 'vserial_queue_errors_total'):
+                 'vserial_guest_resets_total', 'vserial_queue_errors_total',
+                 'vserial_port_clients_dropped_total', 'vserial_port_input_discarded_bytes_total'):
         f = fams.get(name)
         check(f and f.type and f.help and f.samples, 'family %s: %s' % (name, f and vars(f)))
         check(f.type == ('counter' if name.endswith('_total') else 'gauge'), '%s: %s' % (name, f.type))
