@@ -634,7 +634,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         (void)argv;
         /* Quiet: the rate limit and the log are tested elsewhere. */
         verbose = getenv("FUZZ_VERBOSE") != NULL;
-        log_set_level(verbose ? LOG_DEBUG : -1);
+        log_set_level(verbose ? LOG_LEVEL_DEBUG : -1);
         snprintf(dir, sizeof(dir), "/tmp/vsfz-XXXXXX");
         if (!mkdtemp(dir))
                 abort();

@@ -51,12 +51,8 @@ static int open_output(struct hport *hp)
                 hp->created = true;
                 return fd;
         }
-        if (errno != EEXIST) {
-                int err = errno;
-
-                log_error("%s: cannot open %s: %s", hp->label, hp->spec.path, strerror(err));
-                return -err;
-        }
+        if (errno != EEXIST)
+                return log_errno(-errno, "%s: cannot open %s", hp->label, hp->spec.path);
         return open_or_log(hp, hp->spec.path, O_WRONLY | O_APPEND);
 }
 

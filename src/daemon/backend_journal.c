@@ -44,11 +44,6 @@
 
 #ifdef VSERIAL_HAVE_LIBSYSTEMD
 #include <systemd/sd-journal.h>
-/* sd-journal.h brings <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7)
- * macros would replace log.h's levels (2, 3) in log_info()/log_debug() and
- * silence them; priorities here are numbers (journal-priority=). */
-#undef LOG_INFO
-#undef LOG_DEBUG
 #endif
 
 #include "backend.h"

@@ -146,10 +146,8 @@ static int listen_start(struct hport *hp)
                 snprintf(where, sizeof(where), "%s", hp->spec.path);
         r = tcp ? listen_tcp(hp->spec.host, hp->spec.tcp_port) :
                   backend_listen_unix(hp->spec.path, LISTEN_BACKLOG);
-        if (r < 0) {
-                log_error("%s: cannot listen on %s: %s", hp->label, where, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_errno(r, "%s: cannot listen on %s", hp->label, where);
         hp->listen_fd = r;
         r = backend_listen_adopt(hp);
         if (r < 0) {

@@ -60,10 +60,8 @@ static int pty_start(struct hport *hp)
 {
         int master = -1, r = open_pty(hp, &master);
 
-        if (r < 0) {
-                log_error("%s: cannot allocate a pty: %s", hp->label, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_errno(r, "%s: cannot allocate a pty", hp->label);
         if (hp->spec.console && hport_timer_new(hp, pty_winch) == 0)
                 hport_timer_arm(hp, WINSIZE_POLL_MS, true);
         log_info("%s: pty %s", hp->label, hp->pty_path);

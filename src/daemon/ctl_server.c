@@ -1315,12 +1315,8 @@ static int check_socket_file(const char *path)
 {
         struct stat st;
 
-        if (lstat(path, &st) < 0) {
-                int err = errno;
-
-                log_error("--control %s: %s", path, strerror(err));
-                return -err;
-        }
+        if (lstat(path, &st) < 0)
+                return log_errno(-errno, "--control %s", path);
         if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0777) != 0600) {
                 log_error("--control %s: not the socket this daemon bound (mode %o, owner %u): "
                           "someone else can write in its directory", path,

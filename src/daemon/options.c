@@ -822,7 +822,7 @@ int options_parse(int argc, char **argv, struct options *o, char *err,
         memset(o, 0, sizeof(*o));
         o->config_path = config;
         o->max_ports = VS_DEFAULT_MAX_PORTS;
-        o->log_level = LOG_INFO;
+        o->log_level = LOG_LEVEL_INFO;
         o->socket_fd = -1;
         if (config)
                 r = parse_config(o, config, err, errlen);

@@ -38,7 +38,7 @@ enum on_connect {
 /* history=: what a console keeps unless told, and the most any port may. */
 #define SPEC_HISTORY_CONSOLE (64u << 10)
 #define SPEC_HISTORY_MAX (64u << 20)
-#define SPEC_JOURNAL_PRIORITY 6         /* LOG_INFO */
+#define SPEC_JOURNAL_PRIORITY 6         /* syslog's LOG_INFO */
 
 struct port_spec {
         int32_t id;             /* -1 = pick */
