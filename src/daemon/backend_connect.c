@@ -74,7 +74,7 @@ static void connected(struct hport *hp, int fd)
 }
 
 /* A failed attempt: -err if it may never succeed, else retry later. */
-static int failed(struct hport *hp, int err)
+static int connect_failed(struct hport *hp, int err)
 {
         char w[SPEC_PATH_MAX + 16];
 
@@ -115,7 +115,7 @@ static void on_connect_done(void *opaque, int fd, uint32_t events)
         hp->connect_fd = -1;
         if (err) {
                 close(fd);
-                failed(hp, err);
+                connect_failed(hp, err);
                 return;
         }
         connected(hp, fd);
@@ -165,7 +165,7 @@ static int try_connect(struct hport *hp)
         int r;
 
         if (fd < 0)
-                return failed(hp, -fd);
+                return connect_failed(hp, -fd);
         if (!in_progress) {
                 connected(hp, fd);
                 return 0;
@@ -173,7 +173,7 @@ static int try_connect(struct hport *hp)
         r = hp->loop_ops->add(hp->loop, fd, EPOLLOUT, on_connect_done, hp);
         if (r < 0) {
                 close(fd);
-                return failed(hp, -r);
+                return connect_failed(hp, -r);
         }
         hp->connect_fd = fd;
         hp->connect_events = EPOLLOUT;
