@@ -659,28 +659,12 @@ void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows)
         hp->rows = rows;
 }
 
-static const struct backend_ops *backend_ops_of(enum backend_kind kind)
-{
-        switch (kind) {
-        case BACKEND_UNIX_CONNECT:
-                return &backend_connect_ops;
-        case BACKEND_PTY:
-                return &backend_pty_ops;
-        case BACKEND_FILE:
-        case BACKEND_NULL:
-                return &backend_file_ops;
-        case BACKEND_STDIO:
-                return &backend_stdio_ops;
-        case BACKEND_TCP_CONNECT:
-                return &backend_connect_ops;
-        case BACKEND_FD:
-                return &backend_fd_ops;
-        case BACKEND_JOURNAL:
-                return &backend_journal_ops;
-        default:
-                return &backend_listen_ops;
-        }
-}
+/* Made from backends.h, as the kinds are: every kind has its ops. */
+static const struct backend_ops *const backend_table[BACKEND_COUNT] = {
+#define X(kind, name, ops) [kind] = &ops,
+        BACKENDS(X)
+#undef X
+};
 
 /* The id the device will give: the spec's, else the lowest free one (a
  * console's is 0 if free), as vs_port_add() picks; an unplugged port keeps
@@ -736,6 +720,10 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         struct hport *hp = calloc(1, sizeof(*hp));
         int r;
 
+        if (spec->backend <= BACKEND_NONE || spec->backend >= BACKEND_COUNT) {
+                free(hp);
+                return -EINVAL;         /* spec_parse() gives every port one */
+        }
         if (!hp)
                 return -ENOMEM;
         r = pick_id(dev, env, spec, &hp->id);
@@ -744,7 +732,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 return r;
         }
         hp->spec = *spec;
-        hp->ops = backend_ops_of(spec->backend);
+        hp->ops = backend_table[spec->backend];
         hp->env = env;
         hp->dev = dev;
         hp->loop_ops = env->loop_ops;

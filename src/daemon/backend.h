@@ -278,13 +278,10 @@ int hport_plug(struct hport *hp);
 /* A listening unix socket at @path (a stale socket file is replaced). */
 int backend_listen_unix(const char *path, int backlog);
 
-extern const struct backend_ops backend_listen_ops;     /* unix, tcp */
-extern const struct backend_ops backend_connect_ops;    /* unix-connect */
-extern const struct backend_ops backend_pty_ops;
-extern const struct backend_ops backend_file_ops;       /* file, null */
-extern const struct backend_ops backend_stdio_ops;
-extern const struct backend_ops backend_fd_ops;        /* fd */
-extern const struct backend_ops backend_journal_ops;   /* journal */
+/* Each backend's ops, defined in its file (backends.h lists them). */
+#define X(kind, name, ops) extern const struct backend_ops ops;
+BACKENDS(X)
+#undef X
 
 /* backend=journal: entries sent, and sends journald did not take at once. */
 void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_t *retries);

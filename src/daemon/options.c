@@ -45,25 +45,31 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max,
         return 0;
 }
 
-static const char *const backend_names[] = {
+static const char *const backend_names[BACKEND_COUNT] = {
         [BACKEND_NONE] = "none",
-        [BACKEND_UNIX] = "unix",
-        [BACKEND_UNIX_CONNECT] = "unix-connect",
-        [BACKEND_TCP] = "tcp",
-        [BACKEND_PTY] = "pty",
-        [BACKEND_FILE] = "file",
-        [BACKEND_STDIO] = "stdio",
-        [BACKEND_NULL] = "null",
-        [BACKEND_TCP_CONNECT] = "tcp-connect",
-        [BACKEND_FD] = "fd",
-        [BACKEND_JOURNAL] = "journal",
+#define X(kind, name, ops) [kind] = name,
+        BACKENDS(X)
+#undef X
 };
-
-#define BACKEND_LIST "unix, unix-connect, tcp, tcp-connect, pty, file, stdio, null, fd or journal"
 
 const char *backend_name(enum backend_kind kind)
 {
-        return kind <= BACKEND_LAST ? backend_names[kind] : "?";
+        return kind < BACKEND_COUNT ? backend_names[kind] : "?";
+}
+
+/* "unix, unix-connect, ... or journal", for error lines. */
+static const char *backend_list(void)
+{
+        static char list[256];
+        size_t len = 0;
+
+        if (list[0])
+                return list;
+        for (int k = BACKEND_NONE + 1; k < BACKEND_COUNT; k++)
+                len += snprintf(list + len, sizeof(list) - len, "%s%s",
+                                k == BACKEND_NONE + 1 ? "" : k + 1 < BACKEND_COUNT ? ", " : " or ",
+                                backend_names[k]);
+        return list;
 }
 
 bool backend_journal_available(void)
@@ -78,7 +84,7 @@ bool backend_journal_available(void)
 static int spec_backend(struct port_spec *p, const char *val, char *err,
                         size_t errlen)
 {
-        for (int k = BACKEND_UNIX; k <= BACKEND_LAST; k++) {
+        for (int k = BACKEND_NONE + 1; k < BACKEND_COUNT; k++) {
                 if (strcmp(val, backend_names[k]) != 0)
                         continue;
                 if (k == BACKEND_JOURNAL && !backend_journal_available())
@@ -88,7 +94,8 @@ static int spec_backend(struct port_spec *p, const char *val, char *err,
                 p->backend = k;
                 return 0;
         }
-        return invalid(err, errlen, "unknown backend '%s' (expected " BACKEND_LIST ")", val);
+        return invalid(err, errlen, "unknown backend '%s' (expected %s)", val,
+                       backend_list());
 }
 
 /* "64K", "1M", "4096": a byte count with an optional binary suffix. */
@@ -368,7 +375,7 @@ static int spec_check(struct port_spec *p, char *err, size_t errlen)
         int r;
 
         if (p->backend == BACKEND_NONE)
-                return invalid(err, errlen, "backend= is missing (" BACKEND_LIST ")");
+                return invalid(err, errlen, "backend= is missing (%s)", backend_list());
         if (p->id == 0 && !p->console)
                 return invalid(err, errlen, "id 0 is reserved for a console port");
         r = spec_check_host(p, err, errlen);
