@@ -34,6 +34,13 @@ const char *hport_label(const struct hport *hp)
         return hp->label;
 }
 
+const char *hport_path(const struct hport *hp)
+{
+        if (hp->spec.path[0])
+                return hp->spec.path;
+        return hp->ops->path ? hp->ops->path(hp) : NULL;
+}
+
 size_t hport_buffered(const struct hport *hp)
 {
         if (hp->clients)
@@ -737,9 +744,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->dev = dev;
         hp->loop_ops = env->loop_ops;
         hp->loop = env->loop;
-        hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
-        hp->timer_fd = hp->hold_fd = -1;
-        hp->connect_fd = -1;
+        hp->in_fd = hp->out_fd = hp->poke_fd = hp->timer_fd = -1;
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");

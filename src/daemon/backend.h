@@ -23,7 +23,6 @@
 
 struct hport;
 struct tap;
-struct journal_port;
 
 enum hport_event {
         HPORT_GUEST_OPEN,
@@ -67,9 +66,15 @@ struct hport_env {
         const char *instance;   /* --instance (journal entries); may be NULL */
 };
 
+/*
+ * A backend. Its own state (a listening socket, a pty's slave fd, ...) is
+ * a struct of its own, which start() allocates into hp->be and stop()
+ * frees; backend.c never looks inside.
+ */
 struct backend_ops {
         const char *name;
-        /* Set up (listen, take stdio). Negative errno on failure. */
+        /* Set up (listen, take stdio). Negative errno on failure, with
+         * whatever it made undone (hp->be freed). */
         int (*start)(struct hport *hp);
         /* Release everything start() and later events took. */
         void (*stop)(struct hport *hp);
@@ -84,6 +89,9 @@ struct backend_ops {
         /* Open again the files written by name (SIGHUP): 0, or -errno if
          * one could not be opened (the old one is kept). May be NULL. */
         int (*reopen)(struct hport *hp);
+        /* Where a host program opens the port when its SPEC has no path=
+         * (pty: the slave made for it), for list. May be NULL. */
+        const char *(*path)(const struct hport *hp);
 };
 
 /* What a port's host side has done (stats_port()). */
@@ -115,9 +123,8 @@ struct hport {
         struct hport_env *env;
         const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
+        void *be;               /* the backend's own state (struct backend_ops) */
 
-        int listen_fd;          /* unix, tcp: the listening socket, or -1 */
-        struct listener *listener;      /* ... accepting on it */
         int in_fd;              /* host->guest source, or -1 */
         int out_fd;             /* guest->host sink, or -1 */
         uint32_t in_events;     /* what is being watched on in_fd */
@@ -127,14 +134,9 @@ struct hport {
         int poke_fd;            /* eventfd: read unpollable input again */
         int timer_fd;           /* backend's timer (reconnect, retry), or -1 */
         void (*timer_fn)(struct hport *hp);
-        int hold_fd;            /* pty: our own slave fd, or -1 */
-        int backoff_ms;
-        bool stopping;          /* being freed: no more reconnects */
         bool rolling_back;      /* a failed add: undo what start() made */
-        bool created;           /* file: start() created the file */
         bool announced;         /* host-connect reported for this peer */
         uint16_t cols, rows;    /* host terminal size last sent */
-        char pty_path[64];
         bool in_paused;         /* the guest has no room */
         bool hup_seen;          /* the peer hung up with data still unread */
         bool peer_eof;          /* the peer shut down its sending side */
@@ -145,9 +147,6 @@ struct hport {
         char label[VS_PORT_NAME_MAX + 32];
         /* ---- issue 13: taps on guest output, tcp-connect, journal ---- */
         struct tap *tap;        /* history, logfile=, throttled time (tap.h) */
-        int connect_fd;         /* tcp-connect: a connect() in progress, or -1 */
-        uint32_t connect_events;        /* ... watched on it */
-        struct journal_port *journal;   /* backend=journal (backend_journal.c) */
         /* ---- end of issue 13's fields ---- */
         /* Host connections (issues 13 and 15): */
         struct vs_device *dev;          /* where the port is (un)plugged */
@@ -243,6 +242,9 @@ enum client_mode {
 int hport_attach_client(struct hport *hp, int fd, enum client_mode mode);
 /* "port 1 (org.x)" for log lines. */
 const char *hport_label(const struct hport *hp);
+/* Where a host program opens the port (path=, or the backend's: a pty's
+ * slave), or NULL. */
+const char *hport_path(const struct hport *hp);
 
 /* ---- host connections (issues 13 and 15) -------------------------------- */
 
@@ -286,6 +288,7 @@ BACKENDS(X)
 /* backend=journal: entries sent, and sends journald did not take at once. */
 void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_t *retries);
 
-/* For backend=fd: serve @hp->listen_fd, a listening socket someone else
- * made, as backend=unix serves its own (one client at a time). */
-int backend_listen_adopt(struct hport *hp);
+/* For backend=fd: serve @fd, a listening socket someone else made, as
+ * backend=unix serves its own (hp->ops become the listening backend's).
+ * -errno, and @fd is left open, if it cannot. */
+int backend_listen_adopt(struct hport *hp, int fd);

@@ -61,13 +61,9 @@ static int fd_start(struct hport *hp)
         if (fl < 0)
                 return fl;
         if (listening_socket(fd)) {
-                hp->ops = &backend_listen_ops;
-                hp->listen_fd = fd;
-                fl = backend_listen_adopt(hp);
-                if (fl < 0) {
-                        hp->listen_fd = -1;
+                fl = backend_listen_adopt(hp, fd);
+                if (fl < 0)
                         return fl;
-                }
                 log_info("%s: accepting on the listening socket passed as fd %d", hp->label, fd);
                 return 0;
         }

@@ -450,10 +450,8 @@ static json_object *port_state(const struct hport *hp)
         json_object_object_add(o, "console", json_object_new_boolean(hp->spec.console));
         json_object_object_add(o, "backend",
                                json_object_new_string(backend_name(hp->spec.backend)));
-        if (hp->spec.path[0])
-                json_object_object_add(o, "path", json_object_new_string(hp->spec.path));
-        else if (hp->pty_path[0])
-                json_object_object_add(o, "path", json_object_new_string(hp->pty_path));
+        if (hport_path(hp))
+                json_object_object_add(o, "path", json_object_new_string(hport_path(hp)));
         if (hp->spec.tcp_port) {
                 json_object_object_add(o, "host", json_object_new_string(hp->spec.host));
                 json_object_object_add(o, "tcp_port", json_object_new_int(hp->spec.tcp_port));
