@@ -232,9 +232,25 @@ static void unwatch_all(struct hport *hp)
 
 /* ---- host -> guest ------------------------------------------------------ */
 
+/*
+ * A control client attached as the peer (hport_attach_client) ends with the
+ * first end of input, output error or hang-up: its fd is closed and the
+ * backend is as it was before.
+ */
+static void end_client(struct hport *hp)
+{
+        hport_detach(hp);
+        close(hp->client_fd);
+        hp->client_fd = -1;
+}
+
+/* The backend then hears that its peer is gone (after a control client:
+ * with no fds, so unix-connect resumes retrying). */
 static void peer_gone(struct hport *hp, const char *why)
 {
         log_info("%s: host side disconnected (%s)", hp->label, why);
+        if (hp->client_fd >= 0)
+                end_client(hp);
         hp->ops->peer_gone(hp);
 }
 
@@ -299,7 +315,7 @@ static void pump_in(struct hport *hp)
                         update_watches(hp);
                         return;
                 }
-                if (n == 0 && hp->ops->input_end)
+                if (n == 0 && hp->ops->input_end && hp->client_fd < 0)
                         hp->ops->input_end(hp);
                 else
                         peer_gone(hp, n == 0 ? "end of input" : strerror((int)-n));
@@ -339,7 +355,7 @@ static void flush_out(struct hport *hp)
         while (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len && n >= 0)
                 n = outbuf_flush(&hp->buf, hp->out_fd);
         if (n < 0 && n != -EAGAIN && n != -EINTR) {
-                if (hp->ops->output_error)
+                if (hp->ops->output_error && hp->client_fd < 0)
                         hp->ops->output_error(hp, (int)n);
                 else
                         peer_gone(hp, strerror((int)-n));
@@ -711,6 +727,8 @@ static void hport_release_own(struct hport *hp)
 
 static void hport_release(struct hport *hp)
 {
+        if (hp->client_fd >= 0)
+                end_client(hp);
         hp->ops->stop(hp);
         hport_release_own(hp);
 }
@@ -744,7 +762,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->dev = dev;
         hp->loop_ops = env->loop_ops;
         hp->loop = env->loop;
-        hp->in_fd = hp->out_fd = hp->poke_fd = hp->timer_fd = -1;
+        hp->in_fd = hp->out_fd = hp->poke_fd = hp->timer_fd = hp->client_fd = -1;
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
@@ -865,62 +883,16 @@ void hport_drop_input(struct hport *hp)
 
 /* ---- a peer handed over by the control socket --------------------------- */
 
-/* While a control client is the peer, hp->ops is a copy of the backend's own
- * ops in which the end of input, an output error and peer_gone all end the
- * client: its fd is closed, the backend's ops are back, and the backend hears
- * that its peer is gone (with no fds: unix-connect then resumes retrying). */
-struct client_ops {
-        struct backend_ops ops;         /* first: hp->ops points here */
-        const struct backend_ops *orig;
-        int fd;
-};
-
-static const struct backend_ops *client_end(struct hport *hp)
-{
-        struct client_ops *c = (struct client_ops *)hp->ops;
-        const struct backend_ops *orig = c->orig;
-
-        hport_detach(hp);
-        close(c->fd);
-        hp->ops = orig;
-        free(c);
-        return orig;
-}
-
-static void client_gone(struct hport *hp)
-{
-        client_end(hp)->peer_gone(hp);
-}
-
-static void client_stop(struct hport *hp)
-{
-        client_end(hp)->stop(hp);
-}
-
 int hport_attach_client(struct hport *hp, int fd, enum client_mode mode)
 {
-        struct client_ops *c;
         int r;
 
         if (hp->clients)
                 return clients_add(hp->clients, fd, mode, true);
         if (hport_connected(hp))
                 return -EBUSY;
-        c = malloc(sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        c->ops = *hp->ops;
-        c->ops.peer_gone = client_gone;
-        c->ops.input_end = NULL;
-        c->ops.output_error = NULL;
-        c->ops.stop = client_stop;
-        c->orig = hp->ops;
-        c->fd = fd;
-        hp->ops = &c->ops;
         r = hport_attach(hp, fd, fd);
-        if (r < 0) {
-                hp->ops = c->orig;
-                free(c);
-        }
+        if (r == 0)
+                hp->client_fd = fd;
         return r;
 }

@@ -125,6 +125,8 @@ struct hport {
         void *loop;
         void *be;               /* the backend's own state (struct backend_ops) */
 
+        int client_fd;          /* a control client that is the peer, or -1
+                                 * (hport_attach_client; not with clients) */
         int in_fd;              /* host->guest source, or -1 */
         int out_fd;             /* guest->host sink, or -1 */
         uint32_t in_events;     /* what is being watched on in_fd */
