@@ -27,6 +27,12 @@
 #include "stats.h"
 #include "vhost-user/vhost_user.h"
 
+/*
+ * Everything the daemon has, in one place. There is one, and main() keeps
+ * it static rather than on its stack for its size: about 240 KiB, nearly
+ * all of it the options' room for every --port spec (OPT_MAX_PORTS_SPECS),
+ * more than a stack frame should hold.
+ */
 struct daemon {
         struct options opt;
         struct vs_epoll *ep;
