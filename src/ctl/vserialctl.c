@@ -36,6 +36,7 @@
 
 #include <json-c/json.h>
 
+#include "bytes.h"
 #include "version.h"
 
 #define DEFAULT_CONTROL "/run/vserial/control.sock"
@@ -1017,23 +1018,13 @@ static int do_reopen(const char *cmd, char **args)
 /* ---- main --------------------------------------------------------------- */
 
 /* --bytes N: a count, with an optional K, M or G. */
-static long long parse_bytes(const char *s)
+static long long bytes_option(const char *s)
 {
-        char *end;
-        unsigned long long v;
-        unsigned shift = 0;
+        uint64_t v;
 
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (*end == 'K' || *end == 'k')
-                shift = 10, end++;
-        else if (*end == 'M' || *end == 'm')
-                shift = 20, end++;
-        else if (*end == 'G' || *end == 'g')
-                shift = 30, end++;
-        if (*s < '0' || *s > '9' || errno || *end || v > (1ull << 40) >> shift)
+        if (parse_bytes(s, 1ull << 40, &v) < 0)
                 die_usage("--bytes '%s' is not a byte count (e.g. 4096, 64K)", s);
-        return (long long)(v << shift);
+        return (long long)v;
 }
 
 static void want_args(const char *cmd, int have, int want, const char *what)
@@ -1062,7 +1053,7 @@ static void take_option(int c, char **argv)
                 opt_follow = true;
                 break;
         case 'n':
-                opt_bytes = parse_bytes(optarg);
+                opt_bytes = bytes_option(optarg);
                 break;
         case 'r':
         case 'w':

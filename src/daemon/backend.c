@@ -24,10 +24,6 @@
 #include "tap.h"
 #include "clients.h"
 
-/* Reads per wake-up, so one busy port cannot starve the others. */
-#define IN_BUDGET 16
-#define IN_CHUNK (256u * 1024)
-#define IN_MIN 4096u
 
 const char *hport_label(const struct hport *hp)
 {
@@ -257,6 +253,36 @@ static void peer_gone(struct hport *hp, const char *why)
 static void on_poke(void *opaque, int fd, uint32_t events);
 static void unpoke(struct hport *hp);
 
+enum hport_recv hport_recv(struct hport *hp, int fd, size_t *want, int *ret_err)
+{
+        ssize_t n = vs_port_recv_fd(hp->port, fd, *want);
+
+        /*
+         * Ask next for what this read suggests: the device takes (and
+         * gives back) receive buffers for all of it, which is most of the
+         * cost of a small message. A short read means the fd is drained
+         * for now; epoll reports the rest.
+         */
+        if (n > 0 && (size_t)n == *want) {
+                *want = *want * 2 > HPORT_IN_CHUNK ? HPORT_IN_CHUNK : *want * 2;
+                return HPORT_RECV_MORE;
+        }
+        if (n > 0) {
+                *want = (size_t)n > HPORT_IN_MIN ? (size_t)n : HPORT_IN_MIN;
+                return HPORT_RECV_DRAINED;
+        }
+        if (n == -EAGAIN || n == -EINTR)
+                return HPORT_RECV_DRAINED;
+        /* Guest memory gone: the VMM goes, the input waits in the kernel
+         * for the next guest (its PORT_READY resumes it). */
+        if (n == -EFAULT)
+                memory_lost(hp, true);
+        if (n == -ENOBUFS || n == -EFAULT)
+                return HPORT_RECV_FULL;
+        *ret_err = (int)-n;
+        return HPORT_RECV_END;
+}
+
 /* Input epoll cannot watch was left unread for fairness: come back soon. */
 static void poke_later(struct hport *hp)
 {
@@ -286,39 +312,24 @@ static void pump_in(struct hport *hp)
         }
         if (hp->in_fd >= 0 && hp->in_unpollable && !hp->in_paused)
                 poke_later(hp);         /* undone below unless the budget runs out */
-        for (int i = 0; i < IN_BUDGET && hp->in_fd >= 0; i++) {
-                ssize_t n = vs_port_recv_fd(hp->port, hp->in_fd, hp->in_want);
+        for (int i = 0; i < HPORT_IN_BUDGET && hp->in_fd >= 0; i++) {
+                int err = 0;
+                enum hport_recv r = hport_recv(hp, hp->in_fd, &hp->in_want, &err);
 
-                /*
-                 * Ask for what the last read suggests: the device takes
-                 * (and gives back) receive buffers for all of it, which is
-                 * most of the cost of a small message. A short read means
-                 * the fd is drained for now; epoll reports the rest.
-                 */
-                if (n > 0 && (size_t)n == hp->in_want) {
-                        hp->in_want = hp->in_want * 2 > IN_CHUNK ? IN_CHUNK : hp->in_want * 2;
+                if (r == HPORT_RECV_MORE)
                         continue;
-                }
-                if (n > 0) {
-                        hp->in_want = (size_t)n > IN_MIN ? (size_t)n : IN_MIN;
+                if (r == HPORT_RECV_DRAINED)
                         break;
-                }
-                if (n == -EAGAIN || n == -EINTR)
-                        break;
-                /* Guest memory gone: the VMM goes, the input waits in the
-                 * kernel for the next guest (its PORT_READY resumes it). */
-                if (n == -EFAULT)
-                        memory_lost(hp, true);
-                if (n == -ENOBUFS || n == -EFAULT) {
-                        /* The guest is full: leave the data in the kernel. */
+                if (r == HPORT_RECV_FULL) {
+                        /* Leave the data in the kernel. */
                         hp->in_paused = true;
                         update_watches(hp);
                         return;
                 }
-                if (n == 0 && hp->ops->input_end && hp->client_fd < 0)
+                if (err == 0 && hp->ops->input_end && hp->client_fd < 0)
                         hp->ops->input_end(hp);
                 else
-                        peer_gone(hp, n == 0 ? "end of input" : strerror((int)-n));
+                        peer_gone(hp, err == 0 ? "end of input" : strerror(err));
                 break;
         }
         if (hp->in_fd < 0 || hp->in_paused)
@@ -647,7 +658,7 @@ int hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->in_paused = false;
         hp->hup_seen = false;
         hp->peer_eof = false;
-        hp->in_want = IN_MIN;
+        hp->in_want = HPORT_IN_MIN;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         if (hp->port)

@@ -207,6 +207,25 @@ void hport_drop_input(struct hport *hp);
  * that nobody will ever read. Input goes on.
  */
 void hport_drop_output(struct hport *hp);
+/* Host input goes to the guest in reads whose size adapts (HPORT_IN_MIN
+ * up to HPORT_IN_CHUNK), at most HPORT_IN_BUDGET of them a wake-up so that
+ * one busy port cannot starve the others. */
+#define HPORT_IN_BUDGET 16
+#define HPORT_IN_CHUNK (256u * 1024)
+#define HPORT_IN_MIN 4096u
+
+enum hport_recv {
+        HPORT_RECV_MORE,        /* it took all it asked for: read again */
+        HPORT_RECV_DRAINED,     /* nothing more now: wait for the fd */
+        HPORT_RECV_FULL,        /* the guest has no room (or lost its memory):
+                                 * wait for guest_ready() */
+        HPORT_RECV_END,         /* end of input (*ret_err 0) or an error */
+};
+/* One read from @fd into the guest of *@want bytes, and what comes next;
+ * *@want becomes what the next read should ask for (backend.c's own peer,
+ * clients.c's writer). */
+enum hport_recv hport_recv(struct hport *hp, int fd, size_t *want, int *ret_err);
+
 /* For backends: try writing buffered guest output again. */
 void hport_flush(struct hport *hp);
 /* The host terminal may have changed size: consoles follow it. */

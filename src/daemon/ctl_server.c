@@ -980,42 +980,37 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
 
 /* ---- unplug, plug -------------------------------------------------------- */
 
-static int cmd_unplug(struct client *c, json_object *req, json_object *reply, char *err)
+/* unplug and plug: one request, either way. */
+static int plug_request(struct client *c, json_object *req, char *err, bool plug)
 {
         struct hport *hp = find_port(c->cs, req, err);
+        const char *verb = plug ? "plug" : "unplug";
         int r;
 
-        (void)reply;
         if (!hp)
                 return -EINVAL;
-        r = hport_unplug(hp);
+        r = plug ? hport_plug(hp) : hport_unplug(hp);
         if (r == -EALREADY)
-                return reject(err, "%s is unplugged already", hport_label(hp));
+                return reject(err, "%s is %sged already", hport_label(hp), verb);
         if (r == -ENOSPC)
-                return reject(err, "cannot unplug %s: %s", hport_label(hp), QUEUE_FULL);
+                return reject(err, "cannot %s %s: %s", verb, hport_label(hp), QUEUE_FULL);
         if (r < 0)
-                return reject(err, "cannot unplug %s: %s", hport_label(hp), strerror(-r));
-        log_info("control: unplugged %s (its host side stays)", hport_label(hp));
+                return reject(err, "cannot %s %s: %s", verb, hport_label(hp), strerror(-r));
+        log_info("control: %sged %s%s", verb, hport_label(hp),
+                 plug ? "" : " (its host side stays)");
         return 0;
+}
+
+static int cmd_unplug(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        (void)reply;
+        return plug_request(c, req, err, false);
 }
 
 static int cmd_plug(struct client *c, json_object *req, json_object *reply, char *err)
 {
-        struct hport *hp = find_port(c->cs, req, err);
-        int r;
-
         (void)reply;
-        if (!hp)
-                return -EINVAL;
-        r = hport_plug(hp);
-        if (r == -EALREADY)
-                return reject(err, "%s is plugged already", hport_label(hp));
-        if (r == -ENOSPC)
-                return reject(err, "cannot plug %s: %s", hport_label(hp), QUEUE_FULL);
-        if (r < 0)
-                return reject(err, "cannot plug %s: %s", hport_label(hp), strerror(-r));
-        log_info("control: plugged %s", hport_label(hp));
-        return 0;
+        return plug_request(c, req, err, true);
 }
 
 struct command {

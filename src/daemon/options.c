@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "log.h"
 #include "options.h"
 #include "version.h"
@@ -98,30 +99,12 @@ static int spec_backend(struct port_spec *p, const char *val, char *err,
                        backend_list());
 }
 
-/* "64K", "1M", "4096": a byte count with an optional binary suffix. */
+/* A byte count (bytes.h) in SPEC_BUFFER_MIN..SPEC_BUFFER_MAX. */
 static int parse_size(const char *s, size_t *ret)
 {
-        char *end;
-        unsigned long long v;
-        unsigned shift = 0;
+        uint64_t v;
 
-        if (*s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno)
-                return -EINVAL;
-        if (*end == 'K' || *end == 'k')
-                shift = 10, end++;
-        else if (*end == 'M' || *end == 'm')
-                shift = 20, end++;
-        else if (*end == 'G' || *end == 'g')
-                shift = 30, end++;
-        /* Compared before the shift, which would wrap (2^34 + 1 G = 1 G). */
-        if (*end || v > (SPEC_BUFFER_MAX >> shift))
-                return -EINVAL;
-        v <<= shift;
-        if (v < SPEC_BUFFER_MIN)
+        if (parse_bytes(s, SPEC_BUFFER_MAX, &v) < 0 || v < SPEC_BUFFER_MIN)
                 return -EINVAL;
         *ret = v;
         return 0;
