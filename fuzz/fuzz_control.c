@@ -49,8 +49,6 @@
                       (1ull << VS_F_EVENT_IDX) | (1ull << VS_F_INDIRECT_DESC) |        \
                       (1ull << VS_F_VERSION_1))
 
-/* FUZZ_VERBOSE=1: print what the guest sees (for writing and checking seeds). */
-static bool verbose;
 
 struct dq {
         uint16_t avail_idx;             /* driver's next avail index */
@@ -131,7 +129,7 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                 memcpy(sink, iov[i].iov_base, iov[i].iov_len);
                 total += iov[i].iov_len;
         }
-        if (verbose)
+        if (fz_verbose())
                 fprintf(stderr, "port %u: guest wrote %zu bytes\n", vs_port_id(port), total);
         switch (f->mode[vs_port_id(port)]) {
         case 1: return 0;
@@ -255,13 +253,13 @@ static void check_used(struct fx *f, unsigned q)
                 len = le32toh(len);
                 FZ_CHECK(id < QSIZE);
                 FZ_CHECK(len <= d->posted[id]);
-                if (verbose && q == 2 && len >= 8) {
+                if (fz_verbose() && q == 2 && len >= 8) {
                         uint8_t *m = ram(f, BUF(q, id));
 
                         fprintf(stderr, "guest got control: id %u event %u value %u (%u bytes)\n",
                                 m[0] | m[1] << 8 | m[2] << 16 | (unsigned)m[3] << 24,
                                 m[4] | m[5] << 8, m[6] | m[7] << 8, len);
-                } else if (verbose && len) {
+                } else if (fz_verbose() && len) {
                         fprintf(stderr, "guest got %u bytes on queue %u\n", len, q);
                 }
                 d->outstanding[id] = false;
@@ -455,24 +453,6 @@ static void act_host_write(struct fx *f, struct fz *in)
                 check_used(f, i);
 }
 
-/* A readv() straight from a pipe into the guest's buffers. */
-static void host_recv_fd(struct vs_port *port, struct fz *in)
-{
-        size_t len = fz_u16(in);
-        const uint8_t *p = fz_take(in, &len);
-        int pp[2];
-        ssize_t r;
-
-        if (pipe2(pp, O_CLOEXEC | O_NONBLOCK) < 0)
-                return;
-        if (len && write(pp[1], p, len) < 0)
-                len = 0;
-        close(pp[1]);
-        r = vs_port_recv_fd(port, pp[0], len + 1);
-        FZ_CHECK(r <= (ssize_t)len);
-        close(pp[0]);
-}
-
 static void act_host(struct fx *f, struct fz *in)
 {
         uint8_t what = fz_u8(in);
@@ -509,7 +489,7 @@ static void act_host(struct fx *f, struct fz *in)
                 vs_port_guest_room(port);
                 break;
         case 6:
-                host_recv_fd(port, in);
+                fz_recv_pipe(port, in);
                 break;
         }
         for (unsigned i = 0; i < NVQS; i++)
@@ -579,14 +559,6 @@ static void run_action(struct fx *f, struct fz *in)
         case A_STOP_START: act_stop_start(f, fz_u8(in) % NVQS); break;
         case A_REMAP: vs_device_set_memory(f->dev, &f->map, 1); break;
         }
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-        (void)argc;
-        (void)argv;
-        verbose = getenv("FUZZ_VERBOSE") != NULL;
-        return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -61,8 +61,6 @@
 #define ACTIONS_MAX 512
 
 static char dir[64];            /* the ports' directory */
-/* FUZZ_VERBOSE=1: print what the control clients read (for writing seeds). */
-static bool verbose;
 
 struct dq {
         uint16_t avail_idx;
@@ -417,7 +415,7 @@ static void client_read(struct fx *f, unsigned c)
 
                 if (n <= 0)
                         break;
-                if (verbose)
+                if (fz_verbose())
                         fprintf(stderr, "client %u read: %.*s\n", c, (int)n, buf);
         }
 }
@@ -633,8 +631,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         (void)argc;
         (void)argv;
         /* Quiet: the rate limit and the log are tested elsewhere. */
-        verbose = getenv("FUZZ_VERBOSE") != NULL;
-        log_set_level(verbose ? LOG_LEVEL_DEBUG : -1);
+        log_set_level(fz_verbose() ? LOG_LEVEL_DEBUG : -1);
         snprintf(dir, sizeof(dir), "/tmp/vsfz-XXXXXX");
         if (!mkdtemp(dir))
                 abort();
