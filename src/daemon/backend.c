@@ -622,19 +622,30 @@ static void attach_start(struct hport *hp)
                 pump_in(hp);
 }
 
+/* Buffered guest output is dropped, counted; the guest may write again. */
+static void drop_buffered(struct hport *hp)
+{
+        hp->cnt.output_discarded += hp->buf.len;
+        free(hp->buf.data);
+        hp->buf.data = NULL;
+        hp->buf.head = hp->buf.len = 0;
+        if (hp->port)
+                vs_port_throttle(hp->port, false);
+}
+
 /* on-connect=discard: what the last peer left, and what came while none
  * was there, is gone; the new peer hears of none of it. */
 static void discard_for_new_peer(struct hport *hp)
 {
         if (hp->spec.on_connect != ON_CONNECT_DISCARD)
                 return;
-        hp->cnt.output_discarded += hp->buf.len;
         hp->discard_pending += hp->buf.len;
-        free(hp->buf.data);
-        hp->buf.data = NULL;
-        hp->buf.head = hp->buf.len = 0;
-        if (hp->port)
-                vs_port_throttle(hp->port, false);
+        drop_buffered(hp);
+        hport_report_discard(hp);
+}
+
+void hport_report_discard(struct hport *hp)
+{
         if (!hp->discard_pending)
                 return;
         log_info("%s: %llu bytes of guest output discarded for the new host client "
@@ -681,6 +692,17 @@ void hport_detach(struct hport *hp)
         if (hp->announced)
                 emit(hp, HPORT_HOST_DISCONNECT);
         hp->announced = false;
+}
+
+void hport_close_peer(struct hport *hp)
+{
+        int in = hp->in_fd, out = hp->out_fd;
+
+        hport_detach(hp);
+        if (in >= 0)
+                close(in);
+        if (out >= 0 && out != in)
+                close(out);
 }
 
 void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows)
@@ -871,12 +893,7 @@ void hport_drop_output(struct hport *hp)
         watch_fd(hp, hp->out_fd, &hp->out_events, 0, on_out);
         hp->out_fd = -1;
         hp->out_gone = true;
-        hp->cnt.output_discarded += hp->buf.len;
-        free(hp->buf.data);
-        hp->buf.data = NULL;
-        hp->buf.head = hp->buf.len = 0;
-        if (hp->port)
-                vs_port_throttle(hp->port, false);
+        drop_buffered(hp);
 }
 
 void hport_drop_input(struct hport *hp)

@@ -198,6 +198,9 @@ int hport_announce(struct hport *hp, bool connected);
 void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows);
 /* For backends: forget the fds (the backend closes them). */
 void hport_detach(struct hport *hp);
+/* For backends: forget the fds and close them (an fd used both ways once):
+ * the stop() of a backend whose peer is its own. */
+void hport_close_peer(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
 void hport_drop_input(struct hport *hp);
 /*
@@ -273,6 +276,9 @@ const char *hport_path(const struct hport *hp);
 extern const struct vs_port_ops hport_port_ops;
 /* Report @ev through the env's event hook, with hp->ev as filled. */
 void hport_emit(struct hport *hp, enum hport_event ev);
+/* on-connect=discard: log and report (HPORT_OUTPUT_DISCARDED) the guest
+ * output dropped for the new host client (hp->discard_pending), if any. */
+void hport_report_discard(struct hport *hp);
 /* Every host port in id order, plugged into the device or not: start with
  * NULL. */
 struct hport *hport_next(struct hport_env *env, struct hport *prev);

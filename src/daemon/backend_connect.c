@@ -207,11 +207,7 @@ static void retry_due(struct hport *hp)
 
 static void connect_peer_gone(struct hport *hp)
 {
-        int fd = hp->in_fd;
-
-        hport_detach(hp);
-        if (fd >= 0)
-                close(fd);
+        hport_close_peer(hp);
         if (!cs(hp)->stopping)
                 arm_retry(hp);
 }

@@ -121,21 +121,10 @@ static void fd_output_error(struct hport *hp, int err)
         fd_close_if_done(hp, fd);
 }
 
-static void fd_stop(struct hport *hp)
-{
-        int in = hp->in_fd, out = hp->out_fd;
-
-        hport_detach(hp);
-        if (in >= 0)
-                close(in);
-        if (out >= 0 && out != in)
-                close(out);
-}
-
 const struct backend_ops backend_fd_ops = {
         .name = "fd",
         .start = fd_start,
-        .stop = fd_stop,
+        .stop = hport_close_peer,
         .peer_gone = fd_peer_gone,
         .input_end = fd_input_end,
         .output_error = fd_output_error,

@@ -136,13 +136,7 @@ static void file_input_end(struct hport *hp)
 
 static void file_stop(struct hport *hp)
 {
-        int in = hp->in_fd, out = hp->out_fd;
-
-        hport_detach(hp);
-        if (in >= 0)
-                close(in);
-        if (out >= 0)
-                close(out);
+        hport_close_peer(hp);
         if (hp->rolling_back && fs(hp)->created)
                 unlink(hp->spec.path);
         free(hp->be);

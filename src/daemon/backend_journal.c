@@ -334,11 +334,8 @@ static int journal_start(struct hport *hp)
 static void journal_stop(struct hport *hp)
 {
         struct journal_port *j = hp->be;
-        int out = hp->out_fd;
 
-        hport_detach(hp);
-        if (out >= 0)
-                close(out);
+        hport_close_peer(hp);
         if (!j)
                 return;
         /* What is left is sent once, best effort. */

@@ -87,11 +87,7 @@ static int pty_start(struct hport *hp)
 
 static void pty_stop(struct hport *hp)
 {
-        int master = hp->in_fd;
-
-        hport_detach(hp);
-        if (master >= 0)
-                close(master);
+        hport_close_peer(hp);       /* the master */
         close(ps(hp)->hold_fd);
         free(hp->be);
         hp->be = NULL;

@@ -495,13 +495,7 @@ static void report_discard(struct hclients *cs)
         if (hp->spec.on_connect != ON_CONNECT_DISCARD)
                 return;
         discard_held(cs);
-        if (!hp->discard_pending)
-                return;
-        log_info("%s: %llu bytes of guest output discarded for the new host client "
-                 "(on-connect=discard)", hp->label, (unsigned long long)hp->discard_pending);
-        hp->ev.bytes = hp->discard_pending;
-        hp->discard_pending = 0;
-        hport_emit(hp, HPORT_OUTPUT_DISCARDED);
+        hport_report_discard(hp);
 }
 
 /* The writer role, as @mode asks. */
