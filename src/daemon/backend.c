@@ -771,17 +771,16 @@ static void hport_release(struct hport *hp)
  * waits in hport_attach), so that the device's refusal, the one failure
  * that cannot be checked beforehand, is the last step and undoes cleanly.
  */
-int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              struct hport_env *env, struct hport **ret)
+/* A host port for @spec with its id, its backend not started yet. */
+static int hport_alloc(struct vs_device *dev, const struct port_spec *spec,
+                       struct hport_env *env, struct hport **ret)
 {
-        struct vs_port_config pc = { .name = spec->name, .console = spec->console };
-        struct hport *hp = calloc(1, sizeof(*hp));
+        struct hport *hp;
         int r;
 
-        if (spec->backend <= BACKEND_NONE || spec->backend >= BACKEND_COUNT) {
-                free(hp);
+        if (spec->backend <= BACKEND_NONE || spec->backend >= BACKEND_COUNT)
                 return -EINVAL;         /* spec_parse() gives every port one */
-        }
+        hp = calloc(1, sizeof(*hp));
         if (!hp)
                 return -ENOMEM;
         r = pick_id(dev, env, spec, &hp->id);
@@ -799,6 +798,34 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
+        *ret = hp;
+        return 0;
+}
+
+/* The device has the port now: it hears what the backend found (a
+ * terminal's size, a peer), and the port is one of the env's. */
+static void hport_added(struct hport *hp)
+{
+        /* A new port is not the guest's yet: nothing here is refused. */
+        if (hp->spec.console && hp->cols && hp->rows)
+                vs_port_resize(hp->port, hp->cols, hp->rows);
+        if (hport_connected(hp)) {
+                vs_port_set_host_connected(hp->port, true);
+                attach_start(hp);
+        }
+        hp->env->nports++;
+        hp->env->by_id[hp->id] = hp;
+}
+
+int hport_new(struct vs_device *dev, const struct port_spec *spec,
+              struct hport_env *env, struct hport **ret)
+{
+        struct vs_port_config pc = { .name = spec->name, .console = spec->console };
+        struct hport *hp;
+        int r = hport_alloc(dev, spec, env, &hp);
+
+        if (r < 0)
+                return r;
         r = tap_new(hp, &hp->tap);
         if (r == 0)
                 r = hp->ops->start(hp);
@@ -816,15 +843,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 hport_release(hp);
                 return r == -ENOSPC ? -EAGAIN : r;
         }
-        /* A new port is not the guest's yet: nothing here is refused. */
-        if (hp->spec.console && hp->cols && hp->rows)
-                vs_port_resize(hp->port, hp->cols, hp->rows);
-        if (hport_connected(hp)) {
-                vs_port_set_host_connected(hp->port, true);
-                attach_start(hp);
-        }
-        env->nports++;
-        env->by_id[hp->id] = hp;
+        hport_added(hp);
         *ret = hp;
         return 0;
 }

@@ -921,20 +921,9 @@ static bool attach_busy(const struct hport *hp)
         return hp->clients ? clients_full(hp->clients) : hport_connected(hp);
 }
 
-static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
+/* A port whose host side is full takes no attach: -EINVAL, why in @err. */
+static int attach_refused(struct hport *hp, char *err)
 {
-        static const char ok[] = "{\"ok\":true}\n";
-        struct hport *hp = find_port(c->cs, req, err);
-        enum client_mode mode;
-        bool first;
-        ssize_t n;
-        int fd;
-
-        (void)reply;
-        if (!hp)
-                return -EINVAL;
-        if (attach_mode(hp, req, &mode, err) < 0)
-                return -EINVAL;
         if (attach_busy(hp) && hp->clients)
                 return reject(err, "port %u is busy: its %s backend has %u host client%s "
                               "connected (clients=%u)", hp->id, backend_name(hp->spec.backend),
@@ -943,6 +932,41 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
         if (attach_busy(hp))
                 return reject(err, "port %u is busy: its %s backend has a host peer connected",
                               hp->id, backend_name(hp->spec.backend));
+        return 0;
+}
+
+/* The client's fd is the port's from here on: no event or reply goes to it. */
+static void attach_hand_off(struct client *c, struct hport *hp, enum client_mode mode)
+{
+        int fd = c->fd;
+
+        lops(c->cs)->del(c->cs->env->loop, c->fd);
+        c->fd = -1;
+        c->watched = 0;
+        c->handed_off = true;
+        c->subscribed = false;
+        if (hport_attach_client(hp, fd, mode) < 0) {
+                /* Announced and not connected: cannot happen. */
+                log_error("control: client %u: attach failed after it was accepted", c->id);
+                close(fd);
+                return;
+        }
+        log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
+}
+
+static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        static const char ok[] = "{\"ok\":true}\n";
+        struct hport *hp = find_port(c->cs, req, err);
+        enum client_mode mode;
+        bool first;
+        ssize_t n;
+
+        (void)reply;
+        if (!hp)
+                return -EINVAL;
+        if (attach_mode(hp, req, &mode, err) < 0 || attach_refused(hp, err) < 0)
+                return -EINVAL;
         client_flush(c);
         if (c->dead)
                 return 0;
@@ -961,20 +985,7 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
                 client_kill(c, n < 0 ? NULL : "attach: the reply did not fit in its socket");
                 return 1;
         }
-        /* The fd is the port's from here on: no event or reply goes to it. */
-        lops(c->cs)->del(c->cs->env->loop, c->fd);
-        fd = c->fd;
-        c->fd = -1;
-        c->watched = 0;
-        c->handed_off = true;
-        c->subscribed = false;
-        if (hport_attach_client(hp, fd, mode) < 0) {
-                /* Announced above and not connected: cannot happen. */
-                log_error("control: client %u: attach failed after it was accepted", c->id);
-                close(fd);
-                return 1;
-        }
-        log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
+        attach_hand_off(c, hp, mode);
         return 1;
 }
 
