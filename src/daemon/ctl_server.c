@@ -938,13 +938,8 @@ static int attach_refused(struct hport *hp, char *err)
 /* The client's fd is the port's from here on: no event or reply goes to it. */
 static void attach_hand_off(struct client *c, struct hport *hp, enum client_mode mode)
 {
-        int fd = c->fd;
+        int fd = hand_off(c);
 
-        lops(c->cs)->del(c->cs->env->loop, c->fd);
-        c->fd = -1;
-        c->watched = 0;
-        c->handed_off = true;
-        c->subscribed = false;
         if (hport_attach_client(hp, fd, mode) < 0) {
                 /* Announced and not connected: cannot happen. */
                 log_error("control: client %u: attach failed after it was accepted", c->id);
