@@ -33,17 +33,11 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "rings.h"
 #include "virtq/virtq.h"
 #include "vserial/vserial.h"
 
-#define MAX_PORTS 4u
-#define NVQS (2 * (MAX_PORTS + 1))
-#define QSIZE 16u
-#define RAM_GPA 0x100000ull
 #define RAM_SIZE 0x20000ull
-#define RING(q) (0x400ull * (q))                /* desc; avail +0x100; used +0x200 */
-#define BUF(q, s) (0x4000ull + 0x1000 * (q) + 0x100 * (s))
-#define SLOT 0x100u
 #define ITABLE(q, s) (0x10000ull + 0x1000 * (q) + 0x100 * (s))
 #define ALL_FEATURES ((1ull << VS_CONSOLE_F_SIZE) | (1ull << VS_CONSOLE_F_MULTIPORT) | \
                       (1ull << VS_F_EVENT_IDX) | (1ull << VS_F_INDIRECT_DESC) |        \
@@ -73,8 +67,7 @@ struct fx {
         unsigned events;
         uint64_t features;
         struct dq q[NVQS];
-        bool scheduled[NVQS];
-        unsigned notifies, config_changes;
+        struct fz_sched sched;
         uint64_t calls;                 /* calls into the device, for the budget */
 };
 
@@ -84,38 +77,6 @@ static uint8_t *ram(struct fx *f, uint64_t off)
 }
 
 /* ---- transport and ports ---------------------------------------------- */
-
-static int tr_notify(void *opaque, unsigned q)
-{
-        struct fx *f = opaque;
-
-        FZ_CHECK(q < NVQS);
-        f->notifies++;
-        return 0;
-}
-
-static int tr_config_changed(void *opaque)
-{
-        struct fx *f = opaque;
-
-        f->config_changes++;
-        return 0;
-}
-
-static int tr_schedule(void *opaque, unsigned q)
-{
-        struct fx *f = opaque;
-
-        FZ_CHECK(q < NVQS);
-        f->scheduled[q] = true;
-        return 0;
-}
-
-static const struct vs_transport_ops transport = {
-        .notify = tr_notify,
-        .config_changed = tr_config_changed,
-        .schedule = tr_schedule,
-};
 
 static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                          unsigned iovcnt)
@@ -200,19 +161,11 @@ static void add_port(struct fx *f, int id, bool console)
 
 /* ---- the driver side --------------------------------------------------- */
 
-/* Configure every queue at the fixed layout, as a driver probe does. */
+/* Every queue configured at the fixed layout, as a driver probe does. */
 static void setup_queues(struct fx *f)
 {
-        for (unsigned q = 0; q < NVQS; q++) {
-                uint64_t base = RAM_GPA + RING(q);
-
-                memset(ram(f, RING(q)), 0, 0x400);
-                memset(&f->q[q], 0, sizeof(f->q[q]));
-                vs_device_queue_set_num(f->dev, q, QSIZE);
-                vs_device_queue_set_addr(f->dev, q, base, base + 0x100, base + 0x200, false);
-                vs_device_queue_set_base(f->dev, q, 0);
-                vs_device_queue_enable(f->dev, q, true);
-        }
+        memset(f->q, 0, sizeof(f->q));
+        fz_rings_setup(f->dev, f->ram);
 }
 
 static void put_desc(struct fx *f, uint64_t at, uint64_t gpa, uint32_t len,
@@ -325,9 +278,9 @@ static bool run_scheduled(struct fx *f, unsigned rounds)
                 bool any = false;
 
                 for (unsigned i = 0; i < NVQS; i++) {
-                        if (!f->scheduled[i])
+                        if (!f->sched.scheduled[i])
                                 continue;
-                        f->scheduled[i] = false;
+                        f->sched.scheduled[i] = false;
                         any = true;
                         f->calls++;
                         vs_device_queue_kick(f->dev, i);
@@ -336,7 +289,7 @@ static bool run_scheduled(struct fx *f, unsigned rounds)
                         return true;
         }
         for (unsigned i = 0; i < NVQS; i++)
-                if (f->scheduled[i])
+                if (f->sched.scheduled[i])
                         return false;
         return true;
 }
@@ -576,7 +529,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 goto out;
         f->map = (struct vs_mem_map){ .gpa = RAM_GPA, .size = RAM_SIZE, .uva = RAM_GPA,
                                       .host = f->ram };
-        vs_device_set_transport(f->dev, &transport, f);
+        vs_device_set_transport(f->dev, &fz_transport, &f->sched);
         vs_device_set_event_cb(f->dev, on_event, f);
         vs_device_set_memory(f->dev, &f->map, 1);
         for (unsigned id = 0; id < MAX_PORTS; id++)

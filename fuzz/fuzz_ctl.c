@@ -38,6 +38,7 @@
 #include "backend.h"
 #include "ctl_server.h"
 #include "fuzz.h"
+#include "rings.h"
 #include "listener.h"
 #include "log.h"
 #include "loop/loop.h"
@@ -45,14 +46,7 @@
 #include "virtq/virtq.h"
 #include "vserial/vserial.h"
 
-#define MAX_PORTS 4u
-#define NVQS (2 * (MAX_PORTS + 1))
-#define QSIZE 16u
-#define RAM_GPA 0x100000ull
 #define RAM_SIZE 0x10000ull
-#define RING(q) (0x400ull * (q))                /* desc; avail +0x100; used +0x200 */
-#define SLOT 0x100u
-#define BUF(q, s) (0x4000ull + 0x1000 * (q) + SLOT * (s))
 #define FEATURES ((1ull << VS_CONSOLE_F_MULTIPORT) | (1ull << VS_CONSOLE_F_SIZE) | \
                   (1ull << VS_F_VERSION_1))
 #define CLIENTS 3u
@@ -78,39 +72,9 @@ struct fx {
         struct vs_device *dev;
         struct ctl_server *cs;
         struct dq q[NVQS];
-        bool scheduled[NVQS];
+        struct fz_sched sched;
         int client[CLIENTS];    /* our end of a control connection, or -1 */
         int peer[PEERS];        /* a host peer of a unix port, or -1 */
-};
-
-/* ---- transport ---------------------------------------------------------- */
-
-static int tr_notify(void *opaque, unsigned q)
-{
-        (void)opaque;
-        FZ_CHECK(q < NVQS);
-        return 0;
-}
-
-static int tr_config_changed(void *opaque)
-{
-        (void)opaque;
-        return 0;
-}
-
-static int tr_schedule(void *opaque, unsigned q)
-{
-        struct fx *f = opaque;
-
-        FZ_CHECK(q < NVQS);
-        f->scheduled[q] = true;
-        return 0;
-}
-
-static const struct vs_transport_ops transport = {
-        .notify = tr_notify,
-        .config_changed = tr_config_changed,
-        .schedule = tr_schedule,
 };
 
 /* ---- the guest driver --------------------------------------------------- */
@@ -122,16 +86,8 @@ static uint8_t *ram(struct fx *f, uint64_t off)
 
 static void setup_queues(struct fx *f)
 {
-        for (unsigned q = 0; q < NVQS; q++) {
-                uint64_t base = RAM_GPA + RING(q);
-
-                memset(ram(f, RING(q)), 0, 0x400);
-                memset(&f->q[q], 0, sizeof(f->q[q]));
-                vs_device_queue_set_num(f->dev, q, QSIZE);
-                vs_device_queue_set_addr(f->dev, q, base, base + 0x100, base + 0x200, false);
-                vs_device_queue_set_base(f->dev, q, 0);
-                vs_device_queue_enable(f->dev, q, true);
-        }
+        memset(f->q, 0, sizeof(f->q));
+        fz_rings_setup(f->dev, f->ram);
 }
 
 /* What the device returned: what the guest checks of it. */
@@ -220,9 +176,9 @@ static void settle(struct fx *f)
 
                 FZ_CHECK(n >= 0);
                 for (unsigned q = 0; q < NVQS; q++) {
-                        if (!f->scheduled[q])
+                        if (!f->sched.scheduled[q])
                                 continue;
-                        f->scheduled[q] = false;
+                        f->sched.scheduled[q] = false;
                         any = true;
                         kick(f, q);
                 }
@@ -595,7 +551,7 @@ static int fx_new(struct fx *f)
         vs_device_set_event_cb(f->dev, ctl_server_device_event, f->cs);
         f->map = (struct vs_mem_map){ .gpa = RAM_GPA, .size = RAM_SIZE, .uva = RAM_GPA,
                                       .host = f->ram };
-        vs_device_set_transport(f->dev, &transport, f);
+        vs_device_set_transport(f->dev, &fz_transport, &f->sched);
         vs_device_set_memory(f->dev, &f->map, 1);
         reset_guest(f);
         return 0;
