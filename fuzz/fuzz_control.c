@@ -194,16 +194,12 @@ static void publish(struct fx *f, unsigned q, uint16_t head)
 static void check_used(struct fx *f, unsigned q)
 {
         struct dq *d = &f->q[q];
-        uint16_t idx = le16toh(*(uint16_t *)ram(f, RING(q) + 0x200 + 2));
+        uint16_t idx = fz_used_idx(f->ram, q);
 
         for (unsigned n = 0; d->used_seen != idx && n < QSIZE; n++, d->used_seen++) {
                 uint32_t id, len;
-                uint64_t at = RING(q) + 0x200 + 4 + 8 * (d->used_seen % QSIZE);
 
-                memcpy(&id, ram(f, at), 4);
-                memcpy(&len, ram(f, at + 4), 4);
-                id = le32toh(id);
-                len = le32toh(len);
+                fz_used_entry(f->ram, q, d->used_seen, &id, &len);
                 FZ_CHECK(id < QSIZE);
                 FZ_CHECK(len <= d->posted[id]);
                 if (fz_verbose() && q == 2 && len >= 8) {

@@ -94,16 +94,14 @@ static void setup_queues(struct fx *f)
 static void take_used(struct fx *f, unsigned q)
 {
         struct dq *d = &f->q[q];
-        uint16_t idx = le16toh(*(uint16_t *)ram(f, RING(q) + 0x200 + 2));
+        uint16_t idx = fz_used_idx(f->ram, q);
 
         for (unsigned n = 0; d->used_seen != idx && n < QSIZE; n++, d->used_seen++) {
                 uint32_t id, len;
-                uint64_t at = RING(q) + 0x200 + 4 + 8 * (d->used_seen % QSIZE);
 
-                memcpy(&id, ram(f, at), 4);
-                memcpy(&len, ram(f, at + 4), 4);
-                FZ_CHECK(le32toh(id) < QSIZE);
-                FZ_CHECK(le32toh(len) <= SLOT);
+                fz_used_entry(f->ram, q, d->used_seen, &id, &len);
+                FZ_CHECK(id < QSIZE);
+                FZ_CHECK(len <= SLOT);
                 FZ_CHECK(d->out > 0);
                 d->out--;
         }

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <endian.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -72,4 +73,26 @@ static inline void fz_rings_setup(struct vs_device *dev, uint8_t *ram)
                 vs_device_queue_set_base(dev, q, 0);
                 vs_device_queue_enable(dev, q, true);
         }
+}
+
+/* The used ring of queue @q: its index as the device last published it. */
+static inline uint16_t fz_used_idx(const uint8_t *ram, unsigned q)
+{
+        uint16_t le;
+
+        memcpy(&le, ram + RING(q) + 0x200 + 2, 2);
+        return le16toh(le);
+}
+
+/* Its entry at index @i: the chain's head and the bytes the device wrote. */
+static inline void fz_used_entry(const uint8_t *ram, unsigned q, uint16_t i, uint32_t *ret_id,
+                                 uint32_t *ret_len)
+{
+        uint64_t at = RING(q) + 0x200 + 4 + 8 * (i % QSIZE);
+        uint32_t id, len;
+
+        memcpy(&id, ram + at, 4);
+        memcpy(&len, ram + at + 4, 4);
+        *ret_id = le32toh(id);
+        *ret_len = le32toh(len);
 }
