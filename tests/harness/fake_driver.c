@@ -733,6 +733,22 @@ void fake_driver_free(struct fake_driver *d)
 
 /* ---- vhost-user wire ---------------------------------------------------- */
 
+void fake_cmsg_fds(struct msghdr *mh, void *cm, const int *fds, unsigned nfds)
+{
+        struct cmsghdr *c;
+
+        if (!nfds)
+                return;
+        memset(cm, 0, CMSG_SPACE(sizeof(int) * nfds));
+        mh->msg_control = cm;
+        mh->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        c = CMSG_FIRSTHDR(mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+}
+
 int fake_vu_send_bytes(struct fake_driver *d, const void *buf, size_t len,
                        const int *fds, unsigned nfds)
 {
@@ -749,18 +765,7 @@ int fake_vu_send_bytes(struct fake_driver *d, const void *buf, size_t len,
                 struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
                 ssize_t n;
 
-                if (nfds) {
-                        struct cmsghdr *c;
-
-                        memset(&cm, 0, sizeof(cm));
-                        mh.msg_control = cm.b;
-                        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                        c = CMSG_FIRSTHDR(&mh);
-                        c->cmsg_level = SOL_SOCKET;
-                        c->cmsg_type = SCM_RIGHTS;
-                        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-                }
+                fake_cmsg_fds(&mh, cm.b, fds, nfds);
                 n = sendmsg(d->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0 && errno != EAGAIN && errno != EINTR)
                         return -errno;

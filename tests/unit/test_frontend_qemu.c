@@ -16,46 +16,22 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
+#include "fake_env.h"
 
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[3];
-};
-
-static int setup(void **state)
+/* Port 0 console, port 1 named and open on both sides, port 2 unnamed. */
+static void env_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
 {
-        *state = calloc(1, sizeof(struct env));
-        return *state ? 0 : -1;
-}
+        struct fake_env_spec spec = {
+                .dev = { .max_ports = 4 },
+                .drv = { .style = FAKE_STYLE_QEMU },
+                .ports = { { 0, NULL, true }, { 1, "org.test.port1", false, true },
+                           { 2, NULL } },
+                .boot = true,
+        };
 
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        free(e);
-        return 0;
-}
-
-static void env_up(struct env *e, const struct fake_driver_cfg *cfg)
-{
-        struct vs_device_config dc = { .max_ports = 4 };
-        struct fake_driver_cfg def = { .style = FAKE_STYLE_QEMU };
-
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        e->p[0] = fake_host_add_port(e->h, 0, NULL, true, NULL);
-        e->p[1] = fake_host_add_port(e->h, 1, "org.test.port1", false, NULL);
-        e->p[2] = fake_host_add_port(e->h, 2, NULL, false, NULL);
-        assert_non_null(e->p[0]);
-        assert_non_null(e->p[1]);
-        assert_non_null(e->p[2]);
-        assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
-        assert_int_equal(fake_driver_new(e->h, cfg ? cfg : &def, &e->d), 0);
-        FAKE_OK(e->d, fake_qemu_realize(e->d));
-        FAKE_OK(e->d, fake_qemu_start(e->d));
+        if (cfg)
+                spec.drv = *cfg;
+        fake_env_up(e, &spec);
         FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
 }
 
@@ -66,7 +42,7 @@ static void pattern(uint8_t *b, size_t n, unsigned seed)
 }
 
 /* One round trip on port 1; @tag keeps the bytes of each call distinct. */
-static void ping(struct env *e, const char *tag)
+static void ping(struct fake_env *e, const char *tag)
 {
         size_t n = strlen(tag), had_in = e->p[1]->in_len,
                had_out = e->d->port[1].len;
@@ -82,7 +58,7 @@ static void ping(struct env *e, const char *tag)
 
 static void test_qemu_sequence(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
         env_up(e, NULL);
@@ -103,7 +79,7 @@ static void test_qemu_sequence(void **state)
 /* GET_QUEUE_NUM answers the queue count when MQ is offered. */
 static void test_qemu_queue_num(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         env_up(e, NULL);
         if (e->d->pf & (1ull << FAKE_PF_MQ))
@@ -115,7 +91,7 @@ static void test_qemu_queue_num(void **state)
 /* The device signals only the newest call fd of each ring. */
 static void test_qemu_double_call(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned q = fake_port_vq(1, true);
         struct fake_driver *d;
 
@@ -136,7 +112,7 @@ static void test_qemu_double_call(void **state)
 /* num_vqs larger than the guest uses: extra rings enabled, never used. */
 static void test_qemu_extra_rings(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU, .num_vqs = 12 };
         struct fake_driver *d;
 
@@ -159,7 +135,7 @@ static void test_qemu_extra_rings(void **state)
 /* stop/cont while idle: bases resume, no DEVICE_READY, state kept. */
 static void test_qemu_stop_cont_idle(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
 
@@ -188,7 +164,7 @@ static void test_qemu_stop_cont_idle(void **state)
 /* While stopped the device touches no ring, whatever the host does. */
 static void test_qemu_stopped_untouched(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint16_t idx[10];
         uint64_t one = 1;
         struct fake_driver *d;
@@ -225,7 +201,7 @@ static void test_qemu_stopped_untouched(void **state)
  */
 static void test_qemu_stop_cont_mid_transfer(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU, .rx_fill = 2 };
         static uint8_t up[70000], down[30000];
         unsigned tx = fake_port_vq(1, false);
@@ -264,7 +240,7 @@ static void test_qemu_stop_cont_mid_transfer(void **state)
 /* system_reset: a full probe from base 0 with a new DEVICE_READY. */
 static void test_qemu_reset(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
 
@@ -293,7 +269,7 @@ static void test_qemu_reset(void **state)
 /* Two regions, rings and buffers in the upper one, uva below the other. */
 static void test_qemu_uva_two_regions(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = {
                 .style = FAKE_STYLE_QEMU, .nregions = 2, .alloc_region = 1,
                 .regions = {
@@ -310,15 +286,15 @@ static void test_qemu_uva_two_regions(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_qemu_sequence, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_queue_num, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_double_call, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_extra_rings, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_idle, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stopped_untouched, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_mid_transfer, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_reset, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_uva_two_regions, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_sequence, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_queue_num, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_double_call, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_extra_rings, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_idle, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_stopped_untouched, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_mid_transfer, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_reset, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_uva_two_regions, fake_env_setup, fake_env_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

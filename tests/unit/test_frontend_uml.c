@@ -14,53 +14,22 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
-
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[3];
-};
-
-static int setup(void **state)
-{
-        *state = calloc(1, sizeof(struct env));
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        free(e);
-        return 0;
-}
+#include "fake_env.h"
 
 /* Port 0 console, ports 1 and 2 named; the host side of port 1 is open. */
-static void env_init(struct env *e, const struct fake_driver_cfg *cfg)
+static void env_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
 {
-        struct vs_device_config dc = { .max_ports = 4, .cols = 80,
-                                       .rows = 25 };
-        struct fake_driver_cfg def = { .style = FAKE_STYLE_UML };
+        struct fake_env_spec spec = {
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = { .style = FAKE_STYLE_UML },
+                .ports = { { 0, NULL, true }, { 1, "org.test.port1", false, true },
+                           { 2, "org.test.port2" } },
+                .boot = true,
+        };
 
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        e->p[0] = fake_host_add_port(e->h, 0, NULL, true, NULL);
-        e->p[1] = fake_host_add_port(e->h, 1, "org.test.port1", false, NULL);
-        e->p[2] = fake_host_add_port(e->h, 2, "org.test.port2", false, NULL);
-        assert_non_null(e->p[0]);
-        assert_non_null(e->p[1]);
-        assert_non_null(e->p[2]);
-        assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
-        assert_int_equal(fake_driver_new(e->h, cfg ? cfg : &def, &e->d), 0);
-}
-
-static void env_up(struct env *e, const struct fake_driver_cfg *cfg)
-{
-        env_init(e, cfg);
-        FAKE_OK(e->d, fake_uml_boot(e->d));
-        FAKE_OK(e->d, fake_uml_probe(e->d));
+        if (cfg)
+                spec.drv = *cfg;
+        fake_env_up(e, &spec);
 }
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
@@ -72,7 +41,7 @@ static void pattern(uint8_t *b, size_t n, unsigned seed)
 /* Boot and probe: what was negotiated and the control exchange. */
 static void test_uml_handshake(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
         env_up(e, NULL);
@@ -113,7 +82,7 @@ static void test_uml_handshake(void **state)
 /* The control messages after PORT_READY come after it, per port. */
 static void test_uml_port_ready_order(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         int ready, name, open, cons;
 
@@ -133,7 +102,7 @@ static void test_uml_port_ready_order(void **state)
 
 static void test_uml_guest_to_host(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t big[100000];
         struct fake_driver *d;
 
@@ -160,7 +129,7 @@ static void test_uml_guest_to_host(void **state)
 /* Host data larger than a guest buffer lands in 4096-byte pieces. */
 static void test_uml_host_to_guest_split(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[10000];
         struct fake_driver *d;
 
@@ -183,7 +152,7 @@ static void test_uml_host_to_guest_split(void **state)
 /* Host data for a port the guest has not opened waits for PORT_OPEN. */
 static void test_uml_unopened_port_kept(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
         env_up(e, NULL);
@@ -211,7 +180,7 @@ static void test_uml_unopened_port_kept(void **state)
 /* The call fd is a socketpair: whole 8-byte units, one per signal. */
 static void test_uml_call_fd_units(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned q = fake_port_vq(1, true);
         uint64_t before;
@@ -231,7 +200,7 @@ static void test_uml_call_fd_units(void **state)
 /* Host PORT_OPEN follows the host side; PORT_OPEN 0 after data. */
 static void test_uml_host_connect(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
         env_up(e, NULL);
@@ -253,7 +222,7 @@ static void test_uml_host_connect(void **state)
 /* rmmod: ENABLE 0 then nothing touches the rings; re-probe works. */
 static void test_uml_teardown_reprobe(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct vs_vring_used *used[10];
         uint16_t idx[10];
         struct fake_driver *d;
@@ -314,7 +283,7 @@ static void split_cfg(struct fake_driver_cfg *c, uint64_t *edge)
 
 static void test_uml_split_regions(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c;
         static uint8_t out[4096], in[6000];
         struct fake_driver *d;
@@ -346,7 +315,7 @@ static void test_uml_split_regions(void **state)
 /* A slow host: have_data takes a little at a time, nothing is lost. */
 static void test_uml_slow_host(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[50000];
         struct fake_driver *d;
 
@@ -371,7 +340,7 @@ static void test_uml_slow_host(void **state)
 /* More data than the guest has buffers: guest_ready resumes the host. */
 static void test_uml_guest_ready(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = 2 };
         static uint8_t buf[20000];
         struct fake_driver *d;
@@ -392,17 +361,17 @@ static void test_uml_guest_ready(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_uml_handshake, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_port_ready_order, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_guest_to_host, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_host_to_guest_split, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_unopened_port_kept, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_call_fd_units, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_host_connect, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_teardown_reprobe, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_split_regions, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_slow_host, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_guest_ready, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_uml_handshake, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_port_ready_order, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_guest_to_host, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_host_to_guest_split, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_unopened_port_kept, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_call_fd_units, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_host_connect, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_teardown_reprobe, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_split_regions, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_slow_host, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_uml_guest_ready, fake_env_setup, fake_env_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,33 +23,7 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
-
-#define MAXP 16u
-
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[MAXP];
-        uint8_t *snap;          /* guest memory snapshot */
-};
-
-static int setup(void **state)
-{
-        *state = calloc(1, sizeof(struct env));
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        free(e->snap);
-        free(e);
-        return 0;
-}
+#include "fake_env.h"
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
 {
@@ -57,26 +31,13 @@ static void pattern(uint8_t *b, size_t n, unsigned seed)
                 b[i] = (uint8_t)(i * 31 + seed + i / 241);
 }
 
-static void host_new(struct env *e, uint32_t max_ports, uint16_t cols,
+static void host_new(struct fake_env *e, uint32_t max_ports, uint16_t cols,
                      uint16_t rows, enum vs_resize_order order)
 {
         struct vs_device_config dc = { .max_ports = max_ports, .cols = cols,
                                        .rows = rows, .resize_order = order };
 
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-}
-
-static struct fake_port *add(struct env *e, int32_t id, const char *name,
-                             bool console)
-{
-        int err = 0;
-        struct fake_port *p = fake_host_add_port(e->h, id, name, console, &err);
-
-        if (!p)
-                fail_msg("add port %d (%s): %d", id, name ? name : "-", err);
-        if (p->id < MAXP)
-                e->p[p->id] = p;
-        return p;
+        fake_env_host(e, &dc);
 }
 
 /* A 48 MiB guest, UML-like (gpa == uva == file offset): small enough to
@@ -89,16 +50,15 @@ static void small_mem(struct fake_driver_cfg *c)
                                                  0x100000, 0 };
 }
 
-static void uml_up(struct env *e, const struct fake_driver_cfg *cfg)
+static void uml_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
 {
         struct fake_driver_cfg def = { .style = FAKE_STYLE_UML };
 
-        assert_int_equal(fake_driver_new(e->h, cfg ? cfg : &def, &e->d), 0);
-        FAKE_OK(e->d, fake_uml_boot(e->d));
-        FAKE_OK(e->d, fake_uml_probe(e->d));
+        fake_env_driver(e, cfg ? cfg : &def);
+        fake_env_boot(e);
 }
 
-static void inproc_up(struct env *e, const struct fake_driver_cfg *cfg)
+static void inproc_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
 {
         assert_int_equal(fake_driver_new_inproc(e->h, cfg, &e->d), 0);
         FAKE_OK(e->d, fake_inproc_probe(e->d));
@@ -160,21 +120,24 @@ static void check_ctrl_log(const struct fake_driver *d)
                 fail_msg("%s", why);
 }
 
-static void snap_take(struct env *e)
+/* A copy of guest memory, kept in e->own (freed with the env). */
+static void snap_take(struct fake_env *e)
 {
-        free(e->snap);
-        e->snap = malloc(e->d->mem_size);
-        assert_non_null(e->snap);
-        memcpy(e->snap, e->d->mem, e->d->mem_size);
+        free(e->own);
+        e->own = malloc(e->d->mem_size);
+        assert_non_null(e->own);
+        memcpy(e->own, e->d->mem, e->d->mem_size);
 }
 
 /* The device wrote nothing into guest memory since snap_take(). */
-static void snap_check(struct env *e)
+static void snap_check(struct fake_env *e)
 {
+        const uint8_t *snap = e->own;
+
         for (size_t i = 0; i < e->d->mem_size; i++)
-                if (e->d->mem[i] != e->snap[i])
+                if (e->d->mem[i] != snap[i])
                         fail_msg("guest memory changed at file offset %#zx (%#x -> %#x) while the rings were down",
-                                 i, e->snap[i], e->d->mem[i]);
+                                 i, snap[i], e->d->mem[i]);
 }
 
 /* A notification the guest did not have to send (always allowed). */
@@ -196,23 +159,23 @@ static uint16_t le16at(const uint8_t *b)
 /* PORT_ADD after DEVICE_READY; name/console/open after PORT_READY; remove. */
 static void test_hotplug_add_remove(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         struct fake_port *p3, *p4;
         unsigned log0;
         int padd, ready, name, open, cons;
 
         host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, NULL);
         d = e->d;
         log0 = d->nlog;
         /* a named port with its host side connected before the guest knows it */
-        p3 = add(e, 3, "org.test.hot3", false);
+        p3 = fake_env_add(e, 3, "org.test.hot3", false);
         assert_int_equal(vs_port_set_host_connected(p3->port, true), 0);
         /* and a hot-plugged console */
-        p4 = add(e, 4, "org.test.con4", true);
+        p4 = fake_env_add(e, 4, "org.test.con4", true);
         FAKE_OK(d, fake_service(d));
 
         padd = fake_log_find(d, log0, 3, FAKE_C_PORT_ADD, false);
@@ -253,7 +216,7 @@ static void test_hotplug_add_remove(void **state)
         /* id -1 takes the lowest free non-console id: 2 */
         log0 = d->nlog;
         {
-                struct fake_port *p2 = add(e, -1, "org.test.auto", false);
+                struct fake_port *p2 = fake_env_add(e, -1, "org.test.auto", false);
 
                 assert_int_equal(p2->id, 2);
         }
@@ -271,7 +234,7 @@ static void test_hotplug_add_remove(void **state)
         assert_true(d->port[3].removed);
         assert_false(d->port[3].added);
         /* the id is free again and comes back as a new port */
-        p3 = add(e, 3, "org.test.hot3b", false);
+        p3 = fake_env_add(e, 3, "org.test.hot3b", false);
         FAKE_OK(d, fake_service(d));
         assert_true(d->port[3].added);
         assert_string_equal(d->port[3].name, "org.test.hot3b");
@@ -282,7 +245,7 @@ static void test_hotplug_add_remove(void **state)
 /* Ids and names are unique; bad ids and names are refused, silently. */
 static void test_hotplug_errors(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         struct fake_port *p;
         unsigned log0;
@@ -290,8 +253,8 @@ static void test_hotplug_errors(void **state)
         char longname[VS_PORT_NAME_MAX + 2];
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, NULL);
         d = e->d;
         log0 = d->nlog;
@@ -326,15 +289,15 @@ static void test_hotplug_errors(void **state)
         assert_null(fake_host_add_port(e->h, 2, longname, false, &err));
         assert_int_equal(err, -EINVAL);
         longname[VS_PORT_NAME_MAX] = 0;
-        p = add(e, 2, longname, false);
+        p = fake_env_add(e, 2, longname, false);
         assert_int_equal(p->id, 2);
         /* no free id left for a non-console */
-        add(e, 3, NULL, false);
+        fake_env_add(e, 3, NULL, false);
         err = 0;
         assert_null(fake_host_add_port(e->h, -1, NULL, false, &err));
         assert_int_equal(err, -ENOSPC);
         /* but a console still finds 0 */
-        p = add(e, -1, NULL, true);
+        p = fake_env_add(e, -1, NULL, true);
         assert_int_equal(p->id, 0);
         FAKE_OK(d, fake_service(d));
 
@@ -365,7 +328,7 @@ static void test_hotplug_errors(void **state)
 /* Ports come and go while port 1 streams both ways: its bytes stay exact. */
 static void test_hotplug_during_data(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = 4 };
         enum { TOTAL = 300000 };
         static uint8_t g2h[TOTAL], h2g[TOTAL];
@@ -376,8 +339,8 @@ static void test_hotplug_during_data(void **state)
         unsigned adds = 0, removes = 0;
 
         host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.stream", false);
+        fake_env_add(e, 0, NULL, true);
+        p1 = fake_env_add(e, 1, "org.test.stream", false);
         assert_int_equal(vs_port_set_host_connected(p1->port, true), 0);
         uml_up(e, &c);
         d = e->d;
@@ -436,7 +399,7 @@ static void test_hotplug_during_data(void **state)
 /* Removing a port whose tx chain is half consumed returns the chain. */
 static void test_hotplug_remove_half_consumed(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[4096];
         struct fake_driver *d;
         struct fake_port *p2;
@@ -444,9 +407,9 @@ static void test_hotplug_remove_half_consumed(void **state)
         unsigned log0;
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        p2 = add(e, 2, "org.test.two", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        p2 = fake_env_add(e, 2, "org.test.two", false);
         uml_up(e, NULL);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 2, true));
@@ -485,15 +448,15 @@ static void test_hotplug_remove_half_consumed(void **state)
  */
 static void test_hotplug_readd_after_throttle(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[4096];
         struct fake_driver *d;
         struct fake_port *p2;
         unsigned log0;
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p2 = add(e, 2, "org.test.two", false);
+        fake_env_add(e, 0, NULL, true);
+        p2 = fake_env_add(e, 2, "org.test.two", false);
         uml_up(e, NULL);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 2, true));
@@ -505,7 +468,7 @@ static void test_hotplug_readd_after_throttle(void **state)
         vs_port_remove(p2->port);
         FAKE_OK(d, fake_service(d));
         log0 = d->nlog;
-        p2 = add(e, 2, "org.test.two", false);
+        p2 = fake_env_add(e, 2, "org.test.two", false);
         FAKE_OK(d, fake_service(d));
         assert_true(fake_log_find(d, log0, 2, FAKE_C_PORT_ADD, false) >= 0);
         FAKE_OK(d, fake_guest_open(d, 2, true));
@@ -522,7 +485,7 @@ static void test_hotplug_readd_after_throttle(void **state)
 /* A port the guest failed to add gets no name, no open, no data. */
 static void test_port_ready_zero(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .fail_ports = 1u << 2 };
         struct fake_driver *d;
@@ -530,10 +493,10 @@ static void test_port_ready_zero(void **state)
         int ready;
 
         host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.two", false);
-        add(e, 3, "org.test.three", true);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        fake_env_add(e, 2, "org.test.two", false);
+        fake_env_add(e, 3, "org.test.three", true);
         /* port 3 is a console too, but the guest fails it */
         c.fail_ports |= 1u << 3;
         assert_int_equal(vs_port_set_host_connected(e->p[2]->port, true), 0);
@@ -569,15 +532,15 @@ static void test_port_ready_zero(void **state)
 /* A second console (port 3): CONSOLE_PORT and RESIZE reach it too. */
 static void test_two_consoles(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
         int cons;
 
         host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 3, "org.test.con3", true);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        fake_env_add(e, 3, "org.test.con3", true);
         uml_up(e, NULL);
         d = e->d;
         cons = fake_log_find(d, 0, 3, FAKE_C_CONSOLE_PORT, false);
@@ -612,7 +575,7 @@ static void test_two_consoles(void **state)
 /* No control buffers: messages wait, none lost, delivered in order. */
 static void test_ctrl_queue_refill(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .ctrl_rx_fill = FAKE_RX_NONE };
         struct fake_driver *d;
@@ -620,8 +583,8 @@ static void test_ctrl_queue_refill(void **state)
         unsigned n = 0;
 
         host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, &c);
         d = e->d;
         /* DEVICE_READY was taken, nothing could be answered yet */
@@ -630,7 +593,7 @@ static void test_ctrl_queue_refill(void **state)
                 char name[32];
 
                 snprintf(name, sizeof(name), "org.test.q%u", id);
-                add(e, (int32_t)id, name, false);
+                fake_env_add(e, (int32_t)id, name, false);
                 if (id % 2)
                         assert_int_equal(vs_port_set_host_connected(e->p[id]->port, true), 0);
         }
@@ -666,7 +629,7 @@ static void test_ctrl_queue_refill(void **state)
  * state replaces a queued one only with nothing about the port after it,
  * so each of these is a message of its own. Returns what the device said.
  */
-static int host_step(struct env *e, unsigned i)
+static int host_step(struct fake_env *e, unsigned i)
 {
         struct vs_port *con = e->p[0]->port;
 
@@ -680,7 +643,7 @@ static int host_step(struct env *e, unsigned i)
  * repeating PORT_READY cannot: see test_ctrl_port_ready_repeats). Returns
  * how many host messages were accepted before the queue was full.
  */
-static void ctrl_fill(struct env *e, unsigned *accepted)
+static void ctrl_fill(struct fake_env *e, unsigned *accepted)
 {
         /* The bound is 8 * (max_ports + 1) + 64 = 104 here. */
         for (*accepted = 0; *accepted < 150; (*accepted)++)
@@ -697,7 +660,7 @@ static void ctrl_fill(struct env *e, unsigned *accepted)
  * allowed; here it keeps these tests apart from the lost-kick stall that
  * test_ctrl_backlog_no_stall covers.
  */
-static void ctrl_drain(struct env *e)
+static void ctrl_drain(struct fake_env *e)
 {
         struct fake_driver *d = e->d;
 
@@ -713,21 +676,21 @@ static void ctrl_drain(struct env *e)
         fail_msg("control queue never drained");
 }
 
-static void ctrl_full_env(struct env *e)
+static void ctrl_full_env(struct fake_env *e)
 {
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .queue_size = 8 };
 
         host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.two", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        fake_env_add(e, 2, "org.test.two", false);
         uml_up(e, &c);
 }
 
 /* A refused PORT_OPEN must not be half done: a retry gets it through. */
 static void test_ctrl_full_host_connected(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned accepted;
         bool want;
@@ -759,7 +722,7 @@ static void test_ctrl_full_host_connected(void **state)
  */
 static void test_ctrl_backlog_no_stall(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0, got;
 
@@ -785,7 +748,7 @@ static void test_ctrl_backlog_no_stall(void **state)
  */
 static void test_ctrl_port_ready_repeats(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0, names;
 
@@ -809,7 +772,7 @@ static void test_ctrl_port_ready_repeats(void **state)
 /* PORT_ADD on a full queue: refused (-ENOSPC), or delivered later. */
 static void test_ctrl_full_port_add(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         struct fake_port *p3;
         unsigned accepted;
@@ -834,7 +797,7 @@ static void test_ctrl_full_port_add(void **state)
 /* PORT_REMOVE on a full queue is refused (the port stays), a retry works. */
 static void test_ctrl_full_port_remove(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned accepted;
 
@@ -856,7 +819,7 @@ static void test_ctrl_full_port_remove(void **state)
 /* RESIZE on a full queue is refused (-ENOSPC, as documented); a retry works. */
 static void test_ctrl_full_resize(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned accepted;
 
@@ -890,7 +853,7 @@ static int resize_after_console(const struct fake_driver *d, unsigned from,
         return next;
 }
 
-static void resize_order_case(struct env *e, enum vs_resize_order order)
+static void resize_order_case(struct fake_env *e, enum vs_resize_order order)
 {
         struct fake_driver *d;
         const uint8_t *raw;
@@ -898,9 +861,9 @@ static void resize_order_case(struct env *e, enum vs_resize_order order)
         unsigned log0;
 
         host_new(e, 4, 80, 25, order);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.con2", true);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        fake_env_add(e, 2, "org.test.con2", true);
         /* set before the guest readied the port */
         assert_int_equal(vs_port_resize(e->p[0]->port, 100, 40), 0);
         vs_port_get_size(e->p[0]->port, &cols, &rows);
@@ -967,15 +930,15 @@ static uint16_t cfg16(struct fake_driver *d, uint32_t offset)
 /* No MULTIPORT: the size is in config space, with a config-change message. */
 static void test_resize_single_port(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .single_port = true };
         struct fake_driver *d;
         unsigned msgs;
 
         host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, &c);
         d = e->d;
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
@@ -1015,15 +978,15 @@ static void emerg(struct fake_driver *d, uint32_t v)
 
 static void test_emerg_write(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML };
         struct fake_driver *d;
         struct fake_port *p0;
         struct vs_port_stats st;
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        p0 = add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        p0 = fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
         d = e->d;
         FAKE_OK(d, fake_uml_boot(d));
@@ -1054,7 +1017,7 @@ static void test_emerg_write(void **state)
 
 static void test_single_port_data(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .single_port = true };
         static uint8_t big[10000], in[70000];
@@ -1062,8 +1025,8 @@ static void test_single_port_data(void **state)
         struct fake_port *p0;
 
         host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        p0 = add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        p0 = fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, &c);
         d = e->d;
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
@@ -1087,7 +1050,7 @@ static void test_single_port_data(void **state)
         assert_int_equal(vs_port_set_host_connected(p0->port, true), 0);
         assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
         assert_int_equal(vs_port_resize(p0->port, 90, 30), 0);
-        add(e, 2, "org.test.two", false);
+        fake_env_add(e, 2, "org.test.two", false);
         vs_port_remove(e->p[2]->port);
         assert_int_equal(vs_port_write(e->p[1]->port, "x", 1), 0);
         FAKE_OK(d, fake_service(d));
@@ -1106,7 +1069,7 @@ static void test_single_port_data(void **state)
  */
 static void test_single_port_inproc(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU,
                                      .single_port = true, .queue_size = 16 };
         struct fake_driver *d;
@@ -1116,8 +1079,8 @@ static void test_single_port_inproc(void **state)
         uint8_t msg[8] = { 0 };
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        p0 = add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
+        p0 = fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
         inproc_up(e, &c);
         d = e->d;
         dev = e->h->dev;
@@ -1143,7 +1106,7 @@ static void test_single_port_inproc(void **state)
         assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
         assert_int_equal(vs_port_resize(p0->port, 70, 20), 0);
         assert_int_equal(d->config_changes, 1);
-        add(e, 2, "org.test.two", false);
+        fake_env_add(e, 2, "org.test.two", false);
         FAKE_OK(d, fake_service(d));
         used2 = d->vq[2].used->idx;
         used3 = d->vq[3].used->idx;
@@ -1173,7 +1136,7 @@ static void test_single_port_inproc(void **state)
 /* A partial take throttles one port; the rest of the device keeps going. */
 static void test_flow_throttle(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t a[4096], b[3000], c5[5000], all[4096 + 3000 + 5000];
         struct fake_driver *d;
         struct fake_port *p1, *p2;
@@ -1182,9 +1145,9 @@ static void test_flow_throttle(void **state)
         struct vs_port_stats st;
 
         host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.one", false);
-        p2 = add(e, 2, "org.test.two", false);
+        fake_env_add(e, 0, NULL, true);
+        p1 = fake_env_add(e, 1, "org.test.one", false);
+        p2 = fake_env_add(e, 2, "org.test.two", false);
         assert_int_equal(vs_port_set_host_connected(p1->port, true), 0);
         assert_int_equal(vs_port_set_host_connected(p2->port, true), 0);
         uml_up(e, NULL);
@@ -1247,7 +1210,7 @@ static void test_flow_throttle(void **state)
 /* Takes of odd sizes (and of nothing) across chain boundaries stay exact. */
 static void test_flow_odd_takes(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static const size_t takes[] = { 1, 0, 7, 4095, 0, 1, 32767, 2, 12345,
                                         3, 65536 };
         static uint8_t buf[150000];
@@ -1256,8 +1219,8 @@ static void test_flow_odd_takes(void **state)
         size_t posted = 0, i = 0;
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.one", false);
+        fake_env_add(e, 0, NULL, true);
+        p1 = fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, NULL);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
@@ -1291,7 +1254,7 @@ static void test_flow_odd_takes(void **state)
 /* Host -> guest with no buffers: 0 / -ENOBUFS, then guest_ready on a kick. */
 static void test_flow_guest_no_buffers(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .rx_fill = FAKE_RX_NONE };
         static uint8_t data[5000];
@@ -1303,8 +1266,8 @@ static void test_flow_guest_no_buffers(void **state)
         ssize_t n;
 
         host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.one", false);
+        fake_env_add(e, 0, NULL, true);
+        p1 = fake_env_add(e, 1, "org.test.one", false);
         uml_up(e, &c);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
@@ -1342,7 +1305,7 @@ static void test_flow_guest_no_buffers(void **state)
 
 /* ---- 8. 511 ports, in process ------------------------------------------------ */
 
-static void ports_511_case(struct env *e, uint16_t queue_size)
+static void ports_511_case(struct fake_env *e, uint16_t queue_size)
 {
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .max_ports = VS_MAX_PORTS,
@@ -1354,10 +1317,10 @@ static void ports_511_case(struct env *e, uint16_t queue_size)
         host_new(e, VS_MAX_PORTS, 0, 0, VS_RESIZE_COLS_ROWS);
         assert_int_equal(vs_device_num_queues(e->h->dev), 1024);
         p = e->h->ports;
-        add(e, 0, NULL, true);
+        fake_env_add(e, 0, NULL, true);
         for (uint32_t id = 1; id < VS_MAX_PORTS; id++) {
                 snprintf(buf, sizeof(buf), "org.test.p%03u", id);
-                add(e, (int32_t)id, buf, false);
+                fake_env_add(e, (int32_t)id, buf, false);
                 assert_int_equal(vs_port_set_host_connected(p[id]->port, true), 0);
         }
         inproc_up(e, &c);
@@ -1423,7 +1386,7 @@ static void test_inproc_511_ports_small_rings(void **state)
 /* ---- 9. reset in the middle of a transfer ------------------------------------ */
 
 /* Port 1 open both ways, 4096 bytes posted by the guest, 100 taken. */
-static void half_consumed(struct env *e, uint8_t *a, size_t alen)
+static void half_consumed(struct fake_env *e, uint8_t *a, size_t alen)
 {
         struct fake_driver *d = e->d;
         struct fake_port *p1 = e->p[1];
@@ -1444,7 +1407,7 @@ static void half_consumed(struct env *e, uint8_t *a, size_t alen)
  * With @ctrl it also changes what the next driver must be told: a console
  * size, a host connection, a new port 3.
  */
-static void host_pokes_while_down(struct env *e, bool ctrl)
+static void host_pokes_while_down(struct fake_env *e, bool ctrl)
 {
         struct fake_port *p1 = e->p[1];
         unsigned calls = p1->have_data_calls;
@@ -1456,7 +1419,7 @@ static void host_pokes_while_down(struct env *e, bool ctrl)
         if (ctrl) {
                 assert_true(vs_port_resize(e->p[0]->port, 77, 7) >= 0);
                 assert_true(vs_port_set_host_connected(e->p[2]->port, true) >= 0);
-                add(e, 3, "org.test.late", false);
+                fake_env_add(e, 3, "org.test.late", false);
         }
         assert_true(fake_host_pump(e->h) >= 0);
         assert_int_equal(p1->have_data_calls, calls);
@@ -1464,7 +1427,7 @@ static void host_pokes_while_down(struct env *e, bool ctrl)
 }
 
 /* After the new probe: ports back, PORT_OPEN re-sent, data both ways. */
-static void check_back(struct env *e, unsigned log0, bool ctrl)
+static void check_back(struct fake_env *e, unsigned log0, bool ctrl)
 {
         struct fake_driver *d = e->d;
         struct fake_port *p1 = e->p[1];
@@ -1502,12 +1465,12 @@ static void check_back(struct env *e, unsigned log0, bool ctrl)
         assert_string_equal(fake_error(d), "");
 }
 
-static void reset_env(struct env *e)
+static void reset_env(struct fake_env *e)
 {
         host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.two", false);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        fake_env_add(e, 2, "org.test.two", false);
         assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
 }
 
@@ -1517,7 +1480,7 @@ static void reset_env(struct env *e)
  * driver must hear of them after its DEVICE_READY, in the usual order, and
  * nothing meant for the old driver.
  */
-static void uml_teardown_case(struct env *e, bool ctrl)
+static void uml_teardown_case(struct fake_env *e, bool ctrl)
 {
         /* events for unknown ports dropped, as Linux does: check_back()
          * judges what the new driver was sent */
@@ -1556,7 +1519,7 @@ static void test_reset_uml_teardown_host_events(void **state)
 /* vs_device_reset() mid-transfer (a VMM's status write of 0), in process. */
 static void test_reset_device_inproc(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU };
         static uint8_t a[4096];
         struct fake_driver *d;
@@ -1597,7 +1560,7 @@ static void test_reset_device_inproc(void **state)
 
 static void test_reset_owner(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML };
         static uint8_t a[4096];
         struct fake_driver *d;
@@ -1641,35 +1604,35 @@ static void test_reset_owner(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_hotplug_add_remove, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_errors, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_during_data, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_readd_after_throttle, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_remove_half_consumed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_port_ready_zero, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_two_consoles, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_queue_refill, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_backlog_no_stall, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_port_ready_repeats, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_host_connected, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_port_add, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_port_remove, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_resize, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resize_cols_rows, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resize_rows_cols, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resize_single_port, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_emerg_write, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_single_port_data, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_single_port_inproc, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flow_throttle, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flow_odd_takes, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flow_guest_no_buffers, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_inproc_511_ports, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_inproc_511_ports_small_rings, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_uml_teardown, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_uml_teardown_host_events, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_device_inproc, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_owner, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hotplug_add_remove, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_hotplug_errors, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_hotplug_during_data, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_hotplug_readd_after_throttle, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_hotplug_remove_half_consumed, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_port_ready_zero, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_two_consoles, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_queue_refill, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_backlog_no_stall, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_port_ready_repeats, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_full_host_connected, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_full_port_add, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_full_port_remove, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_ctrl_full_resize, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_resize_cols_rows, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_resize_rows_cols, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_resize_single_port, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_emerg_write, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_single_port_data, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_single_port_inproc, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_flow_throttle, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_flow_odd_takes, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_flow_guest_no_buffers, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_inproc_511_ports, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_inproc_511_ports_small_rings, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_uml_teardown, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_uml_teardown_host_events, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_device_inproc, fake_env_setup, fake_env_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_owner, fake_env_setup, fake_env_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

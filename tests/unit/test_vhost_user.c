@@ -19,67 +19,33 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
+#include "fake_env.h"
 
 #define V FAKE_VU_VERSION
 #define NR (FAKE_VU_VERSION | FAKE_VU_NEED_REPLY)
 #define NQ 10u          /* 4 ports: 2 * (4 + 1) queues */
 
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        int efd;
-};
-
+/* A QEMU-style frontend, connected only, on a 4-port device with port 1. */
 static int setup(void **state)
 {
-        struct vs_device_config dc = { .max_ports = 4, .cols = 80, .rows = 25 };
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU };
-        struct env *e = calloc(1, sizeof(*e));
+        static const struct fake_env_spec spec = {
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = { .style = FAKE_STYLE_QEMU },
+                .ports = { { 1, "p1" } },
+                .efd = true,
+        };
+        int r = fake_env_setup(state);
 
-        if (!e || fake_host_new(&dc, &e->h) < 0 ||
-            !fake_host_add_port(e->h, 1, "p1", false, NULL) ||
-            fake_driver_new(e->h, &c, &e->d) < 0)
-                return -1;
-        e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        *state = e;
-        return e->efd < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        if (e->efd >= 0)
-                close(e->efd);
-        free(e);
-        return 0;
-}
-
-/* Negotiate REPLY_ACK so that NEED_REPLY is answered. */
-static void ack_on(struct env *e)
-{
-        uint64_t pf;
-
-        FAKE_OK(e->d, fake_vu_get_u64(e->d, FAKE_VU_GET_PROTOCOL_FEATURES, &pf));
-        assert_true(pf & (1ull << FAKE_PF_REPLY_ACK));
-        FAKE_OK(e->d, fake_vu_u64(e->d, FAKE_VU_SET_PROTOCOL_FEATURES, V, pf));
-        e->d->pf = pf;
-}
-
-static void assert_open(struct env *e)
-{
-        FAKE_OK(e->d, fake_vu_settle(e->d));
-        assert_int_equal(e->h->closed_calls, 0);
+        if (r == 0)
+                fake_env_up(*state, &spec);
+        return r;
 }
 
 /* ---- round trips ------------------------------------------------------- */
 
 static void test_features(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t f;
 
         FAKE_OK(e->d, fake_vu_get_u64(e->d, FAKE_VU_GET_FEATURES, &f));
@@ -89,16 +55,16 @@ static void test_features(void **state)
         /* never offer what the backend cannot do and a guest would use */
         assert_false(f & (1ull << FAKE_F_RING_PACKED));
         assert_false(f & (1ull << FAKE_F_ACCESS_PLATFORM));
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(e->d, fake_vu_u64(e->d, FAKE_VU_SET_FEATURES, NR, f));
         /* bit 30 belongs to vhost-user, not to the device */
         assert_int_equal(vs_device_features(e->h->dev) | (1ull << FAKE_F_PROTOCOL_FEATURES), f);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 static void test_protocol_features(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t pf;
 
         FAKE_OK(e->d, fake_vu_get_u64(e->d, FAKE_VU_GET_PROTOCOL_FEATURES, &pf));
@@ -111,36 +77,36 @@ static void test_protocol_features(void **state)
         e->d->pf = pf & FAKE_UML_PF_MASK;
         FAKE_OK(e->d, fake_vu_u64(e->d, FAKE_VU_SET_PROTOCOL_FEATURES, NR,
                                   e->d->pf));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* NEED_REPLY gets u64 0; without it nothing comes back. */
 static void test_reply_ack(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_OWNER, NR, NULL, 0, NULL, 0));
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_OWNER, V, NULL, 0, NULL, 0));
         FAKE_OK(e->d, fake_vu_state(e->d, FAKE_VU_SET_VRING_NUM, NR, 0, 64));
         FAKE_OK(e->d, fake_vu_state(e->d, FAKE_VU_SET_VRING_NUM, V, 0, 64));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 static void test_owner_reset_owner(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_OWNER, V, NULL, 0, NULL, 0));
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_RESET_OWNER, V, NULL, 0, NULL, 0));
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_OWNER, V, NULL, 0, NULL, 0));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* UML: one region in a 72-byte payload, mmap_offset == gpa == uva. */
 static void test_mem_table_uml(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t p[72] = { 0 };
         struct fake_vu_region r = { 0x2000000, 1 << 20, 0x2000000, 0x2000000 };
         uint32_t one = 1;
@@ -151,31 +117,31 @@ static void test_mem_table_uml(void **state)
         fd = memfd_create("uml", MFD_CLOEXEC);
         assert_true(fd >= 0);
         assert_int_equal(ftruncate(fd, 0x2000000 + (1 << 20)), 0);
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_MEM_TABLE, NR, p, 72, &fd, 1));
         close(fd);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* QEMU: 8 + 32n bytes, uva distinct from gpa; sent again on each start. */
 static void test_mem_table_qemu(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
         FAKE_OK(e->d, fake_vu_set_mem_table(e->d, V));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* Rings: NUM, ADDR (uva), BASE, then GET_VRING_BASE gives the base back. */
 static void test_vring_setup(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d = e->d;
         uint16_t base;
 
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(d, fake_vu_set_mem_table(d, NR));
         assert_int_equal(fake_vq_alloc(d, 2, 64, true, FAKE_RX_BUF), 0);
         FAKE_OK(d, fake_vu_state(d, FAKE_VU_SET_VRING_NUM, NR, 2, 64));
@@ -199,24 +165,24 @@ static void test_vring_setup(void **state)
         FAKE_OK(d, fake_vu_get_vring_base(d, 2, &base));
         assert_int_equal(base, 7);
         FAKE_OK(d, fake_vu_get_vring_base(d, 9, &base));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* KICK/CALL/ERR with the "no fd" bit and no fd are accepted. */
 static void test_vring_fd_nofd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_CALL, NR, 3 | FAKE_VU_NOFD_MASK, -1));
         FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_ERR, NR, 3 | FAKE_VU_NOFD_MASK, -1));
         FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_CALL, NR, 3, e->efd));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 static void test_queue_num(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t n;
 
         FAKE_OK(e->d, fake_vu_get_u64(e->d, FAKE_VU_GET_QUEUE_NUM, &n));
@@ -226,7 +192,7 @@ static void test_queue_num(void **state)
 /* GET_CONFIG repeats both sizes; UML asks per field, QEMU for all 12. */
 static void test_get_config(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t c[12];
         uint16_t cols, rows;
         uint32_t max;
@@ -242,7 +208,7 @@ static void test_get_config(void **state)
         assert_int_equal(cols, 80);
         assert_int_equal(rows, 25);
         FAKE_OK(e->d, fake_vu_get_config(e->d, 2, c));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /*
@@ -254,7 +220,7 @@ static void test_get_config(void **state)
  */
 static void test_rings_short(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t c[12];
 
         FAKE_OK(e->d, fake_vu_get_config(e->d, 12, c));
@@ -270,12 +236,12 @@ static void test_rings_short(void **state)
         assert_int_equal(e->h->rings_need, NQ);
         FAKE_OK(e->d, fake_vu_get_config(e->d, 12, c));
         assert_int_equal(e->h->rings_short_calls, 1);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 static void test_rings_enough(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct vs_vu_stats st;
         uint8_t c[12];
 
@@ -285,208 +251,159 @@ static void test_rings_enough(void **state)
         assert_int_equal(e->h->rings_short_calls, 0);
         vs_vu_get_stats(e->h->vu, &st);
         assert_int_equal(st.rings, NQ + 2);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* SET_CONFIG is acked (a value either way) and keeps the connection. */
 static void test_set_config(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t p[12 + 4] = { 0 };
         uint32_t off = 8, size = 4;
         uint64_t v;
 
-        ack_on(e);
+        fake_env_ack_on(e);
         memcpy(p, &off, 4);
         memcpy(p + 4, &size, 4);
         FAKE_OK(e->d, fake_vu_send(e->d, FAKE_VU_SET_CONFIG, NR, p, sizeof(p), NULL, 0));
         FAKE_OK(e->d, fake_vu_reply(e->d, FAKE_VU_SET_CONFIG, &v, sizeof(v)));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 static void test_backend_req_fd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         int sv[2];
 
-        ack_on(e);
+        fake_env_ack_on(e);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         FAKE_OK(e->d, fake_vu_msg(e->d, FAKE_VU_SET_BACKEND_REQ_FD, NR, NULL, 0, &sv[1], 1));
         close(sv[0]);
         close(sv[1]);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* ---- bad messages ------------------------------------------------------ */
 
-static void expect_closed(struct env *e)
-{
-        int err = fake_vu_wait_closed(e->d);
-
-        if (err == -ETIMEDOUT && !e->h->closed_calls)
-                fail_msg("the backend kept the connection open");
-        assert_int_equal(e->h->closed_calls, 1);
-        if (err >= 0)
-                fail_msg("closed with %d (%s), want a negative errno", err,
-                         e->h->closed_why);
-        assert_true(vs_vu_is_closed(e->h->vu));
-}
-
-static void send_hdr(struct env *e, uint32_t req, uint32_t flags,
-                     uint32_t size, const void *p, uint32_t plen,
-                     const int *fds, unsigned nfds)
-{
-        uint8_t buf[64] = { 0 };
-        uint32_t h[3] = { req, flags, size };
-
-        memcpy(buf, h, 12);
-        if (p)
-                memcpy(buf + 12, p, plen);
-        assert_int_equal(fake_vu_send_bytes(e->d, buf, 12 + plen, fds, nfds), 0);
-}
-
 static void test_bad_short_header(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t b[6] = { 1, 0, 0, 0, 1, 0 };
 
         assert_int_equal(fake_vu_send_bytes(e->d, b, sizeof(b), NULL, 0), 0);
         shutdown(e->d->sock, SHUT_WR);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_payload_too_big(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, FAKE_VU_SET_CONFIG, V, 0x100000, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_CONFIG, V, 0x100000, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_size_too_big_for_msg(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t s[3] = { 0, 64, 0 };
 
-        send_hdr(e, FAKE_VU_SET_VRING_NUM, V, 12, s, 12, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 12, s, 12, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_size_too_small(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t i = 0;
 
-        send_hdr(e, FAKE_VU_SET_VRING_NUM, V, 4, &i, 4, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 4, &i, 4, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_u64_too_small(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t v = 0;
 
-        send_hdr(e, FAKE_VU_SET_FEATURES, V, 4, &v, 4, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_FEATURES, V, 4, &v, 4, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 /* GET_CONFIG whose config.size disagrees with the payload */
 static void test_bad_config_size(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t c[4] = { 0, 8, 0, 0 };
 
-        send_hdr(e, FAKE_VU_GET_CONFIG, V, 16, c, 16, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_GET_CONFIG, V, 16, c, 16, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_fd_where_none(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, FAKE_VU_SET_OWNER, V, 0, NULL, 0, &e->efd, 1);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_OWNER, V, 0, NULL, 0, &e->efd, 1);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_fd_on_vring_num(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t s[2] = { 0, 64 };
 
-        send_hdr(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, &e->efd, 1);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, &e->efd, 1);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_missing_kick_fd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t v = 0;
 
-        send_hdr(e, FAKE_VU_SET_VRING_KICK, V, 8, &v, 8, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_KICK, V, 8, &v, 8, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_two_call_fds(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t v = 0;
         int fds[2] = { e->efd, e->efd };
 
-        send_hdr(e, FAKE_VU_SET_VRING_CALL, V, 8, &v, 8, fds, 2);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_CALL, V, 8, &v, 8, fds, 2);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_backend_req_no_fd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, FAKE_VU_SET_BACKEND_REQ_FD, V, 0, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_BACKEND_REQ_FD, V, 0, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_mem_table_no_fd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t p[40] = { 0 };
         struct fake_vu_region r = { 0, 4096, 0x7f0000000000ull, 0 };
         uint32_t one = 1;
 
         memcpy(p, &one, 4);
         memcpy(p + 8, &r, 32);
-        send_hdr(e, FAKE_VU_SET_MEM_TABLE, V, 40, p, 40, NULL, 0);
-        expect_closed(e);
-}
-
-/* Send one vring message naming ring @index. */
-static void send_vring(struct env *e, uint32_t req, uint64_t index)
-{
-        switch (req) {
-        case FAKE_VU_SET_VRING_ADDR: {
-                struct fake_vu_vring_addr a = { .index = (uint32_t)index };
-
-                send_hdr(e, req, V, sizeof(a), &a, sizeof(a), NULL, 0);
-                break;
-        }
-        case FAKE_VU_SET_VRING_KICK:
-        case FAKE_VU_SET_VRING_CALL:
-        case FAKE_VU_SET_VRING_ERR:
-                send_hdr(e, req, V, 8, &index, 8, &e->efd, 1);
-                break;
-        default: {
-                uint32_t s[2] = { (uint32_t)index, 1 };
-
-                send_hdr(e, req, V, 8, s, 8, NULL, 0);
-        }
-        }
+        fake_env_send(e, FAKE_VU_SET_MEM_TABLE, V, 40, p, 40, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 /* An index no frontend may name closes the connection. */
 static void bad_vring(void **state, uint32_t req, uint64_t index)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_vring(e, req, index);
-        expect_closed(e);
+        fake_env_send_vring(e, req, index, 1, e->efd);
+        fake_env_expect_closed(e);
 }
 
 /*
@@ -495,16 +412,16 @@ static void bad_vring(void **state, uint32_t req, uint64_t index)
  */
 static void inert_vring(void **state, uint32_t req, uint64_t index)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_vring(e, req, index);
+        fake_env_send_vring(e, req, index, 1, e->efd);
         if (req == FAKE_VU_GET_VRING_BASE) {
                 uint32_t reply[2];
 
                 FAKE_OK(e->d, fake_vu_reply(e->d, req, reply, sizeof(reply)));
                 assert_int_equal(reply[0], index);
         }
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 #define BAD_VRING(name, req, index)                                     \
@@ -540,43 +457,43 @@ INERT_VRING(call_255, FAKE_VU_SET_VRING_CALL, 255)
 
 static void test_bad_unknown_request(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, 99, V, 0, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, 99, V, 0, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_request_zero(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, 0, V, 0, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, 0, V, 0, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_request_huge(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, 0xffffffffu, V, 0, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, 0xffffffffu, V, 0, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_version(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        send_hdr(e, FAKE_VU_GET_FEATURES, 0x2, 0, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_GET_FEATURES, 0x2, 0, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void bad_num(void **state, uint32_t num)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t s[2] = { 0, num };
 
-        send_hdr(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, NULL, 0);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_num_not_pow2(void **state)
@@ -594,7 +511,7 @@ static void test_bad_num_zero(void **state)
         bad_num(state, 0);
 }
 
-static void mem_table(struct env *e, const struct fake_vu_region *r,
+static void mem_table(struct fake_env *e, const struct fake_vu_region *r,
                       unsigned n, int fd)
 {
         uint8_t p[8 + 32 * 8] = { 0 };
@@ -612,67 +529,67 @@ static void mem_table(struct env *e, const struct fake_vu_region *r,
 
 static void test_bad_mem_overlap(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r[2] = {
                 { 0, 1 << 20, 0x7f0000000000ull, 0 },
                 { 4096, 1 << 20, 0x7f1000000000ull, 0 },
         };
 
         mem_table(e, r, 2, e->d->memfd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_mem_overlap_uva(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r[2] = {
                 { 0, 1 << 20, 0x7f0000000000ull, 0 },
                 { 1 << 30, 1 << 20, 0x7f0000001000ull, 0 },
         };
 
         mem_table(e, r, 2, e->d->memfd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_mem_zero_size(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r = { 0, 0, 0x7f0000000000ull, 0 };
 
         mem_table(e, &r, 1, e->d->memfd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_mem_wrap(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r = { ~0ull - 4095, 8192, 0x7f0000000000ull, 0 };
 
         mem_table(e, &r, 1, e->d->memfd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 /* an eventfd cannot be mmap()ed */
 static void test_bad_mem_unmappable(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r = { 0, 1 << 20, 0x7f0000000000ull, 0 };
 
         mem_table(e, &r, 1, e->efd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_mem_zero_regions(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         mem_table(e, NULL, 0, -1);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_bad_mem_too_many(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r[8];
         uint8_t p[8 + 32 * 9] = { 0 };
         uint32_t n = 9;
@@ -685,7 +602,7 @@ static void test_bad_mem_too_many(void **state)
                 memcpy(p + 8 + 32 * i, &r[i % 8], 32);
         assert_int_equal(fake_vu_send(e->d, FAKE_VU_SET_MEM_TABLE, V, p,
                                       sizeof(p), NULL, 0), 0);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 /*
@@ -696,7 +613,7 @@ static void test_bad_mem_too_many(void **state)
  */
 static void test_bad_ring_outside_memory(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d = e->d;
         struct fake_vu_vring_addr a = {
                 .index = 2, .desc = 0x10000000000ull,
@@ -704,7 +621,7 @@ static void test_bad_ring_outside_memory(void **state)
         };
         uint64_t one = 1;
 
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(d, fake_vu_set_mem_table(d, NR));
         FAKE_OK(d, fake_vu_state(d, FAKE_VU_SET_VRING_NUM, NR, 2, 64));
         FAKE_OK(d, fake_vu_msg(d, FAKE_VU_SET_VRING_ADDR, NR, &a, sizeof(a), NULL, 0));
@@ -723,11 +640,11 @@ static void test_bad_ring_outside_memory(void **state)
 /* gpa addresses handed over as if they were uva on a QEMU table */
 static void test_bad_ring_gpa_as_uva(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d = e->d;
         struct fake_vu_vring_addr a = { .index = 2 };
 
-        ack_on(e);
+        fake_env_ack_on(e);
         FAKE_OK(d, fake_vu_set_mem_table(d, NR));
         assert_int_equal(fake_vq_alloc(d, 2, 64, true, FAKE_RX_BUF), 0);
         a.desc = d->vq[2].desc_gpa;
@@ -748,11 +665,11 @@ static void test_bad_ring_gpa_as_uva(void **state)
 /* A closed connection stays closed: later messages get no reply. */
 static void test_bad_then_silence(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t f;
 
-        send_hdr(e, 99, V, 0, NULL, 0, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, 99, V, 0, NULL, 0, NULL, 0);
+        fake_env_expect_closed(e);
         fake_vu_send(e->d, FAKE_VU_GET_FEATURES, V, NULL, 0, NULL, 0);
         assert_true(fake_vu_reply(e->d, FAKE_VU_GET_FEATURES, &f, 8) < 0);
         assert_int_equal(e->h->closed_calls, 1);
@@ -761,14 +678,14 @@ static void test_bad_then_silence(void **state)
 /* The frontend hanging up between messages is a clean close. */
 static void test_clean_close(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         shutdown(e->d->sock, SHUT_WR);
         assert_int_equal(fake_vu_wait_closed(e->d), 0);
         assert_int_equal(e->h->closed_calls, 1);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, fake_env_teardown)
 
 int main(void)
 {
