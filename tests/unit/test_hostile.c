@@ -19,10 +19,10 @@
  * what it cannot use, never write into a buffer it may only read, and keep
  * every other port and the control queue going.
  *
- * What test_vhost_user.c already covers (one overlap each way, size 0, a
- * gpa wrap, an eventfd as memory, vring indices 1024 and NQ..255, ring
- * sizes 0/100/65536, missing/extra fds on KICK, CALL, BACKEND_REQ_FD and
- * SET_MEM_TABLE, a 6-byte header then EOF) is not repeated here.
+ * The table-driven bad inputs (memory tables, ring sizes, vring indices,
+ * fd counts, messages cut short) are each one table here, with the rows
+ * that test_vhost_user.c once had on its own; each row is a cmocka case of
+ * its own name.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -149,17 +149,6 @@ static void mem_table(struct fake_env *e, uint32_t n, const struct fake_vu_regio
                  fds, nfds);
 }
 
-/* One region backed by a fresh memfd of @file_size bytes: rejected. */
-static void bad_region(struct fake_env *e, struct fake_vu_region r, uint64_t file_size)
-{
-        int fd = mem_fd(file_size);
-
-        mem_table(e, 1, &r, 1, &fd, 1);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
 #define UVA 0x7f0000000000ull
 /* the fake's default QEMU region: gpa 0, 128 MiB at this uva */
 #define QUVA 0x7f3a40000000ull
@@ -167,51 +156,82 @@ static void bad_region(struct fake_env *e, struct fake_vu_region r, uint64_t fil
 
 /* ---- 1. memory tables ------------------------------------------------------- */
 
-static void test_mem_region_inside_another(void **state)
+/*
+ * Memory tables the backend must refuse, each closing the connection with
+ * every fd closed and nothing mapped: @count regions as sent, the first @nr
+ * of @r in the payload, a fresh memfd of @file bytes handed over @nfds times.
+ * (test_vhost_user.c's overlap, zero-size, wrap and zero-region rows are
+ * here too.)
+ */
+struct bad_mem {
+        const char *name;
+        uint32_t count;
+        unsigned nr;
+        struct fake_vu_region r[3];
+        uint64_t file;
+        unsigned nfds;
+};
+
+#define R1(gpa, size, uva, off) 1, 1, { { gpa, size, uva, off } }
+
+static const struct bad_mem bad_mems[] = {
+        /* overlaps: the second's gpa inside the first; the same twice; the
+         * third of three sharing one byte with the first; gpa or uva */
+        { "test_mem_region_inside_another", 2, 2,
+          { { 0, 4 * MIB, UVA, 0 }, { MIB, MIB, UVA + 16 * MIB, 0 } }, 4 * MIB, 2 },
+        { "test_mem_regions_identical", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 0, MIB, UVA, 0 } }, MIB, 2 },
+        { "test_mem_overlap_late", 3, 3,
+          { { 0, MIB, UVA, 0 }, { 2 * MIB, MIB, UVA + 2 * MIB, 0 },
+            { MIB - 1, 2, UVA + 8 * MIB, 0 } }, 4 * MIB, 3 },
+        { "test_bad_mem_overlap", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 4096, MIB, UVA + (1ull << 36), 0 } }, MIB, 2 },
+        { "test_bad_mem_overlap_uva", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 1ull << 30, MIB, UVA + 4096, 0 } }, MIB, 2 },
+        /* a zero-sized region, alone or after a good one */
+        { "test_bad_mem_zero_size", R1(0, 0, UVA, 0), MIB, 1 },
+        { "test_mem_zero_size_second", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 2 * MIB, 0, UVA + 2 * MIB, 0 } }, MIB, 2 },
+        /* size 2^64 - 1 from gpa 0: no wrap, but no file is that long */
+        { "test_mem_size_max", R1(0, ~0ull, 0, 0), MIB, 1 },
+        /* size 2^63 from the middle: gpa + size is exactly 2^64 */
+        { "test_mem_size_end_2_64", R1(1ull << 63, 1ull << 63, 0, 0), MIB, 1 },
+        /* a 1 TiB region in a 1 MiB file */
+        { "test_mem_size_huge", R1(0, 1ull << 40, UVA, 0), MIB, 1 },
+        /* gpa, uva or offset + size past 2^64 */
+        { "test_bad_mem_wrap", R1(~0ull - 4095, 8192, UVA, 0), MIB, 1 },
+        { "test_mem_uva_wrap", R1(0, 8192, ~0ull - 4095, 0), MIB, 1 },
+        { "test_mem_gpa_wrap_by_one", R1(~0ull, 1, UVA, 0), MIB, 1 },
+        { "test_mem_offset_wrap", R1(0, 8192, UVA, ~0ull - 4095), MIB, 1 },
+        /* the file shorter than offset + size: mapping it would SIGBUS later;
+         * an empty file (a frontend that forgot to size its memfd) */
+        { "test_mem_file_too_short", R1(0, MIB, UVA, 0), 64 * KIB, 1 },
+        { "test_mem_offset_past_file", R1(0, 4096, UVA, 2 * MIB), MIB, 1 },
+        { "test_mem_file_empty", R1(0, 4096, UVA, 0), 0, 1 },
+        /* a region count that disagrees with the fds or with the payload;
+         * 0xffffffff: its product with the region size must not wrap */
+        { "test_mem_two_regions_one_fd", 2, 2,
+          { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } }, 2 * MIB, 1 },
+        { "test_mem_one_region_two_fds", R1(0, MIB, UVA, 0), MIB, 2 },
+        { "test_mem_count_past_payload", 3, 2,
+          { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } }, 2 * MIB, 3 },
+        { "test_mem_count_huge", 0xffffffffu, 1, { { 0, MIB, UVA, 0 } }, MIB, 1 },
+        { "test_bad_mem_zero_regions", 0, 0, { { 0, 0, 0, 0 } }, MIB, 0 },
+        /* more fds than regions, past the 8 a message may carry */
+        { "test_fds_mem_table_sixteen", R1(0, MIB, UVA, 0), MIB, 16 },
+};
+
+static void test_bad_mem(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_vu_region r[2] = {
-                { 0, 4 * MIB, UVA, 0 },
-                { MIB, MIB, UVA + 16 * MIB, 0 },        /* gpa inside the first */
-        };
-        int fd;
+        const struct bad_mem *m = e->arg;
+        int fd, fds[16];
 
         fe_up(e);
-        fd = mem_fd(4 * MIB);
-        mem_table(e, 2, r, 2, (int[]){ fd, fd }, 2);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-static void test_mem_regions_identical(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { 0, MIB, UVA, 0 } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 2, r, 2, (int[]){ fd, fd }, 2);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-/* The third of three regions overlaps the first: nothing of the table stays. */
-static void test_mem_overlap_late(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r[3] = {
-                { 0, MIB, UVA, 0 },
-                { 2 * MIB, MIB, UVA + 2 * MIB, 0 },
-                { MIB - 1, 2, UVA + 8 * MIB, 0 },       /* one byte shared */
-        };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(4 * MIB);
-        mem_table(e, 3, r, 3, (int[]){ fd, fd, fd }, 3);
+        fd = mem_fd(m->file);
+        for (unsigned i = 0; i < m->nfds; i++)
+                fds[i] = fd;
+        mem_table(e, m->count, m->r, m->nr, fds, m->nfds);
         close(fd);
         fake_env_expect_closed(e);
         expect_released(e);
@@ -245,98 +265,6 @@ static void test_mem_adjacent_ok(void **state)
         vs_vu_free(e->h->vu);
         e->h->vu = NULL;
         assert_int_equal(count_maps("memfd:hostile-mem"), 0);
-}
-
-/* A zero-sized region after a good one. */
-static void test_mem_zero_size_second(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { 2 * MIB, 0, UVA + 2 * MIB, 0 } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 2, r, 2, (int[]){ fd, fd }, 2);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-/* size 2^64 - 1 from gpa 0: no wrap, but no file is that long. */
-static void test_mem_size_max(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, ~0ull, 0, 0 }, MIB);
-}
-
-/* size 2^63 from the middle: gpa + size is exactly 2^64. */
-static void test_mem_size_end_2_64(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 1ull << 63, 1ull << 63, 0, 0 }, MIB);
-}
-
-/* A 1 TiB region in a 1 MiB file. */
-static void test_mem_size_huge(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 1ull << 40, UVA, 0 }, MIB);
-}
-
-static void test_mem_uva_wrap(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 8192, ~0ull - 4095, 0 }, MIB);
-}
-
-static void test_mem_gpa_wrap_by_one(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ ~0ull, 1, UVA, 0 }, MIB);
-}
-
-static void test_mem_offset_wrap(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 8192, UVA, ~0ull - 4095 }, MIB);
-}
-
-/* The file is shorter than offset + size: mapping it would SIGBUS later. */
-static void test_mem_file_too_short(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, MIB, UVA, 0 }, 64 * KIB);
-}
-
-static void test_mem_offset_past_file(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 4096, UVA, 2 * MIB }, MIB);
-}
-
-/* An empty file (a frontend that forgot to size its memfd). */
-static void test_mem_file_empty(void **state)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 4096, UVA, 0 }, 0);
 }
 
 /* fds that cannot be mapped: a pipe and a socket. Each is closed again. */
@@ -388,65 +316,6 @@ static void test_mem_dev_null(void **state)
         fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         assert_true(fd >= 0);
         mem_table(e, 1, &r, 1, &fd, 1);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-/* A region count that disagrees with the fds or with the payload. */
-static void test_mem_two_regions_one_fd(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(2 * MIB);
-        mem_table(e, 2, r, 2, &fd, 1);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-static void test_mem_one_region_two_fds(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r = { 0, MIB, UVA, 0 };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 1, &r, 1, (int[]){ fd, fd }, 2);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-/* nregions 3 with room for 2 in the payload (and 3 fds). */
-static void test_mem_count_past_payload(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(2 * MIB);
-        mem_table(e, 3, r, 2, (int[]){ fd, fd, fd }, 3);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-/* nregions 0xffffffff: its product with the region size must not wrap. */
-static void test_mem_count_huge(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r = { 0, MIB, UVA, 0 };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 0xffffffffu, &r, 1, &fd, 1);
         close(fd);
         fake_env_expect_closed(e);
         expect_released(e);
@@ -598,10 +467,30 @@ static void test_ring_size_32768_ok(void **state)
         fake_env_assert_open(e);
 }
 
-static void bad_size(void **state, uint32_t num)
+/*
+ * Ring sizes: 32768 is the largest (test_ring_size_32768_ok); anything not
+ * a power of two or larger closes the connection, on ring 0 or 3.
+ */
+struct bad_size {
+        const char *name;
+        uint32_t index, num;
+};
+
+static const struct bad_size bad_sizes[] = {
+        { "test_ring_size_32769", 3, 32769 },
+        { "test_ring_size_3", 3, 3 },
+        { "test_ring_size_2_31", 3, 0x80000000u },
+        { "test_ring_size_max", 3, 0xffffffffu },
+        { "test_bad_num_not_pow2", 0, 100 },
+        { "test_bad_num_too_big", 0, 65536 },
+        { "test_bad_num_zero", 0, 0 },
+};
+
+static void test_bad_size(void **state)
 {
         struct fake_env *e = *state;
-        uint32_t s[2] = { 3, num };
+        const struct bad_size *b = e->arg;
+        uint32_t s[2] = { b->index, b->num };
 
         fe_up(e);
         fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, NULL, 0);
@@ -609,10 +498,6 @@ static void bad_size(void **state, uint32_t num)
         expect_released(e);
 }
 
-static void test_ring_size_32769(void **state) { bad_size(state, 32769); }
-static void test_ring_size_3(void **state) { bad_size(state, 3); }
-static void test_ring_size_2_31(void **state) { bad_size(state, 0x80000000u); }
-static void test_ring_size_max(void **state) { bad_size(state, 0xffffffffu); }
 
 /* A running ring made smaller: the device never looks past the new size. */
 static void test_ring_shrunk_while_running(void **state)
@@ -634,28 +519,79 @@ static void test_ring_shrunk_while_running(void **state)
 
 /* ---- 3. vring indices --------------------------------------------------------- */
 
-static void vring_closes(void **state, uint32_t req, uint64_t index)
+/*
+ * Ring indices in vring messages (test_vhost_user.c's rows are the ones
+ * with num 1). A u32 index names at most 1024 rings and a u64 one means
+ * bits 0-8 (and the no-fd bit 8): anything else closes the connection. A
+ * ring past the device's last (QEMU's num_vqs may exceed what the device
+ * uses) is accepted and inert: the connection stays, a kick does nothing,
+ * GET_VRING_BASE answers base 0.
+ */
+struct vring_row {
+        const char *name;
+        uint32_t req;
+        uint64_t index;
+        uint32_t num;           /* a vring state's second word */
+        bool closes;
+};
+
+#define CLOSES(name, req, index, num) { "test_" name, req, index, num, true }
+#define INERT(name, req, index, num) { "test_" name, req, index, num, false }
+
+static const struct vring_row vring_rows[] = {
+        CLOSES("bad_vring_num", FAKE_VU_SET_VRING_NUM, 1024, 1),
+        CLOSES("bad_vring_addr", FAKE_VU_SET_VRING_ADDR, 1024, 1),
+        CLOSES("bad_vring_base", FAKE_VU_SET_VRING_BASE, 1024, 1),
+        CLOSES("bad_vring_get_base", FAKE_VU_GET_VRING_BASE, 1024, 1),
+        CLOSES("bad_vring_kick", FAKE_VU_SET_VRING_KICK, 0x200 | NQ, 1),
+        CLOSES("bad_vring_call", FAKE_VU_SET_VRING_CALL, 0x200 | NQ, 1),
+        CLOSES("bad_vring_err", FAKE_VU_SET_VRING_ERR, 0x200 | NQ, 1),
+        CLOSES("bad_vring_enable", FAKE_VU_SET_VRING_ENABLE, 1024, 1),
+        CLOSES("bad_vring_num_huge", FAKE_VU_SET_VRING_NUM, 0x80000000u, 1),
+        CLOSES("vring_num_u32_max", FAKE_VU_SET_VRING_NUM, 0xffffffffu, 64),
+        CLOSES("vring_addr_u32_max", FAKE_VU_SET_VRING_ADDR, 0xffffffffu, 64),
+        CLOSES("vring_base_u32_max", FAKE_VU_SET_VRING_BASE, 0xffffffffu, 64),
+        CLOSES("vring_get_base_u32_max", FAKE_VU_GET_VRING_BASE, 0xffffffffu, 64),
+        CLOSES("vring_enable_u32_max", FAKE_VU_SET_VRING_ENABLE, 0xffffffffu, 64),
+        CLOSES("vring_kick_high_bits", FAKE_VU_SET_VRING_KICK, 1ull << 40, 64),
+        CLOSES("vring_call_bit_9", FAKE_VU_SET_VRING_CALL, 0x200, 64),
+        CLOSES("vring_err_u64_max", FAKE_VU_SET_VRING_ERR, ~0ull, 64),
+        INERT("inert_vring_num", FAKE_VU_SET_VRING_NUM, NQ, 1),
+        INERT("inert_vring_addr", FAKE_VU_SET_VRING_ADDR, NQ, 1),
+        INERT("inert_vring_base", FAKE_VU_SET_VRING_BASE, NQ, 1),
+        INERT("inert_vring_get_base", FAKE_VU_GET_VRING_BASE, NQ, 1),
+        INERT("inert_vring_kick", FAKE_VU_SET_VRING_KICK, NQ, 1),
+        INERT("inert_vring_call", FAKE_VU_SET_VRING_CALL, NQ, 1),
+        INERT("inert_vring_err", FAKE_VU_SET_VRING_ERR, NQ, 1),
+        INERT("inert_vring_enable", FAKE_VU_SET_VRING_ENABLE, NQ, 1),
+        INERT("inert_vring_num_255", FAKE_VU_SET_VRING_NUM, 255, 1),
+        INERT("inert_vring_call_255", FAKE_VU_SET_VRING_CALL, 255, 1),
+        INERT("vring_num_1023", FAKE_VU_SET_VRING_NUM, 1023, 64),
+        INERT("vring_addr_1023", FAKE_VU_SET_VRING_ADDR, 1023, 64),
+        INERT("vring_base_1023", FAKE_VU_SET_VRING_BASE, 1023, 64),
+        INERT("vring_get_base_1023", FAKE_VU_GET_VRING_BASE, 1023, 64),
+        INERT("vring_enable_1023", FAKE_VU_SET_VRING_ENABLE, 1023, 64),
+        INERT("vring_kick_255", FAKE_VU_SET_VRING_KICK, 255, 64),
+        INERT("vring_err_255", FAKE_VU_SET_VRING_ERR, 255, 64),
+};
+
+static void test_vring_row(void **state)
 {
         struct fake_env *e = *state;
+        const struct vring_row *v = e->arg;
 
         fe_up(e);
-        fake_env_send_vring(e, req, index, 64, e->efd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
-
-/* Accepted and inert: the connection stays, a kick on the ring does nothing. */
-static void vring_inert(void **state, uint32_t req, uint64_t index)
-{
-        struct fake_env *e = *state;
-
-        fe_up(e);
-        fake_env_send_vring(e, req, index, 64, e->efd);
-        if (req == FAKE_VU_GET_VRING_BASE) {
+        fake_env_send_vring(e, v->req, v->index, v->num, e->efd);
+        if (v->closes) {
+                fake_env_expect_closed(e);
+                expect_released(e);
+                return;
+        }
+        if (v->req == FAKE_VU_GET_VRING_BASE) {
                 uint32_t reply[2];
 
-                FAKE_OK(e->d, fake_vu_reply(e->d, req, reply, sizeof(reply)));
-                assert_int_equal(reply[0], (uint32_t)index);
+                FAKE_OK(e->d, fake_vu_reply(e->d, v->req, reply, sizeof(reply)));
+                assert_int_equal(reply[0], (uint32_t)v->index);
                 assert_int_equal(reply[1], 0);
         }
         fake_env_assert_open(e);
@@ -663,32 +599,6 @@ static void vring_inert(void **state, uint32_t req, uint64_t index)
         fake_env_assert_open(e);
         assert_int_equal(vs_device_queue_error(e->h->dev, 0), 0);
 }
-
-#define VRING_CLOSES(name, req, index)                                  \
-        static void test_vring_##name(void **state)                     \
-        {                                                               \
-                vring_closes(state, req, index);                        \
-        }
-#define VRING_INERT(name, req, index)                                   \
-        static void test_vring_##name(void **state)                     \
-        {                                                               \
-                vring_inert(state, req, index);                         \
-        }
-VRING_CLOSES(num_u32_max, FAKE_VU_SET_VRING_NUM, 0xffffffffu)
-VRING_CLOSES(addr_u32_max, FAKE_VU_SET_VRING_ADDR, 0xffffffffu)
-VRING_CLOSES(base_u32_max, FAKE_VU_SET_VRING_BASE, 0xffffffffu)
-VRING_CLOSES(get_base_u32_max, FAKE_VU_GET_VRING_BASE, 0xffffffffu)
-VRING_CLOSES(enable_u32_max, FAKE_VU_SET_VRING_ENABLE, 0xffffffffu)
-VRING_CLOSES(kick_high_bits, FAKE_VU_SET_VRING_KICK, 1ull << 40)
-VRING_CLOSES(call_bit_9, FAKE_VU_SET_VRING_CALL, 0x200)
-VRING_CLOSES(err_u64_max, FAKE_VU_SET_VRING_ERR, ~0ull)
-VRING_INERT(num_1023, FAKE_VU_SET_VRING_NUM, 1023)
-VRING_INERT(addr_1023, FAKE_VU_SET_VRING_ADDR, 1023)
-VRING_INERT(base_1023, FAKE_VU_SET_VRING_BASE, 1023)
-VRING_INERT(get_base_1023, FAKE_VU_GET_VRING_BASE, 1023)
-VRING_INERT(enable_1023, FAKE_VU_SET_VRING_ENABLE, 1023)
-VRING_INERT(kick_255, FAKE_VU_SET_VRING_KICK, 255)
-VRING_INERT(err_255, FAKE_VU_SET_VRING_ERR, 255)
 
 /* The "no fd" bit on an inert ring, no fd sent: accepted. */
 static void test_vring_nofd_inert(void **state)
@@ -718,58 +628,58 @@ static void test_vring_bad_size_inert_ring(void **state)
 
 /* ---- 4. fd counts --------------------------------------------------------------- */
 
-static void fds_close(void **state, uint32_t req, uint64_t u64, unsigned nfds)
+/*
+ * fd counts that disagree with the message, each closing the connection
+ * with every fd closed: @req with u64 @u64 (none for messages without a
+ * payload) and @nfds copies of the spare eventfd. Past the 8 a message may
+ * carry the kernel truncates; nothing leaks. (The first five rows were
+ * test_vhost_user.c's.)
+ */
+struct bad_fds {
+        const char *name;
+        uint32_t req;
+        uint64_t u64;
+        unsigned nfds;
+};
+
+static const struct bad_fds bad_fds[] = {
+        { "test_bad_fd_where_none", FAKE_VU_SET_OWNER, 0, 1 },
+        { "test_bad_fd_on_vring_num", FAKE_VU_SET_VRING_NUM, 64ull << 32, 1 },
+        { "test_bad_missing_kick_fd", FAKE_VU_SET_VRING_KICK, 0, 0 },
+        { "test_bad_two_call_fds", FAKE_VU_SET_VRING_CALL, 0, 2 },
+        { "test_bad_backend_req_no_fd", FAKE_VU_SET_BACKEND_REQ_FD, 0, 0 },
+        { "test_fds_kick_two", FAKE_VU_SET_VRING_KICK, 3, 2 },
+        { "test_fds_call_none", FAKE_VU_SET_VRING_CALL, 3, 0 },
+        { "test_fds_err_none", FAKE_VU_SET_VRING_ERR, 3, 0 },
+        { "test_fds_err_two", FAKE_VU_SET_VRING_ERR, 3, 2 },
+        { "test_fds_kick_nofd_with_fd", FAKE_VU_SET_VRING_KICK, 0x100 | 3, 1 },
+        { "test_fds_call_nofd_with_fd", FAKE_VU_SET_VRING_CALL, 0x100 | 3, 1 },
+        { "test_fds_err_nofd_with_fd", FAKE_VU_SET_VRING_ERR, 0x100 | 3, 1 },
+        { "test_fds_backend_req_two", FAKE_VU_SET_BACKEND_REQ_FD, 0, 2 },
+        { "test_fds_get_features_one", FAKE_VU_GET_FEATURES, 0, 1 },
+        { "test_fds_set_features_one", FAKE_VU_SET_FEATURES, 0, 1 },
+        { "test_fds_kick_eight", FAKE_VU_SET_VRING_KICK, 3, 8 },
+        { "test_fds_owner_nine", FAKE_VU_SET_OWNER, 0, 9 },
+        { "test_fds_kick_sixteen", FAKE_VU_SET_VRING_KICK, 3, 16 },
+};
+
+static void test_bad_fds(void **state)
 {
         struct fake_env *e = *state;
+        const struct bad_fds *b = e->arg;
         uint32_t size;
         int fds[16];
 
         fe_up(e);
-        for (unsigned i = 0; i < nfds; i++)
+        for (unsigned i = 0; i < b->nfds; i++)
                 fds[i] = e->efd;
-        size = req == FAKE_VU_SET_OWNER || req == FAKE_VU_GET_FEATURES ||
-               req == FAKE_VU_SET_BACKEND_REQ_FD ? 0 : 8;
-        fake_env_send(e, req, V, size, &u64, size, fds, nfds);
+        size = b->req == FAKE_VU_SET_OWNER || b->req == FAKE_VU_GET_FEATURES ||
+               b->req == FAKE_VU_SET_BACKEND_REQ_FD ? 0 : 8;
+        fake_env_send(e, b->req, V, size, &b->u64, size, fds, b->nfds);
         fake_env_expect_closed(e);
         expect_released(e);
 }
 
-#define FDS(name, req, u64, n)                                          \
-        static void test_fds_##name(void **state)                       \
-        {                                                               \
-                fds_close(state, req, u64, n);                          \
-        }
-FDS(kick_two, FAKE_VU_SET_VRING_KICK, 3, 2)
-FDS(call_none, FAKE_VU_SET_VRING_CALL, 3, 0)
-FDS(err_none, FAKE_VU_SET_VRING_ERR, 3, 0)
-FDS(err_two, FAKE_VU_SET_VRING_ERR, 3, 2)
-FDS(kick_nofd_with_fd, FAKE_VU_SET_VRING_KICK, 0x100 | 3, 1)
-FDS(call_nofd_with_fd, FAKE_VU_SET_VRING_CALL, 0x100 | 3, 1)
-FDS(err_nofd_with_fd, FAKE_VU_SET_VRING_ERR, 0x100 | 3, 1)
-FDS(backend_req_two, FAKE_VU_SET_BACKEND_REQ_FD, 0, 2)
-FDS(get_features_one, FAKE_VU_GET_FEATURES, 0, 1)
-FDS(set_features_one, FAKE_VU_SET_FEATURES, 0, 1)
-FDS(kick_eight, FAKE_VU_SET_VRING_KICK, 3, 8)
-/* more than the 8 a message may carry: the kernel truncates, nothing leaks */
-FDS(owner_nine, FAKE_VU_SET_OWNER, 0, 9)
-FDS(kick_sixteen, FAKE_VU_SET_VRING_KICK, 3, 16)
-
-/* A memory table with more fds than regions, past 8. */
-static void test_fds_mem_table_sixteen(void **state)
-{
-        struct fake_env *e = *state;
-        struct fake_vu_region r = { 0, MIB, UVA, 0 };
-        int fds[16], fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        for (unsigned i = 0; i < 16; i++)
-                fds[i] = fd;
-        mem_table(e, 1, &r, 1, fds, 16);
-        close(fd);
-        fake_env_expect_closed(e);
-        expect_released(e);
-}
 
 /* fds split over two pieces of one message: they count together. */
 static void test_fds_in_second_piece(void **state)
@@ -801,42 +711,35 @@ static void cut(struct fake_env *e, const void *msg, size_t n, const int *fds, u
         expect_released(e);
 }
 
-static void test_cut_header_11(void **state)
+/*
+ * The first @n bytes of a message, with the spare eventfd if @fd, then the
+ * frontend goes away: a clean rejection, every fd closed. (The 6-byte
+ * header was test_vhost_user.c's.)
+ */
+struct cut_row {
+        const char *name;
+        uint32_t b[5];          /* header, then an 8-byte payload */
+        size_t n;
+        bool fd;
+};
+
+static const struct cut_row cut_rows[] = {
+        { "test_bad_short_header", { 1, 1 }, 6, false },
+        { "test_cut_header_11", { FAKE_VU_GET_FEATURES, V, 0 }, 11, false },
+        { "test_cut_header_1", { FAKE_VU_SET_OWNER }, 1, false },
+        { "test_cut_payload_none", { FAKE_VU_SET_FEATURES, V, 8 }, 12, false },
+        { "test_cut_payload_half", { FAKE_VU_SET_FEATURES, V, 8 }, 16, false },
+        /* a vring fd message cut after its fd arrived */
+        { "test_cut_kick_with_fd", { FAKE_VU_SET_VRING_KICK, V, 8 }, 14, true },
+};
+
+static void test_cut(void **state)
 {
         struct fake_env *e = *state;
-        uint32_t h[3] = { FAKE_VU_GET_FEATURES, V, 0 };
+        const struct cut_row *c = e->arg;
 
         fe_up(e);
-        cut(e, h, 11, NULL, 0);
-}
-
-static void test_cut_header_1(void **state)
-{
-        struct fake_env *e = *state;
-        uint8_t b = FAKE_VU_SET_OWNER;
-
-        fe_up(e);
-        cut(e, &b, 1, NULL, 0);
-}
-
-static void test_cut_payload_none(void **state)
-{
-        struct fake_env *e = *state;
-        uint32_t h[3] = { FAKE_VU_SET_FEATURES, V, 8 };
-
-        fe_up(e);
-        cut(e, h, 12, NULL, 0);
-}
-
-static void test_cut_payload_half(void **state)
-{
-        struct fake_env *e = *state;
-        uint8_t b[20] = { 0 };
-        uint32_t h[3] = { FAKE_VU_SET_FEATURES, V, 8 };
-
-        fe_up(e);
-        memcpy(b, h, 12);
-        cut(e, b, 16, NULL, 0);
+        cut(e, c->b, c->n, &e->efd, c->fd);
 }
 
 /* A memory table cut in its regions, its fd already sent: the fd is
@@ -860,18 +763,6 @@ static void test_cut_mem_table_with_fd(void **state)
         shutdown(e->d->sock, SHUT_WR);
         fake_env_expect_closed(e);
         expect_released(e);
-}
-
-/* A vring fd message cut after its fd arrived. */
-static void test_cut_kick_with_fd(void **state)
-{
-        struct fake_env *e = *state;
-        uint8_t b[20] = { 0 };
-        uint32_t h[3] = { FAKE_VU_SET_VRING_KICK, V, 8 };
-
-        fe_up(e);
-        memcpy(b, h, 12);
-        cut(e, b, 14, &e->efd, 1);
 }
 
 /* One whole message answered, then a cut one. */
@@ -2829,47 +2720,18 @@ static void check_costs(struct fake_env *e)
 
 int main(void)
 {
-        const struct CMUnitTest tests[] = {
-                /* memory tables */
-                T(test_mem_region_inside_another), T(test_mem_regions_identical),
-                T(test_mem_overlap_late), T(test_mem_adjacent_ok),
-                T(test_mem_zero_size_second), T(test_mem_size_max),
-                T(test_mem_size_end_2_64), T(test_mem_size_huge),
-                T(test_mem_uva_wrap), T(test_mem_gpa_wrap_by_one),
-                T(test_mem_offset_wrap), T(test_mem_file_too_short),
-                T(test_mem_offset_past_file), T(test_mem_file_empty),
+        static const struct CMUnitTest cases[] = {
+                /* memory tables */ T(test_mem_adjacent_ok),
                 T(test_mem_pipe), T(test_mem_socket), T(test_mem_dev_null),
-                T(test_mem_two_regions_one_fd), T(test_mem_one_region_two_fds),
-                T(test_mem_count_past_payload), T(test_mem_count_huge),
                 T(test_mem_bad_replacement_keeps_nothing_mapped),
                 /* rings */
                 T(test_ring_straddles_regions), T(test_ring_in_second_region_ok),
                 T(test_ring_edges), T(test_ring_size_32768_ok),
-                T(test_ring_size_32769), T(test_ring_size_3),
-                T(test_ring_size_2_31), T(test_ring_size_max),
                 T(test_ring_shrunk_while_running),
-                /* vring indices */
-                T(test_vring_num_u32_max), T(test_vring_addr_u32_max),
-                T(test_vring_base_u32_max), T(test_vring_get_base_u32_max),
-                T(test_vring_enable_u32_max), T(test_vring_kick_high_bits),
-                T(test_vring_call_bit_9), T(test_vring_err_u64_max),
-                T(test_vring_num_1023), T(test_vring_addr_1023),
-                T(test_vring_base_1023), T(test_vring_get_base_1023),
-                T(test_vring_enable_1023), T(test_vring_kick_255),
-                T(test_vring_err_255), T(test_vring_nofd_inert),
+                /* vring indices */ T(test_vring_nofd_inert),
                 T(test_vring_bad_size_inert_ring),
-                /* fd counts */
-                T(test_fds_kick_two), T(test_fds_call_none), T(test_fds_err_none),
-                T(test_fds_err_two), T(test_fds_kick_nofd_with_fd),
-                T(test_fds_call_nofd_with_fd), T(test_fds_err_nofd_with_fd),
-                T(test_fds_backend_req_two), T(test_fds_get_features_one),
-                T(test_fds_set_features_one), T(test_fds_kick_eight),
-                T(test_fds_owner_nine), T(test_fds_kick_sixteen),
-                T(test_fds_mem_table_sixteen), T(test_fds_in_second_piece),
-                /* cut short */
-                T(test_cut_header_11), T(test_cut_header_1), T(test_cut_payload_none),
-                T(test_cut_payload_half), T(test_cut_mem_table_with_fd),
-                T(test_cut_kick_with_fd), T(test_cut_after_good),
+                /* fd counts */ T(test_fds_in_second_piece),
+                /* cut short */ T(test_cut_mem_table_with_fd), T(test_cut_after_good),
                 T(test_stall_mid_message), T(test_burst_of_messages),
                 /* control messages */
                 T(test_ctrl_ports_never_added), T(test_ctrl_unknown_events),
@@ -2916,7 +2778,18 @@ int main(void)
                 T(test_mem_sealable_gets_sealed),
         };
 
-        int failed = cmocka_run_group_tests(tests, NULL, NULL);
+        struct CMUnitTest tests[FAKE_ENV_ARRAY_SIZE(cases) + FAKE_ENV_ARRAY_SIZE(bad_mems) +
+                                FAKE_ENV_ARRAY_SIZE(bad_sizes) + FAKE_ENV_ARRAY_SIZE(vring_rows) +
+                                FAKE_ENV_ARRAY_SIZE(bad_fds) + FAKE_ENV_ARRAY_SIZE(cut_rows)];
+        unsigned n = FAKE_ENV_ARRAY_SIZE(cases);
+
+        memcpy(tests, cases, sizeof(cases));
+        n = FAKE_ENV_ROWS(tests, n, test_bad_mem, bad_mems, NULL, teardown);
+        n = FAKE_ENV_ROWS(tests, n, test_bad_size, bad_sizes, NULL, teardown);
+        n = FAKE_ENV_ROWS(tests, n, test_vring_row, vring_rows, NULL, teardown);
+        n = FAKE_ENV_ROWS(tests, n, test_bad_fds, bad_fds, NULL, teardown);
+        FAKE_ENV_ROWS(tests, n, test_cut, cut_rows, NULL, teardown);
+        int failed = cmocka_run_group_tests_name("tests", tests, NULL, NULL);
 
         printf("# cost oracles: %u cases; at most %u descriptors read in one call "
                "(bound %u); 0 callbacks while idle after each\n",
