@@ -70,14 +70,20 @@ struct fake_port *fake_env_add(struct fake_env *e, int32_t id,
         return p;
 }
 
-void fake_env_driver(struct fake_env *e, const struct fake_driver_cfg *cfg)
+void fake_env_driver(struct fake_env *e, const struct fake_driver_cfg *cfg,
+                     bool inproc)
 {
-        assert_int_equal(fake_driver_new(e->h, cfg, &e->d), 0);
+        if (inproc)
+                assert_int_equal(fake_driver_new_inproc(e->h, cfg, &e->d), 0);
+        else
+                assert_int_equal(fake_driver_new(e->h, cfg, &e->d), 0);
 }
 
 void fake_env_boot(struct fake_env *e)
 {
-        if (e->d->cfg.style == FAKE_STYLE_QEMU) {
+        if (e->d->inproc) {
+                FAKE_OK(e->d, fake_inproc_probe(e->d));
+        } else if (e->d->cfg.style == FAKE_STYLE_QEMU) {
                 FAKE_OK(e->d, fake_qemu_realize(e->d));
                 FAKE_OK(e->d, fake_qemu_start(e->d));
         } else {
@@ -104,7 +110,7 @@ void fake_env_up(struct fake_env *e, const struct fake_env_spec *s)
                 if (p->host_open)
                         assert_int_equal(vs_port_set_host_connected(
                                                  e->p[p->id]->port, true), 0);
-        fake_env_driver(e, &s->drv);
+        fake_env_driver(e, &s->drv, s->inproc);
         if (s->boot)
                 fake_env_boot(e);
         if (s->efd) {

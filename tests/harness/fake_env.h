@@ -49,7 +49,9 @@ struct fake_env_spec {
         struct vs_device_config dev;
         struct fake_driver_cfg drv;
         struct fake_env_port ports[FAKE_ENV_SPEC_PORTS];
-        bool boot;      /* UML: boot and probe; QEMU: realize and start */
+        bool inproc;    /* the in-process transport, no vhost-user */
+        bool boot;      /* UML: boot and probe; QEMU: realize and start;
+                         * in process: probe */
         bool efd;       /* open fake_env.efd (nonblocking eventfd) */
 };
 
@@ -77,7 +79,8 @@ void fake_env_up(struct fake_env *e, const struct fake_env_spec *s);
 void fake_env_host(struct fake_env *e, const struct vs_device_config *dc);
 struct fake_port *fake_env_add(struct fake_env *e, int32_t id,
                                const char *name, bool console);
-void fake_env_driver(struct fake_env *e, const struct fake_driver_cfg *cfg);
+void fake_env_driver(struct fake_env *e, const struct fake_driver_cfg *cfg,
+                     bool inproc);
 void fake_env_boot(struct fake_env *e);
 
 /* ---- raw vhost-user (a QEMU- or UML-style driver) ---------------------- */

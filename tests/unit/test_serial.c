@@ -50,19 +50,19 @@ static void small_mem(struct fake_driver_cfg *c)
                                                  0x100000, 0 };
 }
 
-static void uml_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
+/* The driver on the ports added so far: UML booted and probed, or the
+ * in-process transport probed (@inproc). */
+static void driver_up(struct fake_env *e, const struct fake_driver_cfg *cfg,
+                      bool inproc)
 {
         struct fake_driver_cfg def = { .style = FAKE_STYLE_UML };
 
-        fake_env_driver(e, cfg ? cfg : &def);
+        fake_env_driver(e, cfg ? cfg : &def, inproc);
         fake_env_boot(e);
 }
 
-static void inproc_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
-{
-        assert_int_equal(fake_driver_new_inproc(e->h, cfg, &e->d), 0);
-        FAKE_OK(e->d, fake_inproc_probe(e->d));
-}
+/* Port 0 a console, as every device here has. */
+#define CON0 { 0, NULL, true, false }
 
 /* Device->guest messages of @ev for @id from log index @from on. */
 static unsigned count_dev(const struct fake_driver *d, unsigned from,
@@ -120,6 +120,13 @@ static void check_ctrl_log(const struct fake_driver *d)
                 fail_msg("%s", why);
 }
 
+/* The end of every case: the control log consistent, no fake error. */
+static void all_well(const struct fake_driver *d)
+{
+        check_ctrl_log(d);
+        assert_string_equal(fake_error(d), "");
+}
+
 /* A copy of guest memory, kept in e->own (freed with the env). */
 static void snap_take(struct fake_env *e)
 {
@@ -165,10 +172,10 @@ static void test_hotplug_add_remove(void **state)
         unsigned log0;
         int padd, ready, name, open, cons;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
         d = e->d;
         log0 = d->nlog;
         /* a named port with its host side connected before the guest knows it */
@@ -238,8 +245,7 @@ static void test_hotplug_add_remove(void **state)
         FAKE_OK(d, fake_service(d));
         assert_true(d->port[3].added);
         assert_string_equal(d->port[3].name, "org.test.hot3b");
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Ids and names are unique; bad ids and names are refused, silently. */
@@ -252,10 +258,10 @@ static void test_hotplug_errors(void **state)
         int err;
         char longname[VS_PORT_NAME_MAX + 2];
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
         d = e->d;
         log0 = d->nlog;
 
@@ -321,8 +327,7 @@ static void test_hotplug_errors(void **state)
         assert_false(d->port[3].named);
         assert_true(d->port[0].console);
         assert_string_equal(vs_port_name(e->h->ports[1]->port), "org.test.one");
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Ports come and go while port 1 streams both ways: its bytes stay exact. */
@@ -338,11 +343,12 @@ static void test_hotplug_during_data(void **state)
         size_t goff = 0, hoff = 0;
         unsigned adds = 0, removes = 0;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        p1 = fake_env_add(e, 1, "org.test.stream", false);
-        assert_int_equal(vs_port_set_host_connected(p1->port, true), 0);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.stream", false, true } },
+                .boot = true });
+        p1 = e->p[1];
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(g2h, TOTAL, 1);
@@ -392,8 +398,7 @@ static void test_hotplug_during_data(void **state)
         for (uint32_t id = 2; id < 8; id++)
                 assert_int_equal(d->port[id].added,
                                  vs_port_find(e->h->dev, id) != NULL);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Removing a port whose tx chain is half consumed returns the chain. */
@@ -406,11 +411,11 @@ static void test_hotplug_remove_half_consumed(void **state)
         unsigned tx = fake_port_vq(2, false);
         unsigned log0;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        p2 = fake_env_add(e, 2, "org.test.two", false);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two" } },
+                .boot = true });
+        p2 = e->p[2];
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(buf, sizeof(buf), 7);
@@ -436,8 +441,7 @@ static void test_hotplug_remove_half_consumed(void **state)
         FAKE_OK(d, fake_service(d));
         assert_int_equal(e->p[1]->in_len, 5);
         assert_memory_equal(e->p[1]->in, "still", 5);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -454,10 +458,11 @@ static void test_hotplug_readd_after_throttle(void **state)
         struct fake_port *p2;
         unsigned log0;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        p2 = fake_env_add(e, 2, "org.test.two", false);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 2, "org.test.two" } },
+                .boot = true });
+        p2 = e->p[2];
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(buf, sizeof(buf), 8);
@@ -476,8 +481,7 @@ static void test_hotplug_readd_after_throttle(void **state)
         FAKE_OK(d, fake_service(d));
         assert_int_equal(p2->in_len, 5);
         assert_memory_equal(p2->in, "again", 5);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* ---- 2. PORT_READY 0, two consoles ---------------------------------------- */
@@ -486,22 +490,18 @@ static void test_hotplug_readd_after_throttle(void **state)
 static void test_port_ready_zero(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
-                                     .fail_ports = 1u << 2 };
         struct fake_driver *d;
         unsigned log0;
         int ready;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        fake_env_add(e, 2, "org.test.two", false);
-        fake_env_add(e, 3, "org.test.three", true);
-        /* port 3 is a console too, but the guest fails it */
-        c.fail_ports |= 1u << 3;
-        assert_int_equal(vs_port_set_host_connected(e->p[2]->port, true), 0);
-        assert_int_equal(vs_port_set_host_connected(e->p[3]->port, true), 0);
-        uml_up(e, &c);
+        /* port 3 is a console too, but the guest fails it as well */
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = { .style = FAKE_STYLE_UML, .fail_ports = 1u << 2 | 1u << 3 },
+                .ports = { CON0, { 1, "org.test.one" },
+                           { 2, "org.test.two", false, true },
+                           { 3, "org.test.three", true, true } },
+                .boot = true });
         d = e->d;
         ready = fake_log_find(d, 0, 2, FAKE_C_PORT_READY, true);
         assert_true(ready >= 0);
@@ -537,11 +537,10 @@ static void test_two_consoles(void **state)
         unsigned log0;
         int cons;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        fake_env_add(e, 3, "org.test.con3", true);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .ports = { CON0, { 1, "org.test.one" }, { 3, "org.test.con3", true } },
+                .boot = true });
         d = e->d;
         cons = fake_log_find(d, 0, 3, FAKE_C_CONSOLE_PORT, false);
         assert_true(cons > fake_log_find(d, 0, 3, FAKE_C_PORT_READY, true));
@@ -566,8 +565,7 @@ static void test_two_consoles(void **state)
         assert_int_equal(d->port[0].len, 2);
         assert_int_equal(d->port[3].len, 2);
         assert_memory_equal(d->port[3].data, "c3", 2);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* ---- 3. control queue: empty, refilled, bounded ---------------------------- */
@@ -582,10 +580,11 @@ static void test_ctrl_queue_refill(void **state)
         uint32_t order[16];
         unsigned n = 0;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
         d = e->d;
         /* DEVICE_READY was taken, nothing could be answered yet */
         assert_int_equal(d->nlog, 1);
@@ -619,8 +618,7 @@ static void test_ctrl_queue_refill(void **state)
                 assert_int_equal(d->port[id].host_open, id % 2);
         }
         assert_true(d->port[0].console);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -676,27 +674,27 @@ static void ctrl_drain(struct fake_env *e)
         fail_msg("control queue never drained");
 }
 
-static void ctrl_full_env(struct fake_env *e)
+/* Console 0, ports 1 and 2, control rings of 8 buffers; the driver. */
+static struct fake_driver *ctrl_full_env(struct fake_env *e)
 {
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .queue_size = 8 };
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        fake_env_add(e, 2, "org.test.two", false);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two" } },
+                .boot = true });
+        return e->d;
 }
 
 /* A refused PORT_OPEN must not be half done: a retry gets it through. */
 static void test_ctrl_full_host_connected(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver *d;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned accepted;
         bool want;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         want = !vs_port_host_connected(e->p[2]->port);
         assert_int_equal(vs_port_set_host_connected(e->p[2]->port, want), -ENOSPC);
@@ -710,8 +708,7 @@ static void test_ctrl_full_host_connected(void **state)
                 fail_msg("guest sees host_connected=%d, host has %d: the refused PORT_OPEN %d was lost, and the retry sent nothing",
                          d->port[2].host_open,
                          vs_port_host_connected(e->p[2]->port), want);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -723,11 +720,9 @@ static void test_ctrl_full_host_connected(void **state)
 static void test_ctrl_backlog_no_stall(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver *d;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned log0, got;
 
-        ctrl_full_env(e);
-        d = e->d;
         log0 = d->nlog;
         for (unsigned i = 0; i < 30; i++)
                 assert_int_equal(host_step(e, i), 0);
@@ -736,8 +731,7 @@ static void test_ctrl_backlog_no_stall(void **state)
         if (got < 30)
                 fail_msg("%u of 30 messages reached the guest; the rest wait in the device with no kick to come",
                          got);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -749,11 +743,9 @@ static void test_ctrl_backlog_no_stall(void **state)
 static void test_ctrl_port_ready_repeats(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver *d;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned log0, names;
 
-        ctrl_full_env(e);
-        d = e->d;
         log0 = d->nlog;
         for (unsigned i = 0; i < 150; i++)
                 FAKE_OK(d, fake_ctrl_send(d, 1, FAKE_C_PORT_READY, 1));
@@ -765,21 +757,18 @@ static void test_ctrl_port_ready_repeats(void **state)
         if (names > 8 + 1)
                 fail_msg("150 PORT_READY got %u PORT_NAME messages", names);
         assert_false(d->port[2].added);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* PORT_ADD on a full queue: refused (-ENOSPC), or delivered later. */
 static void test_ctrl_full_port_add(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver *d;
+        struct fake_driver *d = ctrl_full_env(e);
         struct fake_port *p3;
         unsigned accepted;
         int err = 0;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         p3 = fake_host_add_port(e->h, 3, "org.test.late", false, &err);
         ctrl_drain(e);
@@ -790,19 +779,16 @@ static void test_ctrl_full_port_add(void **state)
         } else if (!d->port[3].added) {
                 fail_msg("vs_port_add returned 0 on a full control queue and the guest never got PORT_ADD 3: dropped silently (serial.c vs_port_add ignores vs__ctrl_send's -ENOSPC)");
         }
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* PORT_REMOVE on a full queue is refused (the port stays), a retry works. */
 static void test_ctrl_full_port_remove(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver *d;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned accepted;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         assert_int_equal(vs_port_remove(e->p[2]->port), -ENOSPC);
         assert_non_null(vs_port_find(e->h->dev, 2));
@@ -812,19 +798,16 @@ static void test_ctrl_full_port_remove(void **state)
         ctrl_drain(e);
         if (d->port[2].added)
                 fail_msg("port 2 removed on the host while the control queue was full; the guest still has it: PORT_REMOVE dropped silently (serial.c vs_port_remove ignores vs__ctrl_send's -ENOSPC)");
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* RESIZE on a full queue is refused (-ENOSPC, as documented); a retry works. */
 static void test_ctrl_full_resize(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver *d;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned accepted;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         assert_int_equal(vs_port_resize(e->p[0]->port, 99, 33), -ENOSPC);
         ctrl_drain(e);
@@ -832,8 +815,7 @@ static void test_ctrl_full_resize(void **state)
         ctrl_drain(e);
         assert_int_equal(d->port[0].cols, 99);
         assert_int_equal(d->port[0].rows, 33);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* ---- 4. console size ------------------------------------------------------- */
@@ -873,7 +855,7 @@ static void resize_order_case(struct fake_env *e, enum vs_resize_order order)
         vs_port_get_size(e->p[2]->port, &cols, &rows);
         assert_int_equal(cols, 80);
         assert_int_equal(rows, 25);
-        uml_up(e, NULL);
+        driver_up(e, NULL, false);
         d = e->d;
         resize_after_console(d, 0, 0);
         resize_after_console(d, 0, 2);
@@ -905,8 +887,7 @@ static void resize_order_case(struct fake_env *e, enum vs_resize_order order)
         assert_int_equal(vs_port_resize(e->p[1]->port, 10, 10), -EINVAL);
         FAKE_OK(d, fake_service(d));
         assert_int_equal(d->nlog, log0);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 static void test_resize_cols_rows(void **state)
@@ -936,10 +917,11 @@ static void test_resize_single_port(void **state)
         struct fake_driver *d;
         unsigned msgs;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
         d = e->d;
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_true(d->pf & (1ull << FAKE_PF_BACKEND_REQ));
@@ -979,15 +961,14 @@ static void emerg(struct fake_driver *d, uint32_t v)
 static void test_emerg_write(void **state)
 {
         struct fake_env *e = *state;
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_UML };
         struct fake_driver *d;
         struct fake_port *p0;
         struct vs_port_stats st;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        p0 = fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one" } } });
+        p0 = e->p[0];
         d = e->d;
         FAKE_OK(d, fake_uml_boot(d));
         /* no features, no memory, no rings, no DEVICE_READY */
@@ -1024,10 +1005,12 @@ static void test_single_port_data(void **state)
         struct fake_driver *d;
         struct fake_port *p0;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        p0 = fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
+        p0 = e->p[0];
         d = e->d;
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->nvqs, 2);
@@ -1078,10 +1061,12 @@ static void test_single_port_inproc(void **state)
         uint16_t used2, used3;
         uint8_t msg[8] = { 0 };
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        p0 = fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        inproc_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .drv = c, .inproc = true,
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
+        p0 = e->p[0];
         d = e->d;
         dev = e->h->dev;
         assert_int_equal(d->nvqs, 2);
@@ -1144,13 +1129,12 @@ static void test_flow_throttle(void **state)
         unsigned calls, log0;
         struct vs_port_stats st;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        p1 = fake_env_add(e, 1, "org.test.one", false);
-        p2 = fake_env_add(e, 2, "org.test.two", false);
-        assert_int_equal(vs_port_set_host_connected(p1->port, true), 0);
-        assert_int_equal(vs_port_set_host_connected(p2->port, true), 0);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .ports = { CON0, { 1, "org.test.one", false, true }, { 2, "org.test.two", false, true } },
+                .boot = true });
+        p1 = e->p[1];
+        p2 = e->p[2];
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         FAKE_OK(d, fake_guest_open(d, 2, true));
@@ -1203,8 +1187,7 @@ static void test_flow_throttle(void **state)
         assert_int_equal(d->vq[tx1].last_used, d->vq[tx1].avail_idx);
         vs_port_get_stats(p1->port, &st);
         assert_int_equal(st.from_guest, sizeof(all));
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Takes of odd sizes (and of nothing) across chain boundaries stay exact. */
@@ -1218,10 +1201,11 @@ static void test_flow_odd_takes(void **state)
         struct fake_port *p1;
         size_t posted = 0, i = 0;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        p1 = fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, NULL);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
+        p1 = e->p[1];
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 13);
@@ -1265,10 +1249,12 @@ static void test_flow_guest_no_buffers(void **state)
         int pfd[2];
         ssize_t n;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        p1 = fake_env_add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one" } },
+                .boot = true });
+        p1 = e->p[1];
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         assert_int_equal(pipe2(pfd, O_NONBLOCK | O_CLOEXEC), 0);
@@ -1323,7 +1309,7 @@ static void ports_511_case(struct fake_env *e, uint16_t queue_size)
                 fake_env_add(e, (int32_t)id, buf, false);
                 assert_int_equal(vs_port_set_host_connected(p[id]->port, true), 0);
         }
-        inproc_up(e, &c);
+        driver_up(e, &c, true);
         d = e->d;
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->max_nr_ports, VS_MAX_PORTS);
@@ -1367,8 +1353,7 @@ static void ports_511_case(struct fake_env *e, uint16_t queue_size)
         vs_port_remove(p[VS_MAX_PORTS - 1]->port);
         FAKE_OK(d, fake_service(d));
         assert_false(d->port[VS_MAX_PORTS - 1].added);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Rings of 1024: the control ring holds every announcement at once. */
@@ -1461,17 +1446,30 @@ static void check_back(struct fake_env *e, unsigned log0, bool ctrl)
         assert_memory_equal(p1->in + 100, "after", 5);
         assert_int_equal(d->port[1].len, 5);
         assert_memory_equal(d->port[1].data, "again", 5);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
-static void reset_env(struct fake_env *e)
+/*
+ * The reset cases' device (console 0, ports 1 and 2, port 1's host side
+ * open) in a small guest, UML-style or in process (@inproc), and a
+ * transfer on port 1 the host took only half of (pattern @seed).
+ */
+static struct fake_driver *reset_up(struct fake_env *e,
+                                    struct fake_driver_cfg c, bool inproc,
+                                    unsigned seed)
 {
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        fake_env_add(e, 0, NULL, true);
-        fake_env_add(e, 1, "org.test.one", false);
-        fake_env_add(e, 2, "org.test.two", false);
-        assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
+        static uint8_t a[4096];
+
+        small_mem(&c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c, .inproc = inproc,
+                .ports = { CON0, { 1, "org.test.one", false, true },
+                           { 2, "org.test.two" } },
+                .boot = true });
+        pattern(a, sizeof(a), seed);
+        half_consumed(e, a, sizeof(a));
+        return e->d;
 }
 
 /*
@@ -1486,16 +1484,9 @@ static void uml_teardown_case(struct fake_env *e, bool ctrl)
          * judges what the new driver was sent */
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .lenient_ctrl = ctrl };
-        static uint8_t a[4096];
-        struct fake_driver *d;
+        struct fake_driver *d = reset_up(e, c, false, 20);
         unsigned log0;
 
-        small_mem(&c);
-        reset_env(e);
-        uml_up(e, &c);
-        d = e->d;
-        pattern(a, sizeof(a), 20);
-        half_consumed(e, a, sizeof(a));
         FAKE_OK(d, fake_uml_remove(d));
         snap_take(e);
         host_pokes_while_down(e, ctrl);
@@ -1521,17 +1512,10 @@ static void test_reset_device_inproc(void **state)
 {
         struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU };
-        static uint8_t a[4096];
-        struct fake_driver *d;
+        struct fake_driver *d = reset_up(e, c, true, 21);
         uint64_t calls[10];
         unsigned log0;
 
-        small_mem(&c);
-        reset_env(e);
-        inproc_up(e, &c);
-        d = e->d;
-        pattern(a, sizeof(a), 21);
-        half_consumed(e, a, sizeof(a));
         for (unsigned q = 0; q < 10; q++)
                 calls[q] = d->vq[q].calls;
         vs_device_reset(e->h->dev);
@@ -1562,16 +1546,9 @@ static void test_reset_owner(void **state)
 {
         struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML };
-        static uint8_t a[4096];
-        struct fake_driver *d;
+        struct fake_driver *d = reset_up(e, c, false, 22);
         unsigned log0;
 
-        small_mem(&c);
-        reset_env(e);
-        uml_up(e, &c);
-        d = e->d;
-        pattern(a, sizeof(a), 22);
-        half_consumed(e, a, sizeof(a));
         snap_take(e);
         FAKE_OK(d, fake_vu_msg(d, FAKE_VU_RESET_OWNER, FAKE_VU_VERSION, NULL,
                                0, NULL, 0));
