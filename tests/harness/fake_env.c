@@ -99,6 +99,12 @@ static bool port_set(const struct fake_env_port *p)
 
 void fake_env_up(struct fake_env *e, const struct fake_env_spec *s)
 {
+        fake_env_up_drv(e, s, NULL);
+}
+
+void fake_env_up_drv(struct fake_env *e, const struct fake_env_spec *s,
+                     const struct fake_driver_cfg *drv)
+{
         const struct fake_env_port *p;
         const struct fake_env_port *end = s->ports + FAKE_ENV_SPEC_PORTS;
 
@@ -110,7 +116,7 @@ void fake_env_up(struct fake_env *e, const struct fake_env_spec *s)
                 if (p->host_open)
                         assert_int_equal(vs_port_set_host_connected(
                                                  e->p[p->id]->port, true), 0);
-        fake_env_driver(e, &s->drv, s->inproc);
+        fake_env_driver(e, drv ? drv : &s->drv, s->inproc);
         if (s->boot)
                 fake_env_boot(e);
         if (s->efd) {

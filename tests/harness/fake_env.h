@@ -75,6 +75,9 @@ unsigned fake_env_rows(struct CMUnitTest *t, unsigned at, void (*f)(void **),
 
 /* The host, its ports, the driver, the boot: what @s says, in that order. */
 void fake_env_up(struct fake_env *e, const struct fake_env_spec *s);
+/* The same with @drv (if not NULL) for s->drv: one device, other drivers. */
+void fake_env_up_drv(struct fake_env *e, const struct fake_env_spec *s,
+                     const struct fake_driver_cfg *drv);
 /* The steps alone, for a test that does something between them. */
 void fake_env_host(struct fake_env *e, const struct vs_device_config *dc);
 struct fake_port *fake_env_add(struct fake_env *e, int32_t id,

@@ -21,17 +21,16 @@
 /* Port 0 console, port 1 named and open on both sides, port 2 unnamed. */
 static void env_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
 {
-        struct fake_env_spec spec = {
+        static const struct fake_env_spec dev3 = {
                 .dev = { .max_ports = 4 },
                 .drv = { .style = FAKE_STYLE_QEMU },
-                .ports = { { 0, NULL, true }, { 1, "org.test.port1", false, true },
-                           { 2, NULL } },
+                .ports = { { 0, NULL, true, false },
+                           { 1, "org.test.port1", false, true },
+                           { 2, NULL, false, false } },
                 .boot = true,
         };
 
-        if (cfg)
-                spec.drv = *cfg;
-        fake_env_up(e, &spec);
+        fake_env_up_drv(e, &dev3, cfg);
         FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
 }
 
@@ -283,18 +282,16 @@ static void test_qemu_uva_two_regions(void **state)
         ping(e, "high memory");
 }
 
+#define T(f) FAKE_ENV_TEST(f)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_qemu_sequence, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_queue_num, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_double_call, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_extra_rings, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_idle, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stopped_untouched, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_mid_transfer, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_reset, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_uva_two_regions, fake_env_setup, fake_env_teardown),
+                T(test_qemu_sequence), T(test_qemu_queue_num),
+                T(test_qemu_double_call), T(test_qemu_extra_rings),
+                T(test_qemu_stop_cont_idle), T(test_qemu_stopped_untouched),
+                T(test_qemu_stop_cont_mid_transfer), T(test_qemu_reset),
+                T(test_qemu_uva_two_regions),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

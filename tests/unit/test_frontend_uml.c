@@ -17,20 +17,13 @@
 #include "fake_env.h"
 
 /* Port 0 console, ports 1 and 2 named; the host side of port 1 is open. */
-static void env_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
-{
-        struct fake_env_spec spec = {
-                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
-                .drv = { .style = FAKE_STYLE_UML },
-                .ports = { { 0, NULL, true }, { 1, "org.test.port1", false, true },
-                           { 2, "org.test.port2" } },
-                .boot = true,
-        };
-
-        if (cfg)
-                spec.drv = *cfg;
-        fake_env_up(e, &spec);
-}
+static const struct fake_env_spec dev3 = {
+        .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+        .drv = { .style = FAKE_STYLE_UML },
+        .ports = { { 0, NULL, true, false }, { 1, "org.test.port1", false, true },
+                   { 2, "org.test.port2", false, false } },
+        .boot = true,
+};
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
 {
@@ -44,7 +37,7 @@ static void test_uml_handshake(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         assert_true(d->dev_features & (1ull << FAKE_F_PROTOCOL_FEATURES));
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
@@ -86,7 +79,7 @@ static void test_uml_port_ready_order(void **state)
         struct fake_driver *d;
         int ready, name, open, cons;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         ready = fake_log_find(d, 0, 1, FAKE_C_PORT_READY, true);
         name = fake_log_find(d, 0, 1, FAKE_C_PORT_NAME, false);
@@ -106,7 +99,7 @@ static void test_uml_guest_to_host(void **state)
         static uint8_t big[100000];
         struct fake_driver *d;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         assert_int_equal(e->p[1]->guest_open_calls, 1);
@@ -133,7 +126,7 @@ static void test_uml_host_to_guest_split(void **state)
         static uint8_t buf[10000];
         struct fake_driver *d;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 9);
@@ -155,7 +148,7 @@ static void test_uml_unopened_port_kept(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         FAKE_OK(d, fake_port_send(e->p[1], "early bird", 10));
         FAKE_OK(d, fake_service(d));
@@ -185,7 +178,7 @@ static void test_uml_call_fd_units(void **state)
         unsigned q = fake_port_vq(1, true);
         uint64_t before;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         before = d->vq[q].calls;
@@ -203,7 +196,7 @@ static void test_uml_host_connect(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         assert_false(d->port[2].host_open);
         assert_int_equal(vs_port_set_host_connected(e->p[2]->port, true), 0);
@@ -228,7 +221,7 @@ static void test_uml_teardown_reprobe(void **state)
         struct fake_driver *d;
         unsigned log0;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         for (unsigned q = 0; q < 10; q++) {
@@ -291,7 +284,7 @@ static void test_uml_split_regions(void **state)
         unsigned rx = fake_port_vq(1, true), tx = fake_port_vq(1, false);
 
         split_cfg(&c, &g);
-        env_up(e, &c);
+        fake_env_up_drv(e, &dev3, &c);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         /* rx: a buffer from 100 bytes before the edge into the tail */
@@ -319,7 +312,7 @@ static void test_uml_slow_host(void **state)
         static uint8_t buf[50000];
         struct fake_driver *d;
 
-        env_up(e, NULL);
+        fake_env_up(e, &dev3);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 11);
@@ -345,7 +338,7 @@ static void test_uml_guest_ready(void **state)
         static uint8_t buf[20000];
         struct fake_driver *d;
 
-        env_up(e, &c);
+        fake_env_up_drv(e, &dev3, &c);
         d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 2);
@@ -358,20 +351,17 @@ static void test_uml_guest_ready(void **state)
         assert_true(e->p[1]->guest_ready_calls >= 1);
 }
 
+#define T(f) FAKE_ENV_TEST(f)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_uml_handshake, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_port_ready_order, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_guest_to_host, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_host_to_guest_split, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_unopened_port_kept, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_call_fd_units, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_host_connect, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_teardown_reprobe, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_split_regions, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_slow_host, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_uml_guest_ready, fake_env_setup, fake_env_teardown),
+                T(test_uml_handshake), T(test_uml_port_ready_order),
+                T(test_uml_guest_to_host), T(test_uml_host_to_guest_split),
+                T(test_uml_unopened_port_kept), T(test_uml_call_fd_units),
+                T(test_uml_host_connect), T(test_uml_teardown_reprobe),
+                T(test_uml_split_regions), T(test_uml_slow_host),
+                T(test_uml_guest_ready),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

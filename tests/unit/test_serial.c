@@ -1578,38 +1578,26 @@ static void test_reset_owner(void **state)
         check_back(e, log0, true);
 }
 
+#define T(f) FAKE_ENV_TEST(f)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_hotplug_add_remove, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_errors, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_during_data, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_readd_after_throttle, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_remove_half_consumed, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_port_ready_zero, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_two_consoles, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_queue_refill, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_backlog_no_stall, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_port_ready_repeats, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_host_connected, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_port_add, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_port_remove, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_resize, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_resize_cols_rows, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_resize_rows_cols, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_resize_single_port, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_emerg_write, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_single_port_data, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_single_port_inproc, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_flow_throttle, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_flow_odd_takes, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_flow_guest_no_buffers, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_inproc_511_ports, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_inproc_511_ports_small_rings, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_reset_uml_teardown, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_reset_uml_teardown_host_events, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_reset_device_inproc, fake_env_setup, fake_env_teardown),
-                cmocka_unit_test_setup_teardown(test_reset_owner, fake_env_setup, fake_env_teardown),
+                T(test_hotplug_add_remove), T(test_hotplug_errors),
+                T(test_hotplug_during_data), T(test_hotplug_readd_after_throttle),
+                T(test_hotplug_remove_half_consumed), T(test_port_ready_zero),
+                T(test_two_consoles), T(test_ctrl_queue_refill),
+                T(test_ctrl_backlog_no_stall), T(test_ctrl_port_ready_repeats),
+                T(test_ctrl_full_host_connected), T(test_ctrl_full_port_add),
+                T(test_ctrl_full_port_remove), T(test_ctrl_full_resize),
+                T(test_resize_cols_rows), T(test_resize_rows_cols),
+                T(test_resize_single_port), T(test_emerg_write),
+                T(test_single_port_data), T(test_single_port_inproc),
+                T(test_flow_throttle), T(test_flow_odd_takes),
+                T(test_flow_guest_no_buffers), T(test_inproc_511_ports),
+                T(test_inproc_511_ports_small_rings), T(test_reset_uml_teardown),
+                T(test_reset_uml_teardown_host_events), T(test_reset_device_inproc),
+                T(test_reset_owner),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
