@@ -97,13 +97,15 @@ static bool port_set(const struct fake_env_port *p)
         return p->id || p->name || p->console;
 }
 
-void fake_env_up(struct fake_env *e, const struct fake_env_spec *s)
+struct fake_driver *fake_env_up(struct fake_env *e,
+                                const struct fake_env_spec *s)
 {
-        fake_env_up_drv(e, s, NULL);
+        return fake_env_up_drv(e, s, NULL);
 }
 
-void fake_env_up_drv(struct fake_env *e, const struct fake_env_spec *s,
-                     const struct fake_driver_cfg *drv)
+struct fake_driver *fake_env_up_drv(struct fake_env *e,
+                                    const struct fake_env_spec *s,
+                                    const struct fake_driver_cfg *drv)
 {
         const struct fake_env_port *p;
         const struct fake_env_port *end = s->ports + FAKE_ENV_SPEC_PORTS;
@@ -123,6 +125,7 @@ void fake_env_up_drv(struct fake_env *e, const struct fake_env_spec *s,
                 e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
                 assert_true(e->efd >= 0);
         }
+        return e->d;
 }
 
 /* ---- raw vhost-user ------------------------------------------------------ */

@@ -73,11 +73,14 @@ unsigned fake_env_rows(struct CMUnitTest *t, unsigned at, void (*f)(void **),
         fake_env_rows(t, at, f, table, FAKE_ENV_ARRAY_SIZE(table),      \
                       sizeof((table)[0]), setup, teardown)
 
-/* The host, its ports, the driver, the boot: what @s says, in that order. */
-void fake_env_up(struct fake_env *e, const struct fake_env_spec *s);
+/* The host, its ports, the driver, the boot: what @s says, in that order.
+ * Returns the driver (e->d). */
+struct fake_driver *fake_env_up(struct fake_env *e,
+                                const struct fake_env_spec *s);
 /* The same with @drv (if not NULL) for s->drv: one device, other drivers. */
-void fake_env_up_drv(struct fake_env *e, const struct fake_env_spec *s,
-                     const struct fake_driver_cfg *drv);
+struct fake_driver *fake_env_up_drv(struct fake_env *e,
+                                    const struct fake_env_spec *s,
+                                    const struct fake_driver_cfg *drv);
 /* The steps alone, for a test that does something between them. */
 void fake_env_host(struct fake_env *e, const struct vs_device_config *dc);
 struct fake_port *fake_env_add(struct fake_env *e, int32_t id,

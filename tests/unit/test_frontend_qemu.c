@@ -19,7 +19,8 @@
 #include "fake_env.h"
 
 /* Port 0 console, port 1 named and open on both sides, port 2 unnamed. */
-static void env_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
+static struct fake_driver *env_up(struct fake_env *e,
+                                  const struct fake_driver_cfg *cfg)
 {
         static const struct fake_env_spec dev3 = {
                 .dev = { .max_ports = 4 },
@@ -32,6 +33,7 @@ static void env_up(struct fake_env *e, const struct fake_driver_cfg *cfg)
 
         fake_env_up_drv(e, &dev3, cfg);
         FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
+        return e->d;
 }
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
@@ -60,8 +62,7 @@ static void test_qemu_sequence(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         assert_true(d->features & (1ull << VS_F_VERSION_1));
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->qsize, 64);
@@ -94,8 +95,7 @@ static void test_qemu_double_call(void **state)
         unsigned q = fake_port_vq(1, true);
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         /* realize's fd, start's fd: both replaced */
         assert_true(d->vq[q].call_old[0] >= 0);
         assert_true(d->vq[q].call_old[1] >= 0);
@@ -118,8 +118,7 @@ static void test_qemu_extra_rings(void **state)
         /* QEMU's num_vqs=12 for a device whose config says 4 ports (10
          * rings): observed to work with QEMU, so rings 10 and 11 must be
          * accepted, enabled, and left alone */
-        env_up(e, &c);
-        d = e->d;
+        d = env_up(e, &c);
         assert_int_equal(d->nvqs, 10);
         assert_int_equal(d->num_vqs, 12);
         ping(e, "extra");
@@ -138,8 +137,7 @@ static void test_qemu_stop_cont_idle(void **state)
         struct fake_driver *d;
         unsigned log0;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         ping(e, "before");
         FAKE_OK(d, fake_qemu_stop(d));
         for (unsigned q = 0; q < d->nvqs; q++) {
@@ -169,8 +167,7 @@ static void test_qemu_stopped_untouched(void **state)
         struct fake_driver *d;
         ssize_t w;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         FAKE_OK(d, fake_qemu_stop(d));
         for (unsigned q = 0; q < 10; q++)
                 idx[q] = d->vq[q].used->idx;
@@ -206,8 +203,7 @@ static void test_qemu_stop_cont_mid_transfer(void **state)
         unsigned tx = fake_port_vq(1, false);
         struct fake_driver *d;
 
-        env_up(e, &c);
-        d = e->d;
+        d = env_up(e, &c);
         pattern(up, sizeof(up), 1);
         pattern(down, sizeof(down), 2);
         e->p[1]->take_limit = 5000;
@@ -243,8 +239,7 @@ static void test_qemu_reset(void **state)
         struct fake_driver *d;
         unsigned log0;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         ping(e, "first life");
         log0 = d->nlog;
         FAKE_OK(d, fake_qemu_reset(d));

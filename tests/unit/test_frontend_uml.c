@@ -37,8 +37,7 @@ static void test_uml_handshake(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         assert_true(d->dev_features & (1ull << FAKE_F_PROTOCOL_FEATURES));
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_true(d->features & (1ull << VS_F_VERSION_1));
@@ -79,8 +78,7 @@ static void test_uml_port_ready_order(void **state)
         struct fake_driver *d;
         int ready, name, open, cons;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         ready = fake_log_find(d, 0, 1, FAKE_C_PORT_READY, true);
         name = fake_log_find(d, 0, 1, FAKE_C_PORT_NAME, false);
         open = fake_log_find(d, 0, 1, FAKE_C_PORT_OPEN, false);
@@ -99,8 +97,7 @@ static void test_uml_guest_to_host(void **state)
         static uint8_t big[100000];
         struct fake_driver *d;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         assert_int_equal(e->p[1]->guest_open_calls, 1);
         assert_true(vs_port_guest_connected(e->p[1]->port));
@@ -126,8 +123,7 @@ static void test_uml_host_to_guest_split(void **state)
         static uint8_t buf[10000];
         struct fake_driver *d;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 9);
         FAKE_OK(d, fake_port_send(e->p[1], buf, sizeof(buf)));
@@ -148,8 +144,7 @@ static void test_uml_unopened_port_kept(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_port_send(e->p[1], "early bird", 10));
         FAKE_OK(d, fake_service(d));
         /* not delivered (the fake fails if it was: Linux discards it) */
@@ -178,8 +173,7 @@ static void test_uml_call_fd_units(void **state)
         unsigned q = fake_port_vq(1, true);
         uint64_t before;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         before = d->vq[q].calls;
         FAKE_OK(d, fake_port_send(e->p[1], "x", 1));
@@ -196,8 +190,7 @@ static void test_uml_host_connect(void **state)
         struct fake_env *e = *state;
         struct fake_driver *d;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         assert_false(d->port[2].host_open);
         assert_int_equal(vs_port_set_host_connected(e->p[2]->port, true), 0);
         FAKE_OK(d, fake_service(d));
@@ -221,8 +214,7 @@ static void test_uml_teardown_reprobe(void **state)
         struct fake_driver *d;
         unsigned log0;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         for (unsigned q = 0; q < 10; q++) {
                 used[q] = d->vq[q].used;
@@ -284,8 +276,7 @@ static void test_uml_split_regions(void **state)
         unsigned rx = fake_port_vq(1, true), tx = fake_port_vq(1, false);
 
         split_cfg(&c, &g);
-        fake_env_up_drv(e, &dev3, &c);
-        d = e->d;
+        d = fake_env_up_drv(e, &dev3, &c);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         /* rx: a buffer from 100 bytes before the edge into the tail */
         assert_true(fake_vq_post(d, rx, g - 100, 4096) >= 0);
@@ -312,8 +303,7 @@ static void test_uml_slow_host(void **state)
         static uint8_t buf[50000];
         struct fake_driver *d;
 
-        fake_env_up(e, &dev3);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 11);
         e->p[1]->take_limit = 1000;
@@ -338,8 +328,7 @@ static void test_uml_guest_ready(void **state)
         static uint8_t buf[20000];
         struct fake_driver *d;
 
-        fake_env_up_drv(e, &dev3, &c);
-        d = e->d;
+        d = fake_env_up_drv(e, &dev3, &c);
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 2);
         /* 2 buffers of 4096: the rest waits, and the fake reposts each

@@ -368,6 +368,17 @@ static void fe_up_split(struct fake_env *e)
         fds0 = count_fds();
 }
 
+/* Up (the split guest, or the default one), REPLY_ACK, the memory table. */
+static void mem_up(struct fake_env *e, bool split)
+{
+        if (split)
+                fe_up_split(e);
+        else
+                fe_up(e);
+        fake_env_ack_on(e);
+        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+}
+
 /* NUM, ADDR (uva), KICK and ENABLE for ring @q; the ring may be broken. */
 static void ring_at(struct fake_env *e, unsigned q, unsigned num, uint64_t desc,
                     uint64_t avail, uint64_t used)
@@ -396,9 +407,7 @@ static void test_ring_straddles_regions(void **state)
 {
         struct fake_env *e = *state;
 
-        fe_up_split(e);
-        fake_env_ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, true);
         ring_at(e, 3, 64, UVA + MIB - 512, UVA + 8192, UVA + 16384);
         kick_efd(e, 3);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), -EFAULT);
@@ -414,9 +423,7 @@ static void test_ring_in_second_region_ok(void **state)
 {
         struct fake_env *e = *state;
 
-        fe_up_split(e);
-        fake_env_ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, true);
         ring_at(e, 3, 64, UVA + MIB, UVA + MIB + 1024, UVA + MIB + 4096);
         kick_efd(e, 3);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), 0);
@@ -429,9 +436,7 @@ static void test_ring_edges(void **state)
         struct fake_env *e = *state;
         uint64_t end = UVA + 2 * MIB;
 
-        fe_up_split(e);
-        fake_env_ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, true);
         /* avail needs 6 + 2 * 64 bytes: one short */
         ring_at(e, 3, 64, UVA, end - 6 - 2 * 64 + 2, UVA + 4096);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), -EFAULT);
@@ -458,9 +463,7 @@ static void test_ring_size_32768_ok(void **state)
 {
         struct fake_env *e = *state;
 
-        fe_up(e);
-        fake_env_ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, false);
         ring_at(e, 3, 32768, QUVA + MIB, QUVA + 2 * MIB, QUVA + 3 * MIB);
         kick_efd(e, 2);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), 0);
@@ -498,15 +501,12 @@ static void test_bad_size(void **state)
         expect_released(e);
 }
 
-
 /* A running ring made smaller: the device never looks past the new size. */
 static void test_ring_shrunk_while_running(void **state)
 {
         struct fake_env *e = *state;
 
-        fe_up(e);
-        fake_env_ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, false);
         ring_at(e, 5, 256, QUVA + MIB, QUVA + MIB + 4096, QUVA + MIB + 8192);
         /* avail idx 200 (fine for 256), then the ring shrinks to 8 */
         *(uint16_t *)fake_gpa(e->d, MIB + 4096 + 2, 2) = 200;
@@ -679,7 +679,6 @@ static void test_bad_fds(void **state)
         fake_env_expect_closed(e);
         expect_released(e);
 }
-
 
 /* fds split over two pieces of one message: they count together. */
 static void test_fds_in_second_piece(void **state)
@@ -1570,11 +1569,14 @@ static void test_tx_one_byte_chain_too_long(void **state)
  */
 static void tx_loop(struct fake_env *e, unsigned len, uint32_t blen)
 {
-        struct fake_vq *vq = &e->d->vq[TX1];
-        uint64_t r = gbuf_bytes(e, "loop", 4);
+        struct fake_vq *vq;
+        uint64_t r;
         unsigned idx[3];
         int err;
 
+        guest_up(e);
+        vq = &e->d->vq[TX1];
+        r = gbuf_bytes(e, "loop", 4);
         for (unsigned i = 0; i < len; i++)
                 idx[i] = desc_take(vq);
         for (unsigned i = 0; i < len; i++)
@@ -1593,37 +1595,10 @@ static void tx_loop(struct fake_env *e, unsigned len, uint32_t blen)
         others_work(e);
 }
 
-static void test_tx_self_loop(void **state)
-{
-        struct fake_env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 1, 0);
-}
-
-static void test_tx_self_loop_data(void **state)
-{
-        struct fake_env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 1, 4);
-}
-
-static void test_tx_loop_of_three(void **state)
-{
-        struct fake_env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 3, 0);
-}
-
-static void test_tx_loop_of_three_data(void **state)
-{
-        struct fake_env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 3, 4);
-}
+static void test_tx_self_loop(void **s) { tx_loop(*s, 1, 0); }
+static void test_tx_self_loop_data(void **s) { tx_loop(*s, 1, 4); }
+static void test_tx_loop_of_three(void **s) { tx_loop(*s, 3, 0); }
+static void test_tx_loop_of_three_data(void **s) { tx_loop(*s, 3, 4); }
 
 /* Transmit through indirect tables: fine; and every way one can be wrong. */
 static void test_tx_indirect(void **state)
@@ -2721,17 +2696,19 @@ static void check_costs(struct fake_env *e)
 int main(void)
 {
         static const struct CMUnitTest cases[] = {
-                /* memory tables */ T(test_mem_adjacent_ok),
-                T(test_mem_pipe), T(test_mem_socket), T(test_mem_dev_null),
-                T(test_mem_bad_replacement_keeps_nothing_mapped),
+                /* memory tables */
+                T(test_mem_adjacent_ok), T(test_mem_pipe), T(test_mem_socket),
+                T(test_mem_dev_null), T(test_mem_bad_replacement_keeps_nothing_mapped),
                 /* rings */
                 T(test_ring_straddles_regions), T(test_ring_in_second_region_ok),
                 T(test_ring_edges), T(test_ring_size_32768_ok),
                 T(test_ring_shrunk_while_running),
-                /* vring indices */ T(test_vring_nofd_inert),
-                T(test_vring_bad_size_inert_ring),
-                /* fd counts */ T(test_fds_in_second_piece),
-                /* cut short */ T(test_cut_mem_table_with_fd), T(test_cut_after_good),
+                /* vring indices */
+                T(test_vring_nofd_inert), T(test_vring_bad_size_inert_ring),
+                /* fd counts */
+                T(test_fds_in_second_piece),
+                /* cut short */
+                T(test_cut_mem_table_with_fd), T(test_cut_after_good),
                 T(test_stall_mid_message), T(test_burst_of_messages),
                 /* control messages */
                 T(test_ctrl_ports_never_added), T(test_ctrl_unknown_events),

@@ -172,11 +172,10 @@ static void test_hotplug_add_remove(void **state)
         unsigned log0;
         int padd, ready, name, open, cons;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
-        d = e->d;
         log0 = d->nlog;
         /* a named port with its host side connected before the guest knows it */
         p3 = fake_env_add(e, 3, "org.test.hot3", false);
@@ -258,11 +257,10 @@ static void test_hotplug_errors(void **state)
         int err;
         char longname[VS_PORT_NAME_MAX + 2];
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
-        d = e->d;
         log0 = d->nlog;
 
         err = 0;
@@ -343,13 +341,12 @@ static void test_hotplug_during_data(void **state)
         size_t goff = 0, hoff = 0;
         unsigned adds = 0, removes = 0;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
                 .drv = c,
                 .ports = { CON0, { 1, "org.test.stream", false, true } },
                 .boot = true });
         p1 = e->p[1];
-        d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(g2h, TOTAL, 1);
         pattern(h2g, TOTAL, 2);
@@ -411,12 +408,11 @@ static void test_hotplug_remove_half_consumed(void **state)
         unsigned tx = fake_port_vq(2, false);
         unsigned log0;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two" } },
                 .boot = true });
         p2 = e->p[2];
-        d = e->d;
         FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(buf, sizeof(buf), 7);
         p2->take_limit = 100;
@@ -458,12 +454,11 @@ static void test_hotplug_readd_after_throttle(void **state)
         struct fake_port *p2;
         unsigned log0;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .ports = { CON0, { 2, "org.test.two" } },
                 .boot = true });
         p2 = e->p[2];
-        d = e->d;
         FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(buf, sizeof(buf), 8);
         p2->take_limit = 100;
@@ -495,14 +490,13 @@ static void test_port_ready_zero(void **state)
         int ready;
 
         /* port 3 is a console too, but the guest fails it as well */
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = { .style = FAKE_STYLE_UML, .fail_ports = 1u << 2 | 1u << 3 },
                 .ports = { CON0, { 1, "org.test.one" },
                            { 2, "org.test.two", false, true },
                            { 3, "org.test.three", true, true } },
                 .boot = true });
-        d = e->d;
         ready = fake_log_find(d, 0, 2, FAKE_C_PORT_READY, true);
         assert_true(ready >= 0);
         assert_int_equal(d->log[ready].value, 0);
@@ -537,11 +531,10 @@ static void test_two_consoles(void **state)
         unsigned log0;
         int cons;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
                 .ports = { CON0, { 1, "org.test.one" }, { 3, "org.test.con3", true } },
                 .boot = true });
-        d = e->d;
         cons = fake_log_find(d, 0, 3, FAKE_C_CONSOLE_PORT, false);
         assert_true(cons > fake_log_find(d, 0, 3, FAKE_C_PORT_READY, true));
         assert_int_equal(d->log[cons].value, 1);
@@ -580,12 +573,11 @@ static void test_ctrl_queue_refill(void **state)
         uint32_t order[16];
         unsigned n = 0;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
                 .drv = c,
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
-        d = e->d;
         /* DEVICE_READY was taken, nothing could be answered yet */
         assert_int_equal(d->nlog, 1);
         for (uint32_t id = 2; id <= 6; id++) {
@@ -917,12 +909,11 @@ static void test_resize_single_port(void **state)
         struct fake_driver *d;
         unsigned msgs;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = c,
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
-        d = e->d;
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_true(d->pf & (1ull << FAKE_PF_BACKEND_REQ));
         assert_int_equal(cfg16(d, 0), 80);
@@ -965,11 +956,10 @@ static void test_emerg_write(void **state)
         struct fake_port *p0;
         struct vs_port_stats st;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .ports = { CON0, { 1, "org.test.one" } } });
         p0 = e->p[0];
-        d = e->d;
         FAKE_OK(d, fake_uml_boot(d));
         /* no features, no memory, no rings, no DEVICE_READY */
         emerg(d, 'E');
@@ -1005,13 +995,12 @@ static void test_single_port_data(void **state)
         struct fake_driver *d;
         struct fake_port *p0;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = c,
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
         p0 = e->p[0];
-        d = e->d;
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->nvqs, 2);
         /* the console is connected while its rings run */
@@ -1061,13 +1050,12 @@ static void test_single_port_inproc(void **state)
         uint16_t used2, used3;
         uint8_t msg[8] = { 0 };
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .drv = c, .inproc = true,
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
         p0 = e->p[0];
-        d = e->d;
         dev = e->h->dev;
         assert_int_equal(d->nvqs, 2);
         /* trap: control rings, with buffers and a DEVICE_READY in them */
@@ -1129,13 +1117,12 @@ static void test_flow_throttle(void **state)
         unsigned calls, log0;
         struct vs_port_stats st;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .ports = { CON0, { 1, "org.test.one", false, true }, { 2, "org.test.two", false, true } },
                 .boot = true });
         p1 = e->p[1];
         p2 = e->p[2];
-        d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(a, sizeof(a), 10);
@@ -1201,12 +1188,11 @@ static void test_flow_odd_takes(void **state)
         struct fake_port *p1;
         size_t posted = 0, i = 0;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
         p1 = e->p[1];
-        d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 13);
         p1->take_limit = 0;
@@ -1249,13 +1235,12 @@ static void test_flow_guest_no_buffers(void **state)
         int pfd[2];
         ssize_t n;
 
-        fake_env_up(e, &(struct fake_env_spec){
+        d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .drv = c,
                 .ports = { CON0, { 1, "org.test.one" } },
                 .boot = true });
         p1 = e->p[1];
-        d = e->d;
         FAKE_OK(d, fake_guest_open(d, 1, true));
         assert_int_equal(pipe2(pfd, O_NONBLOCK | O_CLOEXEC), 0);
         pattern(data, sizeof(data), 14);

@@ -357,6 +357,26 @@ static void test_bad_mem_too_many(void **state)
 }
 
 /*
+ * Ring 2 enabled at addresses it must not use (after a kick if @kick): the
+ * connection closed with a negative errno, or just that queue broken.
+ */
+static void ring2_refused(struct fake_env *e, bool kick)
+{
+        uint64_t one = 1;
+
+        assert_int_equal(fake_vu_send(e->d, FAKE_VU_SET_VRING_ENABLE, NR,
+                                      (uint32_t[2]){ 2, 1 }, 8, NULL, 0), 0);
+        if (kick)
+                assert_int_equal(write(e->efd, &one, 8), 8);
+        assert_true(fake_host_pump(e->h) >= 0);
+        if (e->h->closed_calls) {
+                assert_true(e->h->closed_err < 0);
+                return;
+        }
+        assert_true(vs_device_queue_error(e->h->dev, 2) < 0);
+}
+
+/*
  * Ring addresses outside guest memory: the ring must never be used. The
  * backend may close the connection or break just that queue (its own
  * design comment says "a ring that cannot be mapped is broken, not the
@@ -370,22 +390,13 @@ static void test_bad_ring_outside_memory(void **state)
                 .index = 2, .desc = 0x10000000000ull,
                 .used = 0x10000001000ull, .avail = 0x10000002000ull,
         };
-        uint64_t one = 1;
 
         fake_env_ack_on(e);
         FAKE_OK(d, fake_vu_set_mem_table(d, NR));
         FAKE_OK(d, fake_vu_state(d, FAKE_VU_SET_VRING_NUM, NR, 2, 64));
         FAKE_OK(d, fake_vu_msg(d, FAKE_VU_SET_VRING_ADDR, NR, &a, sizeof(a), NULL, 0));
         FAKE_OK(d, fake_vu_fd(d, FAKE_VU_SET_VRING_KICK, NR, 2, e->efd));
-        assert_int_equal(fake_vu_send(d, FAKE_VU_SET_VRING_ENABLE, NR,
-                                      (uint32_t[2]){ 2, 1 }, 8, NULL, 0), 0);
-        assert_int_equal(write(e->efd, &one, 8), 8);
-        assert_true(fake_host_pump(e->h) >= 0);
-        if (e->h->closed_calls) {
-                assert_true(e->h->closed_err < 0);
-                return;
-        }
-        assert_true(vs_device_queue_error(e->h->dev, 2) < 0);
+        ring2_refused(e, true);
 }
 
 /* gpa addresses handed over as if they were uva on a QEMU table */
@@ -403,14 +414,7 @@ static void test_bad_ring_gpa_as_uva(void **state)
         a.used = d->vq[2].used_gpa;
         FAKE_OK(d, fake_vu_state(d, FAKE_VU_SET_VRING_NUM, NR, 2, 64));
         FAKE_OK(d, fake_vu_msg(d, FAKE_VU_SET_VRING_ADDR, NR, &a, sizeof(a), NULL, 0));
-        assert_int_equal(fake_vu_send(d, FAKE_VU_SET_VRING_ENABLE, NR,
-                                      (uint32_t[2]){ 2, 1 }, 8, NULL, 0), 0);
-        assert_true(fake_host_pump(e->h) >= 0);
-        if (e->h->closed_calls) {
-                assert_true(e->h->closed_err < 0);
-                return;
-        }
-        assert_true(vs_device_queue_error(e->h->dev, 2) < 0);
+        ring2_refused(e, false);
 }
 
 /* A closed connection stays closed: later messages get no reply. */
