@@ -160,21 +160,12 @@ void fake_env_expect_closed(struct fake_env *e)
         assert_true(vs_vu_is_closed(e->h->vu));
 }
 
-#define RAW_MAX_FDS 16u         /* past the 8 a message may carry */
-
 void fake_env_send_raw(struct fake_env *e, const void *buf, size_t len,
                        const int *fds, unsigned nfds)
 {
-        union {
-                char b[CMSG_SPACE(sizeof(int) * RAW_MAX_FDS)];
-                struct cmsghdr align;
-        } cm;
-        struct iovec iov = { (void *)buf, len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        assert_true(nfds <= RAW_MAX_FDS);
-        fake_cmsg_fds(&mh, cm.b, fds, nfds);
-        assert_int_equal(sendmsg(e->d->sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
+        assert_true(nfds <= FAKE_SEND_MAX_FDS);
+        assert_int_equal(fake_sendmsg(e->d->sock, buf, len, fds, nfds,
+                                      MSG_NOSIGNAL), (ssize_t)len);
 }
 
 void fake_env_send(struct fake_env *e, uint32_t req, uint32_t flags,
