@@ -119,8 +119,14 @@ struct fake_driver *fake_env_up_drv(struct fake_env *e,
                         assert_int_equal(vs_port_set_host_connected(
                                                  e->p[p->id]->port, true), 0);
         fake_env_driver(e, drv ? drv : &s->drv, s->inproc);
-        if (s->boot)
+        if (s->boot) {
                 fake_env_boot(e);
+                for (p = s->ports; p < end && port_set(p); p++)
+                        if (p->guest_open)
+                                FAKE_OK(e->d, fake_guest_open(e->d,
+                                                              (uint32_t)p->id,
+                                                              true));
+        }
         if (s->efd) {
                 e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
                 assert_true(e->efd >= 0);

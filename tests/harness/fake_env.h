@@ -42,6 +42,7 @@ struct fake_env_port {
         const char *name;
         bool console;
         bool host_open;         /* host side connected before the driver */
+        bool guest_open;        /* the guest opens it once booted */
 };
 
 /* What fake_env_up builds: zeroed fields are the fake's defaults. */

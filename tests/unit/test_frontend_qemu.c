@@ -26,14 +26,12 @@ static struct fake_driver *env_up(struct fake_env *e,
                 .dev = { .max_ports = 4 },
                 .drv = { .style = FAKE_STYLE_QEMU },
                 .ports = { { 0, NULL, true, false },
-                           { 1, "org.test.port1", false, true },
-                           { 2, NULL, false, false } },
+                           { 1, "org.test.port1", false, true, true },
+                           { 2, NULL, false, false, false } },
                 .boot = true,
         };
 
-        fake_env_up_drv(e, &dev3, cfg);
-        FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
-        return e->d;
+        return fake_env_up_drv(e, &dev3, cfg);
 }
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)

@@ -25,6 +25,16 @@ static const struct fake_env_spec dev3 = {
         .boot = true,
 };
 
+/* dev3 with @cfg (NULL: its own), the guest's port 1 open. */
+static struct fake_driver *up_open1(struct fake_env *e,
+                                    const struct fake_driver_cfg *cfg)
+{
+        struct fake_driver *d = fake_env_up_drv(e, &dev3, cfg);
+
+        FAKE_OK(d, fake_guest_open(d, 1, true));
+        return d;
+}
+
 static void pattern(uint8_t *b, size_t n, unsigned seed)
 {
         for (size_t i = 0; i < n; i++)
@@ -97,8 +107,7 @@ static void test_uml_guest_to_host(void **state)
         static uint8_t big[100000];
         struct fake_driver *d;
 
-        d = fake_env_up(e, &dev3);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         assert_int_equal(e->p[1]->guest_open_calls, 1);
         assert_true(vs_port_guest_connected(e->p[1]->port));
         assert_int_equal(fake_guest_write(d, 1, "hello\n", 6), 6);
@@ -123,8 +132,7 @@ static void test_uml_host_to_guest_split(void **state)
         static uint8_t buf[10000];
         struct fake_driver *d;
 
-        d = fake_env_up(e, &dev3);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         pattern(buf, sizeof(buf), 9);
         FAKE_OK(d, fake_port_send(e->p[1], buf, sizeof(buf)));
         FAKE_OK(d, fake_service(d));
@@ -173,8 +181,7 @@ static void test_uml_call_fd_units(void **state)
         unsigned q = fake_port_vq(1, true);
         uint64_t before;
 
-        d = fake_env_up(e, &dev3);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         before = d->vq[q].calls;
         FAKE_OK(d, fake_port_send(e->p[1], "x", 1));
         FAKE_OK(d, fake_service(d));
@@ -214,8 +221,7 @@ static void test_uml_teardown_reprobe(void **state)
         struct fake_driver *d;
         unsigned log0;
 
-        d = fake_env_up(e, &dev3);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         for (unsigned q = 0; q < 10; q++) {
                 used[q] = d->vq[q].used;
                 idx[q] = used[q]->idx;
@@ -276,8 +282,7 @@ static void test_uml_split_regions(void **state)
         unsigned rx = fake_port_vq(1, true), tx = fake_port_vq(1, false);
 
         split_cfg(&c, &g);
-        d = fake_env_up_drv(e, &dev3, &c);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, &c);
         /* rx: a buffer from 100 bytes before the edge into the tail */
         assert_true(fake_vq_post(d, rx, g - 100, 4096) >= 0);
         FAKE_OK(d, fake_vq_kick(d, rx));
@@ -303,8 +308,7 @@ static void test_uml_slow_host(void **state)
         static uint8_t buf[50000];
         struct fake_driver *d;
 
-        d = fake_env_up(e, &dev3);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         pattern(buf, sizeof(buf), 11);
         e->p[1]->take_limit = 1000;
         assert_int_equal(fake_guest_write(d, 1, buf, sizeof(buf)), sizeof(buf));
@@ -328,8 +332,7 @@ static void test_uml_guest_ready(void **state)
         static uint8_t buf[20000];
         struct fake_driver *d;
 
-        d = fake_env_up_drv(e, &dev3, &c);
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, &c);
         pattern(buf, sizeof(buf), 2);
         /* 2 buffers of 4096: the rest waits, and the fake reposts each
          * buffer after reading it, which must wake the host */

@@ -851,13 +851,12 @@ static void guest_up(struct fake_env *e)
         static const struct fake_env_spec spec = {
                 .dev = { .max_ports = 4 },
                 .drv = { .style = FAKE_STYLE_UML, .rx_fill = FAKE_RX_NONE },
-                .ports = { { 1, "org.hostile.one" }, { 2, "org.hostile.two" } },
+                .ports = { { 1, "org.hostile.one", false, false, true },
+                           { 2, "org.hostile.two", false, false, true } },
                 .boot = true,
         };
 
         fake_env_up(e, &spec);
-        FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
-        FAKE_OK(e->d, fake_guest_open(e->d, 2, true));
         assert_true(e->p[1]->guest_connected && e->p[2]->guest_connected);
 }
 

@@ -344,10 +344,9 @@ static void test_hotplug_during_data(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
                 .drv = c,
-                .ports = { CON0, { 1, "org.test.stream", false, true } },
+                .ports = { CON0, { 1, "org.test.stream", false, true, true } },
                 .boot = true });
         p1 = e->p[1];
-        FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(g2h, TOTAL, 1);
         pattern(h2g, TOTAL, 2);
 
@@ -410,10 +409,9 @@ static void test_hotplug_remove_half_consumed(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
-                .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two" } },
+                .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two", false, false, true } },
                 .boot = true });
         p2 = e->p[2];
-        FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(buf, sizeof(buf), 7);
         p2->take_limit = 100;
         assert_int_equal(fake_guest_write(d, 2, buf, sizeof(buf)), sizeof(buf));
@@ -456,10 +454,9 @@ static void test_hotplug_readd_after_throttle(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
-                .ports = { CON0, { 2, "org.test.two" } },
+                .ports = { CON0, { 2, "org.test.two", false, false, true } },
                 .boot = true });
         p2 = e->p[2];
-        FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(buf, sizeof(buf), 8);
         p2->take_limit = 100;
         assert_int_equal(fake_guest_write(d, 2, buf, sizeof(buf)), sizeof(buf));
@@ -1119,12 +1116,10 @@ static void test_flow_throttle(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
-                .ports = { CON0, { 1, "org.test.one", false, true }, { 2, "org.test.two", false, true } },
+                .ports = { CON0, { 1, "org.test.one", false, true, true }, { 2, "org.test.two", false, true, true } },
                 .boot = true });
         p1 = e->p[1];
         p2 = e->p[2];
-        FAKE_OK(d, fake_guest_open(d, 1, true));
-        FAKE_OK(d, fake_guest_open(d, 2, true));
         pattern(a, sizeof(a), 10);
         pattern(b, sizeof(b), 11);
         pattern(c5, sizeof(c5), 12);
@@ -1190,10 +1185,9 @@ static void test_flow_odd_takes(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, true } },
                 .boot = true });
         p1 = e->p[1];
-        FAKE_OK(d, fake_guest_open(d, 1, true));
         pattern(buf, sizeof(buf), 13);
         p1->take_limit = 0;
         /* chains of uneven sizes */
@@ -1238,10 +1232,9 @@ static void test_flow_guest_no_buffers(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .drv = c,
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, true } },
                 .boot = true });
         p1 = e->p[1];
-        FAKE_OK(d, fake_guest_open(d, 1, true));
         assert_int_equal(pipe2(pfd, O_NONBLOCK | O_CLOEXEC), 0);
         pattern(data, sizeof(data), 14);
         assert_int_equal(write(pfd[1], data, sizeof(data)), sizeof(data));
