@@ -247,6 +247,16 @@ static void test_hotplug_add_remove(void **state)
         all_well(d);
 }
 
+/* fake_host_add_port() refuses this port with @want, adding nothing. */
+static void add_refused(struct fake_env *e, int32_t id, const char *name,
+                        bool console, int want)
+{
+        int err = 0;
+
+        assert_null(fake_host_add_port(e->h, id, name, console, &err));
+        assert_int_equal(err, want);
+}
+
 /* Ids and names are unique; bad ids and names are refused, silently. */
 static void test_hotplug_errors(void **state)
 {
@@ -254,7 +264,6 @@ static void test_hotplug_errors(void **state)
         struct fake_driver *d;
         struct fake_port *p;
         unsigned log0;
-        int err;
         char longname[VS_PORT_NAME_MAX + 2];
 
         d = fake_env_up(e, &(struct fake_env_spec){
@@ -263,43 +272,25 @@ static void test_hotplug_errors(void **state)
                 .boot = true });
         log0 = d->nlog;
 
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 1, "org.test.other", false, &err));
-        assert_int_equal(err, -EEXIST);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 2, "org.test.one", false, &err));
-        assert_int_equal(err, -EEXIST);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 0, NULL, true, &err));
-        assert_int_equal(err, -EEXIST);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 4, "org.test.four", false, &err));
-        assert_int_equal(err, -EINVAL);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 1000, NULL, false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 1, "org.test.other", false, -EEXIST);
+        add_refused(e, 2, "org.test.one", false, -EEXIST);
+        add_refused(e, 0, NULL, true, -EEXIST);
+        add_refused(e, 4, "org.test.four", false, -EINVAL);
+        add_refused(e, 1000, NULL, false, -EINVAL);
         /* port 0 is the console's */
         vs_port_remove(e->p[0]->port);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 0, "org.test.zero", false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 0, "org.test.zero", false, -EINVAL);
         /* names: printable, no spaces, at most 255 */
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 2, "bad name", false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 2, "bad name", false, -EINVAL);
         memset(longname, 'n', sizeof(longname) - 1);
         longname[sizeof(longname) - 1] = 0;
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 2, longname, false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 2, longname, false, -EINVAL);
         longname[VS_PORT_NAME_MAX] = 0;
         p = fake_env_add(e, 2, longname, false);
         assert_int_equal(p->id, 2);
         /* no free id left for a non-console */
         fake_env_add(e, 3, NULL, false);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, -1, NULL, false, &err));
-        assert_int_equal(err, -ENOSPC);
+        add_refused(e, -1, NULL, false, -ENOSPC);
         /* but a console still finds 0 */
         p = fake_env_add(e, -1, NULL, true);
         assert_int_equal(p->id, 0);
