@@ -25,7 +25,7 @@ static struct fake_driver *env_up(struct fake_env *e,
         static const struct fake_env_spec dev3 = {
                 .dev = { .max_ports = 4 },
                 .drv = { .style = FAKE_STYLE_QEMU },
-                .ports = { { 0, NULL, true, false },
+                .ports = { { 0, NULL, true, false, false },
                            { 1, "org.test.port1", false, true, true },
                            { 2, NULL, false, false, false } },
                 .boot = true,

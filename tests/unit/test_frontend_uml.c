@@ -20,8 +20,8 @@
 static const struct fake_env_spec dev3 = {
         .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
         .drv = { .style = FAKE_STYLE_UML },
-        .ports = { { 0, NULL, true, false }, { 1, "org.test.port1", false, true },
-                   { 2, "org.test.port2", false, false } },
+        .ports = { { 0, NULL, true, false, false }, { 1, "org.test.port1", false, true, false },
+                   { 2, "org.test.port2", false, false, false } },
         .boot = true,
 };
 

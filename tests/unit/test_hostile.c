@@ -114,7 +114,7 @@ static void fe_up(struct fake_env *e)
         static const struct fake_env_spec spec = {
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = { .style = FAKE_STYLE_QEMU },
-                .ports = { { 1, "p1" } },
+                .ports = { { 1, "p1", false, false, false } },
                 .efd = true,
         };
 
@@ -358,7 +358,7 @@ static void fe_up_split(struct fake_env *e)
         struct fake_env_spec spec = {
                 .dev = { .max_ports = 4 },
                 .drv = { .style = FAKE_STYLE_QEMU, .nregions = 2 },
-                .ports = { { 1, "p1" } },
+                .ports = { { 1, "p1", false, false, false } },
                 .efd = true,
         };
 

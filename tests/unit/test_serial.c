@@ -62,7 +62,7 @@ static void driver_up(struct fake_env *e, const struct fake_driver_cfg *cfg,
 }
 
 /* Port 0 a console, as every device here has. */
-#define CON0 { 0, NULL, true, false }
+#define CON0 { 0, NULL, true, false, false }
 
 /* Device->guest messages of @ev for @id from log index @from on. */
 static unsigned count_dev(const struct fake_driver *d, unsigned from,
@@ -174,7 +174,7 @@ static void test_hotplug_add_remove(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
                 .boot = true });
         log0 = d->nlog;
         /* a named port with its host side connected before the guest knows it */
@@ -268,7 +268,7 @@ static void test_hotplug_errors(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
                 .boot = true });
         log0 = d->nlog;
 
@@ -400,7 +400,7 @@ static void test_hotplug_remove_half_consumed(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
-                .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two", false, false, true } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false }, { 2, "org.test.two", false, false, true } },
                 .boot = true });
         p2 = e->p[2];
         pattern(buf, sizeof(buf), 7);
@@ -481,9 +481,9 @@ static void test_port_ready_zero(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = { .style = FAKE_STYLE_UML, .fail_ports = 1u << 2 | 1u << 3 },
-                .ports = { CON0, { 1, "org.test.one" },
-                           { 2, "org.test.two", false, true },
-                           { 3, "org.test.three", true, true } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false },
+                           { 2, "org.test.two", false, true, false },
+                           { 3, "org.test.three", true, true, false } },
                 .boot = true });
         ready = fake_log_find(d, 0, 2, FAKE_C_PORT_READY, true);
         assert_true(ready >= 0);
@@ -521,7 +521,7 @@ static void test_two_consoles(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
-                .ports = { CON0, { 1, "org.test.one" }, { 3, "org.test.con3", true } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false }, { 3, "org.test.con3", true, false, false } },
                 .boot = true });
         cons = fake_log_find(d, 0, 3, FAKE_C_CONSOLE_PORT, false);
         assert_true(cons > fake_log_find(d, 0, 3, FAKE_C_PORT_READY, true));
@@ -564,7 +564,7 @@ static void test_ctrl_queue_refill(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 8 },
                 .drv = c,
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
                 .boot = true });
         /* DEVICE_READY was taken, nothing could be answered yet */
         assert_int_equal(d->nlog, 1);
@@ -662,7 +662,7 @@ static struct fake_driver *ctrl_full_env(struct fake_env *e)
         fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = c,
-                .ports = { CON0, { 1, "org.test.one" }, { 2, "org.test.two" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false }, { 2, "org.test.two", false, false, false } },
                 .boot = true });
         return e->d;
 }
@@ -900,7 +900,7 @@ static void test_resize_single_port(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = c,
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
                 .boot = true });
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_true(d->pf & (1ull << FAKE_PF_BACKEND_REQ));
@@ -946,7 +946,7 @@ static void test_emerg_write(void **state)
 
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
-                .ports = { CON0, { 1, "org.test.one" } } });
+                .ports = { CON0, { 1, "org.test.one", false, false, false } } });
         p0 = e->p[0];
         FAKE_OK(d, fake_uml_boot(d));
         /* no features, no memory, no rings, no DEVICE_READY */
@@ -986,7 +986,7 @@ static void test_single_port_data(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = c,
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
                 .boot = true });
         p0 = e->p[0];
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
@@ -1041,7 +1041,7 @@ static void test_single_port_inproc(void **state)
         d = fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4 },
                 .drv = c, .inproc = true,
-                .ports = { CON0, { 1, "org.test.one" } },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
                 .boot = true });
         p0 = e->p[0];
         dev = e->h->dev;
@@ -1433,8 +1433,8 @@ static struct fake_driver *reset_up(struct fake_env *e,
         fake_env_up(e, &(struct fake_env_spec){
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = c, .inproc = inproc,
-                .ports = { CON0, { 1, "org.test.one", false, true },
-                           { 2, "org.test.two" } },
+                .ports = { CON0, { 1, "org.test.one", false, true, false },
+                           { 2, "org.test.two", false, false, false } },
                 .boot = true });
         pattern(a, sizeof(a), seed);
         half_consumed(e, a, sizeof(a));

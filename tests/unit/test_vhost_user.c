@@ -33,7 +33,7 @@ static int setup(void **state)
         static const struct fake_env_spec spec = {
                 .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
                 .drv = { .style = FAKE_STYLE_QEMU },
-                .ports = { { 1, "p1" } },
+                .ports = { { 1, "p1", false, false, false } },
                 .efd = true,
         };
         int r = fake_env_setup(state);
