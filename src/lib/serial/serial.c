@@ -9,6 +9,7 @@
  * keeps per-port memory bounded (one kept chain per port).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -649,19 +650,34 @@ static void rx_complete(struct vs_port *port, struct vs_vq *vq,
                 vs__notify(dev, vq, vs__port_rxq(port->id));
 }
 
-/* Copy up to @len bytes of @buf into @iov; returns the bytes copied. */
-size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
-                    size_t len)
+/* Copy up to @len bytes between @buf and @iov, either way. */
+static size_t iov_copy(const struct iovec *iov, unsigned cnt, uint8_t *buf,
+                       size_t len, bool to_iov)
 {
         size_t done = 0;
 
         for (unsigned i = 0; i < cnt && done < len; i++) {
                 size_t n = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
 
-                memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
+                if (to_iov)
+                        memcpy(iov[i].iov_base, buf + done, n);
+                else
+                        memcpy(buf + done, iov[i].iov_base, n);
                 done += n;
         }
         return done;
+}
+
+size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
+                    size_t len)
+{
+        return iov_copy(iov, cnt, (uint8_t *)buf, len, true);
+}
+
+size_t vs__iov_to_buf(const struct iovec *iov, unsigned cnt, void *buf,
+                      size_t len)
+{
+        return iov_copy(iov, cnt, buf, len, false);
 }
 
 /* No room: ask the guest to kick when it posts buffers, then look again. */
@@ -829,18 +845,26 @@ int vs_device_set_features(struct vs_device *dev, uint64_t features)
         return 0;
 }
 
-static void config_bytes(const struct vs_device *dev, uint8_t cfg[VS_CONFIG_SIZE])
+/* Config space (VIRTIO 1.2, 5.3.4): the wire layout, little-endian. */
+struct console_config {
+        uint16_t cols;
+        uint16_t rows;
+        uint32_t max_nr_ports;
+        uint32_t emerg_wr;
+};
+_Static_assert(sizeof(struct console_config) == VS_CONFIG_SIZE, "the config layout");
+
+static struct console_config config_get(const struct vs_device *dev)
 {
         const struct vs_port *port0 = dev->ports[0];
         bool sized = port0 && port0->console;
-        uint16_t cols = htole16(sized ? port0->cols : dev->cols);
-        uint16_t rows = htole16(sized ? port0->rows : dev->rows);
-        uint32_t max = htole32(dev->max_ports), emerg = 0;
 
-        memcpy(cfg, &cols, 2);
-        memcpy(cfg + 2, &rows, 2);
-        memcpy(cfg + 4, &max, 4);
-        memcpy(cfg + 8, &emerg, 4);
+        return (struct console_config){
+                .cols = htole16(sized ? port0->cols : dev->cols),
+                .rows = htole16(sized ? port0->rows : dev->rows),
+                .max_nr_ports = htole32(dev->max_ports),
+                .emerg_wr = 0,
+        };
 }
 
 static bool config_range_ok(uint32_t offset, uint32_t len)
@@ -851,12 +875,11 @@ static bool config_range_ok(uint32_t offset, uint32_t len)
 int vs_device_config_read(struct vs_device *dev, uint32_t offset, void *buf,
                           uint32_t len)
 {
-        uint8_t cfg[VS_CONFIG_SIZE];
+        struct console_config cfg = config_get(dev);
 
         if (!config_range_ok(offset, len))
                 return -EINVAL;
-        config_bytes(dev, cfg);
-        memcpy(buf, cfg + offset, len);
+        memcpy(buf, (const uint8_t *)&cfg + offset, len);
         return 0;
 }
 
@@ -868,7 +891,7 @@ static int device_config_write(struct vs_device *dev, uint32_t offset,
         if (!config_range_ok(offset, len))
                 return -EINVAL;
         /* Only emerg_wr is writable: its low byte goes to port 0's host side. */
-        if (offset != 8 || len == 0 || !port0)
+        if (offset != offsetof(struct console_config, emerg_wr) || len == 0 || !port0)
                 return 0;
         struct iovec iov = { .iov_base = (void *)buf, .iov_len = 1 };
 
