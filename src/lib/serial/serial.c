@@ -122,19 +122,25 @@ void vs__schedule(struct vs_device *dev, unsigned q)
  * outermost one starts the count afresh, nested ones (from callbacks) add
  * to it.
  */
-static void round_enter(struct vs_device *dev)
+static struct vs_device *round_enter(struct vs_device *dev)
 {
         if (dev->round.depth++)
-                return;
+                return dev;
         dev->round.id++;
         dev->round.descs = 0;
         dev->round.bytes = 0;
+        return dev;
 }
 
-static void round_leave(struct vs_device *dev)
+static void round_leave(struct vs_device **dev)
 {
-        dev->round.depth--;
+        (*dev)->round.depth--;
 }
+
+/* The rest of the enclosing block is a round: left however it returns. */
+#define IN_ROUND(dev) \
+        struct vs_device *round_dev_ __attribute__((cleanup(round_leave), unused)) = \
+                round_enter(dev)
 
 /* A pop that took no chain but read descriptors or failed (vs__pop()). */
 void vs__count_pop(struct vs_device *dev, unsigned q,
@@ -1102,143 +1108,81 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
                 const struct vs_port_ops *ops, void *opaque,
                 struct vs_port **ret)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = port_add(dev, cfg, ops, opaque, ret);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return port_add(dev, cfg, ops, opaque, ret);
 }
 
 int vs_port_remove(struct vs_port *port)
 {
-        struct vs_device *dev;
-        int r;
-
         if (!port)
                 return 0;
-        dev = port->dev;
-        round_enter(dev);
-        r = port_remove(port);
-        round_leave(dev);
-        return r;
+        IN_ROUND(port->dev);
+        return port_remove(port);
 }
 
 int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
 {
-        struct vs_device *d_ = port->dev;
-        int r;
-
-        round_enter(d_);
-        r = port_resize(port, cols, rows);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_resize(port, cols, rows);
 }
 
 int vs_port_set_host_connected(struct vs_port *port, bool connected)
 {
-        struct vs_device *d_ = port->dev;
-        int r;
-
-        round_enter(d_);
-        r = port_set_host_connected(port, connected);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_set_host_connected(port, connected);
 }
 
 ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
 {
-        struct vs_device *d_ = port->dev;
-        ssize_t r;
-
-        round_enter(d_);
-        r = port_write(port, buf, len);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_write(port, buf, len);
 }
 
 ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
 {
-        struct vs_device *d_ = port->dev;
-        ssize_t r;
-
-        round_enter(d_);
-        r = port_recv_fd(port, fd, max);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_recv_fd(port, fd, max);
 }
 
 size_t vs_port_guest_room(struct vs_port *port)
 {
-        struct vs_device *d_ = port->dev;
-        size_t r;
-
-        round_enter(d_);
-        r = port_guest_room(port);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_guest_room(port);
 }
 
 void vs_port_throttle(struct vs_port *port, bool throttled)
 {
-        struct vs_device *d_ = port->dev;
-
-        round_enter(d_);
+        IN_ROUND(port->dev);
         port_throttle(port, throttled);
-        round_leave(d_);
 }
 
 int vs_device_config_write(struct vs_device *dev, uint32_t offset,
                            const void *buf, uint32_t len)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_config_write(dev, offset, buf, len);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_config_write(dev, offset, buf, len);
 }
 
 int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_queue_set_base(dev, q, base);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_queue_set_base(dev, q, base);
 }
 
 int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_queue_enable(dev, q, enable);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_queue_enable(dev, q, enable);
 }
 
 int vs_device_queue_kick(struct vs_device *dev, unsigned q)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_queue_kick(dev, q);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_queue_kick(dev, q);
 }
 
 void vs_device_reset(struct vs_device *dev)
 {
-        struct vs_device *d_ = dev;
-
-        round_enter(d_);
+        IN_ROUND(dev);
         device_reset(dev);
-        round_leave(d_);
 }

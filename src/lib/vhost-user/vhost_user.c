@@ -775,52 +775,40 @@ static int h_set_config(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
  */
 #define EXACTLY(n) { (n), (n) }
 #define U64 sizeof(uint64_t)
-#define STATE sizeof(struct vu_vring_state)
-#define CONFIG { sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG }
+/* The payloads the spec calls a u64, a vring state (index, num) and a
+ * vring address (index first), and the u64 of SET_VRING_KICK/CALL/ERR: a
+ * ring index, with an fd unless VU_VRING_NOFD is set. */
+#define P_U64 .size = EXACTLY(U64)
+#define P_STATE .size = EXACTLY(sizeof(struct vu_vring_state)), .vring = VRING_U32
+#define P_ADDR .size = EXACTLY(sizeof(struct vu_vring_addr)), .vring = VRING_U32
+#define P_VRING_FD .size = EXACTLY(U64), .vring = VRING_U64, .fds = FDS_VRING
+#define P_CONFIG .size = { sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG }
 
 static const struct vu_msg_info msg_table[VU_REQUEST_MAX] = {
-        [VU_GET_FEATURES] = { .name = "GET_FEATURES", .reply = REPLY_U64,
-                              .handle = h_get_features },
-        [VU_SET_FEATURES] = { .name = "SET_FEATURES", .size = EXACTLY(U64),
-                              .handle = h_set_features },
+        [VU_GET_FEATURES] = { .name = "GET_FEATURES", .reply = REPLY_U64, .handle = h_get_features },
+        [VU_SET_FEATURES] = { .name = "SET_FEATURES", P_U64, .handle = h_set_features },
         [VU_SET_OWNER] = { .name = "SET_OWNER", .handle = h_nop },
-        [VU_RESET_OWNER] = { .name = "RESET_OWNER", .size = { 0, U64 },
-                             .handle = h_reset_owner },
-        [VU_SET_MEM_TABLE] = { .name = "SET_MEM_TABLE",
-                               .size = { MEM_TABLE_SIZE(1), MEM_TABLE_SIZE(VS_MEM_MAX_REGIONS) },
-                               .fds = FDS_MEM, .handle = h_set_mem_table },
-        [VU_SET_VRING_NUM] = { .name = "SET_VRING_NUM", .size = EXACTLY(STATE),
-                               .vring = VRING_U32, .handle = h_set_vring_num },
-        [VU_SET_VRING_ADDR] = { .name = "SET_VRING_ADDR",
-                                .size = EXACTLY(sizeof(struct vu_vring_addr)),
-                                .vring = VRING_U32, .handle = h_set_vring_addr },
-        [VU_SET_VRING_BASE] = { .name = "SET_VRING_BASE", .size = EXACTLY(STATE),
-                                .vring = VRING_U32, .handle = h_set_vring_base },
-        [VU_GET_VRING_BASE] = { .name = "GET_VRING_BASE", .size = EXACTLY(STATE),
-                                .vring = VRING_U32, .reply = REPLY_OWN,
+        [VU_RESET_OWNER] = { .name = "RESET_OWNER", .size = { 0, U64 }, .handle = h_reset_owner },
+        [VU_SET_MEM_TABLE] = { .name = "SET_MEM_TABLE", .fds = FDS_MEM, .handle = h_set_mem_table,
+                               .size = { MEM_TABLE_SIZE(1), MEM_TABLE_SIZE(VS_MEM_MAX_REGIONS) } },
+        [VU_SET_VRING_NUM] = { .name = "SET_VRING_NUM", P_STATE, .handle = h_set_vring_num },
+        [VU_SET_VRING_ADDR] = { .name = "SET_VRING_ADDR", P_ADDR, .handle = h_set_vring_addr },
+        [VU_SET_VRING_BASE] = { .name = "SET_VRING_BASE", P_STATE, .handle = h_set_vring_base },
+        [VU_GET_VRING_BASE] = { .name = "GET_VRING_BASE", P_STATE, .reply = REPLY_OWN,
                                 .handle = h_get_vring_base },
-        [VU_SET_VRING_KICK] = { .name = "SET_VRING_KICK", .size = EXACTLY(U64),
-                                .fds = FDS_VRING, .vring = VRING_U64,
-                                .handle = h_set_vring_kick },
-        [VU_SET_VRING_CALL] = { .name = "SET_VRING_CALL", .size = EXACTLY(U64),
-                                .fds = FDS_VRING, .vring = VRING_U64,
-                                .handle = h_set_vring_call },
-        [VU_SET_VRING_ERR] = { .name = "SET_VRING_ERR", .size = EXACTLY(U64),
-                               .fds = FDS_VRING, .vring = VRING_U64,
-                               .handle = h_set_vring_err },
+        [VU_SET_VRING_KICK] = { .name = "SET_VRING_KICK", P_VRING_FD, .handle = h_set_vring_kick },
+        [VU_SET_VRING_CALL] = { .name = "SET_VRING_CALL", P_VRING_FD, .handle = h_set_vring_call },
+        [VU_SET_VRING_ERR] = { .name = "SET_VRING_ERR", P_VRING_FD, .handle = h_set_vring_err },
         [VU_GET_PROTOCOL_FEATURES] = { .name = "GET_PROTOCOL_FEATURES", .reply = REPLY_U64,
                                        .handle = h_get_protocol_features },
-        [VU_SET_PROTOCOL_FEATURES] = { .name = "SET_PROTOCOL_FEATURES", .size = EXACTLY(U64),
+        [VU_SET_PROTOCOL_FEATURES] = { .name = "SET_PROTOCOL_FEATURES", P_U64,
                                        .handle = h_set_protocol_features },
-        [VU_GET_QUEUE_NUM] = { .name = "GET_QUEUE_NUM", .reply = REPLY_U64,
-                               .handle = h_get_queue_num },
-        [VU_SET_VRING_ENABLE] = { .name = "SET_VRING_ENABLE", .size = EXACTLY(STATE),
-                                  .vring = VRING_U32, .handle = h_set_vring_enable },
+        [VU_GET_QUEUE_NUM] = { .name = "GET_QUEUE_NUM", .reply = REPLY_U64, .handle = h_get_queue_num },
+        [VU_SET_VRING_ENABLE] = { .name = "SET_VRING_ENABLE", P_STATE, .handle = h_set_vring_enable },
         [VU_SET_BACKEND_REQ_FD] = { .name = "SET_BACKEND_REQ_FD", .fds = FDS_ONE,
                                     .handle = h_set_backend_req_fd },
-        [VU_GET_CONFIG] = { .name = "GET_CONFIG", .size = CONFIG, .reply = REPLY_OWN,
-                            .handle = h_get_config },
-        [VU_SET_CONFIG] = { .name = "SET_CONFIG", .size = CONFIG, .handle = h_set_config },
+        [VU_GET_CONFIG] = { .name = "GET_CONFIG", P_CONFIG, .reply = REPLY_OWN, .handle = h_get_config },
+        [VU_SET_CONFIG] = { .name = "SET_CONFIG", P_CONFIG, .handle = h_set_config },
 };
 
 /* ---- receiving and dispatch -------------------------------------------- */
