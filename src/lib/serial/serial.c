@@ -940,11 +940,11 @@ static struct vs_vq *queue(struct vs_device *dev, unsigned q)
 /* The port whose queue @q is, or NULL (control queues, no port). */
 static struct vs_port *queue_port(struct vs_device *dev, unsigned q)
 {
-        if (q < 2)
+        if (q < VS_CTRL_RXQ)
                 return dev->ports[0];
-        if (q < 4)
+        if (q <= VS_CTRL_TXQ)
                 return NULL;
-        return vs_port_find(dev, (q - 2) / 2);
+        return vs_port_find(dev, (q - 2) / 2);  /* vs__port_rxq/txq inverted */
 }
 
 static bool queue_is_tx(unsigned q) { return q == 1 || (q >= 4 && q % 2 == 1); }

@@ -995,7 +995,7 @@ static void on_socket(void *opaque, int fd, uint32_t events)
         (void)events;
         /* Bounded: a frontend that keeps sending cannot starve the rest;
          * what is left in the socket wakes us again. */
-        for (int budget = 64; budget > 0 && !vu->closed; budget--) {
+        for (unsigned budget = VU_MSGS_PER_WAKE; budget > 0 && !vu->closed; budget--) {
                 if (recv_msg(vu) <= 0)
                         return;
                 vu->in.hdr.request = le32toh(vu->in.hdr.request);
