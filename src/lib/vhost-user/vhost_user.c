@@ -1044,6 +1044,19 @@ static int vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
         return err;
 }
 
+/* The rings a frontend may name, none with an fd yet. */
+static int vrings_new(struct vs_vu *vu)
+{
+        vu->nrings = VU_MAX_RINGS;
+        vu->vrings = calloc(vu->nrings, sizeof(*vu->vrings));
+        if (!vu->vrings)
+                return -ENOMEM;
+        for (unsigned q = 0; q < vu->nrings; q++)
+                vu->vrings[q] = (struct vu_vring){ .vu = vu, .q = q, .kick_fd = -1,
+                                                   .call_fd = -1, .err_fd = -1 };
+        return 0;
+}
+
 int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
               struct vs_vu **ret)
 {
@@ -1062,16 +1075,10 @@ int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
         if (cfg->max_queues && cfg->max_queues < vu->nvqs)
                 vu->nvqs = cfg->max_queues;
         vs_mem_init(&vu->mem);
-        vu->nrings = VU_MAX_RINGS;
-        vu->vrings = calloc(vu->nrings, sizeof(*vu->vrings));
         vu->sched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (!vu->vrings || vu->sched_fd < 0) {
-                r = vu->vrings ? -errno : -ENOMEM;
+        r = vu->sched_fd < 0 ? -errno : vrings_new(vu);
+        if (r < 0)
                 goto fail;
-        }
-        for (unsigned q = 0; q < vu->nrings; q++)
-                vu->vrings[q] = (struct vu_vring){ .vu = vu, .q = q, .kick_fd = -1,
-                                                   .call_fd = -1, .err_fd = -1 };
         fd_nonblock(fd);
         r = cfg->loop_ops->add(cfg->loop, fd, EPOLLIN, on_socket, vu);
         if (r == 0)
