@@ -210,7 +210,9 @@ def all_ways(ctx, socks, down, nup, timeout, take):
     """Many ports at once: send down[i] on socks[i] while reading nup bytes
     from each (one select over all), take(i, data) for what arrives. Ends
     when all is done, or when nothing moves and the guest is gone or
-    timeout seconds have passed; end of file on one is an AssertionError.
+    nothing moved for timeout seconds (counted from the last progress, not
+    from the start: a guest that boots slowly on a loaded machine has sent
+    nothing yet); end of file on one is an AssertionError.
     The bytes sent, by i."""
     got = {i: 0 for i in socks}
     sent = {i: 0 for i in socks}
@@ -238,7 +240,9 @@ def all_ways(ctx, socks, down, nup, timeout, take):
                 sent[i] += s.send(down[i][sent[i]:sent[i] + 64 * KIB])
             except BlockingIOError:
                 pass
-        if not r and not w and (ctx.grace_expired() or time.monotonic() > end):
+        if r or w:
+            end = time.monotonic() + timeout
+        elif ctx.grace_expired() or time.monotonic() > end:
             break
     return sent
 

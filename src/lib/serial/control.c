@@ -15,20 +15,32 @@
 
 #include "serial/serial.h"
 
-static uint32_t msg_id(const struct vs_ctrl_msg *m)
+/* The header to and from its 8 little-endian wire bytes. */
+static void hdr_encode(const struct vs_ctrl_hdr *h, uint8_t wire[VS_CTRL_HDR_LEN])
 {
-        uint32_t id;
+        struct vs_ctrl_hdr le = {
+                .id = htole32(h->id),
+                .event = htole16(h->event),
+                .value = htole16(h->value),
+        };
 
-        memcpy(&id, m->data, 4);
-        return le32toh(id);
+        memcpy(wire, &le, sizeof(le));
 }
 
-static uint16_t msg_event(const struct vs_ctrl_msg *m)
+static struct vs_ctrl_hdr hdr_decode(const uint8_t wire[VS_CTRL_HDR_LEN])
 {
-        uint16_t ev;
+        struct vs_ctrl_hdr h;
 
-        memcpy(&ev, m->data + 4, 2);
-        return le16toh(ev);
+        memcpy(&h, wire, sizeof(h));
+        h.id = le32toh(h.id);
+        h.event = le16toh(h.event);
+        h.value = le16toh(h.value);
+        return h;
+}
+
+static bool is_add_or_remove(uint16_t event)
+{
+        return event == VS_CTRL_PORT_ADD || event == VS_CTRL_PORT_REMOVE;
 }
 
 /* The queued message for (@id, @event), or NULL. */
@@ -38,7 +50,7 @@ static struct vs_ctrl_msg *find_queued(struct vs_device *dev, uint32_t id,
         struct vs_ctrl_msg *found = NULL;
 
         for (struct vs_ctrl_msg *m = dev->ctrl_head; m; m = m->next)
-                if (msg_id(m) == id && msg_event(m) == event)
+                if (m->hdr.id == id && m->hdr.event == event)
                         found = m;      /* the last one */
         return found;
 }
@@ -46,7 +58,7 @@ static struct vs_ctrl_msg *find_queued(struct vs_device *dev, uint32_t id,
 /* Unlink and free @from and every later message about the same port. */
 static void drop_from(struct vs_device *dev, struct vs_ctrl_msg *from)
 {
-        uint32_t id = msg_id(from);
+        uint32_t id = from->hdr.id;
         struct vs_ctrl_msg **link = &dev->ctrl_head, *prev = NULL;
         bool past = false;
 
@@ -54,7 +66,7 @@ static void drop_from(struct vs_device *dev, struct vs_ctrl_msg *from)
                 struct vs_ctrl_msg *m = *link;
 
                 past |= m == from;
-                if (past && msg_id(m) == id) {
+                if (past && m->hdr.id == id) {
                         *link = m->next;
                         dev->ctrl_len--;
                         free(m);
@@ -66,26 +78,30 @@ static void drop_from(struct vs_device *dev, struct vs_ctrl_msg *from)
         dev->ctrl_tail = prev;
 }
 
-/*
- * Is the last queued (@id, @event) message this very one, with no add or
- * remove of the port after it? Then the guest reads it once anyway: a
- * guest repeating PORT_READY asks for what is already on its way, and must
- * not get a queue's worth of copies (a full queue refuses the host).
- */
-static bool queued_already(struct vs_device *dev, uint32_t id, uint16_t event,
-                           uint16_t value, const void *extra, uint32_t extra_len)
+static bool same_extra(const struct vs_ctrl_msg *m, const void *extra,
+                       uint32_t extra_len)
 {
-        struct vs_ctrl_msg *m = find_queued(dev, id, event);
-        uint16_t le_val = htole16(value);
+        return m->extra_len == extra_len &&
+               (!extra_len || memcmp(m->extra, extra, extra_len) == 0);
+}
 
-        if (!m || event == VS_CTRL_PORT_ADD || event == VS_CTRL_PORT_REMOVE)
+/*
+ * Is the last queued (@h->id, @h->event) message this very one, with no
+ * add or remove of the port after it? Then the guest reads it once anyway:
+ * a guest repeating PORT_READY asks for what is already on its way, and
+ * must not get a queue's worth of copies (a full queue refuses the host).
+ */
+static bool queued_already(struct vs_device *dev, const struct vs_ctrl_hdr *h,
+                           const void *extra, uint32_t extra_len)
+{
+        struct vs_ctrl_msg *m = find_queued(dev, h->id, h->event);
+
+        if (!m || is_add_or_remove(h->event))
                 return false;
         for (struct vs_ctrl_msg *n = m->next; n; n = n->next)
-                if (msg_id(n) == id && (msg_event(n) == VS_CTRL_PORT_ADD ||
-                                        msg_event(n) == VS_CTRL_PORT_REMOVE))
+                if (n->hdr.id == h->id && is_add_or_remove(n->hdr.event))
                         return false;
-        return m->len == VS_CTRL_HDR_LEN + extra_len && memcmp(m->data + 6, &le_val, 2) == 0 &&
-               (!extra_len || memcmp(m->data + VS_CTRL_HDR_LEN, extra, extra_len) == 0);
+        return m->hdr.value == h->value && same_extra(m, extra, extra_len);
 }
 
 /*
@@ -94,44 +110,41 @@ static bool queued_already(struct vs_device *dev, uint32_t id, uint16_t event,
  * about a port added and removed (or opened and closed) before it looked,
  * not at all. This keeps the queue bounded by a few messages per port.
  */
-static bool coalesce(struct vs_device *dev, uint32_t id, uint16_t event,
-                     uint16_t value, const void *extra, uint32_t extra_len)
+static bool coalesce(struct vs_device *dev, const struct vs_ctrl_hdr *h,
+                     const void *extra, uint32_t extra_len)
 {
         struct vs_ctrl_msg *m;
-        uint16_t le_val = htole16(value);
 
-        if (event == VS_CTRL_PORT_REMOVE && (m = find_queued(dev, id, VS_CTRL_PORT_ADD))) {
+        if (h->event == VS_CTRL_PORT_REMOVE &&
+            (m = find_queued(dev, h->id, VS_CTRL_PORT_ADD))) {
                 drop_from(dev, m);
                 return true;
         }
-        if (queued_already(dev, id, event, value, extra, extra_len))
+        if (queued_already(dev, h, extra, extra_len))
                 return true;
-        if (event != VS_CTRL_PORT_OPEN && event != VS_CTRL_RESIZE)
+        if (h->event != VS_CTRL_PORT_OPEN && h->event != VS_CTRL_RESIZE)
                 return false;
-        m = find_queued(dev, id, event);
+        m = find_queued(dev, h->id, h->event);
         /* Only if nothing about the port was queued after it: order holds. */
         for (struct vs_ctrl_msg *n = m ? m->next : NULL; n; n = n->next)
-                if (msg_id(n) == id)
+                if (n->hdr.id == h->id)
                         return false;
-        if (!m || m->len != VS_CTRL_HDR_LEN + extra_len)
+        if (!m || m->extra_len != extra_len)
                 return false;
-        if (event == VS_CTRL_PORT_OPEN) {
-                uint16_t queued;
-
-                memcpy(&queued, m->data + 6, 2);
+        if (h->event == VS_CTRL_PORT_OPEN) {
                 /* A close must reach the guest (its reader sees end of
                  * file): never fold close-then-open. Open-then-close the
                  * guest never saw cancels out; a repeat is a no-op. */
-                if (le16toh(queued) == value)
+                if (m->hdr.value == h->value)
                         return true;
-                if (value != 0)
+                if (h->value != 0)
                         return false;
                 drop_from(dev, m);
                 return true;
         }
-        memcpy(m->data + 6, &le_val, 2);
+        m->hdr.value = h->value;
         if (extra_len)
-                memcpy(m->data + VS_CTRL_HDR_LEN, extra, extra_len);
+                memcpy(m->extra, extra, extra_len);
         return true;
 }
 
@@ -143,24 +156,23 @@ bool vs__ctrl_room(const struct vs_device *dev)
 int vs__ctrl_send(struct vs_device *dev, uint32_t id, uint16_t event,
                   uint16_t value, const void *extra, uint32_t extra_len)
 {
+        struct vs_ctrl_hdr h = { .id = id, .event = event, .value = value };
         struct vs_ctrl_msg *m;
-        uint32_t le_id = htole32(id);
-        uint16_t le_ev = htole16(event), le_val = htole16(value);
 
-        if (coalesce(dev, id, event, value, extra, extra_len))
+        if (extra_len > VS_CTRL_EXTRA_MAX)
+                return -EINVAL;
+        if (coalesce(dev, &h, extra, extra_len))
                 return 0;
         if (!vs__ctrl_room(dev))
                 return -ENOSPC;
-        m = malloc(sizeof(*m) + VS_CTRL_HDR_LEN + extra_len);
+        m = malloc(sizeof(*m) + extra_len);
         if (!m)
                 return -ENOMEM;
         m->next = NULL;
-        m->len = VS_CTRL_HDR_LEN + extra_len;
-        memcpy(m->data, &le_id, 4);
-        memcpy(m->data + 4, &le_ev, 2);
-        memcpy(m->data + 6, &le_val, 2);
+        m->hdr = h;
+        m->extra_len = extra_len;
         if (extra_len)
-                memcpy(m->data + VS_CTRL_HDR_LEN, extra, extra_len);
+                memcpy(m->extra, extra, extra_len);
         if (dev->ctrl_tail)
                 dev->ctrl_tail->next = m;
         else
@@ -209,6 +221,8 @@ void vs__ctrl_flush(struct vs_device *dev)
                 return;
         while (dev->ctrl_head) {
                 struct vs_ctrl_msg *m = dev->ctrl_head;
+                uint8_t wire[VS_CTRL_HDR_LEN + VS_CTRL_EXTRA_MAX];
+                uint32_t len = VS_CTRL_HDR_LEN + m->extra_len;
 
                 /* An empty ring re-arms the guest's kick (EVENT_IDX). */
                 if (vs__pop(dev, VS_CTRL_RXQ, e) <= 0)
@@ -216,12 +230,14 @@ void vs__ctrl_flush(struct vs_device *dev)
                 pushed = true;
                 /* A buffer too small for the message is returned empty;
                  * the message waits for the next one. */
-                if (e->in_len < m->len) {
+                if (e->in_len < len) {
                         vs_vq_push(vq, e->head, 0);
                         continue;
                 }
+                hdr_encode(&m->hdr, wire);
+                memcpy(wire + VS_CTRL_HDR_LEN, m->extra, m->extra_len);
                 vs_vq_push(vq, e->head, vs__iov_fill(&e->iov[e->out_num], e->in_num,
-                                                  m->data, m->len));
+                                                     wire, len));
                 ctrl_pop_msg(dev);
         }
         if (pushed)
@@ -266,25 +282,24 @@ static void device_ready(struct vs_device *dev)
         vs__event(dev, VS_EVENT_DRIVER_READY);
 }
 
-static void ctrl_handle(struct vs_device *dev, uint32_t id, uint16_t event,
-                        uint16_t value)
+static void ctrl_handle(struct vs_device *dev, const struct vs_ctrl_hdr *h)
 {
         struct vs_port *port;
 
-        if (event == VS_CTRL_DEVICE_READY) {
-                if (value == 1)
+        if (h->event == VS_CTRL_DEVICE_READY) {
+                if (h->value == 1)
                         device_ready(dev);
                 return;
         }
-        port = vs_port_find(dev, id);
+        port = vs_port_find(dev, h->id);
         if (!port)
                 return;         /* a port we never added: ignored */
-        if (event == VS_CTRL_PORT_READY && value == 1)
+        if (h->event == VS_CTRL_PORT_READY && h->value == 1)
                 port_ready(dev, port);
-        else if (event == VS_CTRL_PORT_READY)
+        else if (h->event == VS_CTRL_PORT_READY)
                 port->guest_ready = false;
-        else if (event == VS_CTRL_PORT_OPEN)
-                vs__port_set_guest_connected(port, value != 0);
+        else if (h->event == VS_CTRL_PORT_OPEN)
+                vs__port_set_guest_connected(port, h->value != 0);
 }
 
 /*
@@ -298,28 +313,20 @@ void vs__ctrl_handle_tx(struct vs_device *dev)
         bool pushed = false;
 
         for (;;) {
-                uint8_t hdr[VS_CTRL_HDR_LEN];
-                size_t got = 0;
-                uint32_t id;
-                uint16_t event, value;
+                uint8_t wire[VS_CTRL_HDR_LEN];
+                struct vs_ctrl_hdr h;
+                size_t got;
 
                 if (vs__pop(dev, VS_CTRL_TXQ, e) <= 0)
                         break;
-                for (unsigned i = 0; i < e->out_num && got < sizeof(hdr); i++) {
-                        size_t n = e->iov[i].iov_len < sizeof(hdr) - got ?
-                                   e->iov[i].iov_len : sizeof(hdr) - got;
-
-                        memcpy(hdr + got, e->iov[i].iov_base, n);
-                        got += n;
-                }
+                /* Only the header matters: what follows it is not read. */
+                got = vs__iov_to_buf(e->iov, e->out_num, wire, sizeof(wire));
                 vs_vq_push(vq, e->head, 0);
                 pushed = true;
-                if (got < sizeof(hdr))
-                        continue;
-                memcpy(&id, hdr, 4);
-                memcpy(&event, hdr + 4, 2);
-                memcpy(&value, hdr + 6, 2);
-                ctrl_handle(dev, le32toh(id), le16toh(event), le16toh(value));
+                if (got < sizeof(wire))
+                        continue;       /* too short: ignored */
+                h = hdr_decode(wire);
+                ctrl_handle(dev, &h);
         }
         if (pushed)
                 vs__notify(dev, vq, VS_CTRL_TXQ);

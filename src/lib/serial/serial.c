@@ -9,6 +9,7 @@
  * keeps per-port memory bounded (one kept chain per port).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -121,19 +122,25 @@ void vs__schedule(struct vs_device *dev, unsigned q)
  * outermost one starts the count afresh, nested ones (from callbacks) add
  * to it.
  */
-static void round_enter(struct vs_device *dev)
+static struct vs_device *round_enter(struct vs_device *dev)
 {
         if (dev->round.depth++)
-                return;
+                return dev;
         dev->round.id++;
         dev->round.descs = 0;
         dev->round.bytes = 0;
+        return dev;
 }
 
-static void round_leave(struct vs_device *dev)
+static void round_leave(struct vs_device **dev)
 {
-        dev->round.depth--;
+        (*dev)->round.depth--;
 }
+
+/* The rest of the enclosing block is a round: left however it returns. */
+#define IN_ROUND(dev) \
+        struct vs_device *round_dev_ __attribute__((cleanup(round_leave), unused)) = \
+                round_enter(dev)
 
 /* A pop that took no chain but read descriptors or failed (vs__pop()). */
 void vs__count_pop(struct vs_device *dev, unsigned q,
@@ -652,19 +659,34 @@ static void rx_complete(struct vs_port *port, struct vs_vq *vq,
                 vs__notify(dev, vq, vs__port_rxq(port->id));
 }
 
-/* Copy up to @len bytes of @buf into @iov; returns the bytes copied. */
-size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
-                    size_t len)
+/* Copy up to @len bytes between @buf and @iov, either way. */
+static size_t iov_copy(const struct iovec *iov, unsigned cnt, uint8_t *buf,
+                       size_t len, bool to_iov)
 {
         size_t done = 0;
 
         for (unsigned i = 0; i < cnt && done < len; i++) {
                 size_t n = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
 
-                memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
+                if (to_iov)
+                        memcpy(iov[i].iov_base, buf + done, n);
+                else
+                        memcpy(buf + done, iov[i].iov_base, n);
                 done += n;
         }
         return done;
+}
+
+size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
+                    size_t len)
+{
+        return iov_copy(iov, cnt, (uint8_t *)buf, len, true);
+}
+
+size_t vs__iov_to_buf(const struct iovec *iov, unsigned cnt, void *buf,
+                      size_t len)
+{
+        return iov_copy(iov, cnt, buf, len, false);
 }
 
 /* No room: ask the guest to kick when it posts buffers, then look again. */
@@ -832,18 +854,26 @@ int vs_device_set_features(struct vs_device *dev, uint64_t features)
         return 0;
 }
 
-static void config_bytes(const struct vs_device *dev, uint8_t cfg[VS_CONFIG_SIZE])
+/* Config space (VIRTIO 1.2, 5.3.4): the wire layout, little-endian. */
+struct console_config {
+        uint16_t cols;
+        uint16_t rows;
+        uint32_t max_nr_ports;
+        uint32_t emerg_wr;
+};
+_Static_assert(sizeof(struct console_config) == VS_CONFIG_SIZE, "the config layout");
+
+static struct console_config config_get(const struct vs_device *dev)
 {
         const struct vs_port *port0 = dev->ports[0];
         bool sized = port0 && port0->console;
-        uint16_t cols = htole16(sized ? port0->cols : dev->cols);
-        uint16_t rows = htole16(sized ? port0->rows : dev->rows);
-        uint32_t max = htole32(dev->max_ports), emerg = 0;
 
-        memcpy(cfg, &cols, 2);
-        memcpy(cfg + 2, &rows, 2);
-        memcpy(cfg + 4, &max, 4);
-        memcpy(cfg + 8, &emerg, 4);
+        return (struct console_config){
+                .cols = htole16(sized ? port0->cols : dev->cols),
+                .rows = htole16(sized ? port0->rows : dev->rows),
+                .max_nr_ports = htole32(dev->max_ports),
+                .emerg_wr = 0,
+        };
 }
 
 static bool config_range_ok(uint32_t offset, uint32_t len)
@@ -854,12 +884,11 @@ static bool config_range_ok(uint32_t offset, uint32_t len)
 int vs_device_config_read(struct vs_device *dev, uint32_t offset, void *buf,
                           uint32_t len)
 {
-        uint8_t cfg[VS_CONFIG_SIZE];
+        struct console_config cfg = config_get(dev);
 
         if (!config_range_ok(offset, len))
                 return -EINVAL;
-        config_bytes(dev, cfg);
-        memcpy(buf, cfg + offset, len);
+        memcpy(buf, (const uint8_t *)&cfg + offset, len);
         return 0;
 }
 
@@ -871,7 +900,7 @@ static int device_config_write(struct vs_device *dev, uint32_t offset,
         if (!config_range_ok(offset, len))
                 return -EINVAL;
         /* Only emerg_wr is writable: its low byte goes to port 0's host side. */
-        if (offset != 8 || len == 0 || !port0)
+        if (offset != offsetof(struct console_config, emerg_wr) || len == 0 || !port0)
                 return 0;
         struct iovec iov = { .iov_base = (void *)buf, .iov_len = 1 };
 
@@ -914,11 +943,11 @@ static struct vs_vq *queue(struct vs_device *dev, unsigned q)
 /* The port whose queue @q is, or NULL (control queues, no port). */
 static struct vs_port *queue_port(struct vs_device *dev, unsigned q)
 {
-        if (q < 2)
+        if (q < VS_CTRL_RXQ)
                 return dev->ports[0];
-        if (q < 4)
+        if (q <= VS_CTRL_TXQ)
                 return NULL;
-        return vs_port_find(dev, (q - 2) / 2);
+        return vs_port_find(dev, (q - 2) / 2);  /* vs__port_rxq/txq inverted */
 }
 
 static bool queue_is_tx(unsigned q) { return q == 1 || (q >= 4 && q % 2 == 1); }
@@ -1082,143 +1111,81 @@ int vs_port_add(struct vs_device *dev, const struct vs_port_config *cfg,
                 const struct vs_port_ops *ops, void *opaque,
                 struct vs_port **ret)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = port_add(dev, cfg, ops, opaque, ret);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return port_add(dev, cfg, ops, opaque, ret);
 }
 
 int vs_port_remove(struct vs_port *port)
 {
-        struct vs_device *dev;
-        int r;
-
         if (!port)
                 return 0;
-        dev = port->dev;
-        round_enter(dev);
-        r = port_remove(port);
-        round_leave(dev);
-        return r;
+        IN_ROUND(port->dev);
+        return port_remove(port);
 }
 
 int vs_port_resize(struct vs_port *port, uint16_t cols, uint16_t rows)
 {
-        struct vs_device *d_ = port->dev;
-        int r;
-
-        round_enter(d_);
-        r = port_resize(port, cols, rows);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_resize(port, cols, rows);
 }
 
 int vs_port_set_host_connected(struct vs_port *port, bool connected)
 {
-        struct vs_device *d_ = port->dev;
-        int r;
-
-        round_enter(d_);
-        r = port_set_host_connected(port, connected);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_set_host_connected(port, connected);
 }
 
 ssize_t vs_port_write(struct vs_port *port, const void *buf, size_t len)
 {
-        struct vs_device *d_ = port->dev;
-        ssize_t r;
-
-        round_enter(d_);
-        r = port_write(port, buf, len);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_write(port, buf, len);
 }
 
 ssize_t vs_port_recv_fd(struct vs_port *port, int fd, size_t max)
 {
-        struct vs_device *d_ = port->dev;
-        ssize_t r;
-
-        round_enter(d_);
-        r = port_recv_fd(port, fd, max);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_recv_fd(port, fd, max);
 }
 
 size_t vs_port_guest_room(struct vs_port *port)
 {
-        struct vs_device *d_ = port->dev;
-        size_t r;
-
-        round_enter(d_);
-        r = port_guest_room(port);
-        round_leave(d_);
-        return r;
+        IN_ROUND(port->dev);
+        return port_guest_room(port);
 }
 
 void vs_port_throttle(struct vs_port *port, bool throttled)
 {
-        struct vs_device *d_ = port->dev;
-
-        round_enter(d_);
+        IN_ROUND(port->dev);
         port_throttle(port, throttled);
-        round_leave(d_);
 }
 
 int vs_device_config_write(struct vs_device *dev, uint32_t offset,
                            const void *buf, uint32_t len)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_config_write(dev, offset, buf, len);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_config_write(dev, offset, buf, len);
 }
 
 int vs_device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t base)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_queue_set_base(dev, q, base);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_queue_set_base(dev, q, base);
 }
 
 int vs_device_queue_enable(struct vs_device *dev, unsigned q, bool enable)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_queue_enable(dev, q, enable);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_queue_enable(dev, q, enable);
 }
 
 int vs_device_queue_kick(struct vs_device *dev, unsigned q)
 {
-        struct vs_device *d_ = dev;
-        int r;
-
-        round_enter(d_);
-        r = device_queue_kick(dev, q);
-        round_leave(d_);
-        return r;
+        IN_ROUND(dev);
+        return device_queue_kick(dev, q);
 }
 
 void vs_device_reset(struct vs_device *dev)
 {
-        struct vs_device *d_ = dev;
-
-        round_enter(d_);
+        IN_ROUND(dev);
         device_reset(dev);
-        round_leave(d_);
 }

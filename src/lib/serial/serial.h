@@ -24,7 +24,22 @@ enum {
         VS_CTRL_PORT_NAME = 7,
 };
 
+/*
+ * The header of a control message (VIRTIO 1.2, 5.3.6.2, struct
+ * virtio_console_control): the wire layout, held in host byte order. On the
+ * wire the fields are little-endian, and a PORT_NAME's name or a RESIZE's
+ * size follows. control.c encodes and decodes it.
+ */
+struct vs_ctrl_hdr {
+        uint32_t id;
+        uint16_t event;
+        uint16_t value;
+};
+
 #define VS_CTRL_HDR_LEN 8u
+_Static_assert(sizeof(struct vs_ctrl_hdr) == VS_CTRL_HDR_LEN, "no padding: it is the wire layout");
+/* The longest payload after the header: a port name. */
+#define VS_CTRL_EXTRA_MAX VS_PORT_NAME_MAX
 #define VS_CTRL_RXQ 2u
 #define VS_CTRL_TXQ 3u
 /* Host->guest receive buffers gathered into one readv(). */
@@ -34,10 +49,12 @@ enum {
  * asking for kicks, before it leaves the rest to a scheduled run. */
 #define VS_EMPTY_RECHECKS 2u
 
+/* A control message waiting for a control-rx buffer. */
 struct vs_ctrl_msg {
         struct vs_ctrl_msg *next;
-        uint32_t len;
-        uint8_t data[];
+        struct vs_ctrl_hdr hdr;
+        uint32_t extra_len;
+        uint8_t extra[];        /* the payload after the header, as sent */
 };
 
 struct vs_port {
@@ -202,8 +219,12 @@ static inline int vs__pop(struct vs_device *dev, unsigned q,
                 dev->max_round_descs = dev->round.descs;
         return r;
 }
+/* Copy up to @len bytes from @buf into @iov, or from @iov into @buf;
+ * both return the bytes copied. */
 size_t vs__iov_fill(const struct iovec *iov, unsigned cnt, const void *buf,
                     size_t len);
+size_t vs__iov_to_buf(const struct iovec *iov, unsigned cnt, void *buf,
+                      size_t len);
 void vs__event(struct vs_device *dev, enum vs_device_event ev);
 
 /* control.c */

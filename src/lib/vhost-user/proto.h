@@ -26,6 +26,8 @@
 #define VU_MAX_RINGS 1024u
 /* Scheduled rings one wake-up of the scheduling eventfd runs, at most. */
 #define VU_SCHED_PER_WAKE 8u
+/* Messages one wake-up of the frontend socket handles, at most. */
+#define VU_MSGS_PER_WAKE 64u
 #define VU_VRING_IDX_MASK 0xffu
 #define VU_VRING_NOFD 0x100u
 

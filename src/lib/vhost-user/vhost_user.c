@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,24 +96,38 @@ enum vu_vring_at {
         VRING_U64,              /* low byte of a u64 payload */
 };
 
-/* A handler returns the u64 to send (>= 0) when reply is REPLY_U64, else 0,
- * or a negative errno that closes the connection. */
 enum vu_reply {
-        REPLY_NONE,             /* ack only if NEED_REPLY */
-        REPLY_U64,
+        REPLY_NONE,             /* an ack, if the frontend asked for one */
+        REPLY_U64,              /* the u64 the handler put in *reply */
         REPLY_OWN,              /* the handler sends its reply */
 };
 
+/*
+ * A message handler. It runs after dispatch() has checked the message
+ * against msg_table (size, fd count, ring index), and returns 0 or a
+ * negative errno that closes the connection; a handler that can say more
+ * than its errno does so with vu_fail(), which returns the errno it got.
+ * *@reply (0 on entry) is the u64 sent back: the value a REPLY_U64 request
+ * asks for, or, when the frontend asked for an ack, the status of a
+ * REPLY_NONE request, where ACK_FAILED refuses the request and keeps the
+ * connection. REPLY_OWN handlers send their reply themselves (a payload
+ * other than a u64).
+ */
+#define ACK_FAILED 1u   /* REPLY_ACK: any non-zero u64 means failure */
+typedef int vu_handler(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply);
+
 struct vu_msg_info {
         const char *name;
-        uint32_t min_size, max_size;
+        struct {
+                uint32_t min, max;
+        } size;                 /* payload bytes */
         enum vu_fds fds;
         enum vu_vring_at vring;
         enum vu_reply reply;
-        int64_t (*handle)(struct vs_vu *vu, struct vu_msg *m);
+        vu_handler *handle;
 };
 
-static void vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
+static int vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -130,6 +145,15 @@ static uint64_t payload_u64(const struct vu_msg *m)
 
         memcpy(&v, m->payload, sizeof(v));
         return le64toh(v);
+}
+
+/* The ring index that leads struct vu_vring_state and vu_vring_addr. */
+static uint32_t payload_index(const struct vu_msg *m)
+{
+        uint32_t index;
+
+        memcpy(&index, m->payload + offsetof(struct vu_vring_state, index), sizeof(index));
+        return le32toh(index);
 }
 
 static int send_reply(struct vs_vu *vu, uint32_t request, const void *payload,
@@ -361,24 +385,24 @@ static void on_backend(void *opaque, int fd, uint32_t events)
         }
 }
 
-/* ---- handlers ----------------------------------------------------------- */
+/* ---- handlers (the contract is at vu_handler) ------------------------- */
 
-static int64_t h_get_features(struct vs_vu *vu, struct vu_msg *m)
+static int h_get_features(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         (void)m;
-        return vs_device_features(vu->dev) | (1ull << VU_F_PROTOCOL_FEATURES);
+        *reply = vs_device_features(vu->dev) | (1ull << VU_F_PROTOCOL_FEATURES);
+        return 0;
 }
 
-static int64_t h_set_features(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_features(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         uint64_t f = payload_u64(m);
         int r = vs_device_set_features(vu->dev, f & ~(1ull << VU_F_PROTOCOL_FEATURES));
 
-        if (r < 0) {
-                vu_fail(vu, r, "SET_FEATURES 0x%llx: bits not offered",
-                        (unsigned long long)f);
-                return r;
-        }
+        (void)reply;
+        if (r < 0)
+                return vu_fail(vu, r, "SET_FEATURES 0x%llx: bits not offered",
+                               (unsigned long long)f);
         vu->features = f;
         return 0;
 }
@@ -389,23 +413,28 @@ static uint64_t offered_protocol_features(void)
                (1ull << VU_PF_BACKEND_REQ) | (1ull << VU_PF_CONFIG);
 }
 
-static int64_t h_get_protocol_features(struct vs_vu *vu, struct vu_msg *m)
+static int h_get_protocol_features(struct vs_vu *vu, struct vu_msg *m,
+                                   uint64_t *reply)
 {
         (void)vu;
         (void)m;
-        return offered_protocol_features();
+        *reply = offered_protocol_features();
+        return 0;
 }
 
-static int64_t h_set_protocol_features(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_protocol_features(struct vs_vu *vu, struct vu_msg *m,
+                                   uint64_t *reply)
 {
+        (void)reply;
         vu->protocol_features = payload_u64(m) & offered_protocol_features();
         return 0;
 }
 
-static int64_t h_nop(struct vs_vu *vu, struct vu_msg *m)
+static int h_nop(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         (void)vu;
         (void)m;
+        (void)reply;
         return 0;
 }
 
@@ -431,9 +460,10 @@ static void vu_reset(struct vs_vu *vu)
         vu->features = 0;
 }
 
-static int64_t h_reset_owner(struct vs_vu *vu, struct vu_msg *m)
+static int h_reset_owner(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         (void)m;
+        (void)reply;
         vu_reset(vu);
         return 0;
 }
@@ -452,46 +482,54 @@ static int publish_memory(struct vs_vu *vu)
         return vs_device_set_memory(vu->dev, map, vu->mem.n);
 }
 
-static int64_t h_set_mem_table(struct vs_vu *vu, struct vu_msg *m)
+/* SET_MEM_TABLE's payload for @n regions. */
+#define MEM_TABLE_SIZE(n) \
+        (offsetof(struct vu_mem_table, regions) + (n) * sizeof(struct vu_mem_region))
+
+/* Map the regions of a checked SET_MEM_TABLE into @next. */
+static int map_regions(const struct vu_msg *m, uint32_t n, struct vs_mem *next)
 {
-        struct vu_mem_table tbl;
-        struct vs_mem next;
         int r = 0;
 
+        vs_mem_init(next);
+        for (unsigned i = 0; i < n && r == 0; i++) {
+                struct vu_mem_region reg;
+
+                memcpy(&reg, m->payload + MEM_TABLE_SIZE(i), sizeof(reg));
+                r = vs_mem_add_fd(next, m->fds[i], le64toh(reg.gpa),
+                                  le64toh(reg.size), le64toh(reg.uva),
+                                  le64toh(reg.mmap_offset));
+        }
+        if (r < 0)
+                vs_mem_clear(next);
+        return r;
+}
+
+static int h_set_mem_table(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
+{
+        struct vu_mem_table tbl;
+        struct vs_mem next, old;
+        int r;
+
+        (void)reply;
         memcpy(&tbl, m->payload, sizeof(tbl));
         tbl.nregions = le32toh(tbl.nregions);
         /* UML always sends room for two regions: allow slack after them. */
         if (tbl.nregions == 0 || tbl.nregions > VS_MEM_MAX_REGIONS ||
-            m->hdr->size < 8 + tbl.nregions * sizeof(struct vu_mem_region) ||
-            m->nfds != tbl.nregions) {
-                vu_fail(vu, -EINVAL, "SET_MEM_TABLE: %u regions, %u bytes, %u fds",
-                        tbl.nregions, m->hdr->size, m->nfds);
-                return -EINVAL;
-        }
-        vs_mem_init(&next);
-        for (unsigned i = 0; i < tbl.nregions && r == 0; i++) {
-                struct vu_mem_region reg;
-
-                memcpy(&reg, m->payload + 8 + i * sizeof(reg), sizeof(reg));
-                r = vs_mem_add_fd(&next, m->fds[i], le64toh(reg.gpa),
-                                  le64toh(reg.size), le64toh(reg.uva),
-                                  le64toh(reg.mmap_offset));
-        }
-        if (r < 0) {
-                vs_mem_clear(&next);
-                vu_fail(vu, r, "SET_MEM_TABLE: region rejected (%s)", strerror(-r));
-                return r;
-        }
+            m->hdr->size < MEM_TABLE_SIZE(tbl.nregions) || m->nfds != tbl.nregions)
+                return vu_fail(vu, -EINVAL, "SET_MEM_TABLE: %u regions, %u bytes, %u fds",
+                               tbl.nregions, m->hdr->size, m->nfds);
+        r = map_regions(m, tbl.nregions, &next);
+        if (r < 0)
+                return vu_fail(vu, r, "SET_MEM_TABLE: region rejected (%s)", strerror(-r));
         /* Map the new table, switch the device to it, then drop the old. */
-        struct vs_mem old = vu->mem;
-
+        old = vu->mem;
         vu->mem = next;
         r = publish_memory(vu);
         if (r < 0) {
                 vu->mem = old;
                 vs_mem_clear(&next);
-                vu_fail(vu, r, "SET_MEM_TABLE: %s", strerror(-r));
-                return r;
+                return vu_fail(vu, r, "SET_MEM_TABLE: %s", strerror(-r));
         }
         vs_mem_clear(&old);
         return 0;
@@ -513,21 +551,23 @@ static bool inert(const struct vs_vu *vu, const struct vu_msg *m)
         return m->vring >= vu->nvqs;
 }
 
-static int64_t h_set_vring_num(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_num(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring_state s = vring_state(m);
         int r = inert(vu, m) ? 0 : vs_device_queue_set_num(vu->dev, s.index, s.num);
 
+        (void)reply;
         if (r < 0)
-                vu_fail(vu, r, "SET_VRING_NUM: queue %u size %u", s.index, s.num);
-        return r;
+                return vu_fail(vu, r, "SET_VRING_NUM: queue %u size %u", s.index, s.num);
+        return 0;
 }
 
-static int64_t h_set_vring_addr(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_addr(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring_addr a;
         int r;
 
+        (void)reply;
         memcpy(&a, m->payload, sizeof(a));
         if (inert(vu, m))
                 return 0;
@@ -535,29 +575,30 @@ static int64_t h_set_vring_addr(struct vs_vu *vu, struct vu_msg *m)
         r = vs_device_queue_set_addr(vu->dev, m->vring, le64toh(a.desc),
                                      le64toh(a.avail), le64toh(a.used), true);
         if (r < 0)
-                vu_fail(vu, r, "SET_VRING_ADDR: queue %u rings not in memory",
-                        m->vring);
-        return r;
+                return vu_fail(vu, r, "SET_VRING_ADDR: queue %u rings not in memory",
+                               m->vring);
+        return 0;
 }
 
-static int64_t h_set_vring_base(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_base(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring_state s = vring_state(m);
 
-        if (s.num > UINT16_MAX) {
-                vu_fail(vu, -EINVAL, "SET_VRING_BASE: queue %u base %u", s.index, s.num);
-                return -EINVAL;
-        }
+        (void)reply;
+        if (s.num > UINT16_MAX)
+                return vu_fail(vu, -EINVAL, "SET_VRING_BASE: queue %u base %u",
+                               s.index, s.num);
         vu->vrings[s.index].reported = false;
         return inert(vu, m) ? 0 : vs_device_queue_set_base(vu->dev, s.index, s.num);
 }
 
-static int64_t h_get_vring_base(struct vs_vu *vu, struct vu_msg *m)
+static int h_get_vring_base(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring_state s = vring_state(m);
         struct vu_vring *vr = &vu->vrings[s.index];
         int base = inert(vu, m) ? 0 : vs_device_queue_get_base(vu->dev, s.index);
 
+        (void)reply;
         /* The ring is stopped until the frontend sets it up again. */
         drop_kick(vr);
         s.index = htole32(s.index);
@@ -566,21 +607,21 @@ static int64_t h_get_vring_base(struct vs_vu *vu, struct vu_msg *m)
 }
 
 /* Take the fd of a SET_VRING_KICK/CALL/ERR into *@slot. */
-static int take_vring_fd(struct vu_msg *m, int *slot)
+static void take_vring_fd(struct vu_msg *m, int *slot)
 {
         close_fd(slot);
         if (m->nfds == 1) {
                 *slot = m->fds[0];
                 m->fds[0] = -1;
         }
-        return 0;
 }
 
-static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring *vr = &vu->vrings[m->vring];
         int r;
 
+        (void)reply;
         drop_kick(vr);
         if (inert(vu, m))
                 return 0;       /* its fd, if any, is closed with the message */
@@ -593,10 +634,8 @@ static int64_t h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m)
         fd_nonblock(vr->kick_fd);
         r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN | EPOLLET,
                                   on_kick, vr);
-        if (r < 0) {
-                vu_fail(vu, r, "SET_VRING_KICK: cannot watch fd");
-                return r;
-        }
+        if (r < 0)
+                return vu_fail(vu, r, "SET_VRING_KICK: cannot watch fd");
         /* Without PROTOCOL_FEATURES a ring starts when it gets its kick fd. */
         if (!(vu->features & (1ull << VU_F_PROTOCOL_FEATURES)))
                 vs_device_queue_enable(vu->dev, m->vring, true);
@@ -624,14 +663,12 @@ static bool signal_fd_ok(int fd)
  * three fds for each of 256 rings). A frontend that never reads the fd
  * must not block us. *@sock: how signal_fd() writes it.
  */
-static int64_t set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot,
-                             bool *sock, const char *what)
+static int set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot, bool *sock,
+                         const char *what)
 {
-        if (m->nfds == 1 && !signal_fd_ok(m->fds[0])) {
-                vu_fail(vu, -EBADF, "%s: ring %u: not an eventfd or a socket",
-                        what, m->vring);
-                return -EBADF;
-        }
+        if (m->nfds == 1 && !signal_fd_ok(m->fds[0]))
+                return vu_fail(vu, -EBADF, "%s: ring %u: not an eventfd or a socket",
+                               what, m->vring);
         if (inert(vu, m)) {
                 close_fd(slot);
                 return 0;
@@ -643,30 +680,34 @@ static int64_t set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot,
         return 0;
 }
 
-static int64_t h_set_vring_call(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_call(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring *vr = &vu->vrings[m->vring];
 
+        (void)reply;
         return set_signal_fd(vu, m, &vr->call_fd, &vr->call_sock, "SET_VRING_CALL");
 }
 
-static int64_t h_set_vring_err(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_err(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring *vr = &vu->vrings[m->vring];
 
+        (void)reply;
         return set_signal_fd(vu, m, &vr->err_fd, &vr->err_sock, "SET_VRING_ERR");
 }
 
-static int64_t h_get_queue_num(struct vs_vu *vu, struct vu_msg *m)
+static int h_get_queue_num(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         (void)m;
-        return vu->nvqs;
+        *reply = vu->nvqs;
+        return 0;
 }
 
-static int64_t h_set_vring_enable(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_vring_enable(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_vring_state s = vring_state(m);
 
+        (void)reply;
         if (inert(vu, m))
                 return 0;
         vs_device_queue_enable(vu->dev, s.index, s.num != 0);
@@ -675,10 +716,12 @@ static int64_t h_set_vring_enable(struct vs_vu *vu, struct vu_msg *m)
         return 0;
 }
 
-static int64_t h_set_backend_req_fd(struct vs_vu *vu, struct vu_msg *m)
+static int h_set_backend_req_fd(struct vs_vu *vu, struct vu_msg *m,
+                                uint64_t *reply)
 {
         int r;
 
+        (void)reply;
         unwatch(vu, vu->backend_fd);
         close_fd(&vu->backend_fd);
         vu->backend_fd = m->fds[0];
@@ -686,8 +729,8 @@ static int64_t h_set_backend_req_fd(struct vs_vu *vu, struct vu_msg *m)
         r = vu->cfg.loop_ops->add(vu->cfg.loop, vu->backend_fd, EPOLLIN,
                                   on_backend, vu);
         if (r < 0)
-                vu_fail(vu, r, "SET_BACKEND_REQ_FD: cannot watch fd");
-        return r;
+                return vu_fail(vu, r, "SET_BACKEND_REQ_FD: cannot watch fd");
+        return 0;
 }
 
 /* GET_CONFIG/SET_CONFIG: the payload must hold exactly the size it names. */
@@ -696,11 +739,9 @@ static int config_hdr(struct vs_vu *vu, struct vu_msg *m, struct vu_config *c)
         memcpy(c, m->payload, sizeof(*c));
         c->offset = le32toh(c->offset);
         c->size = le32toh(c->size);
-        if (c->size > VU_MAX_CONFIG || m->hdr->size != sizeof(*c) + c->size) {
-                vu_fail(vu, -EINVAL, "config message: size %u in a %u-byte payload",
-                        c->size, m->hdr->size);
-                return -EINVAL;
-        }
+        if (c->size > VU_MAX_CONFIG || m->hdr->size != sizeof(*c) + c->size)
+                return vu_fail(vu, -EINVAL, "config message: size %u in a %u-byte payload",
+                               c->size, m->hdr->size);
         return 0;
 }
 
@@ -721,13 +762,14 @@ static void check_ring_count(struct vs_vu *vu)
                 vu->cfg.rings_short(vu->cfg.opaque, vu->named, need);
 }
 
-static int64_t h_get_config(struct vs_vu *vu, struct vu_msg *m)
+static int h_get_config(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         uint8_t out[sizeof(struct vu_config) + VU_MAX_CONFIG] = { 0 };
         struct vu_config c;
         uint32_t have;
         int r = config_hdr(vu, m, &c);
 
+        (void)reply;
         if (r < 0)
                 return r;
         check_ring_count(vu);
@@ -741,7 +783,8 @@ static int64_t h_get_config(struct vs_vu *vu, struct vu_msg *m)
         return send_reply(vu, VU_GET_CONFIG, out, sizeof(c) + c.size);
 }
 
-static int64_t h_set_config(struct vs_vu *vu, struct vu_msg *m)
+/* A write the device refuses is acked as failed; the connection stays. */
+static int h_set_config(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
         struct vu_config c;
         int r = config_hdr(vu, m, &c);
@@ -750,42 +793,51 @@ static int64_t h_set_config(struct vs_vu *vu, struct vu_msg *m)
                 return r;
         if (vs_device_config_write(vu->dev, c.offset, m->payload + sizeof(c),
                                    c.size) < 0)
-                return 1;       /* a failed write is acked as failed */
+                *reply = ACK_FAILED;
         return 0;
 }
 
+/*
+ * What dispatch() checks before a handler runs, per request. Adding a
+ * request is one row here plus its handler. A zero field is the common
+ * case: no payload, no fds, no ring, no reply but an ack if asked for.
+ */
+#define EXACTLY(n) { (n), (n) }
 #define U64 sizeof(uint64_t)
-#define STATE sizeof(struct vu_vring_state)
+/* The payloads the spec calls a u64, a vring state (index, num) and a
+ * vring address (index first), and the u64 of SET_VRING_KICK/CALL/ERR: a
+ * ring index, with an fd unless VU_VRING_NOFD is set. */
+#define P_U64 .size = EXACTLY(U64)
+#define P_STATE .size = EXACTLY(sizeof(struct vu_vring_state)), .vring = VRING_U32
+#define P_ADDR .size = EXACTLY(sizeof(struct vu_vring_addr)), .vring = VRING_U32
+#define P_VRING_FD .size = EXACTLY(U64), .vring = VRING_U64, .fds = FDS_VRING
+#define P_CONFIG .size = { sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG }
 
 static const struct vu_msg_info msg_table[VU_REQUEST_MAX] = {
-        [VU_GET_FEATURES] = { "GET_FEATURES", 0, 0, FDS_NONE, VRING_NONE, REPLY_U64, h_get_features },
-        [VU_SET_FEATURES] = { "SET_FEATURES", U64, U64, FDS_NONE, VRING_NONE, REPLY_NONE, h_set_features },
-        [VU_SET_OWNER] = { "SET_OWNER", 0, 0, FDS_NONE, VRING_NONE, REPLY_NONE, h_nop },
-        [VU_RESET_OWNER] = { "RESET_OWNER", 0, U64, FDS_NONE, VRING_NONE, REPLY_NONE, h_reset_owner },
-        [VU_SET_MEM_TABLE] = { "SET_MEM_TABLE", 8 + sizeof(struct vu_mem_region),
-                               8 + VS_MEM_MAX_REGIONS * sizeof(struct vu_mem_region),
-                               FDS_MEM, VRING_NONE, REPLY_NONE, h_set_mem_table },
-        [VU_SET_VRING_NUM] = { "SET_VRING_NUM", STATE, STATE, FDS_NONE, VRING_U32, REPLY_NONE, h_set_vring_num },
-        [VU_SET_VRING_ADDR] = { "SET_VRING_ADDR", sizeof(struct vu_vring_addr), sizeof(struct vu_vring_addr),
-                                FDS_NONE, VRING_U32, REPLY_NONE, h_set_vring_addr },
-        [VU_SET_VRING_BASE] = { "SET_VRING_BASE", STATE, STATE, FDS_NONE, VRING_U32, REPLY_NONE, h_set_vring_base },
-        [VU_GET_VRING_BASE] = { "GET_VRING_BASE", STATE, STATE, FDS_NONE, VRING_U32, REPLY_OWN, h_get_vring_base },
-        [VU_SET_VRING_KICK] = { "SET_VRING_KICK", U64, U64, FDS_VRING, VRING_U64, REPLY_NONE, h_set_vring_kick },
-        [VU_SET_VRING_CALL] = { "SET_VRING_CALL", U64, U64, FDS_VRING, VRING_U64, REPLY_NONE, h_set_vring_call },
-        [VU_SET_VRING_ERR] = { "SET_VRING_ERR", U64, U64, FDS_VRING, VRING_U64, REPLY_NONE, h_set_vring_err },
-        [VU_GET_PROTOCOL_FEATURES] = { "GET_PROTOCOL_FEATURES", 0, 0, FDS_NONE, VRING_NONE, REPLY_U64,
-                                       h_get_protocol_features },
-        [VU_SET_PROTOCOL_FEATURES] = { "SET_PROTOCOL_FEATURES", U64, U64, FDS_NONE, VRING_NONE, REPLY_NONE,
-                                       h_set_protocol_features },
-        [VU_GET_QUEUE_NUM] = { "GET_QUEUE_NUM", 0, 0, FDS_NONE, VRING_NONE, REPLY_U64, h_get_queue_num },
-        [VU_SET_VRING_ENABLE] = { "SET_VRING_ENABLE", STATE, STATE, FDS_NONE, VRING_U32, REPLY_NONE,
-                                  h_set_vring_enable },
-        [VU_SET_BACKEND_REQ_FD] = { "SET_BACKEND_REQ_FD", 0, 0, FDS_ONE, VRING_NONE, REPLY_NONE,
-                                    h_set_backend_req_fd },
-        [VU_GET_CONFIG] = { "GET_CONFIG", sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG,
-                            FDS_NONE, VRING_NONE, REPLY_OWN, h_get_config },
-        [VU_SET_CONFIG] = { "SET_CONFIG", sizeof(struct vu_config), sizeof(struct vu_config) + VU_MAX_CONFIG,
-                            FDS_NONE, VRING_NONE, REPLY_NONE, h_set_config },
+        [VU_GET_FEATURES] = { .name = "GET_FEATURES", .reply = REPLY_U64, .handle = h_get_features },
+        [VU_SET_FEATURES] = { .name = "SET_FEATURES", P_U64, .handle = h_set_features },
+        [VU_SET_OWNER] = { .name = "SET_OWNER", .handle = h_nop },
+        [VU_RESET_OWNER] = { .name = "RESET_OWNER", .size = { 0, U64 }, .handle = h_reset_owner },
+        [VU_SET_MEM_TABLE] = { .name = "SET_MEM_TABLE", .fds = FDS_MEM, .handle = h_set_mem_table,
+                               .size = { MEM_TABLE_SIZE(1), MEM_TABLE_SIZE(VS_MEM_MAX_REGIONS) } },
+        [VU_SET_VRING_NUM] = { .name = "SET_VRING_NUM", P_STATE, .handle = h_set_vring_num },
+        [VU_SET_VRING_ADDR] = { .name = "SET_VRING_ADDR", P_ADDR, .handle = h_set_vring_addr },
+        [VU_SET_VRING_BASE] = { .name = "SET_VRING_BASE", P_STATE, .handle = h_set_vring_base },
+        [VU_GET_VRING_BASE] = { .name = "GET_VRING_BASE", P_STATE, .reply = REPLY_OWN,
+                                .handle = h_get_vring_base },
+        [VU_SET_VRING_KICK] = { .name = "SET_VRING_KICK", P_VRING_FD, .handle = h_set_vring_kick },
+        [VU_SET_VRING_CALL] = { .name = "SET_VRING_CALL", P_VRING_FD, .handle = h_set_vring_call },
+        [VU_SET_VRING_ERR] = { .name = "SET_VRING_ERR", P_VRING_FD, .handle = h_set_vring_err },
+        [VU_GET_PROTOCOL_FEATURES] = { .name = "GET_PROTOCOL_FEATURES", .reply = REPLY_U64,
+                                       .handle = h_get_protocol_features },
+        [VU_SET_PROTOCOL_FEATURES] = { .name = "SET_PROTOCOL_FEATURES", P_U64,
+                                       .handle = h_set_protocol_features },
+        [VU_GET_QUEUE_NUM] = { .name = "GET_QUEUE_NUM", .reply = REPLY_U64, .handle = h_get_queue_num },
+        [VU_SET_VRING_ENABLE] = { .name = "SET_VRING_ENABLE", P_STATE, .handle = h_set_vring_enable },
+        [VU_SET_BACKEND_REQ_FD] = { .name = "SET_BACKEND_REQ_FD", .fds = FDS_ONE,
+                                    .handle = h_set_backend_req_fd },
+        [VU_GET_CONFIG] = { .name = "GET_CONFIG", P_CONFIG, .reply = REPLY_OWN, .handle = h_get_config },
+        [VU_SET_CONFIG] = { .name = "SET_CONFIG", P_CONFIG, .handle = h_set_config },
 };
 
 /* ---- receiving and dispatch -------------------------------------------- */
@@ -798,42 +850,55 @@ static void drop_fds(struct vs_vu *vu)
         vu->in_len = 0;
 }
 
+/* The ring a VRING_U64 message names, and whether it carries an fd. */
+static int vring_u64(struct vs_vu *vu, const struct vu_msg_info *info,
+                     struct vu_msg *m, unsigned *ret_want_fds)
+{
+        uint64_t v = payload_u64(m);
+
+        if (v & ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD))
+                return vu_fail(vu, -EINVAL, "%s: unknown bits in 0x%llx", info->name,
+                               (unsigned long long)v);
+        m->vring = v & VU_VRING_IDX_MASK;
+        *ret_want_fds = (v & VU_VRING_NOFD) ? 0 : 1;
+        return 0;
+}
+
 /* The checks every message gets before its handler runs. */
 static int check_msg(struct vs_vu *vu, const struct vu_msg_info *info,
                      struct vu_msg *m)
 {
-        unsigned want_fds = 0;
+        unsigned want_fds = info->fds == FDS_ONE ? 1 : 0;
+        int r;
 
-        if (m->hdr->size < info->min_size || m->hdr->size > info->max_size) {
-                vu_fail(vu, -EBADMSG, "%s: payload of %u bytes", info->name, m->hdr->size);
-                return -EBADMSG;
+        if (m->hdr->size < info->size.min || m->hdr->size > info->size.max)
+                return vu_fail(vu, -EBADMSG, "%s: payload of %u bytes", info->name,
+                               m->hdr->size);
+        if (info->vring == VRING_U32)
+                m->vring = payload_index(m);
+        if (info->vring == VRING_U64) {
+                r = vring_u64(vu, info, m, &want_fds);
+                if (r < 0)
+                        return r;
         }
-        if (info->vring == VRING_U32) {
-                memcpy(&m->vring, m->payload, 4);
-                m->vring = le32toh(m->vring);
-        } else if (info->vring == VRING_U64) {
-                uint64_t v = payload_u64(m);
-
-                if (v & ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD)) {
-                        vu_fail(vu, -EINVAL, "%s: unknown bits in 0x%llx", info->name,
-                                (unsigned long long)v);
-                        return -EINVAL;
-                }
-                m->vring = v & VU_VRING_IDX_MASK;
-                want_fds = (v & VU_VRING_NOFD) ? 0 : 1;
-        }
-        if (info->vring != VRING_NONE && m->vring >= vu->nrings) {
-                vu_fail(vu, -ERANGE, "%s: vring %u of %u", info->name, m->vring, vu->nrings);
-                return -ERANGE;
-        }
+        if (info->vring != VRING_NONE && m->vring >= vu->nrings)
+                return vu_fail(vu, -ERANGE, "%s: vring %u of %u", info->name, m->vring,
+                               vu->nrings);
         if (info->vring != VRING_NONE && m->vring >= vu->named)
                 vu->named = m->vring + 1;
-        if (info->fds == FDS_ONE)
-                want_fds = 1;
-        if (info->fds == FDS_MEM ? m->nfds == 0 : m->nfds != want_fds) {
-                vu_fail(vu, -EBADF, "%s: %u fds", info->name, m->nfds);
-                return -EBADF;
-        }
+        if (info->fds == FDS_MEM ? m->nfds == 0 : m->nfds != want_fds)
+                return vu_fail(vu, -EBADF, "%s: %u fds", info->name, m->nfds);
+        return 0;
+}
+
+/* The reply a handled message gets, if any. */
+static int send_result(struct vs_vu *vu, const struct vu_msg_info *info,
+                       const struct vu_msg *m, uint64_t reply)
+{
+        bool ack = m->hdr->flags & VU_FLAG_NEED_REPLY;
+
+        if (info->reply == REPLY_U64 || (info->reply == REPLY_NONE && ack))
+                return reply_u64(vu, m->hdr->request, reply);
         return 0;
 }
 
@@ -847,8 +912,8 @@ static void dispatch(struct vs_vu *vu)
         };
         uint32_t req = m.hdr->request;
         const struct vu_msg_info *info = req < VU_REQUEST_MAX ? &msg_table[req] : NULL;
-        bool ack = m.hdr->flags & VU_FLAG_NEED_REPLY;
-        int64_t r;
+        uint64_t reply = 0;
+        int r;
 
         if (!info || !info->handle) {
                 vu_fail(vu, -EPROTO, "unknown request %u", req);
@@ -857,21 +922,16 @@ static void dispatch(struct vs_vu *vu)
         vu->messages++;
         if (check_msg(vu, info, &m) < 0)
                 return;
-        r = info->handle(vu, &m);
+        r = info->handle(vu, &m, &reply);
         if (vu->closed)
                 return;
         if (r < 0) {
-                vu_fail(vu, (int)r, "%s failed: %s", info->name, strerror((int)-r));
+                vu_fail(vu, r, "%s failed: %s", info->name, strerror(-r));
                 return;
         }
-        if (info->reply == REPLY_U64)
-                r = reply_u64(vu, req, r);
-        else if (info->reply == REPLY_NONE && ack)
-                r = reply_u64(vu, req, r);
-        else
-                r = 0;
+        r = send_result(vu, info, &m, reply);
         if (r < 0)
-                vu_fail(vu, (int)r, "%s: reply not sent: %s", info->name, strerror((int)-r));
+                vu_fail(vu, r, "%s: reply not sent: %s", info->name, strerror(-r));
 }
 
 static void take_cmsg_fds(struct vs_vu *vu, struct msghdr *mh)
@@ -964,7 +1024,7 @@ static void on_socket(void *opaque, int fd, uint32_t events)
         (void)events;
         /* Bounded: a frontend that keeps sending cannot starve the rest;
          * what is left in the socket wakes us again. */
-        for (int budget = 64; budget > 0 && !vu->closed; budget--) {
+        for (unsigned budget = VU_MSGS_PER_WAKE; budget > 0 && !vu->closed; budget--) {
                 if (recv_msg(vu) <= 0)
                         return;
                 vu->in.hdr.request = le32toh(vu->in.hdr.request);
@@ -983,23 +1043,47 @@ static void on_socket(void *opaque, int fd, uint32_t events)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-static void vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
+/* Stop watching everything: nothing of this connection runs again. */
+static void vu_shutdown(struct vs_vu *vu)
 {
-        char why[160];
-        va_list ap;
-
         if (vu->closed)
                 return;
-        va_start(ap, fmt);
-        vsnprintf(why, sizeof(why), fmt, ap);
-        va_end(ap);
         vu->closed = true;
         vrings_close(vu);
         unwatch(vu, vu->fd);
         unwatch(vu, vu->backend_fd);
         unwatch(vu, vu->sched_fd);
+}
+
+/* End the connection, telling the embedder why; the first cause wins.
+ * Returns @err, for handlers to return. */
+static int vu_fail(struct vs_vu *vu, int err, const char *fmt, ...)
+{
+        char why[160];
+        va_list ap;
+
+        if (vu->closed)
+                return err;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        vu_shutdown(vu);
         if (vu->cfg.closed)
                 vu->cfg.closed(vu->cfg.opaque, err, why);
+        return err;
+}
+
+/* The rings a frontend may name, none with an fd yet. */
+static int vrings_new(struct vs_vu *vu)
+{
+        vu->nrings = VU_MAX_RINGS;
+        vu->vrings = calloc(vu->nrings, sizeof(*vu->vrings));
+        if (!vu->vrings)
+                return -ENOMEM;
+        for (unsigned q = 0; q < vu->nrings; q++)
+                vu->vrings[q] = (struct vu_vring){ .vu = vu, .q = q, .kick_fd = -1,
+                                                   .call_fd = -1, .err_fd = -1 };
+        return 0;
 }
 
 int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
@@ -1020,16 +1104,10 @@ int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
         if (cfg->max_queues && cfg->max_queues < vu->nvqs)
                 vu->nvqs = cfg->max_queues;
         vs_mem_init(&vu->mem);
-        vu->nrings = VU_MAX_RINGS;
-        vu->vrings = calloc(vu->nrings, sizeof(*vu->vrings));
         vu->sched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (!vu->vrings || vu->sched_fd < 0) {
-                r = vu->vrings ? -errno : -ENOMEM;
+        r = vu->sched_fd < 0 ? -errno : vrings_new(vu);
+        if (r < 0)
                 goto fail;
-        }
-        for (unsigned q = 0; q < vu->nrings; q++)
-                vu->vrings[q] = (struct vu_vring){ .vu = vu, .q = q, .kick_fd = -1,
-                                                   .call_fd = -1, .err_fd = -1 };
         fd_nonblock(fd);
         r = cfg->loop_ops->add(cfg->loop, fd, EPOLLIN, on_socket, vu);
         if (r == 0)
@@ -1052,13 +1130,7 @@ void vs_vu_free(struct vs_vu *vu)
 {
         if (!vu)
                 return;
-        if (!vu->closed) {
-                vu->closed = true;
-                vrings_close(vu);
-                unwatch(vu, vu->fd);
-                unwatch(vu, vu->backend_fd);
-                unwatch(vu, vu->sched_fd);
-        }
+        vu_shutdown(vu);
         vu_reset(vu);
         vs_device_set_transport(vu->dev, NULL, NULL);
         drop_fds(vu);

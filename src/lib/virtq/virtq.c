@@ -10,9 +10,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #define DESC_SIZE ((uint64_t)sizeof(struct vs_vring_desc))
+/* Alignment of each ring part (VIRTIO 1.2, 2.7). */
+#define DESC_ALIGN 16u
+#define AVAIL_ALIGN 2u
+#define USED_ALIGN 4u
 
 static uint16_t load16(const uint16_t *p)
 {
@@ -33,6 +38,19 @@ static void store32(uint32_t *p, uint32_t v)
 static uint16_t load_avail_idx(const struct vs_vq *vq)
 {
         return le16toh(__atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE));
+}
+
+/* Bytes of the avail and used rings of @num entries, the event field after
+ * the entries included. */
+static uint64_t avail_size(uint64_t num)
+{
+        return offsetof(struct vs_vring_avail, ring) + sizeof(uint16_t) * (num + 1);
+}
+
+static uint64_t used_size(uint64_t num)
+{
+        return offsetof(struct vs_vring_used, ring) +
+               sizeof(struct vs_vring_used_elem) * num + sizeof(uint16_t);
 }
 
 static uint16_t *used_event(const struct vs_vq *vq)
@@ -136,14 +154,14 @@ int vs_vq_map(struct vs_vq *vq, const struct vs_mem *mem)
         vs_vq_unmap(vq);
         if (!num || !vq->addr_set)
                 return -EINVAL;
-        desc = map_part(vq, mem, vq->desc_addr, DESC_SIZE * num, 16, &err);
+        desc = map_part(vq, mem, vq->desc_addr, DESC_SIZE * num, DESC_ALIGN, &err);
         if (!desc)
                 return err;
         /* Both event fields are mapped even without EVENT_IDX: simpler. */
-        avail = map_part(vq, mem, vq->avail_addr, 6 + 2 * num, 2, &err);
+        avail = map_part(vq, mem, vq->avail_addr, avail_size(num), AVAIL_ALIGN, &err);
         if (!avail)
                 return err;
-        used = map_part(vq, mem, vq->used_addr, 6 + 8 * num, 4, &err);
+        used = map_part(vq, mem, vq->used_addr, used_size(num), USED_ALIGN, &err);
         if (!used)
                 return err;
         vq->desc = desc;
