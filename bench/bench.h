@@ -203,7 +203,8 @@ void run_notify(struct vmm *on);
 /* MB/s over the window; *@cpu_per_mib (if not NULL) gets the CPU time of
  * writer + reader per MiB moved, in microseconds. */
 double raw_pump(uint32_t chunk, double secs, double warm, double *cpu_per_mib);
-int raw_pingpong(unsigned n, double *sorted_us);
+/* *cpu_us: CPU time of both ends (this process) per round trip */
+int raw_pingpong(unsigned n, double *sorted_us, double *cpu_us);
 
 /* ---- setup.c ----------------------------------------------------------------- */
 

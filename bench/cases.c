@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -248,6 +251,94 @@ static void echo_stop(struct echo *e)
         pthread_join(e->th, NULL);
 }
 
+/*
+ * The least a backend process does per round trip, as a floor for the
+ * daemon's CPU: a separate process (so it pays process switches as the
+ * daemon does) that waits in epoll for a kick eventfd (edge-triggered,
+ * never read) and a host socket, sends 64 bytes to the host and signals a
+ * transmit call eventfd on a kick, and reads the reply and signals the
+ * receive call eventfd the guest sleeps on: 2 epoll_wait, 1 write, 1 read
+ * and 2 eventfd writes per round trip, the daemon's syscalls since
+ * issue 11, with no ring and no guest memory.
+ */
+static void relay_main(int kick, int txcall, int rxcall, int sock)
+{
+        struct epoll_event ev[4], add = { .events = EPOLLIN | EPOLLET };
+        uint8_t buf[BENCH_RTT_MSG];
+        uint64_t one = 1;
+        int ep = epoll_create1(0);
+
+        memset(buf, 'r', sizeof(buf));
+        add.data.u32 = 0;
+        if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, kick, &add) < 0)
+                _exit(1);
+        add.events = EPOLLIN;
+        add.data.u32 = 1;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, sock, &add) < 0)
+                _exit(1);
+        for (;;) {
+                int n = epoll_wait(ep, ev, 4, -1);
+
+                for (int i = 0; i < n; i++) {
+                        if (ev[i].data.u32 == 0) {
+                                if (write(sock, buf, sizeof(buf)) != sizeof(buf) ||
+                                    write(txcall, &one, 8) != 8)
+                                        _exit(1);
+                        } else {
+                                ssize_t k = read(sock, buf, sizeof(buf));
+
+                                if (k <= 0)
+                                        _exit(0);
+                                if (write(rxcall, &one, 8) != 8)
+                                        _exit(1);
+                        }
+                }
+        }
+}
+
+/* The relay's CPU per round trip (us) after a 10% warm-up, or -errno. */
+static double raw_relay(unsigned n)
+{
+        int kick = eventfd(0, EFD_CLOEXEC), txcall = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int rxcall = eventfd(0, EFD_CLOEXEC), sv[2] = { -1, -1 };
+        unsigned warm = n / 10;
+        uint64_t one = 1, v, c0 = 0;
+        double cpu = -EIO;
+        struct echo e;
+        pid_t pid = -1;
+
+        if (kick < 0 || txcall < 0 || rxcall < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                goto out;
+        pid = fork();
+        if (pid == 0) {
+                close(sv[1]);
+                relay_main(kick, txcall, rxcall, sv[0]);
+        }
+        e.fd = sv[1];
+        if (pid < 0 || echo_start(&e) < 0)
+                goto out;
+        for (unsigned i = 0; i < n + warm; i++) {
+                if (i == warm)
+                        c0 = proc_cpu_ns(pid);
+                if (write(kick, &one, 8) != 8 || read(rxcall, &v, 8) != 8)
+                        break;
+                if (i + 1 == n + warm)
+                        cpu = (double)(proc_cpu_ns(pid) - c0) / 1e3 / n;
+        }
+        shutdown(sv[1], SHUT_RDWR);
+        echo_stop(&e);
+out:
+        if (pid > 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+        }
+        for (int *fd = (int[]){ kick, txcall, rxcall, sv[0], sv[1] }, i = 0; i < 5; i++)
+                if (fd[i] >= 0)
+                        close(fd[i]);
+        return cpu;
+}
+
 /* ---- the measuring window -------------------------------------------------- */
 
 struct window {
@@ -336,9 +427,10 @@ double raw_pump(uint32_t chunk, double secs, double warm, double *cpu_per_mib)
         return mbps;
 }
 
-int raw_pingpong(unsigned n, double *us)
+int raw_pingpong(unsigned n, double *us, double *cpu_us)
 {
         unsigned warm = n / 10;
+        uint64_t c0 = 0;
         struct echo e;
         uint8_t buf[BENCH_RTT_MSG];
         int sv[2], r = 0;
@@ -356,6 +448,8 @@ int raw_pingpong(unsigned n, double *us)
                 uint64_t t0 = now_ns();
                 size_t got = 0;
 
+                if (i == warm)
+                        c0 = self_cpu_ns();
                 if (write(sv[0], buf, sizeof(buf)) != sizeof(buf)) {
                         r = -EIO;
                         break;
@@ -372,6 +466,8 @@ int raw_pingpong(unsigned n, double *us)
                 if (i >= warm)
                         us[i - warm] = (double)(now_ns() - t0) / 1e3;
         }
+        /* both ends: this thread and the echo thread */
+        *cpu_us = (double)(self_cpu_ns() - c0) / 1e3 / n;
         close(sv[0]);
         echo_stop(&e);
         close(sv[1]);
@@ -623,12 +719,16 @@ static int h2g_run(struct vmm *v, const uint32_t *ids, unsigned n,
 
 /* ---- round trips ------------------------------------------------------------------ */
 
-static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us)
+/* @us: each round trip; *@cpu_us: the daemon's CPU time per round trip
+ * after the warm-up. */
+static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us,
+                       double *cpu_us)
 {
         struct bring *tx = vmm_ring(v, fake_port_vq(id, false), BENCH_RTT_MSG);
         struct bring *rx = vmm_ring(v, fake_port_vq(id, true), FAKE_RX_BUF);
         unsigned warm = n / 10;
         struct echo e = { .fd = v->host_fd[id] };
+        uint64_t c0 = 0;
         double idle = 0;
         int r = 0;
 
@@ -646,6 +746,8 @@ static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us)
                 uint16_t h;
                 int k;
 
+                if (i == warm)
+                        c0 = proc_cpu_ns(v->dm.pid);
                 while ((k = bring_used(tx, &h, &len)) > 0)
                         tx->free[tx->nfree++] = h;
                 if (k < 0 || !tx->nfree) {
@@ -674,6 +776,7 @@ static int latency_run(struct vmm *v, uint32_t id, unsigned n, double *us)
                 if (r == 0 && i >= warm)
                         us[i - warm] = (double)(t1 - t0) / 1e3;
         }
+        *cpu_us = (double)(proc_cpu_ns(v->dm.pid) - c0) / 1e3 / n;
         echo_stop(&e);
         bring_calls(tx);
         qsort(us, n, sizeof(*us), cmp_double);
@@ -838,6 +941,7 @@ void run_latency(struct vmm *v)
         const uint32_t pl = 103;
         double *raw = calloc(opt.rtt, sizeof(double));
         double *vs = calloc(opt.rtt, sizeof(double));
+        double raw_cpu = 0, vs_cpu = 0, relay_cpu;
         struct row *row;
         int r;
 
@@ -845,12 +949,12 @@ void run_latency(struct vmm *v)
                 case_failed("rtt", "round trip", "set-up failed");
                 goto out;
         }
-        r = raw_pingpong(opt.rtt, raw);
+        r = raw_pingpong(opt.rtt, raw, &raw_cpu);
         if (r < 0) {
                 case_failed("rtt", "raw ping-pong", "%s", strerror(-r));
                 goto out;
         }
-        r = latency_run(v, pl, opt.rtt, vs);
+        r = latency_run(v, pl, opt.rtt, vs, &vs_cpu);
         if (r < 0) {
                 case_failed("rtt", "round trip", "%s [%s]", strerror(-r), fake_error(v->d));
                 goto out;
@@ -863,6 +967,12 @@ void run_latency(struct vmm *v)
         row = row_add("rtt", "64 B round trip, p99", percentile(vs, opt.rtt, 99), "us",
                       "raw ping-pong p99", percentile(raw, opt.rtt, 99));
         row_extra(row, "max %.1f us (raw %.1f us)", vs[opt.rtt - 1], raw[opt.rtt - 1]);
+        relay_cpu = raw_relay(opt.rtt);
+        row = row_add("rtt", "64 B round trip: daemon CPU", vs_cpu, "us",
+                      "raw relay process: its CPU", relay_cpu);
+        row_extra(row, "the daemon's CPU time (schedstat) over the round trips after the "
+                  "warm-up, per round trip; the raw relay makes the same syscalls with no "
+                  "ring; raw ping-pong, both ends: %.1f us", raw_cpu);
 out:
         free(raw);
         free(vs);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,9 +566,14 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-        static struct daemon d = { .listen_fd = -1, .sig_fd = -1, .notify_fd = -1 };
+        /* Zeroed (.bss), not initialised data: pages it does not use stay
+         * out of memory. */
+        static struct daemon d;
         char err[512];
-        int r = options_parse(argc, argv, &d.opt, err, sizeof(err));
+        int r;
+
+        d.listen_fd = d.sig_fd = d.notify_fd = -1;
+        r = options_parse(argc, argv, &d.opt, err, sizeof(err));
 
         if (r == 1)
                 return 0;
@@ -582,6 +588,11 @@ int main(int argc, char **argv)
                 r = confine(&d);
         else if (r == 0 && d.opt.user)
                 log_warn("--user %s is ignored with --no-sandbox", d.opt.user);
+        /* The host ports and the sandbox policy have what they need; what
+         * set-up freed (the specs, the seccomp filter's building) goes
+         * back to the system rather than idle in the heap. */
+        options_drop_ports(&d.opt);
+        malloc_trim(0);
         /* From here on a guest, a VMM or a peer can make lines at will. */
         log_limit_start();
         if (r == 0) {

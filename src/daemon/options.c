@@ -549,6 +549,22 @@ void options_usage(FILE *out)
 #define OPT_ALLOW_CONNECT 0x103
 #define OPT_SOCKET_FD 0x110   /* clear of other long-only options */
 
+/* Room for more --port specs: doubling, up to OPT_MAX_PORTS_SPECS. */
+static int grow_ports(struct options *o)
+{
+        size_t cap = o->ports_cap ? 2 * o->ports_cap : 8;
+        struct port_spec *p;
+
+        if (cap > OPT_MAX_PORTS_SPECS)
+                cap = OPT_MAX_PORTS_SPECS;
+        p = realloc(o->ports, cap * sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        o->ports = p;
+        o->ports_cap = cap;
+        return 0;
+}
+
 /* A label value and a journal field: short, printable, no spaces. */
 static bool instance_ok(const char *s)
 {
@@ -653,6 +669,10 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
         case 'p':
                 if (o->nports == OPT_MAX_PORTS_SPECS)
                         return invalid(err, errlen, "--port: more than %u ports", OPT_MAX_PORTS);
+                if (o->nports == o->ports_cap && grow_ports(o) < 0) {
+                        invalid(err, errlen, "--port: out of memory");
+                        return -ENOMEM;
+                }
                 if (spec_parse(arg, &o->ports[o->nports], why, sizeof(why)) < 0)
                         return invalid(err, errlen, "--port '%s': %s", arg, why);
                 o->nports++;
@@ -804,8 +824,16 @@ static int parse_config(struct options *o, const char *path, char *err, size_t e
         return parse_args(o, o->config_nargs, o->config_args, where, err, errlen);
 }
 
+void options_drop_ports(struct options *o)
+{
+        free(o->ports);
+        o->ports = NULL;
+        o->nports = o->ports_cap = 0;
+}
+
 void options_free(struct options *o)
 {
+        options_drop_ports(o);
         for (int i = 0; i < o->config_nargs; i++)
                 free(o->config_args[i]);
         free(o->config_args);

@@ -90,7 +90,10 @@ struct options {
         uint32_t max_ports;
         int log_level;
         size_t nports;
-        struct port_spec ports[OPT_MAX_PORTS_SPECS];
+        /* nports specs, allocated as --port options come: a daemon with a
+         * few ports does not hold 511 specs (1.3 KiB each) */
+        struct port_spec *ports;
+        size_t ports_cap;
         char *config_text;      /* the --config file */
         char **config_args;     /* its lines as "--key=value" */
         int config_nargs;
@@ -115,3 +118,6 @@ int options_parse(int argc, char **argv, struct options *ret, char *err,
 
 void options_usage(FILE *out);
 void options_free(struct options *o);
+/* Forget the --port specs (the host ports keep their own copies): nports
+ * becomes 0 and their memory goes back. */
+void options_drop_ports(struct options *o);

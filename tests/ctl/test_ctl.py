@@ -148,6 +148,59 @@ def buffer_size_overflow(d):
     check(r.get('ok') is True, 'buffer=1G: %s' % r)
 
 
+def proc_status(pid):
+    """/proc/PID/status as {key: first number}."""
+    out = {}
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            k, _, v = line.partition(':')
+            if v.split() and v.split()[0].isdigit():
+                out[k] = int(v.split()[0])
+    return out
+
+
+def sanitized(pid):
+    """A sanitizer runtime is mapped: its shadow memory makes RSS meaningless."""
+    with open('/proc/%d/maps' % pid) as f:
+        return any('libasan' in line or 'libubsan' in line or 'libtsan' in line for line in f)
+
+
+def switches(pid):
+    st = proc_status(pid)
+    return st['voluntary_ctxt_switches'] + st['nonvoluntary_ctxt_switches']
+
+
+@case(ports=(['id=0,console,backend=unix,path=@con.sock'] +
+             ['id=%d,name=org.p%d,backend=unix,path=@p%d.sock' % (i, i, i)
+              for i in range(1, 127)]), max_ports=127)
+def idle_127_ports(d):
+    """127 idle ports (no VMM): not one wake-up in a second (the loop's
+    own count, and the kernel's context switches), and under 1 MiB of
+    private anonymous memory, also after a stats reply for 127 ports."""
+    pid = d.proc.pid
+    cl = d.client()
+    st = cl.ok({'cmd': 'stats'})['stats']     # served: set-up is over
+    time.sleep(0.2)
+    a = switches(pid)
+    time.sleep(1)
+    b = switches(pid)
+    # Taken while the daemon sleeps (a == b): what serving the first
+    # request used is given back by then.
+    anon = proc_status(pid)['RssAnon']
+    st2 = cl.ok({'cmd': 'stats'})['stats']
+    check(a == b, '%d context switches in a second of idleness' % (b - a))
+    # Between the two requests the loop woke for the second one only.
+    mine = st2['client']['callbacks'] - st['client']['callbacks']
+    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
+    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
+    check(ran == mine and woke <= mine,
+          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
+          (woke, ran, mine))
+    if sanitized(pid):
+        return
+    check(anon < 1024, 'RssAnon %d KiB with 127 idle ports (bound 1024)' % anon)
+
+
 # ---------------------------------------------------------------- the sandbox
 
 def other_dir():
@@ -982,6 +1035,43 @@ def resize_reaches_guest(d):
     check(r.returncode == 0, 'resize: %r' % r.stderr)
     g.wait(lambda: len(g.ports[0].resizes) == 2, what='RESIZE')
     check(g.ports[0].resizes[1] == (132, 43), 'RESIZE payload %s (cols, rows)' % g.ports[0].resizes)
+
+
+@case(ports=['id=0,console,backend=unix,path=@con.sock',
+             'id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
+def idle_with_guest(d):
+    """A guest that opened its ports and stopped: the daemon sleeps (no
+    context switch in two seconds; the loop's wakeups counter: none in a
+    second but for the stats request itself)."""
+    g = d.connect_guest()
+    g.wait(lambda: 0 in g.ports and g.ports[0].guest_open and 1 in g.ports, what='ports')
+    g.open(1)
+    c = unix_client(d.path('one.sock'))
+    cl = d.client()
+    wait_for(lambda: ports_by_id(cl)[1]['guest_open'] and ports_by_id(cl)[1]['host_connected'],
+             'port 1 open on both sides')
+    pid = d.proc.pid
+    b = switches(pid)
+    for _ in range(20):     # what the opens set going runs out
+        time.sleep(1)
+        a, b = b, switches(pid)
+        if a == b:
+            break
+    time.sleep(2)
+    a = switches(pid)
+    check(a == b, '%d context switches in two seconds of idleness' % (a - b))
+    # The loop's own count over an idle second: between two stats
+    # requests on one connection it woke for the second one only.
+    st = cl.ok({'cmd': 'stats'})['stats']
+    time.sleep(1)
+    st2 = cl.ok({'cmd': 'stats'})['stats']
+    mine = st2['client']['callbacks'] - st['client']['callbacks']
+    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
+    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
+    check(ran == mine and woke <= mine,
+          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
+          (woke, ran, mine))
+    c.close()
 
 
 class PtyAttach:

@@ -17,6 +17,7 @@ static char err[512];
 static int parse(int argc, char **argv)
 {
         err[0] = '\0';
+        options_free(&opt);     /* the last parse's */
         return options_parse(argc, argv, &opt, err, sizeof(err));
 }
 

@@ -40,6 +40,9 @@ struct vu_vring {
         int kick_fd;
         int call_fd;
         int err_fd;
+        bool kick_anon;         /* the kick fd is an anonymous inode */
+        bool kick_read;         /* drain it on each kick (not an eventfd) */
+        bool call_sock, err_sock;       /* sockets (UML), else eventfds */
         bool scheduled;
         bool reported;          /* its breakage was reported once */
 };
@@ -179,6 +182,20 @@ static int reply_u64(struct vs_vu *vu, uint32_t request, uint64_t value)
         return send_reply(vu, request, &le, sizeof(le));
 }
 
+/* What a ring fd is: an eventfd-like anonymous inode, a socket, or else. */
+enum fd_kind { FD_OTHER, FD_EVENT, FD_SOCKET };
+
+static enum fd_kind fd_kind(int fd)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return FD_OTHER;
+        if (S_ISSOCK(st.st_mode))
+                return FD_SOCKET;
+        return (st.st_mode & S_IFMT) == 0 ? FD_EVENT : FD_OTHER;
+}
+
 static void fd_nonblock(int fd)
 {
         int fl = fcntl(fd, F_GETFL);
@@ -198,15 +215,16 @@ static void unwatch(struct vs_vu *vu, int fd)
 /*
  * Signal an eventfd-like fd: add 1. UML's call fds are sockets, where a
  * gone peer must not raise SIGPIPE in an embedder that did not ignore it,
- * and a full one means the guest has unread notifications already.
+ * and a full one means the guest has unread notifications already. The
+ * kind was found when the fd came (set_signal_fd()), so an eventfd costs
+ * one write(), not a send() that fails first: a syscall per interrupt.
  */
-static int signal_fd(int fd)
+static int signal_fd(int fd, bool sock)
 {
         uint64_t one = 1;
-        ssize_t n = send(fd, &one, sizeof(one), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = sock ? send(fd, &one, sizeof(one), MSG_NOSIGNAL | MSG_DONTWAIT)
+                         : write(fd, &one, sizeof(one));
 
-        if (n < 0 && errno == ENOTSOCK)
-                n = write(fd, &one, sizeof(one));
         return n < 0 && errno != EAGAIN ? -errno : 0;
 }
 
@@ -216,7 +234,7 @@ static int tr_notify(void *opaque, unsigned q)
 
         if (q >= vu->nvqs || vu->vrings[q].call_fd < 0)
                 return -ENOENT;
-        return signal_fd(vu->vrings[q].call_fd);
+        return signal_fd(vu->vrings[q].call_fd, vu->vrings[q].call_sock);
 }
 
 static int tr_config_changed(void *opaque)
@@ -266,7 +284,7 @@ static void check_queue(struct vs_vu *vu, unsigned q)
         vu->vrings[q].reported = true;
         /* Best effort: QEMU only logs it, and only in debug builds. */
         if (vu->vrings[q].err_fd >= 0)
-                signal_fd(vu->vrings[q].err_fd);
+                signal_fd(vu->vrings[q].err_fd, vu->vrings[q].err_sock);
         if (vu->cfg.queue_broken)
                 vu->cfg.queue_broken(vu->cfg.opaque, q, err);
 }
@@ -297,18 +315,24 @@ static void drop_kick(struct vu_vring *vr)
  * A kick. The fd is watched edge-triggered, so a kick fd that stays
  * readable (a semaphore eventfd, a pipe with bytes left) costs one call per
  * frontend write. One read takes an eventfd's whole count, or up to 64
- * bytes of another fd. The ring runs either way (bounded work); an fd at
- * end of file, hung up, in error or not readable can never kick again and
- * is dropped.
+ * bytes of another fd. An eventfd reports every write as an edge whatever
+ * its count, so once a read has shown the fd is one (an anonymous inode
+ * that gave 8 bytes) it is not read again: a syscall per kick saved (its
+ * count cannot overflow before 2^64 kicks, and then only the frontend's
+ * own writes fail). The ring runs either way (bounded work); an fd at end
+ * of file, hung up, in error or not readable can never kick again and is
+ * dropped.
  */
 static void on_kick(void *opaque, int fd, uint32_t events)
 {
         struct vu_vring *vr = opaque;
         uint64_t buf[8];
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = vr->kick_read ? read(fd, buf, sizeof(buf)) : 1;
         bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
                     (events & (EPOLLHUP | EPOLLERR));
 
+        if (n == sizeof(uint64_t) && vr->kick_anon)
+                vr->kick_read = false;
         run_queue(vr->vu, vr->q);
         if (gone)
                 drop_kick(vr);
@@ -604,6 +628,8 @@ static int h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
         take_vring_fd(m, &vr->kick_fd);
         if (vr->kick_fd < 0)
                 return 0;
+        vr->kick_anon = fd_kind(vr->kick_fd) == FD_EVENT;
+        vr->kick_read = true;
         /* UML's kick eventfd is blocking; a spurious wake must not hang us. */
         fd_nonblock(vr->kick_fd);
         r = vu->cfg.loop_ops->add(vu->cfg.loop, vr->kick_fd, EPOLLIN | EPOLLET,
@@ -626,20 +652,18 @@ static int h_set_vring_kick(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
  */
 static bool signal_fd_ok(int fd)
 {
-        struct stat st;
+        enum fd_kind k = fd_kind(fd);
 
-        if (fstat(fd, &st) < 0)
-                return false;
-        return S_ISSOCK(st.st_mode) || (st.st_mode & S_IFMT) == 0;
+        return k == FD_EVENT || k == FD_SOCKET;
 }
 
 /*
  * SET_VRING_CALL/ERR: a ring past the device's keeps no fd (QEMU sends
  * them for every ring up to its num_vqs; a frontend could otherwise pin
  * three fds for each of 256 rings). A frontend that never reads the fd
- * must not block us.
+ * must not block us. *@sock: how signal_fd() writes it.
  */
-static int set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot,
+static int set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot, bool *sock,
                          const char *what)
 {
         if (m->nfds == 1 && !signal_fd_ok(m->fds[0]))
@@ -650,6 +674,7 @@ static int set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot,
                 return 0;
         }
         take_vring_fd(m, slot);
+        *sock = *slot >= 0 && fd_kind(*slot) == FD_SOCKET;
         if (*slot >= 0)
                 fd_nonblock(*slot);
         return 0;
@@ -657,14 +682,18 @@ static int set_signal_fd(struct vs_vu *vu, struct vu_msg *m, int *slot,
 
 static int h_set_vring_call(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
+        struct vu_vring *vr = &vu->vrings[m->vring];
+
         (void)reply;
-        return set_signal_fd(vu, m, &vu->vrings[m->vring].call_fd, "SET_VRING_CALL");
+        return set_signal_fd(vu, m, &vr->call_fd, &vr->call_sock, "SET_VRING_CALL");
 }
 
 static int h_set_vring_err(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
 {
+        struct vu_vring *vr = &vu->vrings[m->vring];
+
         (void)reply;
-        return set_signal_fd(vu, m, &vu->vrings[m->vring].err_fd, "SET_VRING_ERR");
+        return set_signal_fd(vu, m, &vr->err_fd, &vr->err_sock, "SET_VRING_ERR");
 }
 
 static int h_get_queue_num(struct vs_vu *vu, struct vu_msg *m, uint64_t *reply)
