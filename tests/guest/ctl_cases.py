@@ -27,7 +27,7 @@ import termios
 import threading
 import time
 
-from helpers import (CtlCase, connect, ctl, read_file, recv_some, send_all, vserialctl,
+from helpers import (CtlCase, OneUnixPort, connect, ctl, read_file, recv_some, send_all, vserialctl,
                      wait_guest_file, wait_listening, write_out)
 
 
@@ -157,15 +157,12 @@ class CtlResize(CtlCase):
             ctx.errors.append('list --json: %r' % ctx.data.get('list'))
 
 
-class CtlEvents(CtlCase):
+class CtlEvents(OneUnixPort, CtlCase):
     """vserialctl events while the guest opens and closes a port twice
     (the open_close guest script)."""
     name = 'ctl_events'
     script = 'open_close.sh'
     PORT = 'org.vserial.ev'
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def host(self, ctx):
         if not wait_listening(ctx, ctx.sock('ctl.sock'), 20):

@@ -43,9 +43,9 @@ import termios
 import time
 import tty
 
-from helpers import (KIB, LIVE, MIB, Case, all_ways, check_split_stream, connect, det_bytes,
-                     drop_if_passed, finish_split_stream, free_tcp_port, guest_times, mbps,
-                     named_ports, read_file, read_until, recv_exact, recv_rest, recv_some,
+from helpers import (KIB, LIVE, MIB, Case, OneUnixPort, all_ways, check_split_stream, connect,
+                     det_bytes, drop_if_passed, finish_split_stream, free_tcp_port, guest_times,
+                     mbps, named_ports, read_file, read_until, recv_exact, recv_rest, recv_some,
                      run_together, send_all, sha256, wait_guest_file, wait_listening, wait_until,
                      write_out, write_rounds)
 
@@ -370,7 +370,7 @@ def recv_to_eof(s, timeout):
     return None
 
 
-class Reconnect20(XferCase):
+class Reconnect20(OneUnixPort, XferCase):
     """A continuous guest->host stream while the host client disconnects
     cleanly (shutdown(SHUT_WR), read to end of file, close) and reconnects
     20 times: what all the clients got, in order, is exactly what the guest
@@ -385,9 +385,6 @@ class Reconnect20(XferCase):
     DOWN = 0
     ROUNDS = 20
     PORT = 'org.vserial.reconnect'
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def host(self, ctx):
         rnd = random.Random(self.SEED)
@@ -442,7 +439,7 @@ class Reconnect20(XferCase):
                                                      ctx.data.get('last', 0) // KIB))
 
 
-class ClientKilled(XferCase):
+class ClientKilled(OneUnixPort, XferCase):
     """The host client is a helper process, SIGKILLed mid-stream. The daemon
     keeps serving the port: a new client, connecting right after the kill,
     waits until the daemon has seen the death and gets the rest of the
@@ -455,9 +452,6 @@ class ClientKilled(XferCase):
     KILL_AT = 1 * MIB
     MAX_LOSS = 512 * KIB        # the dead socket's queue and the helper's last read
     PORT = 'org.vserial.killed'
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def host(self, ctx):
         path = ctx.sock('p1.sock')
@@ -497,7 +491,7 @@ class ClientKilled(XferCase):
         drop_if_passed(ctx, 'up.src', 'killed.bin')
 
 
-class SlowReader(XferCase):
+class SlowReader(OneUnixPort, XferCase):
     """A host reader that takes 1 byte per ms for a few seconds, then reads
     fast, on a port the guest writes 12 MiB to: more than the guest's
     transmit ring (256 buffers of 32 KiB: its write() returns once the
@@ -509,9 +503,6 @@ class SlowReader(XferCase):
     DOWN = 0
     SLOW_S = 3.0
     PORT = 'org.vserial.slow'
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def host(self, ctx):
         s = connect(ctx, ctx.sock('p1.sock'))

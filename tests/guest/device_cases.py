@@ -17,9 +17,9 @@ import random
 import re
 import time
 
-from helpers import (BULK, MIB, Case, connect, det_bytes, drop_if_passed, guest_times, kill_group,
-                     mbps, read_file, read_until, recv_exact, recv_rest, recv_some, run_together,
-                     send_all, sha256, write_out)
+from helpers import (BULK, MIB, Case, OneUnixPort, connect, det_bytes, drop_if_passed, guest_times,
+                     kill_group, mbps, read_file, read_until, recv_exact, recv_rest, recv_some,
+                     run_together, send_all, sha256, write_out)
 
 
 class SysfsNames(Case):
@@ -198,13 +198,10 @@ class Hvc0NoClient(Case):
                   'guest did not get past its console writes')
 
 
-class OpenClose(Case):
+class OpenClose(OneUnixPort, Case):
     name = 'open_close'
     script = 'open_close.sh'
     PORT = 'org.vserial.oc'
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def verify(self, ctx):
         pat = re.compile(r'port 1 \(%s\): guest (opened|closed)' % re.escape(self.PORT))

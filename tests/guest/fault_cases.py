@@ -33,7 +33,7 @@ import struct
 import subprocess
 import time
 
-from helpers import (KIB, MIB, Case, both_ways, check_split_stream, connect, det_bytes,
+from helpers import (KIB, MIB, Case, OneUnixPort, both_ways, check_split_stream, connect, det_bytes,
                      drop_if_passed, finish_split_stream, free_tcp_port, log_has, read_file,
                      recv_some, send_all, sha256, wait_guest_file, wait_listening, wait_until,
                      write_out)
@@ -304,16 +304,13 @@ class FaultTcpReset(PeerDies):
         s.close()
 
 
-class FaultSigpipe(PeerDies):
+class FaultSigpipe(OneUnixPort, PeerDies):
     name = 'fault_sigpipe'
     PORT = 'org.vserial.pipe'
     SEED = 531
 
     def daemon_args(self, ctx):
         return ['--control', ctx.sock('ctl.sock')]
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def open_client(self, ctx):
         return connect(ctx, ctx.sock('p1.sock'))
@@ -341,7 +338,7 @@ class FaultSigpipe(PeerDies):
 # ------------------------------------------------ VMM dies mid-message
 
 
-class FaultVmmPartial(Case):
+class FaultVmmPartial(OneUnixPort, Case):
     """Before the guest boots, raw vhost-user clients connect one after
     the other: 6 bytes of a header then close; a whole SET_FEATURES
     header and 3 of its 8 payload bytes then close; GET_FEATURES
@@ -353,9 +350,6 @@ class FaultVmmPartial(Case):
     UP = 512 * KIB
     DOWN = 512 * KIB
     PORT = 'org.vserial.after'
-
-    def ports(self, ctx):
-        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
 
     def prepare(self, ctx):
         ctx.data['up'] = det_bytes(541, self.UP)

@@ -459,6 +459,15 @@ class Case:
         return 'poweroff'
 
 
+class OneUnixPort:
+    """Mixin, listed before the Case class: port 1, named PORT, with its
+    host side on the unix socket ctx.sock('p1.sock'), where host() connects."""
+    PORT = None
+
+    def ports(self, ctx):
+        return ['id=1,name=%s,backend=unix,path=%s' % (self.PORT, ctx.sock('p1.sock'))]
+
+
 class CtlCase(Case):
     """A case whose daemon has a control socket, <sockdir>/ctl.sock (ctl())."""
 

@@ -60,6 +60,23 @@ def high_fd(s, at=9):
     return fd
 
 
+def serve_passed(d, dms, ls, fd, args, **kw):
+    """A Daemon given listening socket @ls at fd @fd (a duplicate, see
+    high_fd); once it runs only the daemon holds the socket."""
+    dm = Daemon(d, args, fd_at=fd, **kw)
+    dms.append(dm)
+    os.close(fd)
+    ls.close()
+    return dm
+
+
+def term_keeps_path(dm, path):
+    """SIGTERM, a clean exit, and the passed socket's @path still there:
+    it belongs to whoever passed the socket."""
+    dm.term()
+    check(os.path.exists(path), 'the passed socket\'s path was removed at exit')
+
+
 class Notify:
     """The service manager's end of NOTIFY_SOCKET."""
 
@@ -215,19 +232,15 @@ def socket_activation(d, dms):
     other = os.path.join(d, 'not-created.sock')
     out = os.path.join(d, 'out.log')
     fd = high_fd(ls)
-    dm = Daemon(d, ['--socket', other, '--port', 'id=1,name=x,backend=file,path=' + out],
-                env={'NOTIFY_SOCKET': n.addr, 'LISTEN_FDS': '1'},
-                fd_at=fd, listen_pid='self')
-    dms.append(dm)
-    os.close(fd)
-    ls.close()      # only the daemon holds it now
+    dm = serve_passed(d, dms, ls, fd,
+                      ['--socket', other, '--port', 'id=1,name=x,backend=file,path=' + out],
+                      env={'NOTIFY_SOCKET': n.addr, 'LISTEN_FDS': '1'}, listen_pid='self')
     check(n.recv() == 'READY=1', 'no READY=1')
     guest_roundtrip(path, out)
     check(not os.path.exists(other), '--socket %s was created although a socket was passed'
           % other)
     check('passed as fd 3' in dm.log(), 'log does not say which socket it serves')
-    dm.term()
-    check(os.path.exists(path), 'the passed socket\'s path was removed at exit')
+    term_keeps_path(dm, path)
 
 
 @case
@@ -237,15 +250,11 @@ def socket_fd(d, dms):
     ls = listener(path)
     fd = high_fd(ls, 20)
     out = os.path.join(d, 'out.log')
-    dm = Daemon(d, ['--socket-fd', str(fd), '--port', 'id=1,name=x,backend=file,path=' + out],
-                fd_at=fd)
-    dms.append(dm)
-    os.close(fd)
-    ls.close()
+    dm = serve_passed(d, dms, ls, fd,
+                      ['--socket-fd', str(fd), '--port', 'id=1,name=x,backend=file,path=' + out])
     wait_for(lambda: 'listening for the VMM' in dm.log(), 'the daemon to listen')
     guest_roundtrip(path, out)
-    dm.term()
-    check(os.path.exists(path), 'the passed socket\'s path was removed at exit')
+    term_keeps_path(dm, path)
 
 
 @case

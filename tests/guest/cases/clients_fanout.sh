@@ -6,11 +6,8 @@
 . "${0%/*}/lib.sh"
 . "${0%/*}/lib_xfer.sh"
 load_vc
-wait_port vport0p1
-mount_tmp 40m
-cp "$OUT/up.src" "$OUT/gtmp/up" || fail "cp up.src"
+stage_up_src
 want=$(sha "$OUT/gtmp/up")
-exec 3<>/dev/vport0p1 || fail "open /dev/vport0p1"
 read_line 3 go 60 || fail "no go line"
 [ "$go" = go ] || fail "the first line was '$go', not 'go'"
 read_n 3 "$DOWN" "$OUT/gtmp/down" 60 || fail "read $DOWN bytes"

@@ -59,3 +59,26 @@ if [ "$VMM" = qemu ]; then
 else
     head_c() { head -c "$1"; }
 fi
+
+# named_ports N [seconds]: until vport0p1 .. vport0pN and their names are
+# there; then "vport0pI NAME" a line per port in $OUT/names.
+named_ports() {
+    local i name
+    for i in $(seq 1 "$1"); do wait_port "vport0p$i" "${2:-10}"; wait_name "vport0p$i"; done
+    for i in $(seq 1 "$1"); do
+        read -r name < "/sys/class/virtio-ports/vport0p$i/name"
+        echo "vport0p$i $name"
+    done > "$OUT/names"
+}
+
+# boot_ports FILE PORT...: until the PORTs and their names are there; then
+# every port the guest has, console included, a line "vport0pN NAME" in
+# FILE (what a restarted VMM must offer again).
+boot_ports() {
+    local f=$1 p d
+    shift
+    for p in "$@"; do wait_port "$p"; wait_name "$p"; done
+    for d in /sys/class/virtio-ports/*; do
+        echo "${d##*/} $(cat "$d/name" 2>/dev/null)"
+    done > "$f"
+}

@@ -7,11 +7,7 @@
 . "${0%/*}/lib.sh"
 load_vc
 wait_hvc
-for i in $(seq 1 "$NPORTS"); do wait_port vport0p$i 60; wait_name vport0p$i; done
-for i in $(seq 1 "$NPORTS"); do
-    read -r n < /sys/class/virtio-ports/vport0p$i/name
-    echo "vport0p$i $n"
-done > "$OUT/names"
+named_ports "$NPORTS" 60
 log "$NPORTS named ports and hvc0 are there"
 t0=$EPOCHREALTIME
 vsg ports 0 "$NPORTS" "$SIZE" 240 > "$OUT/ports.crc" 2> "$OUT/vsg.err" || fail "vsg ports: $(cat "$OUT/vsg.err")"

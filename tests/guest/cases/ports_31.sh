@@ -9,11 +9,7 @@
 . "${0%/*}/lib.sh"
 load_vc
 wait_hvc
-for i in $(seq 1 "$NPORTS"); do wait_port vport0p$i 20; wait_name vport0p$i; done
-for i in $(seq 1 "$NPORTS"); do
-    read -r n < /sys/class/virtio-ports/vport0p$i/name
-    echo "vport0p$i $n"
-done > "$OUT/names"
+named_ports "$NPORTS" 20
 mount_tmp 40m
 cp "$OUT"/up.* "$OUT/gtmp/" || fail "cp up.*"
 # nap SECONDS: sleep without a process (a read that times out on a FIFO

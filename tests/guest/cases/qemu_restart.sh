@@ -11,10 +11,7 @@
 . "${0%/*}/lib_xfer.sh"
 load_vc
 wait_hvc
-for p in vport0p1 vport0p2; do wait_port $p; wait_name $p; done
-for d in /sys/class/virtio-ports/*; do
-    echo "${d##*/} $(cat "$d/name" 2>/dev/null)"
-done > "$OUT/names.$BOOT"
+boot_ports "$OUT/names.$BOOT" vport0p1 vport0p2
 exec 4<>/dev/vport0p2 || fail "open vport0p2"
 echo "ping-$BOOT" >&4
 read_line 4 line 60 || fail "boot $BOOT: no pong on vport0p2"

@@ -7,10 +7,7 @@
 . "${0%/*}/lib.sh"
 . "${0%/*}/lib_xfer.sh"
 load_vc
-wait_port vport0p1
-mount_tmp 40m
-cp "$OUT/up.src" "$OUT/gtmp/up" || fail "cp up.src"
-exec 3<>/dev/vport0p1 || fail "open /dev/vport0p1"
+stage_up_src
 ( dd if="$OUT/gtmp/up" bs=32k >&3 2>"$OUT/dd.err"; echo $? > "$OUT/up.rc" ) &
 up=$!
 read_n 3 "$DOWN" "$OUT/gtmp/down" 120 || fail "read $DOWN bytes: got $(stat -c %s "$OUT/gtmp/down")"

@@ -21,12 +21,7 @@ read_line 3 line 60 || fail "boot $GBOOT: no ACK on vport0p1"
 [ "$line" = "ACK-$GBOOT $want" ] || fail "boot $GBOOT: host said '$line', want 'ACK-$GBOOT $want'"
 read_n 3 "$SIZE" "$OUT/gtmp/down" 60 || fail "boot $GBOOT: read $SIZE bytes: got $(stat -c %s "$OUT/gtmp/down")"
 exec 3<&-
-got=$(sha "$OUT/gtmp/down")
-eval "expect=\$EXPECT$GBOOT"
-[ "$got" = "$expect" ] || fail "boot $GBOOT: vport0p1 sha256 $got, want $expect"
-echo "console line from boot $GBOOT" > /dev/hvc0 || fail "write hvc0"
-log "boot $GBOOT: both directions byte-exact"
-: > "$OUT/g.done.$GBOOT"
+boot_done "$GBOOT" vport0p1
 if [ "$GBOOT" = 1 ]; then
     if [ "$MODE" = reboot ]; then
         log "rebooting"

@@ -12,16 +12,7 @@ mount_tmp 8m
 exec 3<>/dev/vport0p1 || fail "open vport0p1"
 for r in 1 2; do
     wait_host "h.round.$r"
-    want=$(sha "$OUT/up.$r")
-    cat "$OUT/up.$r" >&3 &
-    w=$!
-    read_n 3 "$DOWN" "$OUT/gtmp/down.$r" 60 || fail "round $r: read $DOWN bytes"
-    wait $w || fail "round $r: write"
-    eval "expect=\$EXPECT$r"
-    [ "$(sha "$OUT/gtmp/down.$r")" = "$expect" ] || fail "round $r: host->guest sha256 mismatch"
-    read_line 3 line 60 || fail "round $r: no ACK"
-    [ "$line" = "ACK-$r $want" ] || fail "round $r: host said '$line', want 'ACK-$r $want'"
-    log "round $r: both ways byte-exact"
+    both_ways 3 "$r" "ACK-$r" "round $r"
     : > "$OUT/g.round.$r"
 done
 exec 3<&-

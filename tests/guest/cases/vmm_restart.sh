@@ -8,10 +8,7 @@
 . "${0%/*}/lib_xfer.sh"
 load_vc
 wait_hvc
-for p in vport0p1 vport0p2; do wait_port $p; wait_name $p; done
-for d in /sys/class/virtio-ports/*; do
-    echo "${d##*/} $(cat "$d/name" 2>/dev/null)"
-done > "$OUT/names.$BOOT"
+boot_ports "$OUT/names.$BOOT" vport0p1 vport0p2
 log "boot $BOOT ports: $(echo $(cat "$OUT/names.$BOOT"))"
 want=$(sha "$OUT/up.$BOOT")
 exec 3<>/dev/vport0p1 || fail "open vport0p1"
@@ -24,10 +21,5 @@ exec 4</dev/vport0p2 || fail "open vport0p2"
 mount_tmp 8m
 read_n 4 "$SIZE" "$OUT/gtmp/down" 30 || fail "boot $BOOT: read $SIZE bytes from vport0p2: got $(stat -c %s "$OUT/gtmp/down")"
 exec 4<&-
-got=$(sha "$OUT/gtmp/down")
-eval "expect=\$EXPECT$BOOT"
-[ "$got" = "$expect" ] || fail "boot $BOOT: vport0p2 sha256 $got, want $expect"
-echo "console line from boot $BOOT" > /dev/hvc0 || fail "write hvc0"
-log "boot $BOOT: both directions byte-exact"
-: > "$OUT/g.done.$BOOT"
+boot_done "$BOOT" vport0p2
 exit 0
