@@ -42,6 +42,17 @@ CASES, case = registry()
 
 # ---------------------------------------------------------------- no VMM
 
+def woke_for_request_only(st, st2):
+    """Between two stats replies (@st, @st2) of one connection, with an
+    idle second between them, the loop woke for the second request only."""
+    mine = st2['client']['callbacks'] - st['client']['callbacks']
+    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
+    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
+    check(ran == mine and woke <= mine,
+          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
+          (woke, ran, mine))
+
+
 @case
 def control_socket_swapped(d):
     """The control socket is never chmod()ed by path: an attacker who can
@@ -190,12 +201,7 @@ def idle_127_ports(d):
     st2 = cl.ok({'cmd': 'stats'})['stats']
     check(a == b, '%d context switches in a second of idleness' % (b - a))
     # Between the two requests the loop woke for the second one only.
-    mine = st2['client']['callbacks'] - st['client']['callbacks']
-    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
-    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
-    check(ran == mine and woke <= mine,
-          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
-          (woke, ran, mine))
+    woke_for_request_only(st, st2)
     if sanitized(pid):
         return
     check(anon < 1024, 'RssAnon %d KiB with 127 idle ports (bound 1024)' % anon)
@@ -1065,12 +1071,7 @@ def idle_with_guest(d):
     st = cl.ok({'cmd': 'stats'})['stats']
     time.sleep(1)
     st2 = cl.ok({'cmd': 'stats'})['stats']
-    mine = st2['client']['callbacks'] - st['client']['callbacks']
-    woke = st2['loop']['wakeups'] - st['loop']['wakeups']
-    ran = st2['loop']['dispatched'] - st['loop']['dispatched']
-    check(ran == mine and woke <= mine,
-          'idle second: %d wake-ups, %d callbacks, of which %d for the request' %
-          (woke, ran, mine))
+    woke_for_request_only(st, st2)
     c.close()
 
 
