@@ -92,6 +92,9 @@ int cmp_double(const void *a, const void *b);
 double median(double *v, unsigned n);
 double percentile(double *sorted, unsigned n, double p);
 void raise_nofile(void);
+/* A small text file, read whole into @buf (up to @size - 1 bytes) and
+ * NUL-terminated: its length, or -1 if it cannot be read or is empty. */
+ssize_t read_text(const char *path, char *buf, size_t size);
 /* VmRSS (and its parts) of @pid in KiB; -1 on error. */
 long proc_rss_kib(pid_t pid, long *anon, long *file, long *shmem);
 /* CPU time of (the main thread of) @pid, from /proc/PID/schedstat */

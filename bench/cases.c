@@ -37,6 +37,20 @@ static void set_timeouts(int fd)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/* An epoll instance watching @events on fds[0..n), each tagged with its
+ * index (data.u32); -1 if there is none. */
+static int epoll_over(const int *fds, unsigned n, uint32_t events)
+{
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+
+        for (unsigned i = 0; ep >= 0 && i < n; i++) {
+                struct epoll_event e = { .events = events, .data.u32 = i };
+
+                epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
+        }
+        return ep;
+}
+
 /* Drains fds with BENCH_READ_SIZE reads until EOF or @target bytes. */
 struct sink {
         int fd[MAX_BUSY];
@@ -63,14 +77,8 @@ static void *sink_main(void *arg)
 
         if (!buf)
                 return NULL;
-        if (s->epoll) {
-                ep = epoll_create1(EPOLL_CLOEXEC);
-                for (unsigned i = 0; i < s->n; i++) {
-                        struct epoll_event e = { .events = EPOLLIN, .data.u32 = i };
-
-                        epoll_ctl(ep, EPOLL_CTL_ADD, s->fd[i], &e);
-                }
-        }
+        if (s->epoll)
+                ep = epoll_over(s->fd, s->n, EPOLLIN);
         while (!sink_done(s)) {
                 ssize_t k;
 
@@ -149,14 +157,8 @@ static void *source_main(void *arg)
         if (!buf)
                 goto out;
         memset(buf, 'h', s->chunk);
-        if (s->epoll) {
-                ep = epoll_create1(EPOLL_CLOEXEC);
-                for (unsigned i = 0; i < s->n; i++) {
-                        struct epoll_event e = { .events = EPOLLOUT, .data.u32 = i };
-
-                        epoll_ctl(ep, EPOLL_CTL_ADD, s->fd[i], &e);
-                }
-        }
+        if (s->epoll)
+                ep = epoll_over(s->fd, s->n, EPOLLOUT);
         while (!atomic_load(&s->stop)) {
                 ssize_t k;
 

@@ -87,21 +87,28 @@ static long status_field(const char *buf, const char *key)
         return p ? strtol(p + strlen(key), NULL, 10) : -1;
 }
 
-long proc_rss_kib(pid_t pid, long *anon, long *file, long *shmem)
+ssize_t read_text(const char *path, char *buf, size_t size)
 {
-        char path[64], buf[4096];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
         ssize_t n;
-        int fd;
 
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -1;
-        n = read(fd, buf, sizeof(buf) - 1);
+        n = read(fd, buf, size - 1);
         close(fd);
         if (n <= 0)
                 return -1;
         buf[n] = 0;
+        return n;
+}
+
+long proc_rss_kib(pid_t pid, long *anon, long *file, long *shmem)
+{
+        char path[64], buf[4096];
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        if (read_text(path, buf, sizeof(buf)) < 0)
+                return -1;
         if (anon)
                 *anon = status_field(buf, "RssAnon:");
         if (file)
@@ -114,18 +121,10 @@ long proc_rss_kib(pid_t pid, long *anon, long *file, long *shmem)
 uint64_t proc_cpu_ns(pid_t pid)
 {
         char path[64], buf[128];
-        ssize_t n;
-        int fd;
 
         snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (read_text(path, buf, sizeof(buf)) < 0)
                 return 0;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return 0;
-        buf[n] = 0;
         return strtoull(buf, NULL, 10);
 }
 

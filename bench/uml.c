@@ -80,18 +80,11 @@ static void *uml_writer(void *arg)
 static double dd_mbps(const char *path, uint64_t *bytes, double *secs)
 {
         char buf[1024], *p;
-        ssize_t n;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
 
         *bytes = 0;
         *secs = 0;
-        if (fd < 0)
+        if (read_text(path, buf, sizeof(buf)) < 0)
                 return -1;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return -1;
-        buf[n] = 0;
         p = strstr(buf, " bytes");
         if (!p)
                 return -1;

@@ -6,11 +6,16 @@
  */
 #pragma once
 
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "vserial/vserial.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -75,6 +80,17 @@ static inline uint8_t *fz_dup(struct fz *f, size_t *len)
         return p;
 }
 
+/* FUZZ_VERBOSE=1 in the environment: the target prints what it sees (for
+ * writing and checking seeds). */
+static inline bool fz_verbose(void)
+{
+        static int verbose = -1;
+
+        if (verbose < 0)
+                verbose = getenv("FUZZ_VERBOSE") != NULL;
+        return verbose;
+}
+
 static inline int fz_done(const struct fz *f)
 {
         return f->n == 0;
@@ -92,4 +108,23 @@ fz_fail(const char *file, int line, const char *what)
 {
         fprintf(stderr, "%s:%d: harness check failed: %s\n", file, line, what);
         abort();
+}
+
+/* Host input through an fd: up to 64 KiB of the input written into a pipe,
+ * then one vs_port_recv_fd() straight from it into the guest's buffers. */
+static inline void fz_recv_pipe(struct vs_port *port, struct fz *in)
+{
+        size_t len = fz_u16(in);
+        const uint8_t *p = fz_take(in, &len);
+        int pp[2];
+        ssize_t r;
+
+        if (pipe2(pp, O_CLOEXEC | O_NONBLOCK) < 0)
+                return;
+        if (len && write(pp[1], p, len) < 0)
+                len = 0;
+        close(pp[1]);
+        r = vs_port_recv_fd(port, pp[0], len + 1);
+        FZ_CHECK(r <= (ssize_t)len);
+        close(pp[0]);
 }

@@ -33,24 +33,16 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "rings.h"
 #include "virtq/virtq.h"
 #include "vserial/vserial.h"
 
-#define MAX_PORTS 4u
-#define NVQS (2 * (MAX_PORTS + 1))
-#define QSIZE 16u
-#define RAM_GPA 0x100000ull
 #define RAM_SIZE 0x20000ull
-#define RING(q) (0x400ull * (q))                /* desc; avail +0x100; used +0x200 */
-#define BUF(q, s) (0x4000ull + 0x1000 * (q) + 0x100 * (s))
-#define SLOT 0x100u
 #define ITABLE(q, s) (0x10000ull + 0x1000 * (q) + 0x100 * (s))
 #define ALL_FEATURES ((1ull << VS_CONSOLE_F_SIZE) | (1ull << VS_CONSOLE_F_MULTIPORT) | \
                       (1ull << VS_F_EVENT_IDX) | (1ull << VS_F_INDIRECT_DESC) |        \
                       (1ull << VS_F_VERSION_1))
 
-/* FUZZ_VERBOSE=1: print what the guest sees (for writing and checking seeds). */
-static bool verbose;
 
 struct dq {
         uint16_t avail_idx;             /* driver's next avail index */
@@ -75,8 +67,7 @@ struct fx {
         unsigned events;
         uint64_t features;
         struct dq q[NVQS];
-        bool scheduled[NVQS];
-        unsigned notifies, config_changes;
+        struct fz_sched sched;
         uint64_t calls;                 /* calls into the device, for the budget */
 };
 
@@ -86,38 +77,6 @@ static uint8_t *ram(struct fx *f, uint64_t off)
 }
 
 /* ---- transport and ports ---------------------------------------------- */
-
-static int tr_notify(void *opaque, unsigned q)
-{
-        struct fx *f = opaque;
-
-        FZ_CHECK(q < NVQS);
-        f->notifies++;
-        return 0;
-}
-
-static int tr_config_changed(void *opaque)
-{
-        struct fx *f = opaque;
-
-        f->config_changes++;
-        return 0;
-}
-
-static int tr_schedule(void *opaque, unsigned q)
-{
-        struct fx *f = opaque;
-
-        FZ_CHECK(q < NVQS);
-        f->scheduled[q] = true;
-        return 0;
-}
-
-static const struct vs_transport_ops transport = {
-        .notify = tr_notify,
-        .config_changed = tr_config_changed,
-        .schedule = tr_schedule,
-};
 
 static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                          unsigned iovcnt)
@@ -131,7 +90,7 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                 memcpy(sink, iov[i].iov_base, iov[i].iov_len);
                 total += iov[i].iov_len;
         }
-        if (verbose)
+        if (fz_verbose())
                 fprintf(stderr, "port %u: guest wrote %zu bytes\n", vs_port_id(port), total);
         switch (f->mode[vs_port_id(port)]) {
         case 1: return 0;
@@ -202,19 +161,11 @@ static void add_port(struct fx *f, int id, bool console)
 
 /* ---- the driver side --------------------------------------------------- */
 
-/* Configure every queue at the fixed layout, as a driver probe does. */
+/* Every queue configured at the fixed layout, as a driver probe does. */
 static void setup_queues(struct fx *f)
 {
-        for (unsigned q = 0; q < NVQS; q++) {
-                uint64_t base = RAM_GPA + RING(q);
-
-                memset(ram(f, RING(q)), 0, 0x400);
-                memset(&f->q[q], 0, sizeof(f->q[q]));
-                vs_device_queue_set_num(f->dev, q, QSIZE);
-                vs_device_queue_set_addr(f->dev, q, base, base + 0x100, base + 0x200, false);
-                vs_device_queue_set_base(f->dev, q, 0);
-                vs_device_queue_enable(f->dev, q, true);
-        }
+        memset(f->q, 0, sizeof(f->q));
+        fz_rings_setup(f->dev, f->ram);
 }
 
 static void put_desc(struct fx *f, uint64_t at, uint64_t gpa, uint32_t len,
@@ -243,25 +194,21 @@ static void publish(struct fx *f, unsigned q, uint16_t head)
 static void check_used(struct fx *f, unsigned q)
 {
         struct dq *d = &f->q[q];
-        uint16_t idx = le16toh(*(uint16_t *)ram(f, RING(q) + 0x200 + 2));
+        uint16_t idx = fz_used_idx(f->ram, q);
 
         for (unsigned n = 0; d->used_seen != idx && n < QSIZE; n++, d->used_seen++) {
                 uint32_t id, len;
-                uint64_t at = RING(q) + 0x200 + 4 + 8 * (d->used_seen % QSIZE);
 
-                memcpy(&id, ram(f, at), 4);
-                memcpy(&len, ram(f, at + 4), 4);
-                id = le32toh(id);
-                len = le32toh(len);
+                fz_used_entry(f->ram, q, d->used_seen, &id, &len);
                 FZ_CHECK(id < QSIZE);
                 FZ_CHECK(len <= d->posted[id]);
-                if (verbose && q == 2 && len >= 8) {
+                if (fz_verbose() && q == 2 && len >= 8) {
                         uint8_t *m = ram(f, BUF(q, id));
 
                         fprintf(stderr, "guest got control: id %u event %u value %u (%u bytes)\n",
                                 m[0] | m[1] << 8 | m[2] << 16 | (unsigned)m[3] << 24,
                                 m[4] | m[5] << 8, m[6] | m[7] << 8, len);
-                } else if (verbose && len) {
+                } else if (fz_verbose() && len) {
                         fprintf(stderr, "guest got %u bytes on queue %u\n", len, q);
                 }
                 d->outstanding[id] = false;
@@ -327,9 +274,9 @@ static bool run_scheduled(struct fx *f, unsigned rounds)
                 bool any = false;
 
                 for (unsigned i = 0; i < NVQS; i++) {
-                        if (!f->scheduled[i])
+                        if (!f->sched.scheduled[i])
                                 continue;
-                        f->scheduled[i] = false;
+                        f->sched.scheduled[i] = false;
                         any = true;
                         f->calls++;
                         vs_device_queue_kick(f->dev, i);
@@ -338,7 +285,7 @@ static bool run_scheduled(struct fx *f, unsigned rounds)
                         return true;
         }
         for (unsigned i = 0; i < NVQS; i++)
-                if (f->scheduled[i])
+                if (f->sched.scheduled[i])
                         return false;
         return true;
 }
@@ -455,24 +402,6 @@ static void act_host_write(struct fx *f, struct fz *in)
                 check_used(f, i);
 }
 
-/* A readv() straight from a pipe into the guest's buffers. */
-static void host_recv_fd(struct vs_port *port, struct fz *in)
-{
-        size_t len = fz_u16(in);
-        const uint8_t *p = fz_take(in, &len);
-        int pp[2];
-        ssize_t r;
-
-        if (pipe2(pp, O_CLOEXEC | O_NONBLOCK) < 0)
-                return;
-        if (len && write(pp[1], p, len) < 0)
-                len = 0;
-        close(pp[1]);
-        r = vs_port_recv_fd(port, pp[0], len + 1);
-        FZ_CHECK(r <= (ssize_t)len);
-        close(pp[0]);
-}
-
 static void act_host(struct fx *f, struct fz *in)
 {
         uint8_t what = fz_u8(in);
@@ -509,7 +438,7 @@ static void act_host(struct fx *f, struct fz *in)
                 vs_port_guest_room(port);
                 break;
         case 6:
-                host_recv_fd(port, in);
+                fz_recv_pipe(port, in);
                 break;
         }
         for (unsigned i = 0; i < NVQS; i++)
@@ -581,14 +510,6 @@ static void run_action(struct fx *f, struct fz *in)
         }
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-        (void)argc;
-        (void)argv;
-        verbose = getenv("FUZZ_VERBOSE") != NULL;
-        return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct vs_device_config dc = { .max_ports = MAX_PORTS, .cols = 80, .rows = 25 };
@@ -604,7 +525,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 goto out;
         f->map = (struct vs_mem_map){ .gpa = RAM_GPA, .size = RAM_SIZE, .uva = RAM_GPA,
                                       .host = f->ram };
-        vs_device_set_transport(f->dev, &transport, f);
+        vs_device_set_transport(f->dev, &fz_transport, &f->sched);
         vs_device_set_event_cb(f->dev, on_event, f);
         vs_device_set_memory(f->dev, &f->map, 1);
         for (unsigned id = 0; id < MAX_PORTS; id++)

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #include "backend.h"
 #include "ctl_server.h"
 #include "fuzz.h"
+#include "rings.h"
 #include "listener.h"
 #include "log.h"
 #include "loop/loop.h"
@@ -45,14 +47,7 @@
 #include "virtq/virtq.h"
 #include "vserial/vserial.h"
 
-#define MAX_PORTS 4u
-#define NVQS (2 * (MAX_PORTS + 1))
-#define QSIZE 16u
-#define RAM_GPA 0x100000ull
 #define RAM_SIZE 0x10000ull
-#define RING(q) (0x400ull * (q))                /* desc; avail +0x100; used +0x200 */
-#define SLOT 0x100u
-#define BUF(q, s) (0x4000ull + 0x1000 * (q) + SLOT * (s))
 #define FEATURES ((1ull << VS_CONSOLE_F_MULTIPORT) | (1ull << VS_CONSOLE_F_SIZE) | \
                   (1ull << VS_F_VERSION_1))
 #define CLIENTS 3u
@@ -61,8 +56,6 @@
 #define ACTIONS_MAX 512
 
 static char dir[64];            /* the ports' directory */
-/* FUZZ_VERBOSE=1: print what the control clients read (for writing seeds). */
-static bool verbose;
 
 struct dq {
         uint16_t avail_idx;
@@ -80,39 +73,9 @@ struct fx {
         struct vs_device *dev;
         struct ctl_server *cs;
         struct dq q[NVQS];
-        bool scheduled[NVQS];
+        struct fz_sched sched;
         int client[CLIENTS];    /* our end of a control connection, or -1 */
         int peer[PEERS];        /* a host peer of a unix port, or -1 */
-};
-
-/* ---- transport ---------------------------------------------------------- */
-
-static int tr_notify(void *opaque, unsigned q)
-{
-        (void)opaque;
-        FZ_CHECK(q < NVQS);
-        return 0;
-}
-
-static int tr_config_changed(void *opaque)
-{
-        (void)opaque;
-        return 0;
-}
-
-static int tr_schedule(void *opaque, unsigned q)
-{
-        struct fx *f = opaque;
-
-        FZ_CHECK(q < NVQS);
-        f->scheduled[q] = true;
-        return 0;
-}
-
-static const struct vs_transport_ops transport = {
-        .notify = tr_notify,
-        .config_changed = tr_config_changed,
-        .schedule = tr_schedule,
 };
 
 /* ---- the guest driver --------------------------------------------------- */
@@ -124,32 +87,22 @@ static uint8_t *ram(struct fx *f, uint64_t off)
 
 static void setup_queues(struct fx *f)
 {
-        for (unsigned q = 0; q < NVQS; q++) {
-                uint64_t base = RAM_GPA + RING(q);
-
-                memset(ram(f, RING(q)), 0, 0x400);
-                memset(&f->q[q], 0, sizeof(f->q[q]));
-                vs_device_queue_set_num(f->dev, q, QSIZE);
-                vs_device_queue_set_addr(f->dev, q, base, base + 0x100, base + 0x200, false);
-                vs_device_queue_set_base(f->dev, q, 0);
-                vs_device_queue_enable(f->dev, q, true);
-        }
+        memset(f->q, 0, sizeof(f->q));
+        fz_rings_setup(f->dev, f->ram);
 }
 
 /* What the device returned: what the guest checks of it. */
 static void take_used(struct fx *f, unsigned q)
 {
         struct dq *d = &f->q[q];
-        uint16_t idx = le16toh(*(uint16_t *)ram(f, RING(q) + 0x200 + 2));
+        uint16_t idx = fz_used_idx(f->ram, q);
 
         for (unsigned n = 0; d->used_seen != idx && n < QSIZE; n++, d->used_seen++) {
                 uint32_t id, len;
-                uint64_t at = RING(q) + 0x200 + 4 + 8 * (d->used_seen % QSIZE);
 
-                memcpy(&id, ram(f, at), 4);
-                memcpy(&len, ram(f, at + 4), 4);
-                FZ_CHECK(le32toh(id) < QSIZE);
-                FZ_CHECK(le32toh(len) <= SLOT);
+                fz_used_entry(f->ram, q, d->used_seen, &id, &len);
+                FZ_CHECK(id < QSIZE);
+                FZ_CHECK(len <= SLOT);
                 FZ_CHECK(d->out > 0);
                 d->out--;
         }
@@ -222,9 +175,9 @@ static void settle(struct fx *f)
 
                 FZ_CHECK(n >= 0);
                 for (unsigned q = 0; q < NVQS; q++) {
-                        if (!f->scheduled[q])
+                        if (!f->sched.scheduled[q])
                                 continue;
-                        f->scheduled[q] = false;
+                        f->sched.scheduled[q] = false;
                         any = true;
                         kick(f, q);
                 }
@@ -417,7 +370,7 @@ static void client_read(struct fx *f, unsigned c)
 
                 if (n <= 0)
                         break;
-                if (verbose)
+                if (fz_verbose())
                         fprintf(stderr, "client %u read: %.*s\n", c, (int)n, buf);
         }
 }
@@ -597,7 +550,7 @@ static int fx_new(struct fx *f)
         vs_device_set_event_cb(f->dev, ctl_server_device_event, f->cs);
         f->map = (struct vs_mem_map){ .gpa = RAM_GPA, .size = RAM_SIZE, .uva = RAM_GPA,
                                       .host = f->ram };
-        vs_device_set_transport(f->dev, &transport, f);
+        vs_device_set_transport(f->dev, &fz_transport, &f->sched);
         vs_device_set_memory(f->dev, &f->map, 1);
         reset_guest(f);
         return 0;
@@ -633,8 +586,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         (void)argc;
         (void)argv;
         /* Quiet: the rate limit and the log are tested elsewhere. */
-        verbose = getenv("FUZZ_VERBOSE") != NULL;
-        log_set_level(verbose ? LOG_DEBUG : -1);
+        log_set_level(fz_verbose() ? LOG_LEVEL_DEBUG : -1);
+        /* As the daemon's main() does: a peer that left is an EPIPE to
+         * handle, not a signal (the 30-minute run died of one at 7800 execs). */
+        signal(SIGPIPE, SIG_IGN);
         snprintf(dir, sizeof(dir), "/tmp/vsfz-XXXXXX");
         if (!mkdtemp(dir))
                 abort();

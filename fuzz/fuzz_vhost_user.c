@@ -65,8 +65,6 @@
 enum { KIND_AUTO, KIND_EVENTFD, KIND_MEMFD, KIND_SOCKET, KIND_PIPE, KIND_COUNT };
 enum { A_SEND, A_MEM, A_KICK, A_HOST, A_RECONNECT, A_SHUTDOWN, A_COUNT };
 
-/* FUZZ_VERBOSE=1: say what happened (for writing and checking seeds). */
-static bool verbose;
 /* Host-side calls into the device in this input (flush_pending has no fx). */
 static uint64_t host_calls;
 
@@ -134,7 +132,7 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
                 }
                 total += iov[i].iov_len;
         }
-        if (verbose)
+        if (fz_verbose())
                 fprintf(stderr, "port %u: guest wrote %zu bytes\n", vs_port_id(port), total);
         switch (fp->mode) {
         case 1: return 0;
@@ -153,7 +151,7 @@ static void flush_pending(struct fport *fp)
                 return;
         host_calls++;
         n = vs_port_write(fp->port, fp->pending, fp->npending);
-        if (verbose)
+        if (fz_verbose())
                 fprintf(stderr, "port %u: host wrote %zd of %zu bytes\n",
                         vs_port_id(fp->port), n, fp->npending);
         if (n <= 0)
@@ -194,7 +192,7 @@ static void on_closed(void *opaque, int err, const char *why)
 {
         struct fx *f = opaque;
 
-        if (verbose)
+        if (fz_verbose())
                 fprintf(stderr, "connection closed: %s (%d)\n", why, err);
         FZ_CHECK(!f->vu_closed);        /* called once */
         f->vu_closed = true;
@@ -204,7 +202,7 @@ static void on_queue_broken(void *opaque, unsigned q, int err)
 {
         struct fx *f = opaque;
 
-        if (verbose)
+        if (fz_verbose())
                 fprintf(stderr, "queue %u broken: %d\n", q, err);
         FZ_CHECK(q < vs_device_num_queues(f->dev));
         FZ_CHECK(err < 0);
@@ -486,24 +484,6 @@ static void host_write(struct fport *fp, struct fz *in)
         flush_pending(fp);
 }
 
-/* A readv() straight from an fd into the guest's buffers. */
-static void host_recv_fd(struct fport *fp, struct fz *in)
-{
-        size_t len = fz_u16(in);
-        const uint8_t *p = fz_take(in, &len);
-        int pp[2];
-        ssize_t r;
-
-        if (pipe2(pp, O_CLOEXEC | O_NONBLOCK) < 0)
-                return;
-        if (len && write(pp[1], p, len) < 0)
-                len = 0;
-        close(pp[1]);
-        r = vs_port_recv_fd(fp->port, pp[0], len + 1);
-        FZ_CHECK(r <= (ssize_t)len + 1);
-        close(pp[0]);
-}
-
 /* A console resize: RESIZE, or config space plus a backend-channel message. */
 static void host_resize(struct fport *fp, struct fz *in)
 {
@@ -529,7 +509,7 @@ static void act_host(struct fx *f, struct fz *in)
         case 2: vs_port_set_host_connected(fp->port, !vs_port_host_connected(fp->port)); break;
         case 3: fp->throttled = !fp->throttled; vs_port_throttle(fp->port, fp->throttled); break;
         case 4: vs_port_remove(fp->port); fp->port = NULL; break;
-        case 5: host_recv_fd(fp, in); break;
+        case 5: fz_recv_pipe(fp->port, in); break;
         case 6: vs_port_guest_room(fp->port); break;
         case 7: host_resize(fp, in); break;
         }
@@ -665,7 +645,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         (void)argc;
         (void)argv;
         signal(SIGPIPE, SIG_IGN);
-        verbose = getenv("FUZZ_VERBOSE") != NULL;
         return 0;
 }
 

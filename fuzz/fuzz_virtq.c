@@ -42,8 +42,6 @@
 #define MAX_HEADS 4096
 #define UVA_BASE 0x7f0000000000ull
 
-/* FUZZ_VERBOSE=1: print each pop (for writing and checking seeds). */
-static bool verbose;
 
 struct region {
         uint8_t *buf;
@@ -198,7 +196,7 @@ static void pop_all(struct fx *f)
                 int r = vs_vq_pop(&f->vq, &f->mem, &f->elem);
 
                 count_pop(f);
-                if (verbose)
+                if (fz_verbose())
                         fprintf(stderr, "pop: %d head %u out %u/%llu in %u/%llu\n", r,
                                 f->elem.head, f->elem.out_num,
                                 (unsigned long long)f->elem.out_len, f->elem.in_num,
@@ -376,14 +374,6 @@ static void run_op(struct fx *f, struct fz *in)
                 vs_vq_map(&f->vq, &f->mem);
                 break;
         }
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-        (void)argc;
-        (void)argv;
-        verbose = getenv("FUZZ_VERBOSE") != NULL;
-        return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -36,6 +36,7 @@
 
 #include <json-c/json.h>
 
+#include "bytes.h"
 #include "version.h"
 
 #define DEFAULT_CONTROL "/run/vserial/control.sock"
@@ -403,12 +404,13 @@ static void print_table(json_object *ports)
 /* Connections live in static storage: what they hold stays reachable. */
 static struct conn conn;
 
-static int do_list(void)
+static int do_list(const char *cmd, char **args)
 {
         json_object *reply, *ports;
 
+        (void)args;
         conn_open(&conn);
-        reply = request(&conn, cmd_req("list"));
+        reply = request(&conn, cmd_req(cmd));
         if (!json_object_object_get_ex(reply, "ports", &ports) ||
             !json_object_is_type(ports, json_type_array)) {
                 json_object_put(reply);
@@ -422,11 +424,11 @@ static int do_list(void)
         return 0;
 }
 
-static int do_add(const char *spec)
+static int do_add(const char *cmd, char **args)
 {
-        json_object *req = cmd_req("add"), *reply, *port;
+        json_object *req = cmd_req(cmd), *reply, *port;
 
-        json_object_object_add(req, "spec", json_object_new_string(spec));
+        json_object_object_add(req, "spec", json_object_new_string(args[0]));
         conn_open(&conn);
         reply = request(&conn, req);
         if (!json_object_object_get_ex(reply, "port", &port)) {
@@ -444,11 +446,11 @@ static int do_add(const char *spec)
 }
 
 /* remove, unplug, plug: a port, and an empty reply. */
-static int do_port_cmd(const char *cmd, const char *port)
+static int do_port_cmd(const char *cmd, char **args)
 {
         json_object *req = cmd_req(cmd);
 
-        json_object_object_add(req, "port", port_ref(port));
+        json_object_object_add(req, "port", port_ref(args[0]));
         conn_open(&conn);
         json_object_put(request(&conn, req));
         return 0;
@@ -500,14 +502,15 @@ static int do_stats_prometheus(void)
 }
 
 /* One line per section; arrays (the ports) one line per element. */
-static int do_stats(void)
+static int do_stats(const char *cmd, char **args)
 {
         json_object *reply, *st;
 
+        (void)args;
         if (opt_prometheus)
                 return do_stats_prometheus();
         conn_open(&conn);
-        reply = request(&conn, cmd_req("stats"));
+        reply = request(&conn, cmd_req(cmd));
         if (!json_object_object_get_ex(reply, "stats", &st) ||
             !json_object_is_type(st, json_type_object)) {
                 json_object_put(reply);
@@ -555,11 +558,12 @@ static json_object *resize_req(json_object *port, long cols, long rows)
         return req;
 }
 
-static int do_resize(const char *port, const char *cols, const char *rows)
+static int do_resize(const char *cmd, char **args)
 {
-        long c = parse_dim("COLS", cols), r = parse_dim("ROWS", rows);
-        json_object *ref = port_ref(port);
+        long c = parse_dim("COLS", args[1]), r = parse_dim("ROWS", args[2]);
+        json_object *ref = port_ref(args[0]);
 
+        (void)cmd;      /* resize_req() names it */
         conn_open(&conn);
         json_object_put(request(&conn, resize_req(ref, c, r)));
         return 0;
@@ -586,12 +590,14 @@ static int signals_fd(bool winch)
         return fd;
 }
 
-static int do_events(void)
+static int do_events(const char *cmd, char **args)
 {
         int sigfd = signals_fd(false);
         bool signalled = false;
         char *line;
 
+        (void)cmd;      /* the request is "subscribe" */
+        (void)args;
         setvbuf(stdout, NULL, _IOLBF, 0);
         conn_open(&conn);
         json_object_put(request(&conn, cmd_req("subscribe")));
@@ -822,69 +828,67 @@ static bool find_port(struct conn *c, const char *arg, struct attach *a)
         return found;
 }
 
-static int do_attach(const char *port)
+/* "port 3 (org.x)", or as given if the list did not know it. */
+static void attach_label(struct attach *a, bool known, const char *port)
 {
-        static struct attach a;
+        if (known)
+                snprintf(a->label, sizeof(a->label), "port %lld%s%s%s", a->id,
+                         a->name[0] ? " (" : "", a->name, a->name[0] ? ")" : "");
+        else
+                snprintf(a->label, sizeof(a->label), "port %s", port);
+}
+
+/* Ask for the port: from the reply on, a->ctl is the port's byte stream. */
+static void attach_request(struct attach *a, const char *port)
+{
         json_object *req = cmd_req("attach");
         bool known;
 
-        /* A write error must restore the terminal, not kill us. */
-        signal(SIGPIPE, SIG_IGN);
-        a.tty = isatty(STDIN_FILENO);
-        a.read_only = opt_mode && strcmp(opt_mode, "read-only") == 0;
-        /* A reader sends nothing, not even an end: only a terminal's
-         * Ctrl-] is looked for. */
-        a.in_eof = a.read_only && !a.tty;
-        conn_open(&a.ctl);
-        known = find_port(&a.ctl, port, &a);
+        conn_open(&a->ctl);
+        known = find_port(&a->ctl, port, a);
         /* The daemon has the last word on unknown ports. */
         json_object_object_add(req, "port", port_ref(port));
         if (opt_mode)
                 json_object_object_add(req, "mode", json_object_new_string(opt_mode));
-        json_object_put(request(&a.ctl, req));
-        if (known)
-                snprintf(a.label, sizeof(a.label), "port %lld%s%s%s", a.id, a.name[0] ? " (" : "",
-                         a.name, a.name[0] ? ")" : "");
-        else            /* added since the list: no size forwarding */
-                snprintf(a.label, sizeof(a.label), "port %s", port);
-        if (a.tty && a.console)
-                conn_open(&a.rsz);
-        else
-                a.console = false;
+        json_object_put(request(&a->ctl, req));
+        attach_label(a, known, port);
+        /* Sizes go to a console the list knew (not one added since), from
+         * a terminal. */
+        a->console = a->console && known && a->tty;
+        if (a->console)
+                conn_open(&a->rsz);
+        fcntl(a->ctl.fd, F_SETFL, fcntl(a->ctl.fd, F_GETFL) | O_NONBLOCK);
+}
 
-        a.sigfd = signals_fd(true);
-        fcntl(a.ctl.fd, F_SETFL, fcntl(a.ctl.fd, F_GETFL) | O_NONBLOCK);
+/* The terminal passes every key to the port (term_restore() undoes it). */
+static void term_make_raw(const struct attach *a)
+{
+        struct termios raw;
 
-        if (a.tty) {
-                struct termios raw;
+        fprintf(stderr, "vserialctl: attached to %s%s; Ctrl-] detaches\n", a->label,
+                a->read_only ? " read-only" : "");
+        if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
+                die("tcgetattr: %s", strerror(errno));
+        raw = term_saved;
+        cfmakeraw(&raw);
+        if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
+                die("tcsetattr: %s", strerror(errno));
+        term_raw = true;
+        atexit(term_restore);
+}
 
-                fprintf(stderr, "vserialctl: attached to %s%s; Ctrl-] detaches\n", a.label,
-                        a.read_only ? " read-only" : "");
-                if (tcgetattr(STDIN_FILENO, &term_saved) < 0)
-                        die("tcgetattr: %s", strerror(errno));
-                raw = term_saved;
-                cfmakeraw(&raw);
-                if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
-                        die("tcsetattr: %s", strerror(errno));
-                term_raw = true;
-                atexit(term_restore);
-        }
-        send_size(&a);
-        /* The port's first bytes may have come with the reply. */
-        if (a.ctl.len) {
-                write_all(STDOUT_FILENO, a.ctl.buf, a.ctl.len);
-                a.ctl.len = 0;
-        }
-        if (a.ctl.eof)
-                read_port(&a);
+/* Bytes both ways until the port, a signal or Ctrl-] ends it (exit). */
+static void attach_loop(struct attach *a) __attribute__((noreturn));
 
+static void attach_loop(struct attach *a)
+{
         for (;;) {
                 struct pollfd pf[4] = {
-                        { .fd = a.ctl.fd, .events = POLLIN | (a.out_len ? POLLOUT : 0) },
-                        { .fd = a.sigfd, .events = POLLIN },
-                        { .fd = !a.in_eof && a.out_len < sizeof(a.out) ? STDIN_FILENO : -1,
+                        { .fd = a->ctl.fd, .events = POLLIN | (a->out_len ? POLLOUT : 0) },
+                        { .fd = a->sigfd, .events = POLLIN },
+                        { .fd = !a->in_eof && a->out_len < sizeof(a->out) ? STDIN_FILENO : -1,
                           .events = POLLIN },
-                        { .fd = a.console ? a.rsz.fd : -1, .events = POLLIN },
+                        { .fd = a->console ? a->rsz.fd : -1, .events = POLLIN },
                 };
 
                 if (poll(pf, 4, -1) < 0) {
@@ -893,15 +897,42 @@ static int do_attach(const char *port)
                         die("poll: %s", strerror(errno));
                 }
                 if (pf[1].revents)
-                        on_sig(&a);
+                        on_sig(a);
                 if (pf[2].revents)
-                        read_stdin(&a);
+                        read_stdin(a);
                 if (pf[3].revents)
-                        read_resize_replies(&a);
-                flush_out(&a);
+                        read_resize_replies(a);
+                flush_out(a);
                 if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
-                        read_port(&a);
+                        read_port(a);
         }
+}
+
+static int do_attach(const char *cmd, char **args)
+{
+        static struct attach a;
+
+        (void)cmd;
+        /* A write error must restore the terminal, not kill us. */
+        signal(SIGPIPE, SIG_IGN);
+        a.tty = isatty(STDIN_FILENO);
+        a.read_only = opt_mode && strcmp(opt_mode, "read-only") == 0;
+        /* A reader sends nothing, not even an end: only a terminal's
+         * Ctrl-] is looked for. */
+        a.in_eof = a.read_only && !a.tty;
+        attach_request(&a, args[0]);
+        a.sigfd = signals_fd(true);
+        if (a.tty)
+                term_make_raw(&a);
+        send_size(&a);
+        /* The port's first bytes may have come with the reply. */
+        if (a.ctl.len) {
+                write_all(STDOUT_FILENO, a.ctl.buf, a.ctl.len);
+                a.ctl.len = 0;
+        }
+        if (a.ctl.eof)
+                read_port(&a);
+        attach_loop(&a);
 }
 
 /* ---- history, reopen ----------------------------------------------------- */
@@ -946,9 +977,10 @@ static void copy_stream(struct conn *c, long long want, bool follow, int sigfd, 
         }
 }
 
-static int do_history(const char *port)
+static int do_history(const char *cmd, char **args)
 {
-        json_object *req = cmd_req("history"), *reply;
+        const char *port = args[0];
+        json_object *req = cmd_req(cmd), *reply;
         int sigfd = signals_fd(false);
         long long n;
 
@@ -967,13 +999,14 @@ static int do_history(const char *port)
         return 0;
 }
 
-static int do_reopen(void)
+static int do_reopen(const char *cmd, char **args)
 {
         json_object *reply;
         long long failed;
 
+        (void)args;
         conn_open(&conn);
-        reply = request(&conn, cmd_req("reopen"));
+        reply = request(&conn, cmd_req(cmd));
         failed = int_of(reply, "failed");
         json_object_put(reply);
         if (failed)
@@ -985,23 +1018,13 @@ static int do_reopen(void)
 /* ---- main --------------------------------------------------------------- */
 
 /* --bytes N: a count, with an optional K, M or G. */
-static long long parse_bytes(const char *s)
+static long long bytes_option(const char *s)
 {
-        char *end;
-        unsigned long long v;
-        unsigned shift = 0;
+        uint64_t v;
 
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (*end == 'K' || *end == 'k')
-                shift = 10, end++;
-        else if (*end == 'M' || *end == 'm')
-                shift = 20, end++;
-        else if (*end == 'G' || *end == 'g')
-                shift = 30, end++;
-        if (*s < '0' || *s > '9' || errno || *end || v > (1ull << 40) >> shift)
+        if (parse_bytes(s, 1ull << 40, &v) < 0)
                 die_usage("--bytes '%s' is not a byte count (e.g. 4096, 64K)", s);
-        return (long long)(v << shift);
+        return (long long)v;
 }
 
 static void want_args(const char *cmd, int have, int want, const char *what)
@@ -1012,7 +1035,48 @@ static void want_args(const char *cmd, int have, int want, const char *what)
                 die_usage("%s: unexpected argument (expected %s)", cmd, what);
 }
 
-int main(int argc, char **argv)
+static void take_option(int c, char **argv)
+{
+        switch (c) {
+        case 'c':
+                if (!*optarg)
+                        die_usage("-c needs a path");
+                control_path = optarg;
+                break;
+        case 'j':
+                opt_json = true;
+                break;
+        case 'P':
+                opt_prometheus = true;
+                break;
+        case 'f':
+                opt_follow = true;
+                break;
+        case 'n':
+                opt_bytes = bytes_option(optarg);
+                break;
+        case 'r':
+        case 'w':
+                if (opt_mode)
+                        die_usage("give one of --read-only and --write");
+                opt_mode = c == 'r' ? "read-only" : "write";
+                break;
+        case 'h':
+                usage(stdout);
+                exit(0);
+        case 'V':
+                printf("vserialctl %s\n", vserial_version());
+                exit(0);
+        case ':':
+                die_usage("%s needs an argument", argv[optind - 1]);
+        default:
+                die_usage("unknown option '%s'", argv[optind - 1]);
+        }
+}
+
+/* The options before and between the words; exits on --help, --version
+ * and bad ones. Returns the index of the command word. */
+static int parse_options(int argc, char **argv)
 {
         static const struct option longopts[] = {
                 { "control", required_argument, NULL, 'c' },
@@ -1026,58 +1090,19 @@ int main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 {}
         };
-        const char *cmd;
-        char **args;
-        int c, nargs;
+        int c;
 
-        control_path = getenv("VSERIAL_CONTROL");
-        if (!control_path || !*control_path)
-                control_path = DEFAULT_CONTROL;
         opterr = 0;
         /* --read-only and --write have no short form: "r" and "w" are not
          * in the short option string, getopt_long() returns them. */
-        while ((c = getopt_long(argc, argv, ":c:jPfn:hV", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'c':
-                        if (!*optarg)
-                                die_usage("-c needs a path");
-                        control_path = optarg;
-                        break;
-                case 'j':
-                        opt_json = true;
-                        break;
-                case 'P':
-                        opt_prometheus = true;
-                        break;
-                case 'f':
-                        opt_follow = true;
-                        break;
-                case 'n':
-                        opt_bytes = parse_bytes(optarg);
-                        break;
-                case 'r':
-                case 'w':
-                        if (opt_mode)
-                                die_usage("give one of --read-only and --write");
-                        opt_mode = c == 'r' ? "read-only" : "write";
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case 'V':
-                        printf("vserialctl %s\n", vserial_version());
-                        return 0;
-                case ':':
-                        die_usage("%s needs an argument", argv[optind - 1]);
-                default:
-                        die_usage("unknown option '%s'", argv[optind - 1]);
-                }
-        }
-        if (optind >= argc)
-                die_usage("no command given");
-        cmd = argv[optind];
-        args = argv + optind + 1;
-        nargs = argc - optind - 1;
+        while ((c = getopt_long(argc, argv, ":c:jPfn:hV", longopts, NULL)) != -1)
+                take_option(c, argv);
+        return optind;
+}
+
+/* Options that only some commands take. */
+static void check_options(const char *cmd)
+{
         if (opt_json && strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "events") &&
             strcmp(cmd, "stats"))
                 die_usage("--json is for list, add, events and stats only");
@@ -1089,42 +1114,49 @@ int main(int argc, char **argv)
                 die_usage("--follow and --bytes are for history only");
         if (opt_mode && strcmp(cmd, "attach"))
                 die_usage("--%s is for attach only", opt_mode);
-        if (strcmp(cmd, "list") == 0) {
-                want_args(cmd, nargs, 0, "no arguments");
-                return do_list();
-        }
-        if (strcmp(cmd, "add") == 0) {
-                want_args(cmd, nargs, 1, "SPEC");
-                return do_add(args[0]);
-        }
-        if (strcmp(cmd, "remove") == 0 || strcmp(cmd, "unplug") == 0 ||
-            strcmp(cmd, "plug") == 0) {
-                want_args(cmd, nargs, 1, "ID|NAME");
-                return do_port_cmd(cmd, args[0]);
-        }
-        if (strcmp(cmd, "resize") == 0) {
-                want_args(cmd, nargs, 3, "ID|NAME COLS ROWS");
-                return do_resize(args[0], args[1], args[2]);
-        }
-        if (strcmp(cmd, "events") == 0) {
-                want_args(cmd, nargs, 0, "no arguments");
-                return do_events();
-        }
-        if (strcmp(cmd, "attach") == 0) {
-                want_args(cmd, nargs, 1, "ID|NAME");
-                return do_attach(args[0]);
-        }
-        if (strcmp(cmd, "stats") == 0) {
-                want_args(cmd, nargs, 0, "no arguments");
-                return do_stats();
-        }
-        if (strcmp(cmd, "history") == 0) {
-                want_args(cmd, nargs, 1, "ID|NAME");
-                return do_history(args[0]);
-        }
-        if (strcmp(cmd, "reopen") == 0) {
-                want_args(cmd, nargs, 0, "no arguments");
-                return do_reopen();
+}
+
+/* A command: its arguments (how many, and named for usage errors) and the
+ * function that runs it with them. */
+struct command {
+        const char *name;
+        int nargs;
+        const char *args;
+        int (*run)(const char *cmd, char **args);
+};
+
+static const struct command commands[] = {
+        { "list", 0, "no arguments", do_list },
+        { "add", 1, "SPEC", do_add },
+        { "remove", 1, "ID|NAME", do_port_cmd },
+        { "unplug", 1, "ID|NAME", do_port_cmd },
+        { "plug", 1, "ID|NAME", do_port_cmd },
+        { "resize", 3, "ID|NAME COLS ROWS", do_resize },
+        { "events", 0, "no arguments", do_events },
+        { "attach", 1, "ID|NAME", do_attach },
+        { "stats", 0, "no arguments", do_stats },
+        { "history", 1, "ID|NAME", do_history },
+        { "reopen", 0, "no arguments", do_reopen },
+};
+
+int main(int argc, char **argv)
+{
+        const char *cmd;
+        int first;
+
+        control_path = getenv("VSERIAL_CONTROL");
+        if (!control_path || !*control_path)
+                control_path = DEFAULT_CONTROL;
+        first = parse_options(argc, argv);
+        if (first >= argc)
+                die_usage("no command given");
+        cmd = argv[first];
+        check_options(cmd);
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (strcmp(commands[i].name, cmd) == 0) {
+                        want_args(cmd, argc - first - 1, commands[i].nargs, commands[i].args);
+                        return commands[i].run(cmd, argv + first + 1);
+                }
         }
         die_usage("unknown command '%s'", cmd);
 }

@@ -24,14 +24,17 @@
 #include "tap.h"
 #include "clients.h"
 
-/* Reads per wake-up, so one busy port cannot starve the others. */
-#define IN_BUDGET 16
-#define IN_CHUNK (256u * 1024)
-#define IN_MIN 4096u
 
 const char *hport_label(const struct hport *hp)
 {
         return hp->label;
+}
+
+const char *hport_path(const struct hport *hp)
+{
+        if (hp->spec.path[0])
+                return hp->spec.path;
+        return hp->ops->path ? hp->ops->path(hp) : NULL;
 }
 
 size_t hport_buffered(const struct hport *hp)
@@ -225,14 +228,60 @@ static void unwatch_all(struct hport *hp)
 
 /* ---- host -> guest ------------------------------------------------------ */
 
+/*
+ * A control client attached as the peer (hport_attach_client) ends with the
+ * first end of input, output error or hang-up: its fd is closed and the
+ * backend is as it was before.
+ */
+static void end_client(struct hport *hp)
+{
+        hport_detach(hp);
+        close(hp->client_fd);
+        hp->client_fd = -1;
+}
+
+/* The backend then hears that its peer is gone (after a control client:
+ * with no fds, so unix-connect resumes retrying). */
 static void peer_gone(struct hport *hp, const char *why)
 {
         log_info("%s: host side disconnected (%s)", hp->label, why);
+        if (hp->client_fd >= 0)
+                end_client(hp);
         hp->ops->peer_gone(hp);
 }
 
 static void on_poke(void *opaque, int fd, uint32_t events);
 static void unpoke(struct hport *hp);
+
+enum hport_recv hport_recv(struct hport *hp, int fd, size_t *want, int *ret_err)
+{
+        ssize_t n = vs_port_recv_fd(hp->port, fd, *want);
+
+        /*
+         * Ask next for what this read suggests: the device takes (and
+         * gives back) receive buffers for all of it, which is most of the
+         * cost of a small message. A short read means the fd is drained
+         * for now; epoll reports the rest.
+         */
+        if (n > 0 && (size_t)n == *want) {
+                *want = *want * 2 > HPORT_IN_CHUNK ? HPORT_IN_CHUNK : *want * 2;
+                return HPORT_RECV_MORE;
+        }
+        if (n > 0) {
+                *want = (size_t)n > HPORT_IN_MIN ? (size_t)n : HPORT_IN_MIN;
+                return HPORT_RECV_DRAINED;
+        }
+        if (n == -EAGAIN || n == -EINTR)
+                return HPORT_RECV_DRAINED;
+        /* Guest memory gone: the VMM goes, the input waits in the kernel
+         * for the next guest (its PORT_READY resumes it). */
+        if (n == -EFAULT)
+                memory_lost(hp, true);
+        if (n == -ENOBUFS || n == -EFAULT)
+                return HPORT_RECV_FULL;
+        *ret_err = (int)-n;
+        return HPORT_RECV_END;
+}
 
 /* Input epoll cannot watch was left unread for fairness: come back soon. */
 static void poke_later(struct hport *hp)
@@ -263,39 +312,24 @@ static void pump_in(struct hport *hp)
         }
         if (hp->in_fd >= 0 && hp->in_unpollable && !hp->in_paused)
                 poke_later(hp);         /* undone below unless the budget runs out */
-        for (int i = 0; i < IN_BUDGET && hp->in_fd >= 0; i++) {
-                ssize_t n = vs_port_recv_fd(hp->port, hp->in_fd, hp->in_want);
+        for (int i = 0; i < HPORT_IN_BUDGET && hp->in_fd >= 0; i++) {
+                int err = 0;
+                enum hport_recv r = hport_recv(hp, hp->in_fd, &hp->in_want, &err);
 
-                /*
-                 * Ask for what the last read suggests: the device takes
-                 * (and gives back) receive buffers for all of it, which is
-                 * most of the cost of a small message. A short read means
-                 * the fd is drained for now; epoll reports the rest.
-                 */
-                if (n > 0 && (size_t)n == hp->in_want) {
-                        hp->in_want = hp->in_want * 2 > IN_CHUNK ? IN_CHUNK : hp->in_want * 2;
+                if (r == HPORT_RECV_MORE)
                         continue;
-                }
-                if (n > 0) {
-                        hp->in_want = (size_t)n > IN_MIN ? (size_t)n : IN_MIN;
+                if (r == HPORT_RECV_DRAINED)
                         break;
-                }
-                if (n == -EAGAIN || n == -EINTR)
-                        break;
-                /* Guest memory gone: the VMM goes, the input waits in the
-                 * kernel for the next guest (its PORT_READY resumes it). */
-                if (n == -EFAULT)
-                        memory_lost(hp, true);
-                if (n == -ENOBUFS || n == -EFAULT) {
-                        /* The guest is full: leave the data in the kernel. */
+                if (r == HPORT_RECV_FULL) {
+                        /* Leave the data in the kernel. */
                         hp->in_paused = true;
                         update_watches(hp);
                         return;
                 }
-                if (n == 0 && hp->ops->input_end)
+                if (err == 0 && hp->ops->input_end && hp->client_fd < 0)
                         hp->ops->input_end(hp);
                 else
-                        peer_gone(hp, n == 0 ? "end of input" : strerror((int)-n));
+                        peer_gone(hp, err == 0 ? "end of input" : strerror(err));
                 break;
         }
         if (hp->in_fd < 0 || hp->in_paused)
@@ -332,7 +366,7 @@ static void flush_out(struct hport *hp)
         while (hp->out_fd >= 0 && !hp->peer_eof && hp->buf.len && n >= 0)
                 n = outbuf_flush(&hp->buf, hp->out_fd);
         if (n < 0 && n != -EAGAIN && n != -EINTR) {
-                if (hp->ops->output_error)
+                if (hp->ops->output_error && hp->client_fd < 0)
                         hp->ops->output_error(hp, (int)n);
                 else
                         peer_gone(hp, strerror((int)-n));
@@ -588,19 +622,30 @@ static void attach_start(struct hport *hp)
                 pump_in(hp);
 }
 
+/* Buffered guest output is dropped, counted; the guest may write again. */
+static void drop_buffered(struct hport *hp)
+{
+        hp->cnt.output_discarded += hp->buf.len;
+        free(hp->buf.data);
+        hp->buf.data = NULL;
+        hp->buf.head = hp->buf.len = 0;
+        if (hp->port)
+                vs_port_throttle(hp->port, false);
+}
+
 /* on-connect=discard: what the last peer left, and what came while none
  * was there, is gone; the new peer hears of none of it. */
 static void discard_for_new_peer(struct hport *hp)
 {
         if (hp->spec.on_connect != ON_CONNECT_DISCARD)
                 return;
-        hp->cnt.output_discarded += hp->buf.len;
         hp->discard_pending += hp->buf.len;
-        free(hp->buf.data);
-        hp->buf.data = NULL;
-        hp->buf.head = hp->buf.len = 0;
-        if (hp->port)
-                vs_port_throttle(hp->port, false);
+        drop_buffered(hp);
+        hport_report_discard(hp);
+}
+
+void hport_report_discard(struct hport *hp)
+{
         if (!hp->discard_pending)
                 return;
         log_info("%s: %llu bytes of guest output discarded for the new host client "
@@ -624,7 +669,7 @@ int hport_attach(struct hport *hp, int in_fd, int out_fd)
         hp->in_paused = false;
         hp->hup_seen = false;
         hp->peer_eof = false;
-        hp->in_want = IN_MIN;
+        hp->in_want = HPORT_IN_MIN;
         hp->in_unpollable = in_fd >= 0 && !pollable(hp, in_fd);
         hp->out_unpollable = out_fd >= 0 && out_fd != in_fd && !pollable(hp, out_fd);
         if (hp->port)
@@ -649,6 +694,17 @@ void hport_detach(struct hport *hp)
         hp->announced = false;
 }
 
+void hport_close_peer(struct hport *hp)
+{
+        int in = hp->in_fd, out = hp->out_fd;
+
+        hport_detach(hp);
+        if (in >= 0)
+                close(in);
+        if (out >= 0 && out != in)
+                close(out);
+}
+
 void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows)
 {
         /* Refused (a full control queue): not remembered, so the next look
@@ -659,28 +715,12 @@ void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows)
         hp->rows = rows;
 }
 
-static const struct backend_ops *backend_ops_of(enum backend_kind kind)
-{
-        switch (kind) {
-        case BACKEND_UNIX_CONNECT:
-                return &backend_connect_ops;
-        case BACKEND_PTY:
-                return &backend_pty_ops;
-        case BACKEND_FILE:
-        case BACKEND_NULL:
-                return &backend_file_ops;
-        case BACKEND_STDIO:
-                return &backend_stdio_ops;
-        case BACKEND_TCP_CONNECT:
-                return &backend_connect_ops;
-        case BACKEND_FD:
-                return &backend_fd_ops;
-        case BACKEND_JOURNAL:
-                return &backend_journal_ops;
-        default:
-                return &backend_listen_ops;
-        }
-}
+/* Made from backends.h, as the kinds are: every kind has its ops. */
+static const struct backend_ops *const backend_table[BACKEND_COUNT] = {
+#define X(kind, name, ops) [kind] = &ops,
+        BACKENDS(X)
+#undef X
+};
 
 /* The id the device will give: the spec's, else the lowest free one (a
  * console's is 0 if free), as vs_port_add() picks; an unplugged port keeps
@@ -720,6 +760,8 @@ static void hport_release_own(struct hport *hp)
 
 static void hport_release(struct hport *hp)
 {
+        if (hp->client_fd >= 0)
+                end_client(hp);
         hp->ops->stop(hp);
         hport_release_own(hp);
 }
@@ -729,13 +771,16 @@ static void hport_release(struct hport *hp)
  * waits in hport_attach), so that the device's refusal, the one failure
  * that cannot be checked beforehand, is the last step and undoes cleanly.
  */
-int hport_new(struct vs_device *dev, const struct port_spec *spec,
-              struct hport_env *env, struct hport **ret)
+/* A host port for @spec with its id, its backend not started yet. */
+static int hport_alloc(struct vs_device *dev, const struct port_spec *spec,
+                       struct hport_env *env, struct hport **ret)
 {
-        struct vs_port_config pc = { .name = spec->name, .console = spec->console };
-        struct hport *hp = calloc(1, sizeof(*hp));
+        struct hport *hp;
         int r;
 
+        if (spec->backend <= BACKEND_NONE || spec->backend >= BACKEND_COUNT)
+                return -EINVAL;         /* spec_parse() gives every port one */
+        hp = calloc(1, sizeof(*hp));
         if (!hp)
                 return -ENOMEM;
         r = pick_id(dev, env, spec, &hp->id);
@@ -744,17 +789,43 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 return r;
         }
         hp->spec = *spec;
-        hp->ops = backend_ops_of(spec->backend);
+        hp->ops = backend_table[spec->backend];
         hp->env = env;
         hp->dev = dev;
         hp->loop_ops = env->loop_ops;
         hp->loop = env->loop;
-        hp->listen_fd = hp->in_fd = hp->out_fd = hp->poke_fd = -1;
-        hp->timer_fd = hp->hold_fd = -1;
-        hp->connect_fd = -1;
+        hp->in_fd = hp->out_fd = hp->poke_fd = hp->timer_fd = hp->client_fd = -1;
         hp->buf.cap = spec->buffer ? spec->buffer : HPORT_BUFFER_DEFAULT;
         snprintf(hp->label, sizeof(hp->label), "port %u (%s)", hp->id,
                  spec->name[0] ? spec->name : spec->console ? "console" : "unnamed");
+        *ret = hp;
+        return 0;
+}
+
+/* The device has the port now: it hears what the backend found (a
+ * terminal's size, a peer), and the port is one of the env's. */
+static void hport_added(struct hport *hp)
+{
+        /* A new port is not the guest's yet: nothing here is refused. */
+        if (hp->spec.console && hp->cols && hp->rows)
+                vs_port_resize(hp->port, hp->cols, hp->rows);
+        if (hport_connected(hp)) {
+                vs_port_set_host_connected(hp->port, true);
+                attach_start(hp);
+        }
+        hp->env->nports++;
+        hp->env->by_id[hp->id] = hp;
+}
+
+int hport_new(struct vs_device *dev, const struct port_spec *spec,
+              struct hport_env *env, struct hport **ret)
+{
+        struct vs_port_config pc = { .name = spec->name, .console = spec->console };
+        struct hport *hp;
+        int r = hport_alloc(dev, spec, env, &hp);
+
+        if (r < 0)
+                return r;
         r = tap_new(hp, &hp->tap);
         if (r == 0)
                 r = hp->ops->start(hp);
@@ -772,15 +843,7 @@ int hport_new(struct vs_device *dev, const struct port_spec *spec,
                 hport_release(hp);
                 return r == -ENOSPC ? -EAGAIN : r;
         }
-        /* A new port is not the guest's yet: nothing here is refused. */
-        if (hp->spec.console && hp->cols && hp->rows)
-                vs_port_resize(hp->port, hp->cols, hp->rows);
-        if (hport_connected(hp)) {
-                vs_port_set_host_connected(hp->port, true);
-                attach_start(hp);
-        }
-        env->nports++;
-        env->by_id[hp->id] = hp;
+        hport_added(hp);
         *ret = hp;
         return 0;
 }
@@ -849,12 +912,7 @@ void hport_drop_output(struct hport *hp)
         watch_fd(hp, hp->out_fd, &hp->out_events, 0, on_out);
         hp->out_fd = -1;
         hp->out_gone = true;
-        hp->cnt.output_discarded += hp->buf.len;
-        free(hp->buf.data);
-        hp->buf.data = NULL;
-        hp->buf.head = hp->buf.len = 0;
-        if (hp->port)
-                vs_port_throttle(hp->port, false);
+        drop_buffered(hp);
 }
 
 void hport_drop_input(struct hport *hp)
@@ -872,62 +930,16 @@ void hport_drop_input(struct hport *hp)
 
 /* ---- a peer handed over by the control socket --------------------------- */
 
-/* While a control client is the peer, hp->ops is a copy of the backend's own
- * ops in which the end of input, an output error and peer_gone all end the
- * client: its fd is closed, the backend's ops are back, and the backend hears
- * that its peer is gone (with no fds: unix-connect then resumes retrying). */
-struct client_ops {
-        struct backend_ops ops;         /* first: hp->ops points here */
-        const struct backend_ops *orig;
-        int fd;
-};
-
-static const struct backend_ops *client_end(struct hport *hp)
-{
-        struct client_ops *c = (struct client_ops *)hp->ops;
-        const struct backend_ops *orig = c->orig;
-
-        hport_detach(hp);
-        close(c->fd);
-        hp->ops = orig;
-        free(c);
-        return orig;
-}
-
-static void client_gone(struct hport *hp)
-{
-        client_end(hp)->peer_gone(hp);
-}
-
-static void client_stop(struct hport *hp)
-{
-        client_end(hp)->stop(hp);
-}
-
 int hport_attach_client(struct hport *hp, int fd, enum client_mode mode)
 {
-        struct client_ops *c;
         int r;
 
         if (hp->clients)
                 return clients_add(hp->clients, fd, mode, true);
         if (hport_connected(hp))
                 return -EBUSY;
-        c = malloc(sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        c->ops = *hp->ops;
-        c->ops.peer_gone = client_gone;
-        c->ops.input_end = NULL;
-        c->ops.output_error = NULL;
-        c->ops.stop = client_stop;
-        c->orig = hp->ops;
-        c->fd = fd;
-        hp->ops = &c->ops;
         r = hport_attach(hp, fd, fd);
-        if (r < 0) {
-                hp->ops = c->orig;
-                free(c);
-        }
+        if (r == 0)
+                hp->client_fd = fd;
         return r;
 }

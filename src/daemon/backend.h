@@ -23,7 +23,6 @@
 
 struct hport;
 struct tap;
-struct journal_port;
 
 enum hport_event {
         HPORT_GUEST_OPEN,
@@ -67,9 +66,15 @@ struct hport_env {
         const char *instance;   /* --instance (journal entries); may be NULL */
 };
 
+/*
+ * A backend. Its own state (a listening socket, a pty's slave fd, ...) is
+ * a struct of its own, which start() allocates into hp->be and stop()
+ * frees; backend.c never looks inside.
+ */
 struct backend_ops {
         const char *name;
-        /* Set up (listen, take stdio). Negative errno on failure. */
+        /* Set up (listen, take stdio). Negative errno on failure, with
+         * whatever it made undone (hp->be freed). */
         int (*start)(struct hport *hp);
         /* Release everything start() and later events took. */
         void (*stop)(struct hport *hp);
@@ -84,6 +89,9 @@ struct backend_ops {
         /* Open again the files written by name (SIGHUP): 0, or -errno if
          * one could not be opened (the old one is kept). May be NULL. */
         int (*reopen)(struct hport *hp);
+        /* Where a host program opens the port when its SPEC has no path=
+         * (pty: the slave made for it), for list. May be NULL. */
+        const char *(*path)(const struct hport *hp);
 };
 
 /* What a port's host side has done (stats_port()). */
@@ -115,9 +123,10 @@ struct hport {
         struct hport_env *env;
         const struct vs_loop_ops *loop_ops;     /* env's, for brevity */
         void *loop;
+        void *be;               /* the backend's own state (struct backend_ops) */
 
-        int listen_fd;          /* unix, tcp: the listening socket, or -1 */
-        struct listener *listener;      /* ... accepting on it */
+        int client_fd;          /* a control client that is the peer, or -1
+                                 * (hport_attach_client; not with clients) */
         int in_fd;              /* host->guest source, or -1 */
         int out_fd;             /* guest->host sink, or -1 */
         uint32_t in_events;     /* what is being watched on in_fd */
@@ -127,14 +136,9 @@ struct hport {
         int poke_fd;            /* eventfd: read unpollable input again */
         int timer_fd;           /* backend's timer (reconnect, retry), or -1 */
         void (*timer_fn)(struct hport *hp);
-        int hold_fd;            /* pty: our own slave fd, or -1 */
-        int backoff_ms;
-        bool stopping;          /* being freed: no more reconnects */
         bool rolling_back;      /* a failed add: undo what start() made */
-        bool created;           /* file: start() created the file */
         bool announced;         /* host-connect reported for this peer */
         uint16_t cols, rows;    /* host terminal size last sent */
-        char pty_path[64];
         bool in_paused;         /* the guest has no room */
         bool hup_seen;          /* the peer hung up with data still unread */
         bool peer_eof;          /* the peer shut down its sending side */
@@ -145,9 +149,6 @@ struct hport {
         char label[VS_PORT_NAME_MAX + 32];
         /* ---- issue 13: taps on guest output, tcp-connect, journal ---- */
         struct tap *tap;        /* history, logfile=, throttled time (tap.h) */
-        int connect_fd;         /* tcp-connect: a connect() in progress, or -1 */
-        uint32_t connect_events;        /* ... watched on it */
-        struct journal_port *journal;   /* backend=journal (backend_journal.c) */
         /* ---- end of issue 13's fields ---- */
         /* Host connections (issues 13 and 15): */
         struct vs_device *dev;          /* where the port is (un)plugged */
@@ -197,6 +198,9 @@ int hport_announce(struct hport *hp, bool connected);
 void hport_set_size(struct hport *hp, uint16_t cols, uint16_t rows);
 /* For backends: forget the fds (the backend closes them). */
 void hport_detach(struct hport *hp);
+/* For backends: forget the fds and close them (an fd used both ways once):
+ * the stop() of a backend whose peer is its own. */
+void hport_close_peer(struct hport *hp);
 /* For backends: stop reading input (its end was reached); output goes on. */
 void hport_drop_input(struct hport *hp);
 /*
@@ -206,6 +210,25 @@ void hport_drop_input(struct hport *hp);
  * that nobody will ever read. Input goes on.
  */
 void hport_drop_output(struct hport *hp);
+/* Host input goes to the guest in reads whose size adapts (HPORT_IN_MIN
+ * up to HPORT_IN_CHUNK), at most HPORT_IN_BUDGET of them a wake-up so that
+ * one busy port cannot starve the others. */
+#define HPORT_IN_BUDGET 16
+#define HPORT_IN_CHUNK (256u * 1024)
+#define HPORT_IN_MIN 4096u
+
+enum hport_recv {
+        HPORT_RECV_MORE,        /* it took all it asked for: read again */
+        HPORT_RECV_DRAINED,     /* nothing more now: wait for the fd */
+        HPORT_RECV_FULL,        /* the guest has no room (or lost its memory):
+                                 * wait for guest_ready() */
+        HPORT_RECV_END,         /* end of input (*ret_err 0) or an error */
+};
+/* One read from @fd into the guest of *@want bytes, and what comes next;
+ * *@want becomes what the next read should ask for (backend.c's own peer,
+ * clients.c's writer). */
+enum hport_recv hport_recv(struct hport *hp, int fd, size_t *want, int *ret_err);
+
 /* For backends: try writing buffered guest output again. */
 void hport_flush(struct hport *hp);
 /* The host terminal may have changed size: consoles follow it. */
@@ -243,6 +266,9 @@ enum client_mode {
 int hport_attach_client(struct hport *hp, int fd, enum client_mode mode);
 /* "port 1 (org.x)" for log lines. */
 const char *hport_label(const struct hport *hp);
+/* Where a host program opens the port (path=, or the backend's: a pty's
+ * slave), or NULL. */
+const char *hport_path(const struct hport *hp);
 
 /* ---- host connections (issues 13 and 15) -------------------------------- */
 
@@ -250,6 +276,9 @@ const char *hport_label(const struct hport *hp);
 extern const struct vs_port_ops hport_port_ops;
 /* Report @ev through the env's event hook, with hp->ev as filled. */
 void hport_emit(struct hport *hp, enum hport_event ev);
+/* on-connect=discard: log and report (HPORT_OUTPUT_DISCARDED) the guest
+ * output dropped for the new host client (hp->discard_pending), if any. */
+void hport_report_discard(struct hport *hp);
 /* Every host port in id order, plugged into the device or not: start with
  * NULL. */
 struct hport *hport_next(struct hport_env *env, struct hport *prev);
@@ -278,17 +307,15 @@ int hport_plug(struct hport *hp);
 /* A listening unix socket at @path (a stale socket file is replaced). */
 int backend_listen_unix(const char *path, int backlog);
 
-extern const struct backend_ops backend_listen_ops;     /* unix, tcp */
-extern const struct backend_ops backend_connect_ops;    /* unix-connect */
-extern const struct backend_ops backend_pty_ops;
-extern const struct backend_ops backend_file_ops;       /* file, null */
-extern const struct backend_ops backend_stdio_ops;
-extern const struct backend_ops backend_fd_ops;        /* fd */
-extern const struct backend_ops backend_journal_ops;   /* journal */
+/* Each backend's ops, defined in its file (backends.h lists them). */
+#define X(kind, name, ops) extern const struct backend_ops ops;
+BACKENDS(X)
+#undef X
 
 /* backend=journal: entries sent, and sends journald did not take at once. */
 void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_t *retries);
 
-/* For backend=fd: serve @hp->listen_fd, a listening socket someone else
- * made, as backend=unix serves its own (one client at a time). */
-int backend_listen_adopt(struct hport *hp);
+/* For backend=fd: serve @fd, a listening socket someone else made, as
+ * backend=unix serves its own (hp->ops become the listening backend's).
+ * -errno, and @fd is left open, if it cannot. */
+int backend_listen_adopt(struct hport *hp, int fd);

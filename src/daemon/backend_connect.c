@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -26,11 +27,25 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+/* hp->be */
+struct connect_state {
+        int pending_fd;         /* tcp: a connect() in progress, or -1 */
+        uint32_t pending_events;        /* ... watched on it */
+        int backoff_ms;         /* the next retry's delay */
+        bool stopping;          /* being freed: no more retries */
+};
+
+static struct connect_state *cs(const struct hport *hp)
+{
+        return hp->be;
+}
+
 static void arm_retry(struct hport *hp)
 {
-        hport_timer_arm(hp, hp->backoff_ms, false);
-        hp->backoff_ms = hp->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-                         hp->backoff_ms * 2;
+        struct connect_state *s = cs(hp);
+
+        hport_timer_arm(hp, s->backoff_ms, false);
+        s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 
 /* Refused for good: by the sandbox (vserial --allow-connect, --allow-tcp)
@@ -64,17 +79,18 @@ static void connected(struct hport *hp, int fd)
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (hport_attach(hp, fd, fd) < 0) {
                 log_debug("%s: connected to %s, but the guest is not taking control messages; "
-                          "retrying in %d ms", hp->label, where(hp, w, sizeof(w)), hp->backoff_ms);
+                          "retrying in %d ms", hp->label, where(hp, w, sizeof(w)),
+                          cs(hp)->backoff_ms);
                 close(fd);
                 arm_retry(hp);
                 return;
         }
         log_info("%s: connected to %s", hp->label, where(hp, w, sizeof(w)));
-        hp->backoff_ms = BACKOFF_MIN_MS;
+        cs(hp)->backoff_ms = BACKOFF_MIN_MS;
 }
 
 /* A failed attempt: -err if it may never succeed, else retry later. */
-static int failed(struct hport *hp, int err)
+static int connect_failed(struct hport *hp, int err)
 {
         char w[SPEC_PATH_MAX + 16];
 
@@ -84,20 +100,22 @@ static int failed(struct hport *hp, int err)
                 return -err;
         }
         log_debug("%s: connect to %s: %s; retrying in %d ms", hp->label,
-                  where(hp, w, sizeof(w)), strerror(err), hp->backoff_ms);
+                  where(hp, w, sizeof(w)), strerror(err), cs(hp)->backoff_ms);
         arm_retry(hp);
         return 0;
 }
 
 static void pending_end(struct hport *hp)
 {
-        if (hp->connect_fd < 0)
+        struct connect_state *s = cs(hp);
+
+        if (s->pending_fd < 0)
                 return;
-        if (hp->connect_events)
-                hp->loop_ops->del(hp->loop, hp->connect_fd);
-        hp->connect_events = 0;
-        close(hp->connect_fd);
-        hp->connect_fd = -1;
+        if (s->pending_events)
+                hp->loop_ops->del(hp->loop, s->pending_fd);
+        s->pending_events = 0;
+        close(s->pending_fd);
+        s->pending_fd = -1;
 }
 
 /* The TCP handshake ended: SO_ERROR says how. */
@@ -111,11 +129,11 @@ static void on_connect_done(void *opaque, int fd, uint32_t events)
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
                 err = errno;
         hp->loop_ops->del(hp->loop, fd);
-        hp->connect_events = 0;
-        hp->connect_fd = -1;
+        cs(hp)->pending_events = 0;
+        cs(hp)->pending_fd = -1;
         if (err) {
                 close(fd);
-                failed(hp, err);
+                connect_failed(hp, err);
                 return;
         }
         connected(hp, fd);
@@ -165,7 +183,7 @@ static int try_connect(struct hport *hp)
         int r;
 
         if (fd < 0)
-                return failed(hp, -fd);
+                return connect_failed(hp, -fd);
         if (!in_progress) {
                 connected(hp, fd);
                 return 0;
@@ -173,47 +191,55 @@ static int try_connect(struct hport *hp)
         r = hp->loop_ops->add(hp->loop, fd, EPOLLOUT, on_connect_done, hp);
         if (r < 0) {
                 close(fd);
-                return failed(hp, -r);
+                return connect_failed(hp, -r);
         }
-        hp->connect_fd = fd;
-        hp->connect_events = EPOLLOUT;
+        cs(hp)->pending_fd = fd;
+        cs(hp)->pending_events = EPOLLOUT;
         return 0;
 }
 
 static void retry_due(struct hport *hp)
 {
         /* Allowed at the start, so allowed now: the result is only logged. */
-        if (!hport_connected(hp) && hp->connect_fd < 0)
+        if (!hport_connected(hp) && cs(hp)->pending_fd < 0)
                 try_connect(hp);
 }
 
 static void connect_peer_gone(struct hport *hp)
 {
-        int fd = hp->in_fd;
-
-        hport_detach(hp);
-        if (fd >= 0)
-                close(fd);
-        if (!hp->stopping)
+        hport_close_peer(hp);
+        if (!cs(hp)->stopping)
                 arm_retry(hp);
 }
 
 static int connect_start(struct hport *hp)
 {
-        int r = hport_timer_new(hp, retry_due);
+        struct connect_state *s = calloc(1, sizeof(*s));
+        int r;
 
-        if (r < 0)
-                return r;
-        hp->backoff_ms = BACKOFF_MIN_MS;
-        return try_connect(hp);
+        if (!s)
+                return -ENOMEM;
+        s->pending_fd = -1;
+        s->backoff_ms = BACKOFF_MIN_MS;
+        hp->be = s;
+        r = hport_timer_new(hp, retry_due);
+        if (r == 0)
+                r = try_connect(hp);
+        if (r < 0) {
+                hp->be = NULL;
+                free(s);
+        }
+        return r;
 }
 
 static void connect_stop(struct hport *hp)
 {
         hport_timer_arm(hp, 0, false);  /* disarm: no retry from here on */
-        hp->stopping = true;
+        cs(hp)->stopping = true;
         pending_end(hp);
         connect_peer_gone(hp);
+        free(hp->be);
+        hp->be = NULL;
 }
 
 const struct backend_ops backend_connect_ops = {

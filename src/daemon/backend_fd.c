@@ -61,13 +61,9 @@ static int fd_start(struct hport *hp)
         if (fl < 0)
                 return fl;
         if (listening_socket(fd)) {
-                hp->ops = &backend_listen_ops;
-                hp->listen_fd = fd;
-                fl = backend_listen_adopt(hp);
-                if (fl < 0) {
-                        hp->listen_fd = -1;
+                fl = backend_listen_adopt(hp, fd);
+                if (fl < 0)
                         return fl;
-                }
                 log_info("%s: accepting on the listening socket passed as fd %d", hp->label, fd);
                 return 0;
         }
@@ -125,21 +121,10 @@ static void fd_output_error(struct hport *hp, int err)
         fd_close_if_done(hp, fd);
 }
 
-static void fd_stop(struct hport *hp)
-{
-        int in = hp->in_fd, out = hp->out_fd;
-
-        hport_detach(hp);
-        if (in >= 0)
-                close(in);
-        if (out >= 0 && out != in)
-                close(out);
-}
-
 const struct backend_ops backend_fd_ops = {
         .name = "fd",
         .start = fd_start,
-        .stop = fd_stop,
+        .stop = hport_close_peer,
         .peer_gone = fd_peer_gone,
         .input_end = fd_input_end,
         .output_error = fd_output_error,

@@ -10,12 +10,23 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "backend.h"
 
 #define RETRY_MS 1000
+
+/* hp->be */
+struct file_state {
+        bool created;           /* start() created the output file */
+};
+
+static struct file_state *fs(const struct hport *hp)
+{
+        return hp->be;
+}
 
 static void file_output_error(struct hport *hp, int err)
 {
@@ -48,30 +59,44 @@ static int open_output(struct hport *hp)
         fd = open(hp->spec.path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
                   0644);
         if (fd >= 0) {
-                hp->created = true;
+                fs(hp)->created = true;
                 return fd;
         }
-        if (errno != EEXIST) {
-                int err = errno;
-
-                log_error("%s: cannot open %s: %s", hp->label, hp->spec.path, strerror(err));
-                return -err;
-        }
+        if (errno != EEXIST)
+                return log_errno(-errno, "%s: cannot open %s", hp->label, hp->spec.path);
         return open_or_log(hp, hp->spec.path, O_WRONLY | O_APPEND);
 }
 
-static int file_start(struct hport *hp)
+/* The output file, and input= if given; on failure neither is open. */
+static int open_files(struct hport *hp, int *ret_in, int *ret_out)
 {
-        int out = open_output(hp);
-        int in = -1;
+        int out = open_output(hp), in = -1;
 
         if (out < 0)
                 return out;
         if (hp->spec.input[0] && (in = open_or_log(hp, hp->spec.input, O_RDONLY)) < 0) {
                 close(out);
-                if (hp->created)
+                if (fs(hp)->created)
                         unlink(hp->spec.path);
                 return in;
+        }
+        *ret_in = in;
+        *ret_out = out;
+        return 0;
+}
+
+static int file_start(struct hport *hp)
+{
+        int in, out, r;
+
+        hp->be = calloc(1, sizeof(struct file_state));
+        if (!hp->be)
+                return -ENOMEM;
+        r = open_files(hp, &in, &out);
+        if (r < 0) {
+                free(hp->be);
+                hp->be = NULL;
+                return r;
         }
         /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, in, out);
@@ -111,15 +136,11 @@ static void file_input_end(struct hport *hp)
 
 static void file_stop(struct hport *hp)
 {
-        int in = hp->in_fd, out = hp->out_fd;
-
-        hport_detach(hp);
-        if (in >= 0)
-                close(in);
-        if (out >= 0)
-                close(out);
-        if (hp->rolling_back && hp->created)
+        hport_close_peer(hp);
+        if (hp->rolling_back && fs(hp)->created)
                 unlink(hp->spec.path);
+        free(hp->be);
+        hp->be = NULL;
 }
 
 const struct backend_ops backend_file_ops = {

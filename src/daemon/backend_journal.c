@@ -44,11 +44,6 @@
 
 #ifdef VSERIAL_HAVE_LIBSYSTEMD
 #include <systemd/sd-journal.h>
-/* sd-journal.h brings <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7)
- * macros would replace log.h's levels (2, 3) in log_info()/log_debug() and
- * silence them; priorities here are numbers (journal-priority=). */
-#undef LOG_INFO
-#undef LOG_DEBUG
 #endif
 
 #include "backend.h"
@@ -65,6 +60,7 @@
 #define JOURNAL_READS 16
 #define JOURNALD_SOCKET "/run/systemd/journal/socket"
 
+/* hp->be */
 struct journal_port {
         int rfd;                        /* the port writes the other end */
         bool watching;
@@ -232,7 +228,7 @@ static void retry_later(struct hport *hp, struct journal_port *j)
 /* Read what fits, send whole lines; retry later if journald is busy. */
 static void pump(struct hport *hp)
 {
-        struct journal_port *j = hp->journal;
+        struct journal_port *j = hp->be;
         ssize_t n = 1;
 
         for (int i = 0; i < JOURNAL_READS && n > 0; i++) {
@@ -264,7 +260,7 @@ static void on_read(void *opaque, int fd, uint32_t events)
 /* Retry a waiting line, or send the partial one that waited long enough. */
 static void on_timer(struct hport *hp)
 {
-        struct journal_port *j = hp->journal;
+        struct journal_port *j = hp->be;
 
         if (!j->retrying && j->len && !emit(hp, j, j->len, j->len)) {
                 retry_later(hp, j);
@@ -319,12 +315,12 @@ static int journal_start(struct hport *hp)
         shutdown(sv[1], SHUT_RD);
         j->rfd = sv[0];
         set_ident(hp, j);
-        hp->journal = j;
+        hp->be = j;
         r = hport_timer_new(hp, on_timer);
         if (r < 0) {
                 close(sv[0]);
                 close(sv[1]);
-                hp->journal = NULL;
+                hp->be = NULL;
                 free(j);
                 return r;
         }
@@ -337,12 +333,9 @@ static int journal_start(struct hport *hp)
 
 static void journal_stop(struct hport *hp)
 {
-        struct journal_port *j = hp->journal;
-        int out = hp->out_fd;
+        struct journal_port *j = hp->be;
 
-        hport_detach(hp);
-        if (out >= 0)
-                close(out);
+        hport_close_peer(hp);
         if (!j)
                 return;
         /* What is left is sent once, best effort. */
@@ -351,7 +344,7 @@ static void journal_stop(struct hport *hp)
         watch(hp, j, false);
         close(j->rfd);
         free(j);
-        hp->journal = NULL;
+        hp->be = NULL;
 }
 
 static void journal_peer_gone(struct hport *hp)
@@ -369,8 +362,10 @@ const struct backend_ops backend_journal_ops = {
 
 void backend_journal_counters(const struct hport *hp, uint64_t *entries, uint64_t *retries)
 {
-        *entries = hp->journal ? hp->journal->entries : 0;
-        *retries = hp->journal ? hp->journal->retries : 0;
+        const struct journal_port *j = hp->ops == &backend_journal_ops ? hp->be : NULL;
+
+        *entries = j ? j->entries : 0;
+        *retries = j ? j->retries : 0;
 }
 
 #else /* !VSERIAL_HAVE_LIBSYSTEMD */

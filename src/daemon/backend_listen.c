@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -23,6 +24,17 @@
 /* Connections waiting to be served: the kernel keeps them, in order. */
 #define LISTEN_BACKLOG 16
 
+/* hp->be */
+struct listen_state {
+        int fd;                         /* the listening socket */
+        struct listener *listener;      /* accepting on it */
+};
+
+static struct listen_state *ls(const struct hport *hp)
+{
+        return hp->be;
+}
+
 /* The clients' peer ends are their own (clients.c): nothing to do here. */
 static void listen_peer_gone(struct hport *hp)
 {
@@ -32,8 +44,8 @@ static void listen_peer_gone(struct hport *hp)
 /* Accept only while a client may be served; the rest wait in the backlog. */
 static void on_room(struct hport *hp)
 {
-        if (hp->listener)
-                listener_hold(hp->listener, clients_full(hp->clients));
+        if (ls(hp)->listener)
+                listener_hold(ls(hp)->listener, clients_full(hp->clients));
 }
 
 static void on_accept(void *opaque, int client)
@@ -138,7 +150,7 @@ static int listen_start(struct hport *hp)
 {
         bool tcp = hp->spec.backend == BACKEND_TCP;
         char where[SPEC_PATH_MAX + 16];
-        int r;
+        int fd, r;
 
         if (tcp)
                 snprintf(where, sizeof(where), "%s port %u", hp->spec.host, hp->spec.tcp_port);
@@ -146,15 +158,12 @@ static int listen_start(struct hport *hp)
                 snprintf(where, sizeof(where), "%s", hp->spec.path);
         r = tcp ? listen_tcp(hp->spec.host, hp->spec.tcp_port) :
                   backend_listen_unix(hp->spec.path, LISTEN_BACKLOG);
+        if (r < 0)
+                return log_errno(r, "%s: cannot listen on %s", hp->label, where);
+        fd = r;
+        r = backend_listen_adopt(hp, fd);
         if (r < 0) {
-                log_error("%s: cannot listen on %s: %s", hp->label, where, strerror(-r));
-                return r;
-        }
-        hp->listen_fd = r;
-        r = backend_listen_adopt(hp);
-        if (r < 0) {
-                close(hp->listen_fd);
-                hp->listen_fd = -1;
+                close(fd);
                 return r;
         }
         log_info("%s: listening on %s (%u client%s at once)", hp->label, where,
@@ -162,33 +171,44 @@ static int listen_start(struct hport *hp)
         return 0;
 }
 
-int backend_listen_adopt(struct hport *hp)
+int backend_listen_adopt(struct hport *hp, int fd)
 {
-        int r = clients_new(hp, on_room, &hp->clients);
+        struct listen_state *s = calloc(1, sizeof(*s));
+        int r;
 
-        if (r < 0)
-                return r;
+        if (!s)
+                return -ENOMEM;
+        s->fd = fd;
+        hp->be = s;
+        r = clients_new(hp, on_room, &hp->clients);
         /* A few per wake-up; on hold as soon as clients= are served. */
-        r = listener_new(hp->env->listeners, hp->listen_fd, 4, on_accept, hp, &hp->listener);
+        if (r == 0)
+                r = listener_new(hp->env->listeners, fd, 4, on_accept, hp, &s->listener);
         if (r < 0) {
                 clients_free(hp->clients);
                 hp->clients = NULL;
+                hp->be = NULL;
+                free(s);
+                return r;
         }
-        return r;
+        hp->ops = &backend_listen_ops;
+        return 0;
 }
 
 static void listen_stop(struct hport *hp)
 {
+        struct listen_state *s = ls(hp);
+
         clients_free(hp->clients);
         hp->clients = NULL;
-        if (hp->listen_fd < 0)
+        if (!s)
                 return;
-        listener_free(hp->listener);
-        hp->listener = NULL;
-        close(hp->listen_fd);
+        listener_free(s->listener);
+        close(s->fd);
         if (hp->spec.backend == BACKEND_UNIX)
                 unlink(hp->spec.path);
-        hp->listen_fd = -1;
+        free(s);
+        hp->be = NULL;
 }
 
 const struct backend_ops backend_listen_ops = {

@@ -19,7 +19,18 @@
 
 #define WINSIZE_POLL_MS 500
 
-static int open_pty(struct hport *hp, int *ret_master)
+/* hp->be */
+struct pty_state {
+        int hold_fd;            /* our own slave fd */
+        char path[64];          /* the slave's, /dev/pts/N */
+};
+
+static struct pty_state *ps(const struct hport *hp)
+{
+        return hp->be;
+}
+
+static int open_pty(struct pty_state *s, int *ret_master)
 {
         struct termios tio;
         int master = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -27,15 +38,15 @@ static int open_pty(struct hport *hp, int *ret_master)
         if (master < 0)
                 return -errno;
         if (grantpt(master) < 0 || unlockpt(master) < 0 ||
-            ptsname_r(master, hp->pty_path, sizeof(hp->pty_path)) != 0)
+            ptsname_r(master, s->path, sizeof(s->path)) != 0)
                 goto fail;
-        hp->hold_fd = open(hp->pty_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (hp->hold_fd < 0)
+        s->hold_fd = open(s->path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (s->hold_fd < 0)
                 goto fail;
         /* Bytes pass unchanged: no echo, no line editing, no CR/LF games. */
-        if (tcgetattr(hp->hold_fd, &tio) == 0) {
+        if (tcgetattr(s->hold_fd, &tio) == 0) {
                 cfmakeraw(&tio);
-                tcsetattr(hp->hold_fd, TCSANOW, &tio);
+                tcsetattr(s->hold_fd, TCSANOW, &tio);
         }
         *ret_master = master;
         return 0;
@@ -58,15 +69,17 @@ static void pty_winch(struct hport *hp)
 
 static int pty_start(struct hport *hp)
 {
-        int master = -1, r = open_pty(hp, &master);
+        struct pty_state *s = calloc(1, sizeof(*s));
+        int master = -1, r = s ? open_pty(s, &master) : -ENOMEM;
 
         if (r < 0) {
-                log_error("%s: cannot allocate a pty: %s", hp->label, strerror(-r));
-                return r;
+                free(s);
+                return log_errno(r, "%s: cannot allocate a pty", hp->label);
         }
+        hp->be = s;
         if (hp->spec.console && hport_timer_new(hp, pty_winch) == 0)
                 hport_timer_arm(hp, WINSIZE_POLL_MS, true);
-        log_info("%s: pty %s", hp->label, hp->pty_path);
+        log_info("%s: pty %s", hp->label, s->path);
         /* Before the port exists: waits for hport_new, cannot fail. */
         hport_attach(hp, master, master);
         return 0;
@@ -74,22 +87,23 @@ static int pty_start(struct hport *hp)
 
 static void pty_stop(struct hport *hp)
 {
-        int master = hp->in_fd;
-
-        hport_detach(hp);
-        if (master >= 0)
-                close(master);
-        if (hp->hold_fd >= 0)
-                close(hp->hold_fd);
-        hp->hold_fd = -1;
+        hport_close_peer(hp);       /* the master */
+        close(ps(hp)->hold_fd);
+        free(hp->be);
+        hp->be = NULL;
 }
 
 /* With our own slave fd open the master never ends; an error is logged and
  * input stops rather than losing the port. */
 static void pty_peer_gone(struct hport *hp)
 {
-        log_warn("%s: pty input failed; input from %s stops", hp->label, hp->pty_path);
+        log_warn("%s: pty input failed; input from %s stops", hp->label, ps(hp)->path);
         hport_drop_input(hp);
+}
+
+static const char *pty_path(const struct hport *hp)
+{
+        return ps(hp)->path;
 }
 
 const struct backend_ops backend_pty_ops = {
@@ -99,4 +113,5 @@ const struct backend_ops backend_pty_ops = {
         .peer_gone = pty_peer_gone,
         .input_end = pty_peer_gone,
         .winch = pty_winch,
+        .path = pty_path,
 };

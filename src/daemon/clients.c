@@ -19,10 +19,6 @@
 
 #include "clients.h"
 
-/* Reads per wake-up, so one busy client cannot starve the others. */
-#define IN_BUDGET 16
-#define IN_CHUNK (256u * 1024)
-#define IN_MIN 4096u
 /* iovecs of one direct write (the device offers at most this many). */
 #define WRITE_IOV_MAX 1024u
 
@@ -358,8 +354,9 @@ static bool writer_pump(struct hclient *c)
         struct hclients *cs = c->cs;
         struct hport *hp = cs->hp;
 
-        for (int i = 0; i < IN_BUDGET && !cs->in_paused; i++) {
-                ssize_t n;
+        for (int i = 0; i < HPORT_IN_BUDGET && !cs->in_paused; i++) {
+                enum hport_recv r;
+                int err = 0;
 
                 if (!hp->port || hport_memory_lost(hp, false)) {
                         /* Unplugged, or guest memory lost: it waits in the
@@ -367,26 +364,16 @@ static bool writer_pump(struct hclient *c)
                         cs->in_paused = true;
                         break;
                 }
-                n = vs_port_recv_fd(hp->port, c->fd, cs->in_want);
-                if (n > 0 && (size_t)n == cs->in_want) {
-                        cs->in_want = cs->in_want * 2 > IN_CHUNK ? IN_CHUNK : cs->in_want * 2;
+                r = hport_recv(hp, c->fd, &cs->in_want, &err);
+                if (r == HPORT_RECV_MORE)
                         continue;
-                }
-                if (n > 0) {
-                        cs->in_want = (size_t)n > IN_MIN ? (size_t)n : IN_MIN;
+                if (r == HPORT_RECV_DRAINED)
                         break;
-                }
-                if (n == -EAGAIN || n == -EINTR)
-                        break;
-                /* Guest memory gone: the VMM goes, the input waits in the
-                 * socket for the next guest (its PORT_READY resumes it). */
-                if (n == -EFAULT)
-                        hport_memory_lost(hp, true);
-                if (n == -ENOBUFS || n == -EFAULT) {
+                if (r == HPORT_RECV_FULL) {
                         cs->in_paused = true;   /* guest_ready() resumes */
                         break;
                 }
-                client_end(c, n == 0 ? "end of input" : strerror((int)-n));
+                client_end(c, err == 0 ? "end of input" : strerror(err));
                 return false;
         }
         return true;
@@ -412,7 +399,7 @@ static bool reader_drain(struct hclient *c)
         static uint8_t junk[64 * 1024];
         struct hport *hp = c->cs->hp;
 
-        for (int i = 0; i < IN_BUDGET; i++) {
+        for (int i = 0; i < HPORT_IN_BUDGET; i++) {
                 ssize_t n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
 
                 if (n > 0) {
@@ -473,7 +460,7 @@ int clients_new(struct hport *hp, void (*room)(struct hport *hp), struct hclient
         cs->room = room;
         cs->max = hp->spec.clients ? hp->spec.clients : 1;
         cs->cap = hp->spec.buffer ? hp->spec.buffer : HPORT_BUFFER_DEFAULT;
-        cs->in_want = IN_MIN;
+        cs->in_want = HPORT_IN_MIN;
         *ret = cs;
         return 0;
 }
@@ -508,13 +495,7 @@ static void report_discard(struct hclients *cs)
         if (hp->spec.on_connect != ON_CONNECT_DISCARD)
                 return;
         discard_held(cs);
-        if (!hp->discard_pending)
-                return;
-        log_info("%s: %llu bytes of guest output discarded for the new host client "
-                 "(on-connect=discard)", hp->label, (unsigned long long)hp->discard_pending);
-        hp->ev.bytes = hp->discard_pending;
-        hp->discard_pending = 0;
-        hport_emit(hp, HPORT_OUTPUT_DISCARDED);
+        hport_report_discard(hp);
 }
 
 /* The writer role, as @mode asks. */
@@ -571,7 +552,7 @@ int clients_add(struct hclients *cs, int fd, enum client_mode mode, bool control
         if (cs->n == 0) {
                 report_discard(cs);
                 c->pos = cs->tail;      /* replay: what no client has had */
-                cs->in_want = IN_MIN;
+                cs->in_want = HPORT_IN_MIN;
         } else {
                 c->pos = cs->head;      /* from its connect on */
         }

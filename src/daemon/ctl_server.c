@@ -100,9 +100,10 @@ static const struct vs_loop_ops *lops(const struct ctl_server *cs)
         return cs->env->loop_ops;
 }
 
-static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reject a request: the text of its error reply goes into @err; -EINVAL. */
+static int reject(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int fail(char *err, const char *fmt, ...)
+static int reject(char *err, const char *fmt, ...)
 {
         va_list ap;
 
@@ -351,16 +352,16 @@ static const char *get_string(json_object *req, const char *key, bool required,
 
         if (!json_object_object_get_ex(req, key, &v)) {
                 if (required)
-                        fail(err, "missing \"%s\"", key);
+                        reject(err, "missing \"%s\"", key);
                 return NULL;
         }
         if (!json_object_is_type(v, json_type_string)) {
-                fail(err, "\"%s\" must be a string", key);
+                reject(err, "\"%s\" must be a string", key);
                 return NULL;
         }
         s = json_object_get_string(v);
         if (strlen(s) != (size_t)json_object_get_string_len(v)) {
-                fail(err, "\"%s\" contains a NUL character", key);
+                reject(err, "\"%s\" contains a NUL character", key);
                 return NULL;
         }
         return s;
@@ -373,12 +374,12 @@ static int get_uint(json_object *req, const char *key, int64_t max,
         int64_t x;
 
         if (!json_object_object_get_ex(req, key, &v))
-                return fail(err, "missing \"%s\"", key);
+                return reject(err, "missing \"%s\"", key);
         if (!json_object_is_type(v, json_type_int))
-                return fail(err, "\"%s\" must be an integer", key);
+                return reject(err, "\"%s\" must be an integer", key);
         x = json_object_get_int64(v);
         if (x < 0 || x > max)
-                return fail(err, "\"%s\" must be in 0..%lld", key, (long long)max);
+                return reject(err, "\"%s\" must be in 0..%lld", key, (long long)max);
         *ret = x;
         return 0;
 }
@@ -392,19 +393,19 @@ static struct hport *find_port(struct ctl_server *cs, json_object *req, char *er
         json_object *v;
 
         if (!json_object_object_get_ex(req, "port", &v)) {
-                fail(err, "missing \"port\" (a port id or name)");
+                reject(err, "missing \"port\" (a port id or name)");
                 return NULL;
         }
         if (json_object_is_type(v, json_type_int)) {
                 int64_t id = json_object_get_int64(v);
 
                 if (id < 0 || id >= max) {
-                        fail(err, "bad port id %lld (ports are 0..%u)", (long long)id, max - 1);
+                        reject(err, "bad port id %lld (ports are 0..%u)", (long long)id, max - 1);
                         return NULL;
                 }
                 port = hport_find_id(cs->env, id);
                 if (!port)
-                        fail(err, "no port %lld", (long long)id);
+                        reject(err, "no port %lld", (long long)id);
         } else if (json_object_is_type(v, json_type_string)) {
                 const char *name = get_string(req, "port", true, err);
 
@@ -412,9 +413,9 @@ static struct hport *find_port(struct ctl_server *cs, json_object *req, char *er
                         return NULL;
                 port = *name ? hport_find_name(cs->env, name) : NULL;
                 if (!port)
-                        fail(err, "no port named '%s'", name);
+                        reject(err, "no port named '%s'", name);
         } else {
-                fail(err, "\"port\" must be a port id (integer) or name (string)");
+                reject(err, "\"port\" must be a port id (integer) or name (string)");
         }
         return port;
 }
@@ -449,10 +450,8 @@ static json_object *port_state(const struct hport *hp)
         json_object_object_add(o, "console", json_object_new_boolean(hp->spec.console));
         json_object_object_add(o, "backend",
                                json_object_new_string(backend_name(hp->spec.backend)));
-        if (hp->spec.path[0])
-                json_object_object_add(o, "path", json_object_new_string(hp->spec.path));
-        else if (hp->pty_path[0])
-                json_object_object_add(o, "path", json_object_new_string(hp->pty_path));
+        if (hport_path(hp))
+                json_object_object_add(o, "path", json_object_new_string(hport_path(hp)));
         if (hp->spec.tcp_port) {
                 json_object_object_add(o, "host", json_object_new_string(hp->spec.host));
                 json_object_object_add(o, "tcp_port", json_object_new_int(hp->spec.tcp_port));
@@ -492,7 +491,7 @@ static int object_to_spec(json_object *obj, char *spec, size_t len, char *err)
                 char item[1100];
 
                 if (!*key || strpbrk(key, ",="))
-                        return fail(err, "\"port\": bad key '%s'", key);
+                        return reject(err, "\"port\": bad key '%s'", key);
                 switch (json_object_get_type(val)) {
                 case json_type_boolean:
                         if (!json_object_get_boolean(val))
@@ -507,20 +506,21 @@ static int object_to_spec(json_object *obj, char *spec, size_t len, char *err)
                         const char *s = json_object_get_string(val);
 
                         if (strlen(s) != (size_t)json_object_get_string_len(val))
-                                return fail(err, "\"port\": '%s' contains a NUL character", key);
+                                return reject(err, "\"port\": '%s' contains a NUL character", key);
                         if (strchr(s, ','))
-                                return fail(err, "\"port\": '%s' cannot contain ','", key);
+                                return reject(err, "\"port\": '%s' cannot contain ','", key);
                         if (strlen(s) > 1024)
-                                return fail(err, "\"port\": '%s' is too long", key);
+                                return reject(err, "\"port\": '%s' is too long", key);
                         snprintf(item, sizeof(item), "%s=%s", key, s);
                         break;
                 }
                 default:
-                        return fail(err, "\"port\": '%s' must be a string, an integer or a boolean",
-                                    key);
+                        return reject(err,
+                                      "\"port\": '%s' must be a string, an integer or a boolean",
+                                      key);
                 }
                 if (used + !!used + strlen(item) + 1 > len)
-                        return fail(err, "\"port\": too long");
+                        return reject(err, "\"port\": too long");
                 used += snprintf(spec + used, len - used, "%s%s", used ? "," : "", item);
         }
         return 0;
@@ -537,28 +537,28 @@ static int check_new_port(struct ctl_server *cs, const struct port_spec *spec,
         struct vs_port *p;
 
         if (spec->id >= 0 && (uint32_t)spec->id >= max)
-                return fail(err, "id %d is not below the device's max ports %u", spec->id, max);
+                return reject(err, "id %d is not below the device's max ports %u", spec->id, max);
         if (spec->id >= 0 && (vs_port_find(cs->dev, spec->id) ||
                               hport_find_id(cs->env, spec->id)))
-                return fail(err, "port id %d is already in use", spec->id);
+                return reject(err, "port id %d is already in use", spec->id);
         if (spec->name[0] && (p = vs_port_find_name(cs->dev, spec->name)))
-                return fail(err, "name '%s' is already used by port %u", spec->name,
-                            vs_port_id(p));
+                return reject(err, "name '%s' is already used by port %u", spec->name,
+                              vs_port_id(p));
         /* Unplugged ports keep their id, name and endpoint. */
         for (struct hport *hp = hport_next(cs->env, NULL); hp; hp = hport_next(cs->env, hp)) {
                 if (spec->name[0] && strcmp(spec->name, hp->spec.name) == 0)
-                        return fail(err, "name '%s' is already used by port %u", spec->name,
-                                    hp->id);
+                        return reject(err, "name '%s' is already used by port %u", spec->name,
+                                      hp->id);
                 if (spec->path[0] && strcmp(spec->path, hp->spec.path) == 0)
-                        return fail(err, "path %s is already used by port %u", spec->path,
-                                    hp->id);
+                        return reject(err, "path %s is already used by port %u", spec->path,
+                                      hp->id);
                 if (spec->backend == BACKEND_TCP && hp->spec.backend == BACKEND_TCP &&
                     spec->tcp_port == hp->spec.tcp_port && strcmp(spec->host, hp->spec.host) == 0)
-                        return fail(err, "%s port %u is already used by port %u", spec->host,
-                                    spec->tcp_port, hp->id);
+                        return reject(err, "%s port %u is already used by port %u", spec->host,
+                                      spec->tcp_port, hp->id);
                 if (spec->backend == BACKEND_STDIO && hp->spec.backend == BACKEND_STDIO)
-                        return fail(err, "only one port can use backend=stdio (port %u does)",
-                                    hp->id);
+                        return reject(err, "only one port can use backend=stdio (port %u does)",
+                                      hp->id);
         }
         return check_new_port_host(cs, spec, err);
 }
@@ -575,10 +575,11 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
 
         if (json_object_object_get_ex(req, "spec", NULL) ==
             json_object_object_get_ex(req, "port", &obj))
-                return fail(err, "add needs either \"spec\" (a SPEC string) or \"port\" (an object)");
+                return reject(err,
+                              "add needs either \"spec\" (a SPEC string) or \"port\" (an object)");
         if (obj) {
                 if (!json_object_is_type(obj, json_type_object))
-                        return fail(err, "\"port\" must be an object of SPEC keys");
+                        return reject(err, "\"port\" must be an object of SPEC keys");
                 if (object_to_spec(obj, specbuf, sizeof(specbuf), err) < 0)
                         return -EINVAL;
                 text = specbuf;
@@ -586,7 +587,7 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
                 return -EINVAL;
         }
         if (spec_parse(text, &spec, why, sizeof(why)) < 0)
-                return fail(err, "bad spec '%s': %s", text, why);
+                return reject(err, "bad spec '%s': %s", text, why);
         if (check_new_port(cs, &spec, err) < 0)
                 return -EINVAL;
         cs->holding = true;
@@ -594,18 +595,19 @@ static int cmd_add(struct client *c, json_object *req, json_object *reply, char 
         r = hport_new(cs->dev, &spec, cs->env, &hp);
         cs->holding = false;
         if (r == -ENOSPC)
-                return fail(err, "no free port id (the device has %u)", vs_device_max_ports(cs->dev));
+                return reject(err,
+                              "no free port id (the device has %u)", vs_device_max_ports(cs->dev));
         if (r == -EAGAIN)
-                return fail(err, "cannot add port '%s': %s", text, QUEUE_FULL);
+                return reject(err, "cannot add port '%s': %s", text, QUEUE_FULL);
         if (r == -ELOOP)
-                return fail(err, "cannot add port '%s': its path is a symbolic link, which is "
-                            "not followed", text);
+                return reject(err, "cannot add port '%s': its path is a symbolic link, which is "
+                              "not followed", text);
         if ((r == -EACCES || r == -EPERM) && cs->sandbox_hint && cs->sandbox_hint[0])
-                return fail(err, "cannot add port '%s': %s (%s)", text, strerror(-r),
-                            cs->sandbox_hint);
+                return reject(err, "cannot add port '%s': %s (%s)", text, strerror(-r),
+                              cs->sandbox_hint);
         if (r < 0)
-                return fail(err, "cannot add port '%s': %s (see the daemon's log)", text,
-                            strerror(-r));
+                return reject(err, "cannot add port '%s': %s (see the daemon's log)", text,
+                              strerror(-r));
         log_info("control: added %s (%s)", hport_label(hp), text);
         publish_port(cs, "port-added", hp);
         for (unsigned i = 0; i < cs->nheld; i++)
@@ -633,9 +635,9 @@ static int cmd_remove(struct client *c, json_object *req, json_object *reply, ch
         strcpy(label, hport_label(hp));
         r = hport_remove(hp);
         if (r == -ENOSPC)
-                return fail(err, "cannot remove %s: %s", label, QUEUE_FULL);
+                return reject(err, "cannot remove %s: %s", label, QUEUE_FULL);
         if (r < 0)
-                return fail(err, "cannot remove %s: %s", label, strerror(-r));
+                return reject(err, "cannot remove %s: %s", label, strerror(-r));
         log_info("control: removed %s", label);
         publish(cs, "port-removed", true, id, name);
         return 0;
@@ -667,7 +669,7 @@ static int cmd_resize(struct client *c, json_object *req, json_object *reply, ch
             get_uint(req, "rows", UINT16_MAX, &rows, err) < 0)
                 return -EINVAL;
         if (!hp->spec.console)
-                return fail(err, "%s is not a console", hport_label(hp));
+                return reject(err, "%s is not a console", hport_label(hp));
         if (!hport_plugged(hp)) {
                 /* The guest gets it with the port at the next plug. */
                 hp->cols = cols;
@@ -676,9 +678,9 @@ static int cmd_resize(struct client *c, json_object *req, json_object *reply, ch
         }
         r = vs_port_resize(hp->port, cols, rows);
         if (r == -ENOSPC)
-                return fail(err, "cannot resize %s: %s", hport_label(hp), QUEUE_FULL);
+                return reject(err, "cannot resize %s: %s", hport_label(hp), QUEUE_FULL);
         if (r < 0)
-                return fail(err, "%s: resize failed: %s", hport_label(hp), strerror(-r));
+                return reject(err, "%s: resize failed: %s", hport_label(hp), strerror(-r));
         log_debug("control: %s resized to %lldx%lld", hport_label(hp), (long long)cols,
                   (long long)rows);
         return 0;
@@ -706,7 +708,7 @@ static int stats_prometheus(struct ctl_server *cs, json_object *st, json_object 
 
         json_object_put(st);
         if (!text)
-                return fail(err, "out of memory for the metrics");
+                return reject(err, "out of memory for the metrics");
         json_object_object_add(reply, "prometheus", json_object_new_string(text));
         free(text);
         return 0;
@@ -721,7 +723,7 @@ static int get_bool(json_object *req, const char *key, bool *ret, char *err)
         if (!json_object_object_get_ex(req, key, &v))
                 return 0;
         if (!json_object_is_type(v, json_type_boolean))
-                return fail(err, "\"%s\" must be true or false", key);
+                return reject(err, "\"%s\" must be true or false", key);
         *ret = json_object_get_boolean(v);
         return 0;
 }
@@ -768,22 +770,22 @@ static int cmd_history(struct client *c, json_object *req, json_object *reply, c
                 return -EINVAL;
         h = tap_history(hp->tap);
         if (!h)
-                return fail(err, "%s keeps no history (history=0; add it with history=SIZE)",
-                            hport_label(hp));
+                return reject(err, "%s keeps no history (history=0; add it with history=SIZE)",
+                              hport_label(hp));
         if (history_readers(h) >= HISTORY_READERS_MAX)
-                return fail(err, "%s has %u history readers already", hport_label(hp),
-                            HISTORY_READERS_MAX);
+                return reject(err, "%s has %u history readers already", hport_label(hp),
+                              HISTORY_READERS_MAX);
         client_flush(c);
         if (c->dead)
                 return 1;
         if (c->out.len)
-                return fail(err, "read the earlier replies before asking for history");
+                return reject(err, "read the earlier replies before asking for history");
         k = (size_t)bytes < history_len(h) ? (size_t)bytes : history_len(h);
         len = snprintf(ok, sizeof(ok), "{\"ok\":true,\"bytes\":%zu,\"follow\":%s}\n", k,
                        follow ? "true" : "false");
         n = send(c->fd, ok, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno == EAGAIN))
-                return fail(err, "read the earlier replies before asking for history");
+                return reject(err, "read the earlier replies before asking for history");
         if (n != len) {
                 client_kill(c, n < 0 ? NULL : "history: the reply did not fit in its socket");
                 return 1;
@@ -817,18 +819,19 @@ static int cmd_reopen(struct client *c, json_object *req, json_object *reply, ch
 static int check_new_port_host(struct ctl_server *cs, const struct port_spec *spec, char *err)
 {
         if (spec->backend == BACKEND_FD)
-                return fail(err, "backend=fd is for the command line only (an fd the daemon "
-                            "was started with)");
+                return reject(err, "backend=fd is for the command line only (an fd the daemon "
+                              "was started with)");
         for (struct vs_port *p = vs_port_next(cs->dev, NULL); p; p = vs_port_next(cs->dev, p)) {
                 const struct hport *hp = vs_port_opaque(p);
                 const char *f = spec->logfile;
 
                 if (f[0] && (strcmp(f, hp->spec.logfile) == 0 ||
                              (hp->spec.backend == BACKEND_FILE && strcmp(f, hp->spec.path) == 0)))
-                        return fail(err, "logfile %s is already written by port %u", f, hp->id);
+                        return reject(err, "logfile %s is already written by port %u", f, hp->id);
                 if (hp->spec.logfile[0] && spec->backend == BACKEND_FILE &&
                     strcmp(spec->path, hp->spec.logfile) == 0)
-                        return fail(err, "path %s is already port %u's logfile", spec->path, hp->id);
+                        return reject(err,
+                                      "path %s is already port %u's logfile", spec->path, hp->id);
         }
         return 0;
 }
@@ -848,7 +851,8 @@ static int cmd_stats(struct client *c, json_object *req, json_object *reply, cha
                 return -EINVAL;
         prom = format && strcmp(format, "prometheus") == 0;
         if (format && !prom && strcmp(format, "json") != 0)
-                return fail(err, "unknown stats format '%s' (expected json or prometheus)", format);
+                return reject(err,
+                              "unknown stats format '%s' (expected json or prometheus)", format);
         st = json_object_new_object();
         me = json_object_new_object();
         ports = json_object_new_array();
@@ -904,10 +908,10 @@ static int attach_mode(const struct hport *hp, json_object *req, enum client_mod
         else if (strcmp(m, "write") == 0)
                 *ret = CLIENT_WRITE;
         else
-                return fail(err, "\"mode\" must be \"read-only\" or \"write\", not '%s'", m);
+                return reject(err, "\"mode\" must be \"read-only\" or \"write\", not '%s'", m);
         if (*ret == CLIENT_READ_ONLY && !hp->clients)
-                return fail(err, "%s: read-only attach is for backend=unix and tcp ports (its "
-                            "backend is %s)", hport_label(hp), backend_name(hp->spec.backend));
+                return reject(err, "%s: read-only attach is for backend=unix and tcp ports (its "
+                              "backend is %s)", hport_label(hp), backend_name(hp->spec.backend));
         return 0;
 }
 
@@ -917,6 +921,34 @@ static bool attach_busy(const struct hport *hp)
         return hp->clients ? clients_full(hp->clients) : hport_connected(hp);
 }
 
+/* A port whose host side is full takes no attach: -EINVAL, why in @err. */
+static int attach_refused(struct hport *hp, char *err)
+{
+        if (attach_busy(hp) && hp->clients)
+                return reject(err, "port %u is busy: its %s backend has %u host client%s "
+                              "connected (clients=%u)", hp->id, backend_name(hp->spec.backend),
+                              clients_count(hp->clients), clients_count(hp->clients) == 1 ? "" : "s",
+                              clients_max(hp->clients));
+        if (attach_busy(hp))
+                return reject(err, "port %u is busy: its %s backend has a host peer connected",
+                              hp->id, backend_name(hp->spec.backend));
+        return 0;
+}
+
+/* The client's fd is the port's from here on: no event or reply goes to it. */
+static void attach_hand_off(struct client *c, struct hport *hp, enum client_mode mode)
+{
+        int fd = hand_off(c);
+
+        if (hport_attach_client(hp, fd, mode) < 0) {
+                /* Announced and not connected: cannot happen. */
+                log_error("control: client %u: attach failed after it was accepted", c->id);
+                close(fd);
+                return;
+        }
+        log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
+}
+
 static int cmd_attach(struct client *c, json_object *req, json_object *reply, char *err)
 {
         static const char ok[] = "{\"ok\":true}\n";
@@ -924,94 +956,67 @@ static int cmd_attach(struct client *c, json_object *req, json_object *reply, ch
         enum client_mode mode;
         bool first;
         ssize_t n;
-        int fd;
 
         (void)reply;
         if (!hp)
                 return -EINVAL;
-        if (attach_mode(hp, req, &mode, err) < 0)
+        if (attach_mode(hp, req, &mode, err) < 0 || attach_refused(hp, err) < 0)
                 return -EINVAL;
-        if (attach_busy(hp) && hp->clients)
-                return fail(err, "port %u is busy: its %s backend has %u host client%s "
-                            "connected (clients=%u)", hp->id, backend_name(hp->spec.backend),
-                            clients_count(hp->clients), clients_count(hp->clients) == 1 ? "" : "s",
-                            clients_max(hp->clients));
-        if (attach_busy(hp))
-                return fail(err, "port %u is busy: its %s backend has a host peer connected",
-                            hp->id, backend_name(hp->spec.backend));
         client_flush(c);
         if (c->dead)
                 return 0;
         if (c->out.len)
-                return fail(err, "read the earlier replies before attaching");
+                return reject(err, "read the earlier replies before attaching");
         /* Only a first client changes what the guest is told. */
         first = !hport_connected(hp);
         if (first && hport_announce(hp, true) < 0)
-                return fail(err, "cannot attach to %s: %s", hport_label(hp), QUEUE_FULL);
+                return reject(err, "cannot attach to %s: %s", hport_label(hp), QUEUE_FULL);
         n = send(c->fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n != (ssize_t)sizeof(ok) - 1 && first)
                 hport_announce(hp, false);
         if (n == 0 || (n < 0 && errno == EAGAIN))
-                return fail(err, "read the earlier replies before attaching");
+                return reject(err, "read the earlier replies before attaching");
         if (n != (ssize_t)sizeof(ok) - 1) {
                 client_kill(c, n < 0 ? NULL : "attach: the reply did not fit in its socket");
                 return 1;
         }
-        /* The fd is the port's from here on: no event or reply goes to it. */
-        lops(c->cs)->del(c->cs->env->loop, c->fd);
-        fd = c->fd;
-        c->fd = -1;
-        c->watched = 0;
-        c->handed_off = true;
-        c->subscribed = false;
-        if (hport_attach_client(hp, fd, mode) < 0) {
-                /* Announced above and not connected: cannot happen. */
-                log_error("control: client %u: attach failed after it was accepted", c->id);
-                close(fd);
-                return 1;
-        }
-        log_info("control: client %u is now the host peer of %s", c->id, hport_label(hp));
+        attach_hand_off(c, hp, mode);
         return 1;
 }
 
 /* ---- unplug, plug -------------------------------------------------------- */
 
-static int cmd_unplug(struct client *c, json_object *req, json_object *reply, char *err)
+/* unplug and plug: one request, either way. */
+static int plug_request(struct client *c, json_object *req, char *err, bool plug)
 {
         struct hport *hp = find_port(c->cs, req, err);
+        const char *verb = plug ? "plug" : "unplug";
         int r;
 
-        (void)reply;
         if (!hp)
                 return -EINVAL;
-        r = hport_unplug(hp);
+        r = plug ? hport_plug(hp) : hport_unplug(hp);
         if (r == -EALREADY)
-                return fail(err, "%s is unplugged already", hport_label(hp));
+                return reject(err, "%s is %sged already", hport_label(hp), verb);
         if (r == -ENOSPC)
-                return fail(err, "cannot unplug %s: %s", hport_label(hp), QUEUE_FULL);
+                return reject(err, "cannot %s %s: %s", verb, hport_label(hp), QUEUE_FULL);
         if (r < 0)
-                return fail(err, "cannot unplug %s: %s", hport_label(hp), strerror(-r));
-        log_info("control: unplugged %s (its host side stays)", hport_label(hp));
+                return reject(err, "cannot %s %s: %s", verb, hport_label(hp), strerror(-r));
+        log_info("control: %sged %s%s", verb, hport_label(hp),
+                 plug ? "" : " (its host side stays)");
         return 0;
+}
+
+static int cmd_unplug(struct client *c, json_object *req, json_object *reply, char *err)
+{
+        (void)reply;
+        return plug_request(c, req, err, false);
 }
 
 static int cmd_plug(struct client *c, json_object *req, json_object *reply, char *err)
 {
-        struct hport *hp = find_port(c->cs, req, err);
-        int r;
-
         (void)reply;
-        if (!hp)
-                return -EINVAL;
-        r = hport_plug(hp);
-        if (r == -EALREADY)
-                return fail(err, "%s is plugged already", hport_label(hp));
-        if (r == -ENOSPC)
-                return fail(err, "cannot plug %s: %s", hport_label(hp), QUEUE_FULL);
-        if (r < 0)
-                return fail(err, "cannot plug %s: %s", hport_label(hp), strerror(-r));
-        log_info("control: plugged %s", hport_label(hp));
-        return 0;
+        return plug_request(c, req, err, true);
 }
 
 struct command {
@@ -1044,7 +1049,7 @@ static int check_keys(const struct command *cmd, json_object *req, char *err)
                 for (unsigned i = 0; !known && i < 4 && cmd->keys[i]; i++)
                         known = strcmp(key, cmd->keys[i]) == 0;
                 if (!known)
-                        return fail(err, "unknown key \"%s\" for %s", key, cmd->name);
+                        return reject(err, "unknown key \"%s\" for %s", key, cmd->name);
         }
         return 0;
 }
@@ -1054,7 +1059,7 @@ static int dispatch(struct client *c, json_object *req, json_object *reply, char
         const char *name;
 
         if (!json_object_is_type(req, json_type_object))
-                return fail(err, "a request must be a JSON object");
+                return reject(err, "a request must be a JSON object");
         if (!(name = get_string(req, "cmd", true, err)))
                 return -EINVAL;
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
@@ -1064,8 +1069,8 @@ static int dispatch(struct client *c, json_object *req, json_object *reply, char
                         return -EINVAL;
                 return commands[i].fn(c, req, reply, err);
         }
-        return fail(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, "
-                    "attach, stats, history, reopen, unplug or plug)", name);
+        return reject(err, "unknown command '%s' (expected add, remove, list, resize, subscribe, "
+                      "attach, stats, history, reopen, unplug or plug)", name);
 }
 
 static void handle_line(struct client *c, char *line, size_t len)
@@ -1090,10 +1095,10 @@ static void handle_line(struct client *c, char *line, size_t len)
         if (!req) {
                 enum json_tokener_error je = json_tokener_get_error(tok);
 
-                fail(err, "malformed JSON: %s", je == json_tokener_continue ?
-                     "the line ends inside a value" : json_tokener_error_desc(je));
+                reject(err, "malformed JSON: %s", je == json_tokener_continue ?
+                       "the line ends inside a value" : json_tokener_error_desc(je));
         } else if (json_tokener_get_parse_end(tok) < len) {
-                fail(err, "malformed JSON: characters after the request");
+                reject(err, "malformed JSON: characters after the request");
         }
         json_tokener_free(tok);
         reply = json_object_new_object();
@@ -1172,7 +1177,7 @@ static void client_read(struct client *c)
                         if (!c->discarding) {
                                 char err[ERR_MAX];
 
-                                fail(err, "request line longer than %u bytes", CTL_LINE_MAX);
+                                reject(err, "request line longer than %u bytes", CTL_LINE_MAX);
                                 client_send_error(c, err);
                         }
                         c->discarding = true;
@@ -1315,12 +1320,8 @@ static int check_socket_file(const char *path)
 {
         struct stat st;
 
-        if (lstat(path, &st) < 0) {
-                int err = errno;
-
-                log_error("--control %s: %s", path, strerror(err));
-                return -err;
-        }
+        if (lstat(path, &st) < 0)
+                return log_errno(-errno, "--control %s", path);
         if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0777) != 0600) {
                 log_error("--control %s: not the socket this daemon bound (mode %o, owner %u): "
                           "someone else can write in its directory", path,

@@ -17,7 +17,7 @@ static struct {
         uint64_t last_ms;       /* when tokens were last refilled */
         uint64_t pending;       /* suppressed since the last line written */
         struct log_stats stats;
-} lg = { .max_level = LOG_INFO };
+} lg = { .max_level = LOG_LEVEL_INFO };
 
 void log_set_level(int level)
 {
@@ -56,7 +56,7 @@ static void put_suppressed(void)
         snprintf(line, sizeof(line), "%llu messages suppressed (rate limit)",
                  (unsigned long long)lg.pending);
         lg.pending = 0;
-        put_line(names[LOG_WARN], line);
+        put_line(names[LOG_LEVEL_WARN], line);
 }
 
 /* May a line be written now? Token bucket: LOG_BURST, LOG_RATE a second. */
@@ -91,6 +91,18 @@ void log_msg(int level, const char *fmt, ...)
         va_end(ap);
         put_suppressed();
         put_line(names[level], line);
+}
+
+int log_errno(int err, const char *fmt, ...)
+{
+        char what[400];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        log_msg(LOG_LEVEL_ERROR, "%s: %s", what, strerror(-err));
+        return err;
 }
 
 void log_limit_start(void)

@@ -18,7 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+/* Not LOG_INFO and so on: <syslog.h> (which sd-journal.h includes) defines
+ * those as macros with other values. */
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 #define LOG_BURST 32u
 #define LOG_RATE 10u
@@ -42,8 +44,12 @@ struct log_stats {
 };
 void log_get_stats(struct log_stats *ret);
 
+/* Log "...: strerror(-err)" as an error and return @err (a negative errno),
+ * for the common "say why, then fail with it":
+ *     return log_errno(r, "%s: cannot listen on %s", label, path); */
+int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)

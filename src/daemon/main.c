@@ -27,6 +27,12 @@
 #include "stats.h"
 #include "vhost-user/vhost_user.h"
 
+/*
+ * Everything the daemon has, in one place. There is one, and main() keeps
+ * it static rather than on its stack for its size: about 240 KiB, nearly
+ * all of it the options' room for every --port spec (OPT_MAX_PORTS_SPECS),
+ * more than a stack frame should hold.
+ */
 struct daemon {
         struct options opt;
         struct vs_epoll *ep;
@@ -256,10 +262,8 @@ static int listen_path(struct daemon *d)
 {
         int fd = backend_listen_unix(d->opt.socket_path, 1);
 
-        if (fd < 0) {
-                log_error("cannot listen on %s: %s", d->opt.socket_path, strerror(-fd));
-                return fd;
-        }
+        if (fd < 0)
+                return log_errno(fd, "cannot listen on %s", d->opt.socket_path);
         d->own_socket = true;
         return fd;
 }
@@ -354,10 +358,8 @@ static int setup(struct daemon *d)
         /* Before confinement (sigaction is not allowed after): guest memory
          * the VMM truncates then fails only its connection (mem.h). */
         r = vs_sigbus_guard_install();
-        if (r < 0) {
-                log_error("cannot install the SIGBUS guard for guest memory: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_errno(r, "cannot install the SIGBUS guard for guest memory");
         r = take_passed_fds(d);
         if (r == 0)
                 r = vs_epoll_new(&d->ep);
@@ -517,10 +519,8 @@ static int run(struct daemon *d)
         while (!d->quit) {
                 int r = vs_epoll_run_once(d->ep, -1);
 
-                if (r < 0) {
-                        log_error("event loop: %s", strerror(-r));
-                        return r;
-                }
+                if (r < 0)
+                        return log_errno(r, "event loop");
                 if (d->vu_closed) {
                         d->counters.vmm_memory_lost += d->vu_mem_lost;
                         vs_vu_free(d->vu);

@@ -10,14 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "log.h"
 #include "options.h"
 #include "version.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+/* Write why the input is invalid into @err (one line), return -EINVAL. */
+static int invalid(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int invalid(char *err, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
 
@@ -44,25 +46,31 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max,
         return 0;
 }
 
-static const char *const backend_names[] = {
+static const char *const backend_names[BACKEND_COUNT] = {
         [BACKEND_NONE] = "none",
-        [BACKEND_UNIX] = "unix",
-        [BACKEND_UNIX_CONNECT] = "unix-connect",
-        [BACKEND_TCP] = "tcp",
-        [BACKEND_PTY] = "pty",
-        [BACKEND_FILE] = "file",
-        [BACKEND_STDIO] = "stdio",
-        [BACKEND_NULL] = "null",
-        [BACKEND_TCP_CONNECT] = "tcp-connect",
-        [BACKEND_FD] = "fd",
-        [BACKEND_JOURNAL] = "journal",
+#define X(kind, name, ops) [kind] = name,
+        BACKENDS(X)
+#undef X
 };
-
-#define BACKEND_LIST "unix, unix-connect, tcp, tcp-connect, pty, file, stdio, null, fd or journal"
 
 const char *backend_name(enum backend_kind kind)
 {
-        return kind <= BACKEND_LAST ? backend_names[kind] : "?";
+        return kind < BACKEND_COUNT ? backend_names[kind] : "?";
+}
+
+/* "unix, unix-connect, ... or journal", for error lines. */
+static const char *backend_list(void)
+{
+        static char list[256];
+        size_t len = 0;
+
+        if (list[0])
+                return list;
+        for (int k = BACKEND_NONE + 1; k < BACKEND_COUNT; k++)
+                len += snprintf(list + len, sizeof(list) - len, "%s%s",
+                                k == BACKEND_NONE + 1 ? "" : k + 1 < BACKEND_COUNT ? ", " : " or ",
+                                backend_names[k]);
+        return list;
 }
 
 bool backend_journal_available(void)
@@ -77,42 +85,26 @@ bool backend_journal_available(void)
 static int spec_backend(struct port_spec *p, const char *val, char *err,
                         size_t errlen)
 {
-        for (int k = BACKEND_UNIX; k <= BACKEND_LAST; k++) {
+        for (int k = BACKEND_NONE + 1; k < BACKEND_COUNT; k++) {
                 if (strcmp(val, backend_names[k]) != 0)
                         continue;
                 if (k == BACKEND_JOURNAL && !backend_journal_available())
-                        return fail(err, errlen, "backend=journal is not available: this vserial "
-                                    "was built without libsystemd");
+                        return invalid(err, errlen,
+                                       "backend=journal is not available: this vserial "
+                                       "was built without libsystemd");
                 p->backend = k;
                 return 0;
         }
-        return fail(err, errlen, "unknown backend '%s' (expected " BACKEND_LIST ")", val);
+        return invalid(err, errlen, "unknown backend '%s' (expected %s)", val,
+                       backend_list());
 }
 
-/* "64K", "1M", "4096": a byte count with an optional binary suffix. */
+/* A byte count (bytes.h) in SPEC_BUFFER_MIN..SPEC_BUFFER_MAX. */
 static int parse_size(const char *s, size_t *ret)
 {
-        char *end;
-        unsigned long long v;
-        unsigned shift = 0;
+        uint64_t v;
 
-        if (*s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno)
-                return -EINVAL;
-        if (*end == 'K' || *end == 'k')
-                shift = 10, end++;
-        else if (*end == 'M' || *end == 'm')
-                shift = 20, end++;
-        else if (*end == 'G' || *end == 'g')
-                shift = 30, end++;
-        /* Compared before the shift, which would wrap (2^34 + 1 G = 1 G). */
-        if (*end || v > (SPEC_BUFFER_MAX >> shift))
-                return -EINVAL;
-        v <<= shift;
-        if (v < SPEC_BUFFER_MIN)
+        if (parse_bytes(s, SPEC_BUFFER_MAX, &v) < 0 || v < SPEC_BUFFER_MIN)
                 return -EINVAL;
         *ret = v;
         return 0;
@@ -122,7 +114,7 @@ static int spec_string(char *dst, size_t cap, const char *key, const char *val,
                        char *err, size_t errlen)
 {
         if (!*val || strlen(val) >= cap)
-                return fail(err, errlen, "%s must be 1..%zu bytes", key, cap - 1);
+                return invalid(err, errlen, "%s must be 1..%zu bytes", key, cap - 1);
         strcpy(dst, val);
         return 0;
 }
@@ -130,10 +122,11 @@ static int spec_string(char *dst, size_t cap, const char *key, const char *val,
 static int spec_name(struct port_spec *p, const char *val, char *err, size_t errlen)
 {
         if (!*val || strlen(val) > VS_PORT_NAME_MAX)
-                return fail(err, errlen, "name must be 1..%u characters", VS_PORT_NAME_MAX);
+                return invalid(err, errlen, "name must be 1..%u characters", VS_PORT_NAME_MAX);
         for (const char *c = val; *c; c++)
                 if (*c <= ' ' || *c > '~')
-                        return fail(err, errlen, "name '%s' has a space or non-ASCII character", val);
+                        return invalid(err, errlen,
+                                       "name '%s' has a space or non-ASCII character", val);
         strcpy(p->name, val);
         return 0;
 }
@@ -145,15 +138,16 @@ static int spec_number(struct port_spec *p, const char *key, const char *val,
 
         if (strcmp(key, "id") == 0) {
                 if (parse_uint(val, 0, OPT_MAX_PORTS - 1, &v) < 0)
-                        return fail(err, errlen, "id '%s' is not a number in 0..%u", val,
-                                    OPT_MAX_PORTS - 1);
+                        return invalid(err, errlen, "id '%s' is not a number in 0..%u", val,
+                                       OPT_MAX_PORTS - 1);
                 p->id = v;
         } else if (strcmp(key, "port") == 0) {
                 if (parse_uint(val, 1, 65535, &v) < 0)
-                        return fail(err, errlen, "port '%s' is not a TCP port in 1..65535", val);
+                        return invalid(err, errlen, "port '%s' is not a TCP port in 1..65535", val);
                 p->tcp_port = v;
         } else if (parse_size(val, &p->buffer) < 0) {
-                return fail(err, errlen, "buffer '%s' is not a size in 4K..1G (e.g. 64K, 1M)", val);
+                return invalid(err, errlen,
+                               "buffer '%s' is not a size in 4K..1G (e.g. 64K, 1M)", val);
         }
         return 0;
 }
@@ -166,8 +160,8 @@ static int spec_history(struct port_spec *p, const char *val, char *err, size_t 
         size_t v = 0;
 
         if (strcmp(val, "0") != 0 && (parse_size(val, &v) < 0 || v > SPEC_HISTORY_MAX))
-                return fail(err, errlen, "history '%s' is not 0 or a size in 4K..%uM (e.g. 64K)",
-                            val, SPEC_HISTORY_MAX >> 20);
+                return invalid(err, errlen, "history '%s' is not 0 or a size in 4K..%uM (e.g. 64K)",
+                               val, SPEC_HISTORY_MAX >> 20);
         p->history = v;
         p->history_set = true;
         return 0;
@@ -179,7 +173,7 @@ static int spec_onoff(bool *dst, const char *key, const char *val, char *err, si
                 *dst = val[1] == 'n';
                 return 0;
         }
-        return fail(err, errlen, "%s '%s': expected on or off", key, val);
+        return invalid(err, errlen, "%s '%s': expected on or off", key, val);
 }
 
 static const char *const priority_names[] = {
@@ -198,8 +192,9 @@ static int spec_priority(struct port_spec *p, const char *val, char *err, size_t
                 }
         }
         if (parse_uint(val, 0, 7, &v) < 0)
-                return fail(err, errlen, "journal-priority '%s' is not 0..7 or emerg, alert, crit, "
-                            "err, warning, notice, info, debug", val);
+                return invalid(err, errlen,
+                               "journal-priority '%s' is not 0..7 or emerg, alert, crit, "
+                               "err, warning, notice, info, debug", val);
         p->journal_priority = (int)v;
         return 0;
 }
@@ -222,8 +217,8 @@ static int spec_key_host(struct port_spec *p, const char *key, const char *val,
                 return -ENOENT;
         /* 0..2 are the daemon's stdio: backend=stdio is for those. */
         if (parse_uint(val, 3, 0x7fffffff, &v) < 0)
-                return fail(err, errlen, "fd '%s' is not a file descriptor number >= 3 "
-                            "(0, 1 and 2: backend=stdio)", val);
+                return invalid(err, errlen, "fd '%s' is not a file descriptor number >= 3 "
+                               "(0, 1 and 2: backend=stdio)", val);
         p->fd = (int)v;
         return 0;
 }
@@ -234,16 +229,16 @@ static int spec_check_host(struct port_spec *p, char *err, size_t errlen)
         if (!p->history_set)
                 p->history = p->console ? SPEC_HISTORY_CONSOLE : 0;
         if (p->logfile_timestamps && !p->logfile[0])
-                return fail(err, errlen, "logfile-timestamps= needs logfile=");
+                return invalid(err, errlen, "logfile-timestamps= needs logfile=");
         if (p->logfile[0] && p->backend == BACKEND_FILE && strcmp(p->logfile, p->path) == 0)
-                return fail(err, errlen, "logfile= and path= name the same file");
+                return invalid(err, errlen, "logfile= and path= name the same file");
         if (p->backend != BACKEND_FD && p->fd >= 0)
-                return fail(err, errlen, "fd= is only for backend=fd");
+                return invalid(err, errlen, "fd= is only for backend=fd");
         if (p->backend == BACKEND_FD && p->fd < 0 && !p->name[0])
-                return fail(err, errlen, "backend=fd needs fd=N, or name= (the name of a socket "
-                            "systemd passes, LISTEN_FDNAMES)");
+                return invalid(err, errlen, "backend=fd needs fd=N, or name= (the name of a socket "
+                               "systemd passes, LISTEN_FDNAMES)");
         if (p->backend != BACKEND_JOURNAL && p->journal_priority != SPEC_JOURNAL_PRIORITY)
-                return fail(err, errlen, "journal-priority= is only for backend=journal");
+                return invalid(err, errlen, "journal-priority= is only for backend=journal");
         return 0;
 }
 
@@ -259,8 +254,8 @@ static int spec_conn_key(struct port_spec *p, const char *key, const char *val,
 
         if (strcmp(key, "clients") == 0) {
                 if (parse_uint(val, 1, SPEC_CLIENTS_MAX, &v) < 0)
-                        return fail(err, errlen, "clients '%s' is not a number in 1..%u", val,
-                                    SPEC_CLIENTS_MAX);
+                        return invalid(err, errlen, "clients '%s' is not a number in 1..%u", val,
+                                       SPEC_CLIENTS_MAX);
                 p->clients = v;
                 return 1;
         }
@@ -270,7 +265,8 @@ static int spec_conn_key(struct port_spec *p, const char *key, const char *val,
                 else if (strcmp(val, "discard") == 0)
                         p->on_connect = ON_CONNECT_DISCARD;
                 else
-                        return fail(err, errlen, "on-connect '%s': expected replay or discard", val);
+                        return invalid(err, errlen,
+                                       "on-connect '%s': expected replay or discard", val);
                 p->on_connect_set = true;
                 return 1;
         }
@@ -284,11 +280,11 @@ static int spec_check_conn(struct port_spec *p, char *err, size_t errlen)
         bool listens = p->backend == BACKEND_UNIX || p->backend == BACKEND_TCP;
 
         if (p->clients && !listens)
-                return fail(err, errlen, "clients= is only for backend=unix and backend=tcp "
-                            "(listening sockets)");
+                return invalid(err, errlen, "clients= is only for backend=unix and backend=tcp "
+                               "(listening sockets)");
         if (p->on_connect_set && !listens && p->backend != BACKEND_UNIX_CONNECT)
-                return fail(err, errlen, "on-connect= is only for backend=unix, tcp and "
-                            "unix-connect (host sides that connect and leave)");
+                return invalid(err, errlen, "on-connect= is only for backend=unix, tcp and "
+                               "unix-connect (host sides that connect and leave)");
         if (!p->clients)
                 p->clients = 1;
         return 0;
@@ -303,12 +299,12 @@ static int spec_key(struct port_spec *p, const char *key, const char *val,
 
         if (strcmp(key, "console") == 0) {
                 if (val)
-                        return fail(err, errlen, "'console' takes no value");
+                        return invalid(err, errlen, "'console' takes no value");
                 p->console = true;
                 return 0;
         }
         if (!val)
-                return fail(err, errlen, "key '%s' needs a value (%s=...)", key, key);
+                return invalid(err, errlen, "key '%s' needs a value (%s=...)", key, key);
         r = spec_conn_key(p, key, val, err, errlen);
         if (r != 0)
                 return r < 0 ? r : 0;
@@ -327,7 +323,7 @@ static int spec_key(struct port_spec *p, const char *key, const char *val,
         r = spec_key_host(p, key, val, err, errlen);
         if (r != -ENOENT)
                 return r;
-        return fail(err, errlen, "unknown key '%s'", key);
+        return invalid(err, errlen, "unknown key '%s'", key);
 }
 
 /* Which keys each backend takes. */
@@ -339,18 +335,19 @@ static int spec_check_keys(const struct port_spec *p, char *err, size_t errlen)
         bool tcp = p->backend == BACKEND_TCP || p->backend == BACKEND_TCP_CONNECT;
 
         if (wants_path && !p->path[0])
-                return fail(err, errlen, "backend=%s needs path=", b);
+                return invalid(err, errlen, "backend=%s needs path=", b);
         if (!wants_path && p->path[0])
-                return fail(err, errlen, "path= is not a key of backend=%s", b);
+                return invalid(err, errlen, "path= is not a key of backend=%s", b);
         if (p->backend != BACKEND_FILE && p->input[0])
-                return fail(err, errlen, "input= is only for backend=file");
+                return invalid(err, errlen, "input= is only for backend=file");
         if (tcp && !p->tcp_port)
-                return fail(err, errlen, "backend=%s needs port=", b);
+                return invalid(err, errlen, "backend=%s needs port=", b);
         if (!tcp && (p->tcp_port || p->host[0]))
-                return fail(err, errlen, "host= and port= are only for backend=tcp and tcp-connect");
+                return invalid(err, errlen,
+                               "host= and port= are only for backend=tcp and tcp-connect");
         if ((p->backend == BACKEND_UNIX || p->backend == BACKEND_UNIX_CONNECT) &&
             strlen(p->path) >= 108)
-                return fail(err, errlen, "a unix socket path must be under 108 bytes");
+                return invalid(err, errlen, "a unix socket path must be under 108 bytes");
         return 0;
 }
 
@@ -361,9 +358,9 @@ static int spec_check(struct port_spec *p, char *err, size_t errlen)
         int r;
 
         if (p->backend == BACKEND_NONE)
-                return fail(err, errlen, "backend= is missing (" BACKEND_LIST ")");
+                return invalid(err, errlen, "backend= is missing (%s)", backend_list());
         if (p->id == 0 && !p->console)
-                return fail(err, errlen, "id 0 is reserved for a console port");
+                return invalid(err, errlen, "id 0 is reserved for a console port");
         r = spec_check_host(p, err, errlen);
         if (r < 0)
                 return r;
@@ -371,7 +368,8 @@ static int spec_check(struct port_spec *p, char *err, size_t errlen)
                 strcpy(p->host, "127.0.0.1");
         if (p->host[0] && inet_pton(AF_INET, p->host, &a4) != 1 &&
             inet_pton(AF_INET6, p->host, &a6) != 1)
-                return fail(err, errlen, "host '%s' is not a numeric IPv4 or IPv6 address", p->host);
+                return invalid(err, errlen,
+                               "host '%s' is not a numeric IPv4 or IPv6 address", p->host);
         if (!p->buffer)
                 p->buffer = 1u << 20;
         if (spec_check_conn(p, err, errlen) < 0)
@@ -393,7 +391,7 @@ int spec_parse(const char *spec, struct port_spec *ret, char *err, size_t errlen
         ret->fd = -1;
         ret->journal_priority = SPEC_JOURNAL_PRIORITY;
         if (strlen(spec) >= sizeof(buf))
-                return fail(err, errlen, "longer than %d bytes", SPEC_TEXT_MAX - 1);
+                return invalid(err, errlen, "longer than %d bytes", SPEC_TEXT_MAX - 1);
         strcpy(buf, spec);
         for (char *kv = strtok_r(buf, ",", &save); kv && r == 0;
              kv = strtok_r(NULL, ",", &save)) {
@@ -430,10 +428,10 @@ static int ports_check_host(const struct options *o, const struct port_spec *p,
 {
         /* Called both ways round: a logfile= against the other's files. */
         if (file_clash(p->logfile, q))
-                return fail(err, errlen, "--port logfile=%s: another port writes that file",
-                            p->logfile);
+                return invalid(err, errlen, "--port logfile=%s: another port writes that file",
+                               p->logfile);
         if (p->backend == BACKEND_FD && q->backend == BACKEND_FD && p->fd >= 0 && p->fd == q->fd)
-                return fail(err, errlen, "--port fd=%d is used twice", p->fd);
+                return invalid(err, errlen, "--port fd=%d is used twice", p->fd);
         (void)o;
         return 0;
 }
@@ -443,7 +441,8 @@ static int option_check_host(const struct options *o, char *err, size_t errlen)
         for (size_t i = 0; i < o->nports; i++)
                 if (o->ports[i].backend == BACKEND_FD && o->ports[i].fd >= 0 &&
                     o->ports[i].fd == o->socket_fd)
-                        return fail(err, errlen, "--port fd=%d is also --socket-fd", o->socket_fd);
+                        return invalid(err, errlen,
+                                       "--port fd=%d is also --socket-fd", o->socket_fd);
         return 0;
 }
 
@@ -458,20 +457,21 @@ static int ports_check(const struct options *o, char *err, size_t errlen)
                 const struct port_spec *p = &o->ports[i];
 
                 if (p->id >= 0 && (uint32_t)p->id >= o->max_ports)
-                        return fail(err, errlen, "--port id=%d: not below --max-ports %u",
-                                    p->id, o->max_ports);
+                        return invalid(err, errlen, "--port id=%d: not below --max-ports %u",
+                                       p->id, o->max_ports);
                 stdio += p->backend == BACKEND_STDIO;
                 for (size_t j = 0; j < i; j++) {
                         const struct port_spec *q = &o->ports[j];
 
                         if (p->id >= 0 && p->id == q->id)
-                                return fail(err, errlen, "--port id=%d is used twice", p->id);
+                                return invalid(err, errlen, "--port id=%d is used twice", p->id);
                         if (p->name[0] && strcmp(p->name, q->name) == 0)
-                                return fail(err, errlen, "--port name=%s is used twice", p->name);
+                                return invalid(err, errlen,
+                                               "--port name=%s is used twice", p->name);
                         if (same_endpoint(p, q))
-                                return fail(err, errlen, "--port %s%s%s is used twice",
-                                            p->path[0] ? "path=" : "port=", p->path,
-                                            p->path[0] ? "" : p->host);
+                                return invalid(err, errlen, "--port %s%s%s is used twice",
+                                               p->path[0] ? "path=" : "port=", p->path,
+                                               p->path[0] ? "" : p->host);
                         if (ports_check_host(o, p, q, err, errlen) < 0 ||
                             ports_check_host(o, q, p, err, errlen) < 0)
                                 return -EINVAL;
@@ -480,10 +480,10 @@ static int ports_check(const struct options *o, char *err, size_t errlen)
         if (option_check_host(o, err, errlen) < 0)
                 return -EINVAL;
         if (stdio > 1)
-                return fail(err, errlen, "only one port can use backend=stdio");
+                return invalid(err, errlen, "only one port can use backend=stdio");
         if (o->nports > o->max_ports)
-                return fail(err, errlen, "%zu ports do not fit in --max-ports %u",
-                            o->nports, o->max_ports);
+                return invalid(err, errlen, "%zu ports do not fit in --max-ports %u",
+                               o->nports, o->max_ports);
         return 0;
 }
 
@@ -561,8 +561,8 @@ static bool instance_ok(const char *s)
 static int parse_instance(struct options *o, const char *arg, char *err, size_t errlen)
 {
         if (!instance_ok(arg))
-                return fail(err, errlen, "--instance '%s': 1..%d of A-Z a-z 0-9 _ . @ : -", arg,
-                            OPT_INSTANCE_MAX);
+                return invalid(err, errlen, "--instance '%s': 1..%d of A-Z a-z 0-9 _ . @ : -", arg,
+                               OPT_INSTANCE_MAX);
         o->instance = arg;
         return 0;
 }
@@ -616,16 +616,17 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                 return 0;
         case OPT_SOCKET_FD:
                 if (parse_uint(arg, 0, 0x7fffffff, &v) < 0)
-                        return fail(err, errlen, "--socket-fd '%s': expected a file descriptor number",
-                                    arg);
+                        return invalid(err, errlen,
+                                       "--socket-fd '%s': expected a file descriptor number",
+                                       arg);
                 o->socket_fd = (int)v;
                 return 0;
         case OPT_ALLOW_PATH:
                 if (!*arg)
-                        return fail(err, errlen, "--allow-path needs a directory");
+                        return invalid(err, errlen, "--allow-path needs a directory");
                 if (o->nallow_paths == OPT_MAX_ALLOW_PATHS)
-                        return fail(err, errlen, "--allow-path: more than %d directories",
-                                    OPT_MAX_ALLOW_PATHS);
+                        return invalid(err, errlen, "--allow-path: more than %d directories",
+                                       OPT_MAX_ALLOW_PATHS);
                 o->allow_paths[o->nallow_paths++] = arg;
                 return 0;
         case OPT_ALLOW_TCP:
@@ -638,25 +639,26 @@ static int parse_one(struct options *o, int c, const char *arg, char *err,
                 /* 2 x (N + 1) rings, and SET_VRING_KICK/CALL name one with
                  * 8 bits: rings 256 and up would alias rings 0 and 1. */
                 if (parse_uint(arg, 1, OPT_MAX_PORTS, &v) < 0)
-                        return fail(err, errlen, "--max-ports '%s': expected a number in 1..%u "
-                                    "(vhost-user names at most 256 rings, 2 x (%u + 1))",
-                                    arg, OPT_MAX_PORTS, OPT_MAX_PORTS);
+                        return invalid(err, errlen, "--max-ports '%s': expected a number in 1..%u "
+                                       "(vhost-user names at most 256 rings, 2 x (%u + 1))",
+                                       arg, OPT_MAX_PORTS, OPT_MAX_PORTS);
                 o->max_ports = v;
                 return 0;
         case 'l':
                 o->log_level = log_level_parse(arg);
                 if (o->log_level < 0)
-                        return fail(err, errlen, "--log-level '%s': expected error, warn, info or debug", arg);
+                        return invalid(err, errlen, "--log-level '%s': expected error, warn, "
+                                       "info or debug", arg);
                 return 0;
         case 'p':
                 if (o->nports == OPT_MAX_PORTS_SPECS)
-                        return fail(err, errlen, "--port: more than %u ports", OPT_MAX_PORTS);
+                        return invalid(err, errlen, "--port: more than %u ports", OPT_MAX_PORTS);
                 if (spec_parse(arg, &o->ports[o->nports], why, sizeof(why)) < 0)
-                        return fail(err, errlen, "--port '%s': %s", arg, why);
+                        return invalid(err, errlen, "--port '%s': %s", arg, why);
                 o->nports++;
                 return 0;
         default:
-                return fail(err, errlen, "unknown option (see --help)");
+                return invalid(err, errlen, "unknown option (see --help)");
         }
 }
 
@@ -695,7 +697,7 @@ static int parse_args(struct options *o, int argc, char **argv, const char *wher
         while ((c = getopt_long(argc, argv, ":s:m:p:c:l:f:u:i:hV", longopts, NULL)) != -1) {
                 /* A config line is one "--key=value": never take the next. */
                 if (*where && optind - prev > 1)
-                        return fail(err, errlen, "%s%s needs a value", where, argv[prev]);
+                        return invalid(err, errlen, "%s%s needs a value", where, argv[prev]);
                 prev = optind;
                 if (c == 'h' || c == 'V') {
                         if (c == 'h')
@@ -705,17 +707,17 @@ static int parse_args(struct options *o, int argc, char **argv, const char *wher
                         return 1;
                 }
                 if (c == ':')
-                        r = fail(why, sizeof(why), "%s needs an argument", argv[optind - 1]);
+                        r = invalid(why, sizeof(why), "%s needs an argument", argv[optind - 1]);
                 else if (c == '?')
-                        r = fail(why, sizeof(why), "unknown option '%s' (see --help)",
-                                 argv[optind - 1]);
+                        r = invalid(why, sizeof(why), "unknown option '%s' (see --help)",
+                                    argv[optind - 1]);
                 else
                         r = parse_one(o, c, optarg, why, sizeof(why));
                 if (r < 0)
-                        return fail(err, errlen, "%s%s", where, why);
+                        return invalid(err, errlen, "%s%s", where, why);
         }
         if (optind < argc)
-                return fail(err, errlen, "%sunexpected argument '%s'", where, argv[optind]);
+                return invalid(err, errlen, "%sunexpected argument '%s'", where, argv[optind]);
         return 0;
 }
 
@@ -743,12 +745,12 @@ static int read_config(struct options *o, const char *path, char *err, size_t er
         size_t n;
 
         if (!f)
-                return fail(err, errlen, "--config %s: %s", path, strerror(errno));
+                return invalid(err, errlen, "--config %s: %s", path, strerror(errno));
         o->config_text = malloc(CONFIG_MAX + 1);
         n = o->config_text ? fread(o->config_text, 1, CONFIG_MAX + 1, f) : 0;
         fclose(f);
         if (!o->config_text || n > CONFIG_MAX)
-                return fail(err, errlen, "--config %s: larger than 1 MiB", path);
+                return invalid(err, errlen, "--config %s: larger than 1 MiB", path);
         o->config_text[n] = '\0';
         return 0;
 }
@@ -781,7 +783,7 @@ static int parse_config(struct options *o, const char *path, char *err, size_t e
 
         o->config_args = calloc(CONFIG_MAX_ARGS + 1, sizeof(char *));
         if (r == 0 && !o->config_args)
-                r = fail(err, errlen, "--config: out of memory");
+                r = invalid(err, errlen, "--config: out of memory");
         if (r < 0)
                 return r;
         o->config_args[o->config_nargs++] = strdup("vserial");
@@ -793,8 +795,8 @@ static int parse_config(struct options *o, const char *path, char *err, size_t e
                         continue;
                 if (o->config_nargs == CONFIG_MAX_ARGS) {
                         free(arg);
-                        return fail(err, errlen, "--config %s: more than %d options", path,
-                                    CONFIG_MAX_ARGS - 1);
+                        return invalid(err, errlen, "--config %s: more than %d options", path,
+                                       CONFIG_MAX_ARGS - 1);
                 }
                 o->config_args[o->config_nargs++] = arg;
         }
@@ -822,7 +824,7 @@ int options_parse(int argc, char **argv, struct options *o, char *err,
         memset(o, 0, sizeof(*o));
         o->config_path = config;
         o->max_ports = VS_DEFAULT_MAX_PORTS;
-        o->log_level = LOG_INFO;
+        o->log_level = LOG_LEVEL_INFO;
         o->socket_fd = -1;
         if (config)
                 r = parse_config(o, config, err, errlen);
@@ -831,14 +833,14 @@ int options_parse(int argc, char **argv, struct options *o, char *err,
         if (r != 0)
                 return r;
         if (o->socket_path && !*o->socket_path)
-                return fail(err, errlen, "--socket needs a path");
+                return invalid(err, errlen, "--socket needs a path");
         if (o->socket_path && o->socket_fd >= 0)
-                return fail(err, errlen, "--socket and --socket-fd both name the VMM socket: "
-                            "give one");
+                return invalid(err, errlen, "--socket and --socket-fd both name the VMM socket: "
+                               "give one");
         /* Socket activation is checked in full later (service.c). */
         if (!o->socket_path && o->socket_fd < 0 && !getenv("LISTEN_FDS"))
-                return fail(err, errlen, "--socket PATH is required (or --socket-fd N, "
-                            "or systemd socket activation)");
+                return invalid(err, errlen, "--socket PATH is required (or --socket-fd N, "
+                               "or systemd socket activation)");
         default_instance(o);
         return ports_check(o, err, errlen);
 }

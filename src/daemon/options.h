@@ -7,22 +7,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "backends.h"
 #include "vserial/vhost_user.h"
 #include "vserial/vserial.h"
 
+/* A port's backend= (backends.h lists them; BACKEND_NONE: not given). */
 enum backend_kind {
         BACKEND_NONE,
-        BACKEND_UNIX,           /* listen on a unix socket, one client */
-        BACKEND_UNIX_CONNECT,   /* connect to a unix socket, reconnect */
-        BACKEND_TCP,            /* listen on host:port, one client */
-        BACKEND_PTY,            /* a pseudo-terminal; its path is logged */
-        BACKEND_FILE,           /* guest output appended to path, input= in */
-        BACKEND_STDIO,          /* the daemon's stdin/stdout */
-        BACKEND_NULL,           /* output discarded, no input */
-        BACKEND_TCP_CONNECT,    /* connect to host:port, reconnect */
-        BACKEND_FD,             /* an fd passed by the supervisor or systemd */
-        BACKEND_JOURNAL,        /* each line of output a journal entry */
-        BACKEND_LAST = BACKEND_JOURNAL,
+#define X(kind, name, ops) kind,
+        BACKENDS(X)
+#undef X
+        BACKEND_COUNT
 };
 
 /* How a new host client starts (on-connect=). */
@@ -38,7 +33,7 @@ enum on_connect {
 /* history=: what a console keeps unless told, and the most any port may. */
 #define SPEC_HISTORY_CONSOLE (64u << 10)
 #define SPEC_HISTORY_MAX (64u << 20)
-#define SPEC_JOURNAL_PRIORITY 6         /* LOG_INFO */
+#define SPEC_JOURNAL_PRIORITY 6         /* syslog's LOG_INFO */
 
 struct port_spec {
         int32_t id;             /* -1 = pick */

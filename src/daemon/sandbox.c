@@ -422,12 +422,8 @@ static int ll_add_path(struct ll_plan *pl, const char *path, uint64_t access)
         r->path = path;
         r->access = access;
         r->fd = open(path, O_PATH | O_CLOEXEC);
-        if (r->fd < 0) {
-                int err = errno;
-
-                log_error("sandbox: cannot open %s: %s", path, strerror(err));
-                return -err;
-        }
+        if (r->fd < 0)
+                return log_errno(-errno, "sandbox: cannot open %s", path);
         pl->n++;
         return 0;
 }
@@ -519,11 +515,8 @@ static int ll_restrict(struct ll_plan *pl, const struct sandbox_policy *p)
         if (!pl->abi)
                 return 0;
         rfd = ll_ruleset(pl, p);
-        if (rfd < 0) {
-                r = -errno;
-                log_error("sandbox: cannot create a Landlock ruleset: %s", strerror(-r));
-                return r;
-        }
+        if (rfd < 0)
+                return log_errno(-errno, "sandbox: cannot create a Landlock ruleset");
         for (size_t i = 0; i < pl->n && r == 0; i++) {
                 struct landlock_path_beneath_attr pb = {
                         .allowed_access = pl->rules[i].access & handled,

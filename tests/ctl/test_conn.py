@@ -25,13 +25,12 @@
   bad_specs             bad clients= / on-connect= values: one line, exit 2
                         (command line) or an error reply (add)
 
-Prints TAP like test_ctl.py (whose fixtures it uses):
+Prints TAP like test_ctl.py (the fixtures of testctl.py):
 
   tests/ctl/test_conn.py --vserial build/src/daemon/vserial \\
                          --vserialctl build/src/ctl/vserialctl [CASE...]
 """
 
-import argparse
 import os
 import random
 import select
@@ -41,15 +40,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_ctl as tc  # noqa: E402
-from test_ctl import CaseFailed, check, wait_for, ports_by_id  # noqa: E402
+import testctl as tc  # noqa: E402
+from testctl import CaseFailed, check, wait_for, ports_by_id  # noqa: E402
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
+CASES, case = tc.registry()
 
 
 # ---------------------------------------------------------------- helpers
@@ -182,7 +176,7 @@ def take_line(g, pid, want):
 
 # ---------------------------------------------------------------- cases
 
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def waiting_in_order(d):
     """QEMU's socket chardev semantics for the default clients=1."""
     g = guest_port(d)
@@ -227,11 +221,7 @@ def waiting_in_order(d):
     check('closed unserved' not in d.log() and 'try again later' not in d.log(), 'a refusal')
 
 
-waiting_in_order.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-waiting_in_order.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock,clients=3'], max_ports=4)
 def clients_roles(d):
     g = guest_port(d)
     cl = d.client()
@@ -287,11 +277,7 @@ def clients_roles(d):
           'counters %s' % p['counters'])
 
 
-clients_roles.ports = ['id=1,name=org.one,backend=unix,path=@one.sock,clients=3']
-clients_roles.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock,clients=2,buffer=64K'], max_ports=4)
 def slow_reader_dropped(d):
     g = guest_port(d)
     cl = d.client()
@@ -318,11 +304,7 @@ def slow_reader_dropped(d):
           'the drop is not logged')
 
 
-slow_reader_dropped.ports = ['id=1,name=org.one,backend=unix,path=@one.sock,clients=2,buffer=64K']
-slow_reader_dropped.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock,clients=2,buffer=64K'], max_ports=4)
 def slow_writer_waits(d):
     g = guest_port(d)
     cl = d.client()
@@ -365,11 +347,9 @@ def slow_writer_waits(d):
           % (len(wgot), len(rgot), len(data)))
 
 
-slow_writer_waits.ports = ['id=1,name=org.one,backend=unix,path=@one.sock,clients=2,buffer=64K']
-slow_writer_waits.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.rep,backend=unix,path=@rep.sock,buffer=64K',
+             'id=2,name=org.dis,backend=unix,path=@dis.sock,buffer=64K,on-connect=discard'],
+      max_ports=4)
 def on_connect(d):
     g = d.connect_guest()
     g.wait(lambda: 1 in g.ports and 2 in g.ports, what='ports')
@@ -416,12 +396,8 @@ def on_connect(d):
           'list on_connect')
 
 
-on_connect.ports = ['id=1,name=org.rep,backend=unix,path=@rep.sock,buffer=64K',
-                    'id=2,name=org.dis,backend=unix,path=@dis.sock,buffer=64K,on-connect=discard']
-on_connect.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock,buffer=256K',
+             'id=2,name=org.two,backend=null'], max_ports=4)
 def unplug_plug(d):
     g = guest_port(d)
     g.wait(lambda: 2 in g.ports, what='port 2')
@@ -484,12 +460,8 @@ def unplug_plug(d):
     g.wait(lambda: 1 in g.ports, what='port 1 added again')
 
 
-unplug_plug.ports = ['id=1,name=org.one,backend=unix,path=@one.sock,buffer=256K',
-                     'id=2,name=org.two,backend=null']
-unplug_plug.max_ports = 4
-
-
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock',
+             'id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def unplug_refused(d):
     g = d.connect_guest()
     g.wait(lambda: 0 in g.ports and 1 in g.ports, what='ports')
@@ -513,17 +485,13 @@ def unplug_refused(d):
     g.wait(lambda: 1 in g.ports, what='PORT_ADD')
 
 
-unplug_refused.ports = ['id=0,console,backend=unix,path=@con.sock',
-                        'id=1,name=org.one,backend=unix,path=@one.sock']
-unplug_refused.max_ports = 4
-
-
 def tc_queue_full():
     return ("the guest's control queue is full (the guest takes no control messages now); "
             "nothing changed, try again later")
 
 
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock',
+             'id=2,name=org.null,backend=null'], max_ports=4)
 def bad_requests(d):
     cl = d.client()
     before = ports_by_id(cl)
@@ -557,12 +525,7 @@ def bad_requests(d):
           'vserialctl unplug and plug')
 
 
-bad_requests.ports = ['id=1,name=org.one,backend=unix,path=@one.sock',
-                      'id=2,name=org.null,backend=null']
-bad_requests.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def bad_specs(d):
     for spec, want in (('clients=0', "clients '0' is not a number in 1..64"),
                        ('clients=65', "clients '65' is not a number in 1..64"),
@@ -590,52 +553,7 @@ def bad_specs(d):
               'a refused add changed something')
 
 
-bad_specs.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-bad_specs.max_ports = 4
-
-
 # ---------------------------------------------------------------- runner
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--vserial', required=True)
-    ap.add_argument('--vserialctl', required=True)
-    ap.add_argument('--list', action='store_true')
-    ap.add_argument('cases', nargs='*')
-    opts = ap.parse_args()
-    opts.vserial = os.path.abspath(opts.vserial)
-    opts.vserialctl = os.path.abspath(opts.vserialctl)
-    tc.OPTS = opts
-    if opts.list:
-        print('\n'.join(c.__name__ for c in CASES))
-        return 0
-    cases = CASES
-    if opts.cases:
-        known = {c.__name__: c for c in CASES}
-        bad = [n for n in opts.cases if n not in known]
-        if bad:
-            ap.error('unknown case(s): %s' % ' '.join(bad))
-        cases = [known[n] for n in opts.cases]
-    print('1..%d' % len(cases), flush=True)
-    failed = 0
-    for i, fn in enumerate(cases, 1):
-        t0 = time.monotonic()
-        errs, _, log, ddir = tc.run_case(fn)
-        if errs:
-            failed += 1
-            print('not ok %d - %s' % (i, fn.__name__))
-            for e in errs:
-                for ln in str(e).splitlines():
-                    print('#   %s' % ln)
-            print('#   daemon: %s' % ddir)
-            for ln in log.splitlines()[-25:]:
-                print('#   | %s' % ln)
-        else:
-            print('ok %d - %s # %.2f s' % (i, fn.__name__, time.monotonic() - t0))
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(tc.tap_main(__doc__, CASES, tc.run_case, tail=25))

@@ -12,7 +12,6 @@ that does not exit 0 on SIGTERM or writes a sanitizer report fails the case.
                         --vserialctl build/src/ctl/vserialctl [CASE...]
 """
 
-import argparse
 import fcntl
 import json
 import os
@@ -29,268 +28,16 @@ import tempfile
 import termios
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakeguest  # noqa: E402
 
-SANITIZER_RE = re.compile(r'ERROR: \w+Sanitizer|runtime error:|SUMMARY: \w+Sanitizer')
-OPTS = None
+from testctl import (OPTS, SANITIZER_RE, CaseFailed, Client, another_daemon, check,
+                     fill_control_queue, free_tcp_port, listening, one_error_line, ports_by_id,
+                     read_to_eof, registry, run_refused, tap_main, unix_client, wait_for)  # noqa: E402
+import testctl  # noqa: E402
 
-
-# ---------------------------------------------------------------- fixtures
-
-class Client:
-    """One control connection speaking JSON lines."""
-
-    def __init__(self, path, timeout=10):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(path)            # blocking, as vserialctl does
-        self.s.settimeout(timeout)
-        self.buf = b''
-        self.events = []
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def line(self):
-        while b'\n' not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError('control connection closed')
-            self.buf += d
-        ln, _, self.buf = self.buf.partition(b'\n')
-        return ln
-
-    def obj(self):
-        return json.loads(self.line())
-
-    def reply(self):
-        """The next reply; event lines on the way are kept in .events."""
-        while True:
-            o = self.obj()
-            if 'ok' in o:
-                return o
-            self.events.append(o)
-
-    def req(self, obj):
-        self.send(json.dumps(obj).encode() + b'\n')
-        return self.reply()
-
-    def ok(self, obj):
-        r = self.req(obj)
-        check(r.get('ok') is True, 'request %s failed: %s' % (obj, r))
-        return r
-
-    def event(self):
-        if self.events:
-            return self.events.pop(0)
-        o = self.obj()
-        check('event' in o, 'expected an event, got %s' % o)
-        return o
-
-    def close(self):
-        self.s.close()
-
-
-class Daemon:
-    """vserial in its own directory. @stdin/@stdout: what the daemon gets
-    (default /dev/null and its log file), @preexec_fn runs in the child,
-    @pass_fds it inherits."""
-
-    def __init__(self, ports=(), max_ports=None, extra=(), stdin=subprocess.DEVNULL,
-                 stdout=None, preexec_fn=None, env=None, wait=True, pass_fds=()):
-        # sun_path is 108 bytes: keep the directory short.
-        self.dir = tempfile.mkdtemp(prefix='vsctl-', dir='/tmp')
-        self.control = self.path('ctl.sock')
-        self.vhost = self.path('vhost.sock')
-        argv = [OPTS.vserial, '--socket', self.vhost, '--control', self.control,
-                '--log-level', 'debug']
-        if max_ports:
-            argv += ['--max-ports', str(max_ports)]
-        for p in ports:
-            argv += ['--port', p.replace('@', self.dir + '/')]
-        argv += list(extra)
-        self.argv = argv
-        self.logf = open(self.path('daemon.log'), 'wb')
-        self.proc = subprocess.Popen(argv, stdin=stdin,
-                                     stdout=self.logf if stdout is None else stdout,
-                                     stderr=self.logf, cwd=self.dir, preexec_fn=preexec_fn,
-                                     env=env, pass_fds=pass_fds)
-        self.guest = None
-        if not wait:
-            return
-        end = time.monotonic() + 10
-        while not listening(self.control) or not listening(self.vhost):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise AssertionError('daemon did not start (status %s): %s'
-                                     % (self.proc.poll(), self.log()[-2000:]))
-            time.sleep(0.01)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def client(self):
-        return Client(self.control)
-
-    def ctl(self, *args, stdin=subprocess.DEVNULL, timeout=15, env=None):
-        e = dict(os.environ)
-        e.pop('VSERIAL_CONTROL', None)
-        e.update(env or {})
-        argv = [OPTS.vserialctl, '-c', self.control] + list(args)
-        return subprocess.run(argv, stdin=stdin, capture_output=True, text=True,
-                              errors='replace', timeout=timeout, env=e)
-
-    def connect_guest(self):
-        self.guest = fakeguest.FakeGuest(self.vhost)
-        return self.guest
-
-    def log(self):
-        with open(self.path('daemon.log'), errors='replace') as f:
-            return f.read()
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def terminate(self):
-        """SIGTERM now (a case that needs the daemon gone); exit 0 expected."""
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(15)
-        self.terminated = True
-        check(rc == 0, 'daemon exit status %s after SIGTERM' % rc)
-
-    def stop(self):
-        errs = []
-        if self.guest:
-            if self.guest.error:
-                errs.append('fake guest: %s' % self.guest.error)
-            self.guest.shutdown()
-        if getattr(self, 'terminated', False):
-            pass
-        elif self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(15)
-                if rc != 0:
-                    errs.append('daemon exit status %s after SIGTERM' % rc)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                errs.append('daemon ignored SIGTERM for 15 s')
-        else:
-            errs.append('daemon died during the case (status %s)' % self.proc.returncode)
-        self.logf.close()
-        log = self.log()
-        m = SANITIZER_RE.search(log)
-        if m:
-            errs.append('sanitizer report in the daemon log: %s' % m.group(0))
-        if os.path.exists(self.control):
-            errs.append('control socket not removed at exit')
-        return errs, log
-
-
-def listening(path):
-    try:
-        with open('/proc/net/unix') as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
-                    return True
-    except OSError:
-        pass
-    return False
-
-
-class CaseFailed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CaseFailed(msg)
-
-
-def wait_for(cond, what, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise CaseFailed('timed out waiting for %s' % what)
-
-
-def run_refused(argv, env=None):
-    """Run a vserial that must refuse to start; one that starts anyway is
-    stopped after 10 s and the case fails."""
-    try:
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise CaseFailed('%s started (killed after 10 s)' % ' '.join(argv))
-
-
-def one_error_line(r, what):
-    lines = r.stderr.splitlines()
-    check(len(lines) == 1 and lines[0].startswith('vserialctl: '),
-          '%s: want one "vserialctl: ..." line on stderr, got %r' % (what, r.stderr))
-    return lines[0]
-
-
-def ports_by_id(cl):
-    return {p['id']: p for p in cl.ok({'cmd': 'list'})['ports']}
-
-
-def unix_client(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(path)
-    return s
-
-
-def refused(sock):
-    """Has the daemon closed @sock (a refused client)?"""
-    r, _, _ = select.select([sock], [], [], 0)
-    return bool(r)
-
-
-def fill_control_queue(cl, g, console_sock):
-    """Stop taking control messages (fake guest @g) and make the host side
-    queue them until the device refuses: console port 0 resized and its
-    host client (at @console_sock) connecting and leaving in turn, each a
-    message the queue cannot fold into an earlier one. Returns the
-    refusal; the refused resize must not have changed the size."""
-    g.ctrl_rx_hold = True
-    host, connects = None, 0
-    for i in range(400):
-        r = cl.req({'cmd': 'resize', 'port': 0, 'cols': 80 + i % 2, 'rows': 25})
-        if not r['ok']:
-            if host:
-                host.close()
-            cols = ports_by_id(cl)[0]['cols']
-            check(cols == 80 + (i - 1) % 2, 'a refused resize changed the size: %d' % cols)
-            return r['error']
-        if host is None:
-            host = unix_client(console_sock)
-            connects += 1
-            wait_for(lambda: ports_by_id(cl)[0]['counters']['host_connects'] == connects or
-                     refused(host), 'host client %d' % connects)
-            if refused(host):
-                host.close()
-                host = None
-        else:
-            host.close()
-            host = None
-            wait_for(lambda: not ports_by_id(cl)[0]['host_connected'], 'host client %d gone' % i)
-    raise CaseFailed('the control queue never filled')
-
-
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
+CASES, case = registry()
 
 
 # ---------------------------------------------------------------- no VMM
@@ -408,7 +155,7 @@ def other_dir():
     return tempfile.mkdtemp(prefix='vsctl-out-', dir='/tmp')
 
 
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'])
 def sandbox_forbidden_open(d):
     """Finding 9: after set-up the confined daemon opens files and makes
     unix sockets only in the control socket's directory and --allow-path
@@ -436,24 +183,6 @@ def sandbox_forbidden_open(d):
         shutil.rmtree(out, ignore_errors=True)
 
 
-sandbox_forbidden_open.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-
-
-def another_daemon(d, fn, ports=(), extra=(), chmod=None):
-    """Run @fn(d2) against a daemon of its own configuration (computed at
-    run time) instead of the case's @d, which is stopped first."""
-    d.terminate()
-    d2 = Daemon(ports=ports, extra=extra)
-    try:
-        if chmod is not None:
-            os.chmod(d2.dir, chmod)
-        fn(d2)
-    finally:
-        errs, log = d2.stop()
-    check(not errs, '; '.join(errs) + '\n' + log[-1500:])
-    shutil.rmtree(d2.dir, ignore_errors=True)
-
-
 @case
 def sandbox_allow_path(d):
     """--allow-path DIR: run-time ports may live there too."""
@@ -472,7 +201,7 @@ def sandbox_allow_path(d):
         shutil.rmtree(out, ignore_errors=True)
 
 
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'])
 def sandbox_forbidden_connect(d):
     """Finding 9: connect() is refused (seccomp) unless a unix-connect port
     is configured or --allow-connect is given: a run-time unix-connect port
@@ -494,10 +223,7 @@ def sandbox_forbidden_connect(d):
     srv.close()
 
 
-sandbox_forbidden_connect.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-
-
-@case
+@case(extra=['--allow-connect', '--allow-tcp'])
 def sandbox_allow_connect_tcp(d):
     """--allow-connect and --allow-tcp: run-time unix-connect and tcp ports
     work in the confined daemon."""
@@ -515,9 +241,6 @@ def sandbox_allow_connect_tcp(d):
     t.close()
     peer.close()
     srv.close()
-
-
-sandbox_allow_connect_tcp.extra = ['--allow-connect', '--allow-tcp']
 
 
 @case
@@ -543,14 +266,6 @@ def sandbox_configured_backends(d):
         srv.close()
     another_daemon(d, run, ports=['id=1,backend=unix-connect,path=@peer.sock',
                                   'id=2,backend=tcp,port=%d' % port])
-
-
-def free_tcp_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @case
@@ -582,7 +297,8 @@ def sandbox_user(d):
                    extra=['--user', 'nobody'], chmod=0o777)
 
 
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock',
+             'id=1,console,backend=pty'], max_ports=4)
 def pty_resize_while_full(d):
     """A pty console's new terminal size that the device refuses (the
     guest's control queue is full) is tried again at the next poll, and
@@ -604,11 +320,6 @@ def pty_resize_while_full(d):
         os.close(pty)
 
 
-pty_resize_while_full.ports = ['id=0,console,backend=unix,path=@con.sock',
-                               'id=1,console,backend=pty']
-pty_resize_while_full.max_ports = 4
-
-
 @case
 def socket_mode_0600(d):
     st = os.lstat(d.control)
@@ -617,7 +328,8 @@ def socket_mode_0600(d):
     check(st.st_uid == os.geteuid(), 'owner %d' % st.st_uid)
 
 
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock',
+             'id=1,name=org.one,backend=unix,path=@one.sock'])
 def list_fields(d):
     cl = d.client()
     r = cl.ok({'cmd': 'list'})
@@ -660,11 +372,7 @@ def list_fields(d):
           'list --json %r' % r.stdout)
 
 
-list_fields.ports = ['id=0,console,backend=unix,path=@con.sock',
-                     'id=1,name=org.one,backend=unix,path=@one.sock']
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'])
 def stats_fields(d):
     """The "stats" reply (src/daemon/stats.h), vserialctl stats and the
     per-port counters of list."""
@@ -707,10 +415,7 @@ def stats_fields(d):
           'stats --json %r' % r.stdout)
 
 
-stats_fields.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def stats_library_counters(d):
     """The library's cost counters in "stats", "list" and vserialctl: the
     device's work (max descriptors per call included), each port's queues,
@@ -726,7 +431,14 @@ def stats_library_counters(d):
     host = unix_client(d.path('one.sock'))
     g.wait(lambda: g.ports[1].host_open, what='host open')
     g.send(1, b'x' * 10000)
-    check(host.recv(10000, socket.MSG_WAITALL) == b'x' * 10000, 'guest data')
+    # MSG_WAITALL on a socket with a timeout returns what is there: loop.
+    got = b''
+    host.settimeout(20)
+    while len(got) < 10000:
+        b = host.recv(10000 - len(got))
+        check(b, 'end of file after %d bytes of guest data' % len(got))
+        got += b
+    check(got == b'x' * 10000, 'guest data')
     st = cl.ok({'cmd': 'stats'})['stats']
     vmm, dev = st['vmm'], st['device']
     # 10 rings: a kick and a call eventfd each; the socket, the scheduler
@@ -749,10 +461,6 @@ def stats_library_counters(d):
     check(any(ln.startswith('ports: ') and 'tx.bytes=10000' in ln for ln in r.stdout.splitlines()),
           'vserialctl stats port line %r' % r.stdout)
     host.close()
-
-
-stats_library_counters.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-stats_library_counters.max_ports = 4
 
 
 @case
@@ -804,7 +512,8 @@ def add_object_form(d):
     check(sorted(ports_by_id(cl)) == [0, 7], 'ports %s' % sorted(ports_by_id(cl)))
 
 
-@case
+@case(ports=['id=0,name=org.con,console,backend=unix,path=@con.sock',
+             'id=1,name=org.one,backend=unix,path=@one.sock'])
 def resize_roundtrip(d):
     cl = d.client()
     cl.ok({'cmd': 'resize', 'port': 0, 'cols': 132, 'rows': 43})
@@ -825,10 +534,6 @@ def resize_roundtrip(d):
     r = d.ctl('resize', '1', '80', '24')
     check(r.returncode == 1 and 'is not a console' in one_error_line(r, 'resize port 1'),
           'vserialctl resize of a non-console: %s %r' % (r.returncode, r.stderr))
-
-
-resize_roundtrip.ports = ['id=0,name=org.con,console,backend=unix,path=@con.sock',
-                          'id=1,name=org.one,backend=unix,path=@one.sock']
 
 
 class EventsProc:
@@ -927,7 +632,7 @@ def events_daemon_gone(d):
     check(evs == ['port-added'], 'raw subscriber saw %s' % evs)
 
 
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'])
 def errors_keep_serving(d):
     cl = d.client()
     bad = [
@@ -975,9 +680,6 @@ def errors_keep_serving(d):
     check(d.alive(), 'daemon died')
 
 
-errors_keep_serving.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-
-
 @case
 def overlong_line(d):
     cl = d.client()
@@ -994,7 +696,7 @@ def overlong_line(d):
     check(d.alive(), 'daemon died')
 
 
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock'])
 def pipelined_requests(d):
     cl = d.client()
     n = 300
@@ -1019,9 +721,6 @@ def pipelined_requests(d):
             check((p['cols'], p['rows']) == (i - 2, i - 1), 'reply %d: size %s' % (i, p))
 
 
-pipelined_requests.ports = ['id=0,console,backend=unix,path=@con.sock']
-
-
 @case
 def peer_credentials(d):
     if os.geteuid() != 0:
@@ -1043,23 +742,12 @@ def peer_credentials(d):
                 s.sendall(b'{"cmd":"list"}\n')
             except OSError:
                 pass    # refused before the request went out: the reply waits
-            got = b''
-            while True:
-                b = s.recv(4096)
-                if not b:
-                    break
-                got += b
-            os.write(wfd, got)
+            os.write(wfd, read_to_eof(lambda: s.recv(4096)))
         except BaseException as e:     # noqa: BLE001
             os.write(wfd, ('child: %r' % e).encode())
         os._exit(0)
     os.close(wfd)
-    got = b''
-    while True:
-        b = os.read(rfd, 4096)
-        if not b:
-            break
-        got += b
+    got = read_to_eof(lambda: os.read(rfd, 4096))
     os.close(rfd)
     os.waitpid(pid, 0)
     lines = got.decode(errors='replace').splitlines()
@@ -1237,7 +925,8 @@ def vserialctl_usage(d):
 
 # ---------------------------------------------------------------- with a fake guest
 
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock',
+             'id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def guest_events(d):
     ev = d.client()
     first = ev.ok({'cmd': 'subscribe'})['seq']
@@ -1263,12 +952,7 @@ def guest_events(d):
     check(not p[0]['guest_open'] and not p[1]['guest_open'], 'guest_open after the VMM left')
 
 
-guest_events.ports = ['id=0,console,backend=unix,path=@con.sock',
-                      'id=1,name=org.one,backend=unix,path=@one.sock']
-guest_events.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def hot_add_remove_guest(d):
     g = d.connect_guest()
     g.wait(lambda: 1 in g.ports, what='port 1')
@@ -1289,11 +973,7 @@ def hot_add_remove_guest(d):
     check(1 in g.ports, 'port 1 went too')
 
 
-hot_add_remove_guest.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-hot_add_remove_guest.max_ports = 4
-
-
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock'], max_ports=4)
 def resize_reaches_guest(d):
     g = d.connect_guest()
     g.wait(lambda: 0 in g.ports and g.ports[0].resizes, what='console and its first size')
@@ -1302,10 +982,6 @@ def resize_reaches_guest(d):
     check(r.returncode == 0, 'resize: %r' % r.stderr)
     g.wait(lambda: len(g.ports[0].resizes) == 2, what='RESIZE')
     check(g.ports[0].resizes[1] == (132, 43), 'RESIZE payload %s (cols, rows)' % g.ports[0].resizes)
-
-
-resize_reaches_guest.ports = ['id=0,console,backend=unix,path=@con.sock']
-resize_reaches_guest.max_ports = 4
 
 
 class PtyAttach:
@@ -1358,7 +1034,7 @@ class PtyAttach:
                 pass
 
 
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def attach_pty(d):
     ev = d.client()
     ev.ok({'cmd': 'subscribe'})
@@ -1418,11 +1094,7 @@ def attach_pty(d):
                     ('host-disconnect', 2)], 'host events %s' % names)
 
 
-attach_pty.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-attach_pty.max_ports = 4
-
-
-@case
+@case(ports=['id=0,console,backend=unix,path=@con.sock'], max_ports=4)
 def attach_console_window_size(d):
     g = d.connect_guest()
     g.wait(lambda: 0 in g.ports and g.ports[0].resizes, what='console')
@@ -1442,11 +1114,7 @@ def attach_console_window_size(d):
         a.close()
 
 
-attach_console_window_size.ports = ['id=0,console,backend=unix,path=@con.sock']
-attach_console_window_size.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def attach_stdin_pipe(d):
     g = d.connect_guest()
     g.wait(lambda: 1 in g.ports, what='port 1')
@@ -1461,11 +1129,7 @@ def attach_stdin_pipe(d):
     wait_for(lambda: not ports_by_id(cl)[1]['host_connected'], 'host side free after EOF')
 
 
-attach_stdin_pipe.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-attach_stdin_pipe.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def attach_raw_pipelined(d):
     """Bytes right behind the attach line, in the same write, are port data."""
     g = d.connect_guest()
@@ -1492,11 +1156,7 @@ def attach_raw_pipelined(d):
     u.close()
 
 
-attach_raw_pipelined.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-attach_raw_pipelined.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def attach_subscribed(d):
     """Finding 8: attach on a connection that subscribed to events. It works
     cleanly: events before the "ok" are lines before it, after it the
@@ -1525,11 +1185,7 @@ def attach_subscribed(d):
     check(not ports_by_id(other)[1]['host_connected'], 'host side still connected')
 
 
-attach_subscribed.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-attach_subscribed.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.one,backend=unix,path=@one.sock'], max_ports=4)
 def attach_port_removed(d):
     g = d.connect_guest()
     g.wait(lambda: 1 in g.ports, what='port 1')
@@ -1555,11 +1211,7 @@ def attach_port_removed(d):
     g.wait(lambda: 1 not in g.ports, what='PORT_REMOVE')
 
 
-attach_port_removed.ports = ['id=1,name=org.one,backend=unix,path=@one.sock']
-attach_port_removed.max_ports = 4
-
-
-@case
+@case(ports=['id=1,name=org.out,backend=unix-connect,path=@peer.sock'], max_ports=4)
 def attach_unix_connect(d):
     """unix-connect with nobody listening has a free peer slot: an attached
     client takes it, and once the client leaves the backend retries again."""
@@ -1588,11 +1240,8 @@ def attach_unix_connect(d):
     srv.close()
 
 
-attach_unix_connect.ports = ['id=1,name=org.out,backend=unix-connect,path=@peer.sock']
-attach_unix_connect.max_ports = 4
-
-
-@case
+@case(ports=['id=1,backend=null', 'id=2,backend=file,path=@out.txt',
+             'id=3,backend=pty'])
 def attach_busy_backends(d):
     cl = d.client()
     for pid, kind in ((1, 'null'), (2, 'file'), (3, 'pty')):
@@ -1606,79 +1255,11 @@ def attach_busy_backends(d):
     check(os.path.exists(ports[3]['path']), 'the pty path %s does not exist' % ports[3]['path'])
 
 
-attach_busy_backends.ports = ['id=1,backend=null', 'id=2,backend=file,path=@out.txt',
-                              'id=3,backend=pty']
-
-
 # ---------------------------------------------------------------- runner
 
-def run_case(fn):
-    d = None
-    errs = []
-    skip = None
-    try:
-        d = Daemon(ports=getattr(fn, 'ports', ()), max_ports=getattr(fn, 'max_ports', None),
-                   extra=getattr(fn, 'extra', ()))
-        res = fn(d)
-        if isinstance(res, str) and res.startswith('SKIP'):
-            skip = res[5:]
-    except CaseFailed as e:
-        errs.append(str(e))
-    except Exception as e:      # noqa: BLE001
-        errs.append('%s: %s' % (type(e).__name__, e))
-        errs += traceback.format_exc().splitlines()
-    log = ''
-    if d is not None:
-        e2, log = d.stop()
-        errs += e2
-        if not errs:
-            shutil.rmtree(d.dir, ignore_errors=True)
-    return errs, skip, log, d.dir if d else None
-
-
 def main():
-    global OPTS
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--vserial', required=True)
-    ap.add_argument('--vserialctl', required=True)
-    ap.add_argument('--bindhook', help='tests/ctl/bindhook.c built (control_socket_swapped)')
-    ap.add_argument('--list', action='store_true')
-    ap.add_argument('cases', nargs='*')
-    OPTS = ap.parse_args()
-    OPTS.vserial = os.path.abspath(OPTS.vserial)
-    OPTS.vserialctl = os.path.abspath(OPTS.vserialctl)
-    if OPTS.list:
-        print('\n'.join(c.__name__ for c in CASES))
-        return 0
-    cases = CASES
-    if OPTS.cases:
-        known = {c.__name__: c for c in CASES}
-        bad = [n for n in OPTS.cases if n not in known]
-        if bad:
-            ap.error('unknown case(s): %s' % ' '.join(bad))
-        cases = [known[n] for n in OPTS.cases]
-    print('1..%d' % len(cases), flush=True)
-    failed = 0
-    for i, fn in enumerate(cases, 1):
-        t0 = time.monotonic()
-        errs, skip, log, ddir = run_case(fn)
-        dt = time.monotonic() - t0
-        if errs:
-            failed += 1
-            print('not ok %d - %s' % (i, fn.__name__))
-            for e in errs:
-                for ln in str(e).splitlines():
-                    print('#   %s' % ln)
-            print('#   daemon: %s' % ddir)
-            for ln in log.splitlines()[-20:]:
-                print('#   | %s' % ln)
-        elif skip:
-            print('ok %d - %s # SKIP %s' % (i, fn.__name__, skip))
-        else:
-            print('ok %d - %s # %.2f s' % (i, fn.__name__, dt))
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return tap_main(__doc__, CASES, testctl.run_case,
+                    args=[(('--bindhook',), dict(help='tests/ctl/bindhook.c built (control_socket_swapped)'))])
 
 
 if __name__ == '__main__':

@@ -15,7 +15,6 @@ Prints TAP, one case per line; each case gets its own daemon.
                          --vserialctl build/src/ctl/vserialctl [CASE...]
 """
 
-import argparse
 import json
 import os
 import random
@@ -26,24 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import prometheus_text  # noqa: E402
-import test_ctl as tc  # noqa: E402
-from test_ctl import CaseFailed, check, wait_for, ports_by_id  # noqa: E402
+import testctl as tc  # noqa: E402
+from testctl import CaseFailed, another_daemon, check, ports_by_id, read, wait_for  # noqa: E402
 
 JOURNALD_NS = os.path.join(HERE, 'journald_ns.sh')
-CASES = []
-
-
-def case(**opts):
-    def reg(fn):
-        fn.opts = opts
-        CASES.append(fn)
-        return fn
-    return reg
+CASES, case = tc.registry()
 
 
 def det(seed, n):
@@ -68,14 +58,6 @@ def guest(d, *ids):
         if not g.ports[i].guest_open:
             g.open(i)
     return g
-
-
-def read(path):
-    try:
-        with open(path, 'rb') as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
 
 
 # ---------------------------------------------------------------- refusals
@@ -205,12 +187,7 @@ def history_clients_and_vmm(d):
     s.connect(d.control)
     s.sendall(b'{"cmd":"history","port":1,"bytes":3000}\n')
     s.shutdown(socket.SHUT_WR)
-    got = b''
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
+    got = tc.read_to_eof(lambda: s.recv(65536))
     s.close()
     check(got == b'{"ok":true,"bytes":3000,"follow":false}\n' + bytes(out[-3000:]),
           'history to a half-closed client: %r...' % got[:80])
@@ -305,9 +282,7 @@ def logfile_reopen(d):
         check(r.returncode == 0 and r.stdout == '' and r.stderr == '', 'reopen: %r' % r)
         g.send(1, b'two\n')
         wait_for(lambda: read(log) == b'two\n', 'second line in the new file')
-        os.rename(log, log + '.2')
-        d2.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: os.path.exists(log), 'a new file after SIGHUP')
+        tc.rotate(d2.proc, log, log + '.2')
         g.send(1, b'three\n')
         wait_for(lambda: read(log) == b'three\n', 'third line')
         check(read(log + '.1') == b'one\n' and read(log + '.2') == b'two\n', 'rotated files')
@@ -675,7 +650,8 @@ def prometheus_parses(d):
                  'vserial_port_logfile_lost_bytes_total', 'vserial_port_history_bytes',
                  'vserial_port_clients', 'vserial_port_host_connects_total',
                  'vserial_port_throttled_seconds_total', 'vserial_vmm_connects_total',
-                 'vserial_guest_resets_total', 'vserial_queue_errors_total'):
+                 'vserial_guest_resets_total', 'vserial_queue_errors_total',
+                 'vserial_port_clients_dropped_total', 'vserial_port_input_discarded_bytes_total'):
         f = fams.get(name)
         check(f and f.type and f.help and f.samples, 'family %s: %s' % (name, f and vars(f)))
         check(f.type == ('counter' if name.endswith('_total') else 'gauge'), '%s: %s' % (name, f.type))
@@ -707,79 +683,5 @@ def threading_send(g, pid, data):
 
 # ---------------------------------------------------------------- runner
 
-def another_daemon(d, fn, ports=(), extra=(), max_ports=None):
-    """Run @fn(d2) against a daemon of its own configuration instead of the
-    case's @d, which is stopped first."""
-    d.terminate()
-    d2 = tc.Daemon(ports=ports, extra=extra, max_ports=max_ports)
-    try:
-        fn(d2)
-    finally:
-        errs, log = d2.stop()
-    check(not errs, '; '.join(errs) + '\n' + log[-1500:])
-    shutil.rmtree(d2.dir, ignore_errors=True)
-
-
-def run_case(fn):
-    d, errs, log = None, [], ''
-    try:
-        o = fn.opts
-        d = tc.Daemon(ports=o.get('ports', ()), max_ports=o.get('max_ports'),
-                      extra=o.get('extra', ()))
-        fn(d)
-    except CaseFailed as e:
-        errs.append(str(e))
-    except Exception as e:      # noqa: BLE001
-        errs.append('%s: %s' % (type(e).__name__, e))
-        errs += traceback.format_exc().splitlines()
-    if d is not None:
-        e2, log = d.stop()
-        errs += e2
-        if not errs:
-            shutil.rmtree(d.dir, ignore_errors=True)
-    return errs, log, d.dir if d else None
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--vserial', required=True)
-    ap.add_argument('--vserialctl', required=True)
-    ap.add_argument('--list', action='store_true')
-    ap.add_argument('cases', nargs='*')
-    opts = ap.parse_args()
-    opts.vserial = os.path.abspath(opts.vserial)
-    opts.vserialctl = os.path.abspath(opts.vserialctl)
-    tc.OPTS = opts
-    if opts.list:
-        print('\n'.join(c.__name__ for c in CASES))
-        return 0
-    cases = CASES
-    if opts.cases:
-        known = {c.__name__: c for c in CASES}
-        bad = [n for n in opts.cases if n not in known]
-        if bad:
-            ap.error('unknown case(s): %s' % ' '.join(bad))
-        cases = [known[n] for n in opts.cases]
-    print('1..%d' % len(cases), flush=True)
-    failed = 0
-    for i, fn in enumerate(cases, 1):
-        t0 = time.monotonic()
-        errs, log, ddir = run_case(fn)
-        if errs:
-            failed += 1
-            print('not ok %d - %s' % (i, fn.__name__))
-            for e in errs:
-                for ln in str(e).splitlines():
-                    print('#   %s' % ln)
-            print('#   daemon: %s' % ddir)
-            for ln in log.splitlines()[-20:]:
-                print('#   | %s' % ln)
-        else:
-            print('ok %d - %s # %.2f s' % (i, fn.__name__, time.monotonic() - t0))
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(tc.tap_main(__doc__, CASES, tc.run_case))

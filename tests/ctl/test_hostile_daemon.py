@@ -39,7 +39,6 @@ stdio (the daemon's stdin and stdout are pipes; the row gets x.ends =
 (stdin's write end, stdout's read end)).
 """
 
-import argparse
 import os
 import re
 import select
@@ -48,12 +47,11 @@ import socket
 import struct
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakeguest  # noqa: E402,F401  (rows use its constants)
-import test_ctl as tc  # noqa: E402
-from test_ctl import CaseFailed, check, wait_for  # noqa: E402,F401
+import testctl as tc  # noqa: E402
+from testctl import CaseFailed, check, wait_for  # noqa: E402,F401
 
 PAUSE = 1.0             # quiet seconds judged
 SETTLE_TIMEOUT = 20     # seconds a daemon may take to become idle
@@ -123,15 +121,7 @@ def settle(m, what):
 
 # ---------------------------------------------------------------- rows
 
-ROWS = []
-
-
-def row(**opts):
-    def reg(fn):
-        fn.opts = opts
-        ROWS.append(fn)
-        return fn
-    return reg
+ROWS, row = tc.registry()
 
 
 class Ctx:
@@ -817,22 +807,12 @@ def rings_past_the_device(x):
 
 # A TCP port for the tcp-connect port of the next row (its spec is fixed
 # before the row runs).
-_TCP_PORT = None
-
-
-def _tcp_port():
-    global _TCP_PORT
-    if _TCP_PORT is None:
-        s = socket.socket()
-        s.bind(('127.0.0.1', 0))
-        _TCP_PORT = s.getsockname()[1]
-        s.close()
-    return _TCP_PORT
+TCP_PORT = tc.free_tcp_port()
 
 
 @row(ports=['id=0,console,backend=unix,path=@con.sock,logfile=@con.log,logfile-timestamps=on',
             'id=1,name=org.j,backend=journal',
-            'id=2,name=org.t,backend=tcp-connect,port=%d' % _tcp_port(),
+            'id=2,name=org.t,backend=tcp-connect,port=%d' % TCP_PORT,
             'id=3,name=org.h,backend=null,history=4K,logfile=@h.log'], max_ports=4, log_max=10)
 def idle_with_host_features(x):
     """Issue 13's parts cost nothing while idle: a history follower
@@ -841,7 +821,7 @@ def idle_with_host_features(x):
     all of them."""
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(('127.0.0.1', _tcp_port()))
+    ls.bind(('127.0.0.1', TCP_PORT))
     ls.listen(1)
     ls.settimeout(15)
     peer, _ = ls.accept()
@@ -899,12 +879,12 @@ def run_row(fn):
     for fd in (kw.get('stdin'), kw.get('stdout')):
         if isinstance(fd, int):
             os.close(fd)        # the daemon's ends
-    errs, x, b = [], None, None
-    try:
+    state = {}
+
+    def body():
         m = Meter(d)
-        x = Ctx(d, m)
+        x = state['x'] = Ctx(d, m)
         x.ends = ends
-        state = {}
 
         def setup_done():
             state['base'] = settle(m, 'after set-up')
@@ -915,17 +895,14 @@ def run_row(fn):
         hostile = settle(m, 'after the input')
         a = m.read()
         time.sleep(PAUSE)
-        b = m.read()
+        state['b'] = b = m.read()
         judge(x, o, state['base'], hostile, a, b)
-    except CaseFailed as e:
-        errs.append(str(e))
-    except Exception as e:      # noqa: BLE001
-        errs.append('%s: %s' % (type(e).__name__, e))
-        errs += traceback.format_exc().splitlines()
+    errs, _ = tc.guarded(body)
     e2, log = d.stop()
     errs += e2
     # Suppressed lines are summed up on the next line written (at the
     # latest the one of the SIGTERM).
+    b = state.get('b')
     if b and b['log']['suppressed'] and 'messages suppressed (rate limit)' not in log:
         errs.append('%d lines suppressed, and no "suppressed" line in the log'
                     % b['log']['suppressed'])
@@ -936,50 +913,9 @@ def run_row(fn):
             pass
     if not errs:
         shutil.rmtree(d.dir, ignore_errors=True)
+    x = state.get('x')
     return errs, '; '.join(x.notes) if x else '', log, d.dir
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--vserial', required=True)
-    ap.add_argument('--vserialctl', required=True)
-    ap.add_argument('--list', action='store_true')
-    ap.add_argument('rows', nargs='*')
-    opts = ap.parse_args()
-    opts.vserial = os.path.abspath(opts.vserial)
-    opts.vserialctl = os.path.abspath(opts.vserialctl)
-    tc.OPTS = opts
-    if opts.list:
-        print('\n'.join(r.__name__ for r in ROWS))
-        return 0
-    rows = ROWS
-    if opts.rows:
-        known = {r.__name__: r for r in ROWS}
-        bad = [n for n in opts.rows if n not in known]
-        if bad:
-            ap.error('unknown row(s): %s' % ' '.join(bad))
-        rows = [known[n] for n in opts.rows]
-    print('1..%d' % len(rows), flush=True)
-    failed = 0
-    for i, fn in enumerate(rows, 1):
-        errs, info, log, ddir = run_row(fn)
-        if errs:
-            failed += 1
-            print('not ok %d - %s' % (i, fn.__name__))
-            for e in errs:
-                for ln in str(e).splitlines():
-                    print('#   %s' % ln)
-            if info:
-                print('#   %s' % info)
-            print('#   daemon: %s' % ddir)
-            for ln in log.splitlines()[-20:]:
-                print('#   | %s' % ln)
-        else:
-            print('ok %d - %s # %s' % (i, fn.__name__, info))
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(tc.tap_main(__doc__, ROWS, run_row))

@@ -733,37 +733,48 @@ void fake_driver_free(struct fake_driver *d)
 
 /* ---- vhost-user wire ---------------------------------------------------- */
 
+ssize_t fake_sendmsg(int sock, const void *buf, size_t len, const int *fds,
+                     unsigned nfds, int flags)
+{
+        union {
+                char b[CMSG_SPACE(sizeof(int) * FAKE_SEND_MAX_FDS)];
+                struct cmsghdr align;
+        } cm;
+        struct iovec iov = { (void *)buf, len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct cmsghdr *c;
+        ssize_t n;
+
+        if (nfds > FAKE_SEND_MAX_FDS)
+                return -EINVAL;
+        if (nfds) {
+                memset(&cm, 0, sizeof(cm));
+                mh.msg_control = cm.b;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+        }
+        n = sendmsg(sock, &mh, flags);
+        return n < 0 ? -errno : n;
+}
+
 int fake_vu_send_bytes(struct fake_driver *d, const void *buf, size_t len,
                        const int *fds, unsigned nfds)
 {
-        union {
-                char b[CMSG_SPACE(sizeof(int) * FAKE_VU_MAX_FDS)];
-                struct cmsghdr align;
-        } cm;
         size_t off = 0;
 
         if (nfds > FAKE_VU_MAX_FDS)
                 return -EINVAL;
         for (int tries = 0; off < len && tries < WAIT_MAX; tries++) {
-                struct iovec iov = { (uint8_t *)buf + off, len - off };
-                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-                ssize_t n;
+                ssize_t n = fake_sendmsg(d->sock, (const uint8_t *)buf + off,
+                                         len - off, fds, nfds,
+                                         MSG_NOSIGNAL | MSG_DONTWAIT);
 
-                if (nfds) {
-                        struct cmsghdr *c;
-
-                        memset(&cm, 0, sizeof(cm));
-                        mh.msg_control = cm.b;
-                        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                        c = CMSG_FIRSTHDR(&mh);
-                        c->cmsg_level = SOL_SOCKET;
-                        c->cmsg_type = SCM_RIGHTS;
-                        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-                }
-                n = sendmsg(d->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0 && errno != EAGAIN && errno != EINTR)
-                        return -errno;
+                if (n < 0 && n != -EAGAIN && n != -EINTR)
+                        return (int)n;
                 if (n < 0 && d->remote_ms) {
                         /* socket full: the backend reads it in its time */
                         if (poll_one(d->sock, POLLOUT, d->remote_ms) <= 0)

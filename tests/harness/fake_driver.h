@@ -350,6 +350,12 @@ uint64_t fake_alloc(struct fake_driver *d, uint64_t size, uint64_t align);
 int fake_vu_send(struct fake_driver *d, uint32_t req, uint32_t flags,
                  const void *payload, uint32_t size, const int *fds,
                  unsigned nfds);
+/* One sendmsg() of @len bytes with @nfds fds (SCM_RIGHTS, up to
+ * FAKE_SEND_MAX_FDS: past the 8 a message may carry, as a hostile peer
+ * would); what it sent or -errno. */
+#define FAKE_SEND_MAX_FDS 16u
+ssize_t fake_sendmsg(int sock, const void *buf, size_t len, const int *fds,
+                     unsigned nfds, int flags);
 /* Send exactly these bytes (a crafted or short message). */
 int fake_vu_send_bytes(struct fake_driver *d, const void *buf, size_t len,
                        const int *fds, unsigned nfds);

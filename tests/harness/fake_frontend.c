@@ -121,7 +121,8 @@ static int set_addr(struct fake_driver *d, unsigned q, bool uva)
 
 /* ---- UML ---------------------------------------------------------------- */
 
-static int uml_backend_req(struct fake_driver *d)
+/* The backend channel: a socketpair, its other end handed over. */
+static int backend_req(struct fake_driver *d)
 {
         int sv[2], r;
 
@@ -155,7 +156,7 @@ int fake_uml_boot(struct fake_driver *d)
         r = fake_vu_u64(d, FAKE_VU_SET_PROTOCOL_FEATURES,
                         fake_ack_flags(d, true), d->pf);
         if (r == 0 && (d->pf & BIT(FAKE_PF_BACKEND_REQ)))
-                r = uml_backend_req(d);
+                r = backend_req(d);
         return r;
 }
 
@@ -296,21 +297,12 @@ static int qemu_negotiate_protocol(struct fake_driver *d)
         return r;
 }
 
+/* QEMU sets the channel up only if the backend offered it. */
 static int qemu_backend_req(struct fake_driver *d)
 {
-        int sv[2], r;
-
         if (!(d->pf & BIT(FAKE_PF_BACKEND_REQ)))
                 return 0;
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-                return -errno;
-        fcntl(sv[0], F_SETFL, O_NONBLOCK);
-        d->req = sv[0];
-        /* no payload, just the fd */
-        r = fake_vu_msg(d, FAKE_VU_SET_BACKEND_REQ_FD, fake_ack_flags(d, true),
-                        NULL, 0, &sv[1], 1);
-        close(sv[1]);
-        return r;
+        return backend_req(d);
 }
 
 int fake_qemu_realize(struct fake_driver *d)

@@ -21,7 +21,7 @@ it. Prints TAP, one line per case.
       --vserialctl build/src/ctl/vserialctl --version 0.1.0 [CASE...]
 """
 
-import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -30,41 +30,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'ctl'))
 import fakeguest  # noqa: E402
-
-SANITIZER_RE = re.compile(r'ERROR: \w+Sanitizer|runtime error:|SUMMARY: \w+Sanitizer')
-OPTS = None
-
-
-class CaseFailed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CaseFailed(msg)
+import testctl as tc  # noqa: E402
+from testctl import OPTS, CaseFailed, check, read  # noqa: E402
 
 
 def wait_for(cond, what, timeout=15):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise CaseFailed('timed out waiting for %s' % what)
-
-
-def read(path):
-    try:
-        with open(path, 'rb') as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    tc.wait_for(cond, what, timeout)
 
 
 def listener(path):
@@ -154,20 +129,9 @@ class Daemon:
     def finish(self):
         errs = []
         if not self.stopped and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(15)
-                if rc != 0:
-                    errs.append('daemon exit status %s after SIGTERM' % rc)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                errs.append('daemon ignored SIGTERM for 15 s')
+            errs += tc.sigterm_errors(self.proc)
         self.logf.close()
-        m = SANITIZER_RE.search(self.log())
-        if m:
-            errs.append('sanitizer report in the daemon log: %s' % m.group(0))
-        return errs
+        return errs + tc.sanitizer_errors(self.log())
 
 
 def refused(d, args, want, env=None, fd_at=None, listen_pid=None):
@@ -196,12 +160,7 @@ def guest_roundtrip(vhost_path, port_file=None):
         g.shutdown()
 
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
+CASES, case = tc.registry()
 
 
 # ---------------------------------------------------------------- notify
@@ -354,13 +313,6 @@ def at_fd(s, fd):
     return fd
 
 
-def unix_client(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
-    return s
-
-
 @case
 def activation_named_port(d, dms):
     """Socket activation with two sockets, LISTEN_FDNAMES=vhost:org.act: the
@@ -385,7 +337,7 @@ def activation_named_port(d, dms):
     try:
         g.wait(lambda: 1 in g.ports, what='port 1 added')
         g.open(1)
-        c = unix_client(ppath)
+        c = tc.unix_client(ppath, timeout=10)
         g.wait(lambda: g.ports[1].host_open, what='the client connected')
         g.send(1, b'to the activated port\n')
         check(c.recv(100) == b'to the activated port\n', 'the client got the guest data')
@@ -426,12 +378,12 @@ def activation_named_refused(d, dms):
 
 # ---------------------------------------------------------------- SIGHUP
 
-@case
-def sighup_reopens_file(d, dms):
-    """logrotate: move the file, SIGHUP, the next output is in a new file;
-    the daemon keeps running and serving (sandbox on)."""
+@contextlib.contextmanager
+def file_port(d, dms, out):
+    """A daemon whose port 1 writes to the file out, and a fake guest that
+    opened the port: (daemon, guest). The guest must end without an error;
+    it is shut down either way."""
     vhost = os.path.join(d, 'vhost.sock')
-    out = os.path.join(d, 'port.log')
     dm = Daemon(d, ['--socket', vhost, '--port', 'id=1,name=log,backend=file,path=' + out])
     dms.append(dm)
     wait_for(lambda: os.path.exists(vhost), 'the VMM socket')
@@ -439,12 +391,21 @@ def sighup_reopens_file(d, dms):
     try:
         g.wait(lambda: 1 in g.ports, what='port 1 added')
         g.open(1)
+        yield dm, g
+        check(g.error is None, 'fake guest: %s' % g.error)
+    finally:
+        g.shutdown()
+
+
+@case
+def sighup_reopens_file(d, dms):
+    """logrotate: move the file, SIGHUP, the next output is in a new file;
+    the daemon keeps running and serving (sandbox on)."""
+    out = os.path.join(d, 'port.log')
+    with file_port(d, dms, out) as (dm, g):
         g.send(1, b'before rotation\n')
         wait_for(lambda: read(out) == b'before rotation\n', 'first line in the file')
-        os.rename(out, out + '.1')
-        dm.proc.send_signal(signal.SIGHUP)
-        # The new file appears when the daemon reopens (O_CREAT).
-        wait_for(lambda: os.path.exists(out), 'a new file after SIGHUP')
+        tc.rotate(dm.proc, out, out + '.1', timeout=15)
         g.send(1, b'after rotation\n')
         wait_for(lambda: read(out) == b'after rotation\n', 'second line in the new file')
         check(read(out + '.1') == b'before rotation\n',
@@ -454,26 +415,16 @@ def sighup_reopens_file(d, dms):
         wait_for(lambda: dm.log().count('reopened') == 2, 'a second reopen')
         g.send(1, b'third\n')
         wait_for(lambda: read(out) == b'after rotation\nthird\n', 'third line appended')
-        check(g.error is None, 'fake guest: %s' % g.error)
-    finally:
-        g.shutdown()
     check(dm.proc.poll() is None, 'the daemon exited on SIGHUP')
 
 
 @case
 def sighup_reopen_fails_keeps_writing(d, dms):
     """If the file cannot be opened again, output goes on to the old one."""
-    vhost = os.path.join(d, 'vhost.sock')
     sub = os.path.join(d, 'logs')
     os.mkdir(sub)
     out = os.path.join(sub, 'port.log')
-    dm = Daemon(d, ['--socket', vhost, '--port', 'id=1,name=log,backend=file,path=' + out])
-    dms.append(dm)
-    wait_for(lambda: os.path.exists(vhost), 'the VMM socket')
-    g = fakeguest.FakeGuest(vhost)
-    try:
-        g.wait(lambda: 1 in g.ports, what='port 1 added')
-        g.open(1)
+    with file_port(d, dms, out) as (dm, g):
         g.send(1, b'one\n')
         wait_for(lambda: read(out) == b'one\n', 'first line')
         os.rename(sub, sub + '.old')        # the directory is gone: open fails
@@ -482,9 +433,6 @@ def sighup_reopen_fails_keeps_writing(d, dms):
         g.send(1, b'two\n')
         old = os.path.join(sub + '.old', 'port.log')
         wait_for(lambda: read(old) == b'one\ntwo\n', 'output kept in the old file')
-        check(g.error is None, 'fake guest: %s' % g.error)
-    finally:
-        g.shutdown()
 
 
 # ---------------------------------------------------------------- version
@@ -505,59 +453,18 @@ def version(d, dms):
 
 def run_case(fn):
     d = tempfile.mkdtemp(prefix='vssvc-', dir='/tmp')
-    dms, errs = [], []
-    try:
-        fn(d, dms)
-    except CaseFailed as e:
-        errs.append(str(e))
-    except Exception:       # noqa: BLE001
-        errs.append(traceback.format_exc())
+    dms = []
+    errs, _ = tc.guarded(fn, d, dms)
     logs = ''
     for dm in dms:
         errs += dm.finish()
         logs = dm.log()
     if not errs:
         shutil.rmtree(d, ignore_errors=True)
-    return errs, logs, d
-
-
-def main():
-    global OPTS
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--vserial', required=True)
-    ap.add_argument('--vserialctl', required=True)
-    ap.add_argument('--version', required=True, help='the project version (meson.build)')
-    ap.add_argument('cases', nargs='*')
-    OPTS = ap.parse_args()
-    OPTS.vserial = os.path.abspath(OPTS.vserial)
-    OPTS.vserialctl = os.path.abspath(OPTS.vserialctl)
-    cases = CASES
-    if OPTS.cases:
-        known = {c.__name__: c for c in CASES}
-        bad = [n for n in OPTS.cases if n not in known]
-        if bad:
-            ap.error('unknown case(s): %s' % ' '.join(bad))
-        cases = [known[n] for n in OPTS.cases]
-    print('1..%d' % len(cases), flush=True)
-    failed = 0
-    for i, fn in enumerate(cases, 1):
-        t0 = time.monotonic()
-        errs, log, d = run_case(fn)
-        if errs:
-            failed += 1
-            print('not ok %d - %s' % (i, fn.__name__))
-            for e in errs:
-                for ln in str(e).splitlines():
-                    print('#   %s' % ln)
-            print('#   directory: %s' % d)
-            for ln in log.splitlines()[-15:]:
-                print('#   | %s' % ln)
-        else:
-            print('ok %d - %s # %.2f s' % (i, fn.__name__, time.monotonic() - t0))
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return errs, None, logs, d
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(tc.tap_main(__doc__, CASES, run_case, tail=15, dir_label='directory',
+                         args=[(('--version',), dict(required=True,
+                                                     help='the project version (meson.build)'))]))

@@ -16,47 +16,22 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
+#include "fake_env.h"
 
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[3];
-};
-
-static int setup(void **state)
+/* Port 0 console, port 1 named and open on both sides, port 2 unnamed. */
+static struct fake_driver *env_up(struct fake_env *e,
+                                  const struct fake_driver_cfg *cfg)
 {
-        *state = calloc(1, sizeof(struct env));
-        return *state ? 0 : -1;
-}
+        static const struct fake_env_spec dev3 = {
+                .dev = { .max_ports = 4 },
+                .drv = { .style = FAKE_STYLE_QEMU },
+                .ports = { { 0, NULL, true, false, false },
+                           { 1, "org.test.port1", false, true, true },
+                           { 2, NULL, false, false, false } },
+                .boot = true,
+        };
 
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        free(e);
-        return 0;
-}
-
-static void env_up(struct env *e, const struct fake_driver_cfg *cfg)
-{
-        struct vs_device_config dc = { .max_ports = 4 };
-        struct fake_driver_cfg def = { .style = FAKE_STYLE_QEMU };
-
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        e->p[0] = fake_host_add_port(e->h, 0, NULL, true, NULL);
-        e->p[1] = fake_host_add_port(e->h, 1, "org.test.port1", false, NULL);
-        e->p[2] = fake_host_add_port(e->h, 2, NULL, false, NULL);
-        assert_non_null(e->p[0]);
-        assert_non_null(e->p[1]);
-        assert_non_null(e->p[2]);
-        assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
-        assert_int_equal(fake_driver_new(e->h, cfg ? cfg : &def, &e->d), 0);
-        FAKE_OK(e->d, fake_qemu_realize(e->d));
-        FAKE_OK(e->d, fake_qemu_start(e->d));
-        FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
+        return fake_env_up_drv(e, &dev3, cfg);
 }
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
@@ -66,7 +41,7 @@ static void pattern(uint8_t *b, size_t n, unsigned seed)
 }
 
 /* One round trip on port 1; @tag keeps the bytes of each call distinct. */
-static void ping(struct env *e, const char *tag)
+static void ping(struct fake_env *e, const char *tag)
 {
         size_t n = strlen(tag), had_in = e->p[1]->in_len,
                had_out = e->d->port[1].len;
@@ -82,11 +57,10 @@ static void ping(struct env *e, const char *tag)
 
 static void test_qemu_sequence(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         assert_true(d->features & (1ull << VS_F_VERSION_1));
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->qsize, 64);
@@ -103,7 +77,7 @@ static void test_qemu_sequence(void **state)
 /* GET_QUEUE_NUM answers the queue count when MQ is offered. */
 static void test_qemu_queue_num(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         env_up(e, NULL);
         if (e->d->pf & (1ull << FAKE_PF_MQ))
@@ -115,12 +89,11 @@ static void test_qemu_queue_num(void **state)
 /* The device signals only the newest call fd of each ring. */
 static void test_qemu_double_call(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned q = fake_port_vq(1, true);
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         /* realize's fd, start's fd: both replaced */
         assert_true(d->vq[q].call_old[0] >= 0);
         assert_true(d->vq[q].call_old[1] >= 0);
@@ -136,15 +109,14 @@ static void test_qemu_double_call(void **state)
 /* num_vqs larger than the guest uses: extra rings enabled, never used. */
 static void test_qemu_extra_rings(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU, .num_vqs = 12 };
         struct fake_driver *d;
 
         /* QEMU's num_vqs=12 for a device whose config says 4 ports (10
          * rings): observed to work with QEMU, so rings 10 and 11 must be
          * accepted, enabled, and left alone */
-        env_up(e, &c);
-        d = e->d;
+        d = env_up(e, &c);
         assert_int_equal(d->nvqs, 10);
         assert_int_equal(d->num_vqs, 12);
         ping(e, "extra");
@@ -159,12 +131,11 @@ static void test_qemu_extra_rings(void **state)
 /* stop/cont while idle: bases resume, no DEVICE_READY, state kept. */
 static void test_qemu_stop_cont_idle(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         ping(e, "before");
         FAKE_OK(d, fake_qemu_stop(d));
         for (unsigned q = 0; q < d->nvqs; q++) {
@@ -188,14 +159,13 @@ static void test_qemu_stop_cont_idle(void **state)
 /* While stopped the device touches no ring, whatever the host does. */
 static void test_qemu_stopped_untouched(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint16_t idx[10];
         uint64_t one = 1;
         struct fake_driver *d;
         ssize_t w;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         FAKE_OK(d, fake_qemu_stop(d));
         for (unsigned q = 0; q < 10; q++)
                 idx[q] = d->vq[q].used->idx;
@@ -225,14 +195,13 @@ static void test_qemu_stopped_untouched(void **state)
  */
 static void test_qemu_stop_cont_mid_transfer(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU, .rx_fill = 2 };
         static uint8_t up[70000], down[30000];
         unsigned tx = fake_port_vq(1, false);
         struct fake_driver *d;
 
-        env_up(e, &c);
-        d = e->d;
+        d = env_up(e, &c);
         pattern(up, sizeof(up), 1);
         pattern(down, sizeof(down), 2);
         e->p[1]->take_limit = 5000;
@@ -264,12 +233,11 @@ static void test_qemu_stop_cont_mid_transfer(void **state)
 /* system_reset: a full probe from base 0 with a new DEVICE_READY. */
 static void test_qemu_reset(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = env_up(e, NULL);
         ping(e, "first life");
         log0 = d->nlog;
         FAKE_OK(d, fake_qemu_reset(d));
@@ -293,7 +261,7 @@ static void test_qemu_reset(void **state)
 /* Two regions, rings and buffers in the upper one, uva below the other. */
 static void test_qemu_uva_two_regions(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = {
                 .style = FAKE_STYLE_QEMU, .nregions = 2, .alloc_region = 1,
                 .regions = {
@@ -307,18 +275,16 @@ static void test_qemu_uva_two_regions(void **state)
         ping(e, "high memory");
 }
 
+#define T(f) FAKE_ENV_TEST(f)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_qemu_sequence, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_queue_num, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_double_call, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_extra_rings, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_idle, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stopped_untouched, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_stop_cont_mid_transfer, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_reset, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_qemu_uva_two_regions, setup, teardown),
+                T(test_qemu_sequence), T(test_qemu_queue_num),
+                T(test_qemu_double_call), T(test_qemu_extra_rings),
+                T(test_qemu_stop_cont_idle), T(test_qemu_stopped_untouched),
+                T(test_qemu_stop_cont_mid_transfer), T(test_qemu_reset),
+                T(test_qemu_uva_two_regions),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,53 +14,25 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
-
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[3];
-};
-
-static int setup(void **state)
-{
-        *state = calloc(1, sizeof(struct env));
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        free(e);
-        return 0;
-}
+#include "fake_env.h"
 
 /* Port 0 console, ports 1 and 2 named; the host side of port 1 is open. */
-static void env_init(struct env *e, const struct fake_driver_cfg *cfg)
-{
-        struct vs_device_config dc = { .max_ports = 4, .cols = 80,
-                                       .rows = 25 };
-        struct fake_driver_cfg def = { .style = FAKE_STYLE_UML };
+static const struct fake_env_spec dev3 = {
+        .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+        .drv = { .style = FAKE_STYLE_UML },
+        .ports = { { 0, NULL, true, false, false }, { 1, "org.test.port1", false, true, false },
+                   { 2, "org.test.port2", false, false, false } },
+        .boot = true,
+};
 
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        e->p[0] = fake_host_add_port(e->h, 0, NULL, true, NULL);
-        e->p[1] = fake_host_add_port(e->h, 1, "org.test.port1", false, NULL);
-        e->p[2] = fake_host_add_port(e->h, 2, "org.test.port2", false, NULL);
-        assert_non_null(e->p[0]);
-        assert_non_null(e->p[1]);
-        assert_non_null(e->p[2]);
-        assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
-        assert_int_equal(fake_driver_new(e->h, cfg ? cfg : &def, &e->d), 0);
-}
-
-static void env_up(struct env *e, const struct fake_driver_cfg *cfg)
+/* dev3 with @cfg (NULL: its own), the guest's port 1 open. */
+static struct fake_driver *up_open1(struct fake_env *e,
+                                    const struct fake_driver_cfg *cfg)
 {
-        env_init(e, cfg);
-        FAKE_OK(e->d, fake_uml_boot(e->d));
-        FAKE_OK(e->d, fake_uml_probe(e->d));
+        struct fake_driver *d = fake_env_up_drv(e, &dev3, cfg);
+
+        FAKE_OK(d, fake_guest_open(d, 1, true));
+        return d;
 }
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
@@ -72,11 +44,10 @@ static void pattern(uint8_t *b, size_t n, unsigned seed)
 /* Boot and probe: what was negotiated and the control exchange. */
 static void test_uml_handshake(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         assert_true(d->dev_features & (1ull << FAKE_F_PROTOCOL_FEATURES));
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_true(d->features & (1ull << VS_F_VERSION_1));
@@ -113,12 +84,11 @@ static void test_uml_handshake(void **state)
 /* The control messages after PORT_READY come after it, per port. */
 static void test_uml_port_ready_order(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         int ready, name, open, cons;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         ready = fake_log_find(d, 0, 1, FAKE_C_PORT_READY, true);
         name = fake_log_find(d, 0, 1, FAKE_C_PORT_NAME, false);
         open = fake_log_find(d, 0, 1, FAKE_C_PORT_OPEN, false);
@@ -133,13 +103,11 @@ static void test_uml_port_ready_order(void **state)
 
 static void test_uml_guest_to_host(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t big[100000];
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         assert_int_equal(e->p[1]->guest_open_calls, 1);
         assert_true(vs_port_guest_connected(e->p[1]->port));
         assert_int_equal(fake_guest_write(d, 1, "hello\n", 6), 6);
@@ -160,13 +128,11 @@ static void test_uml_guest_to_host(void **state)
 /* Host data larger than a guest buffer lands in 4096-byte pieces. */
 static void test_uml_host_to_guest_split(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[10000];
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         pattern(buf, sizeof(buf), 9);
         FAKE_OK(d, fake_port_send(e->p[1], buf, sizeof(buf)));
         FAKE_OK(d, fake_service(d));
@@ -183,11 +149,10 @@ static void test_uml_host_to_guest_split(void **state)
 /* Host data for a port the guest has not opened waits for PORT_OPEN. */
 static void test_uml_unopened_port_kept(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         FAKE_OK(d, fake_port_send(e->p[1], "early bird", 10));
         FAKE_OK(d, fake_service(d));
         /* not delivered (the fake fails if it was: Linux discards it) */
@@ -211,14 +176,12 @@ static void test_uml_unopened_port_kept(void **state)
 /* The call fd is a socketpair: whole 8-byte units, one per signal. */
 static void test_uml_call_fd_units(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned q = fake_port_vq(1, true);
         uint64_t before;
 
-        env_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         before = d->vq[q].calls;
         FAKE_OK(d, fake_port_send(e->p[1], "x", 1));
         FAKE_OK(d, fake_service(d));
@@ -231,11 +194,10 @@ static void test_uml_call_fd_units(void **state)
 /* Host PORT_OPEN follows the host side; PORT_OPEN 0 after data. */
 static void test_uml_host_connect(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &dev3);
         assert_false(d->port[2].host_open);
         assert_int_equal(vs_port_set_host_connected(e->p[2]->port, true), 0);
         FAKE_OK(d, fake_service(d));
@@ -253,15 +215,13 @@ static void test_uml_host_connect(void **state)
 /* rmmod: ENABLE 0 then nothing touches the rings; re-probe works. */
 static void test_uml_teardown_reprobe(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct vs_vring_used *used[10];
         uint16_t idx[10];
         struct fake_driver *d;
         unsigned log0;
 
-        env_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         for (unsigned q = 0; q < 10; q++) {
                 used[q] = d->vq[q].used;
                 idx[q] = used[q]->idx;
@@ -314,7 +274,7 @@ static void split_cfg(struct fake_driver_cfg *c, uint64_t *edge)
 
 static void test_uml_split_regions(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c;
         static uint8_t out[4096], in[6000];
         struct fake_driver *d;
@@ -322,9 +282,7 @@ static void test_uml_split_regions(void **state)
         unsigned rx = fake_port_vq(1, true), tx = fake_port_vq(1, false);
 
         split_cfg(&c, &g);
-        env_up(e, &c);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, &c);
         /* rx: a buffer from 100 bytes before the edge into the tail */
         assert_true(fake_vq_post(d, rx, g - 100, 4096) >= 0);
         FAKE_OK(d, fake_vq_kick(d, rx));
@@ -346,13 +304,11 @@ static void test_uml_split_regions(void **state)
 /* A slow host: have_data takes a little at a time, nothing is lost. */
 static void test_uml_slow_host(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[50000];
         struct fake_driver *d;
 
-        env_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, NULL);
         pattern(buf, sizeof(buf), 11);
         e->p[1]->take_limit = 1000;
         assert_int_equal(fake_guest_write(d, 1, buf, sizeof(buf)), sizeof(buf));
@@ -371,14 +327,12 @@ static void test_uml_slow_host(void **state)
 /* More data than the guest has buffers: guest_ready resumes the host. */
 static void test_uml_guest_ready(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = 2 };
         static uint8_t buf[20000];
         struct fake_driver *d;
 
-        env_up(e, &c);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = up_open1(e, &c);
         pattern(buf, sizeof(buf), 2);
         /* 2 buffers of 4096: the rest waits, and the fake reposts each
          * buffer after reading it, which must wake the host */
@@ -389,20 +343,17 @@ static void test_uml_guest_ready(void **state)
         assert_true(e->p[1]->guest_ready_calls >= 1);
 }
 
+#define T(f) FAKE_ENV_TEST(f)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_uml_handshake, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_port_ready_order, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_guest_to_host, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_host_to_guest_split, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_unopened_port_kept, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_call_fd_units, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_host_connect, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_teardown_reprobe, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_split_regions, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_slow_host, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_uml_guest_ready, setup, teardown),
+                T(test_uml_handshake), T(test_uml_port_ready_order),
+                T(test_uml_guest_to_host), T(test_uml_host_to_guest_split),
+                T(test_uml_unopened_port_kept), T(test_uml_call_fd_units),
+                T(test_uml_host_connect), T(test_uml_teardown_reprobe),
+                T(test_uml_split_regions), T(test_uml_slow_host),
+                T(test_uml_guest_ready),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

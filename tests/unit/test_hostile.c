@@ -19,10 +19,10 @@
  * what it cannot use, never write into a buffer it may only read, and keep
  * every other port and the control queue going.
  *
- * What test_vhost_user.c already covers (one overlap each way, size 0, a
- * gpa wrap, an eventfd as memory, vring indices 1024 and NQ..255, ring
- * sizes 0/100/65536, missing/extra fds on KICK, CALL, BACKEND_REQ_FD and
- * SET_MEM_TABLE, a 6-byte header then EOF) is not repeated here.
+ * The table-driven bad inputs (memory tables, ring sizes, vring indices,
+ * fd counts, messages cut short) are each one table here, with the rows
+ * that test_vhost_user.c once had on its own; each row is a cmocka case of
+ * its own name.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -45,7 +45,7 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
+#include "fake_env.h"
 #include "vhost-user/proto.h"
 
 #define V FAKE_VU_VERSION
@@ -53,40 +53,18 @@
 #define NQ 10u          /* 4 ports: 2 * (4 + 1) queues */
 #define KIB 1024u
 
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[4];
-        int efd;
-        int fds0;               /* open fds once the connection was up */
-};
+static int fds0;         /* open fds once the connection was up */
 
-static int setup(void **state)
-{
-        struct env *e = calloc(1, sizeof(*e));
-
-        if (!e)
-                return -1;
-        e->efd = -1;
-        *state = e;
-        return 0;
-}
-
-static void check_costs(struct env *e);
+static void check_costs(struct fake_env *e);
 
 /* After every case: the cost oracles (check_costs), then clean up. */
 static int teardown(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         if (e->h)
                 check_costs(e);
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        if (e->efd >= 0)
-                close(e->efd);
-        free(e);
-        return 0;
+        return fake_env_teardown(state);
 }
 
 /* ---- accounting: fds and mappings ---------------------------------------- */
@@ -131,45 +109,17 @@ static int mem_fd(uint64_t size)
 /* ---- the frontend side ------------------------------------------------------ */
 
 /* A QEMU-style raw frontend on a 4-port device with port 1. */
-static void fe_up(struct env *e)
+static void fe_up(struct fake_env *e)
 {
-        struct vs_device_config dc = { .max_ports = 4, .cols = 80, .rows = 25 };
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU };
+        static const struct fake_env_spec spec = {
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = { .style = FAKE_STYLE_QEMU },
+                .ports = { { 1, "p1", false, false, false } },
+                .efd = true,
+        };
 
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        assert_non_null(fake_host_add_port(e->h, 1, "p1", false, NULL));
-        assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
-        e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        assert_true(e->efd >= 0);
-        e->fds0 = count_fds();
-}
-
-static void ack_on(struct env *e)
-{
-        uint64_t pf;
-
-        FAKE_OK(e->d, fake_vu_get_u64(e->d, FAKE_VU_GET_PROTOCOL_FEATURES, &pf));
-        FAKE_OK(e->d, fake_vu_u64(e->d, FAKE_VU_SET_PROTOCOL_FEATURES, V, pf));
-        e->d->pf = pf;
-}
-
-static void assert_open(struct env *e)
-{
-        FAKE_OK(e->d, fake_vu_settle(e->d));
-        assert_int_equal(e->h->closed_calls, 0);
-}
-
-static void expect_closed(struct env *e)
-{
-        int err = fake_vu_wait_closed(e->d);
-
-        if (err == -ETIMEDOUT && !e->h->closed_calls)
-                fail_msg("the backend kept the connection open");
-        assert_int_equal(e->h->closed_calls, 1);
-        if (err >= 0)
-                fail_msg("closed with %d (%s), want a negative errno", err,
-                         e->h->closed_why);
-        assert_true(vs_vu_is_closed(e->h->vu));
+        fake_env_up(e, &spec);
+        fds0 = count_fds();
 }
 
 /*
@@ -177,57 +127,16 @@ static void expect_closed(struct env *e)
  * every fd the frontend handed over was closed (the vs_vu's own socket and
  * its scheduling eventfd go too) and no guest memory stays mapped.
  */
-static void expect_released(struct env *e)
+static void expect_released(struct fake_env *e)
 {
         vs_vu_free(e->h->vu);
         e->h->vu = NULL;
-        assert_int_equal(count_fds(), e->fds0 - 2);
+        assert_int_equal(count_fds(), fds0 - 2);
         assert_int_equal(count_maps("memfd:hostile-mem"), 0);
 }
 
-/* Any bytes and any number of fds (up to 16), in one sendmsg. */
-static void raw_send(struct env *e, const void *buf, size_t len,
-                     const int *fds, unsigned nfds)
-{
-        union {
-                char b[CMSG_SPACE(sizeof(int) * 16)];
-                struct cmsghdr align;
-        } cm;
-        struct iovec iov = { (void *)buf, len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        assert_true(nfds <= 16);
-        if (nfds) {
-                struct cmsghdr *c;
-
-                memset(&cm, 0, sizeof(cm));
-                mh.msg_control = cm.b;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        assert_int_equal(sendmsg(e->d->sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
-}
-
-/* Header (@size as given, whatever follows) + @plen payload bytes. */
-static void send_msg(struct env *e, uint32_t req, uint32_t flags, uint32_t size,
-                     const void *p, uint32_t plen, const int *fds, unsigned nfds)
-{
-        uint8_t buf[12 + 512] = { 0 };
-        uint32_t h[3] = { req, flags, size };
-
-        assert_true(plen <= 512);
-        memcpy(buf, h, 12);
-        if (p)
-                memcpy(buf + 12, p, plen);
-        raw_send(e, buf, 12 + plen, fds, nfds);
-}
-
 /* A SET_MEM_TABLE of @n regions (the count as sent) with these fds. */
-static void mem_table(struct env *e, uint32_t n, const struct fake_vu_region *r,
+static void mem_table(struct fake_env *e, uint32_t n, const struct fake_vu_region *r,
                       unsigned nr, const int *fds, unsigned nfds)
 {
         uint8_t p[8 + 32 * 8] = { 0 };
@@ -236,19 +145,8 @@ static void mem_table(struct env *e, uint32_t n, const struct fake_vu_region *r,
         memcpy(p, &n, 4);
         for (unsigned i = 0; i < nr; i++)
                 memcpy(p + 8 + 32 * i, &r[i], 32);
-        send_msg(e, FAKE_VU_SET_MEM_TABLE, V, 8 + 32 * nr, p, 8 + 32 * nr,
+        fake_env_send(e, FAKE_VU_SET_MEM_TABLE, V, 8 + 32 * nr, p, 8 + 32 * nr,
                  fds, nfds);
-}
-
-/* One region backed by a fresh memfd of @file_size bytes: rejected. */
-static void bad_region(struct env *e, struct fake_vu_region r, uint64_t file_size)
-{
-        int fd = mem_fd(file_size);
-
-        mem_table(e, 1, &r, 1, &fd, 1);
-        close(fd);
-        expect_closed(e);
-        expect_released(e);
 }
 
 #define UVA 0x7f0000000000ull
@@ -258,60 +156,91 @@ static void bad_region(struct env *e, struct fake_vu_region r, uint64_t file_siz
 
 /* ---- 1. memory tables ------------------------------------------------------- */
 
-static void test_mem_region_inside_another(void **state)
+/*
+ * Memory tables the backend must refuse, each closing the connection with
+ * every fd closed and nothing mapped: @count regions as sent, the first @nr
+ * of @r in the payload, a fresh memfd of @file bytes handed over @nfds times.
+ * (test_vhost_user.c's overlap, zero-size, wrap and zero-region rows are
+ * here too.)
+ */
+struct bad_mem {
+        const char *name;
+        uint32_t count;
+        unsigned nr;
+        struct fake_vu_region r[3];
+        uint64_t file;
+        unsigned nfds;
+};
+
+#define R1(gpa, size, uva, off) 1, 1, { { gpa, size, uva, off } }
+
+static const struct bad_mem bad_mems[] = {
+        /* overlaps: the second's gpa inside the first; the same twice; the
+         * third of three sharing one byte with the first; gpa or uva */
+        { "test_mem_region_inside_another", 2, 2,
+          { { 0, 4 * MIB, UVA, 0 }, { MIB, MIB, UVA + 16 * MIB, 0 } }, 4 * MIB, 2 },
+        { "test_mem_regions_identical", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 0, MIB, UVA, 0 } }, MIB, 2 },
+        { "test_mem_overlap_late", 3, 3,
+          { { 0, MIB, UVA, 0 }, { 2 * MIB, MIB, UVA + 2 * MIB, 0 },
+            { MIB - 1, 2, UVA + 8 * MIB, 0 } }, 4 * MIB, 3 },
+        { "test_bad_mem_overlap", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 4096, MIB, UVA + (1ull << 36), 0 } }, MIB, 2 },
+        { "test_bad_mem_overlap_uva", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 1ull << 30, MIB, UVA + 4096, 0 } }, MIB, 2 },
+        /* a zero-sized region, alone or after a good one */
+        { "test_bad_mem_zero_size", R1(0, 0, UVA, 0), MIB, 1 },
+        { "test_mem_zero_size_second", 2, 2,
+          { { 0, MIB, UVA, 0 }, { 2 * MIB, 0, UVA + 2 * MIB, 0 } }, MIB, 2 },
+        /* size 2^64 - 1 from gpa 0: no wrap, but no file is that long */
+        { "test_mem_size_max", R1(0, ~0ull, 0, 0), MIB, 1 },
+        /* size 2^63 from the middle: gpa + size is exactly 2^64 */
+        { "test_mem_size_end_2_64", R1(1ull << 63, 1ull << 63, 0, 0), MIB, 1 },
+        /* a 1 TiB region in a 1 MiB file */
+        { "test_mem_size_huge", R1(0, 1ull << 40, UVA, 0), MIB, 1 },
+        /* gpa, uva or offset + size past 2^64 */
+        { "test_bad_mem_wrap", R1(~0ull - 4095, 8192, UVA, 0), MIB, 1 },
+        { "test_mem_uva_wrap", R1(0, 8192, ~0ull - 4095, 0), MIB, 1 },
+        { "test_mem_gpa_wrap_by_one", R1(~0ull, 1, UVA, 0), MIB, 1 },
+        { "test_mem_offset_wrap", R1(0, 8192, UVA, ~0ull - 4095), MIB, 1 },
+        /* the file shorter than offset + size: mapping it would SIGBUS later;
+         * an empty file (a frontend that forgot to size its memfd) */
+        { "test_mem_file_too_short", R1(0, MIB, UVA, 0), 64 * KIB, 1 },
+        { "test_mem_offset_past_file", R1(0, 4096, UVA, 2 * MIB), MIB, 1 },
+        { "test_mem_file_empty", R1(0, 4096, UVA, 0), 0, 1 },
+        /* a region count that disagrees with the fds or with the payload;
+         * 0xffffffff: its product with the region size must not wrap */
+        { "test_mem_two_regions_one_fd", 2, 2,
+          { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } }, 2 * MIB, 1 },
+        { "test_mem_one_region_two_fds", R1(0, MIB, UVA, 0), MIB, 2 },
+        { "test_mem_count_past_payload", 3, 2,
+          { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } }, 2 * MIB, 3 },
+        { "test_mem_count_huge", 0xffffffffu, 1, { { 0, MIB, UVA, 0 } }, MIB, 1 },
+        { "test_bad_mem_zero_regions", 0, 0, { { 0, 0, 0, 0 } }, MIB, 0 },
+        /* more fds than regions, past the 8 a message may carry */
+        { "test_fds_mem_table_sixteen", R1(0, MIB, UVA, 0), MIB, 16 },
+};
+
+static void test_bad_mem(void **state)
 {
-        struct env *e = *state;
-        struct fake_vu_region r[2] = {
-                { 0, 4 * MIB, UVA, 0 },
-                { MIB, MIB, UVA + 16 * MIB, 0 },        /* gpa inside the first */
-        };
-        int fd;
+        struct fake_env *e = *state;
+        const struct bad_mem *m = e->arg;
+        int fd, fds[16];
 
         fe_up(e);
-        fd = mem_fd(4 * MIB);
-        mem_table(e, 2, r, 2, (int[]){ fd, fd }, 2);
+        fd = mem_fd(m->file);
+        for (unsigned i = 0; i < m->nfds; i++)
+                fds[i] = fd;
+        mem_table(e, m->count, m->r, m->nr, fds, m->nfds);
         close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-static void test_mem_regions_identical(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { 0, MIB, UVA, 0 } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 2, r, 2, (int[]){ fd, fd }, 2);
-        close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-/* The third of three regions overlaps the first: nothing of the table stays. */
-static void test_mem_overlap_late(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r[3] = {
-                { 0, MIB, UVA, 0 },
-                { 2 * MIB, MIB, UVA + 2 * MIB, 0 },
-                { MIB - 1, 2, UVA + 8 * MIB, 0 },       /* one byte shared */
-        };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(4 * MIB);
-        mem_table(e, 3, r, 3, (int[]){ fd, fd, fd }, 3);
-        close(fd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
 /* Touching regions are fine: the sanity check for the ones above. */
 static void test_mem_adjacent_ok(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r[2] = {
                 { 0, MIB, UVA, 0 },
                 { MIB, MIB, UVA + MIB, MIB },
@@ -319,7 +248,7 @@ static void test_mem_adjacent_ok(void **state)
         int fd;
 
         fe_up(e);
-        ack_on(e);
+        fake_env_ack_on(e);
         fd = mem_fd(2 * MIB);
         {
                 uint8_t p[8 + 64] = { 0 };
@@ -332,113 +261,21 @@ static void test_mem_adjacent_ok(void **state)
         }
         close(fd);
         assert_int_equal(count_maps("memfd:hostile-mem"), 2);
-        assert_open(e);
+        fake_env_assert_open(e);
         vs_vu_free(e->h->vu);
         e->h->vu = NULL;
         assert_int_equal(count_maps("memfd:hostile-mem"), 0);
 }
 
-/* A zero-sized region after a good one. */
-static void test_mem_zero_size_second(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { 2 * MIB, 0, UVA + 2 * MIB, 0 } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 2, r, 2, (int[]){ fd, fd }, 2);
-        close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-/* size 2^64 - 1 from gpa 0: no wrap, but no file is that long. */
-static void test_mem_size_max(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, ~0ull, 0, 0 }, MIB);
-}
-
-/* size 2^63 from the middle: gpa + size is exactly 2^64. */
-static void test_mem_size_end_2_64(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 1ull << 63, 1ull << 63, 0, 0 }, MIB);
-}
-
-/* A 1 TiB region in a 1 MiB file. */
-static void test_mem_size_huge(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 1ull << 40, UVA, 0 }, MIB);
-}
-
-static void test_mem_uva_wrap(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 8192, ~0ull - 4095, 0 }, MIB);
-}
-
-static void test_mem_gpa_wrap_by_one(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ ~0ull, 1, UVA, 0 }, MIB);
-}
-
-static void test_mem_offset_wrap(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 8192, UVA, ~0ull - 4095 }, MIB);
-}
-
-/* The file is shorter than offset + size: mapping it would SIGBUS later. */
-static void test_mem_file_too_short(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, MIB, UVA, 0 }, 64 * KIB);
-}
-
-static void test_mem_offset_past_file(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 4096, UVA, 2 * MIB }, MIB);
-}
-
-/* An empty file (a frontend that forgot to size its memfd). */
-static void test_mem_file_empty(void **state)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        bad_region(e, (struct fake_vu_region){ 0, 4096, UVA, 0 }, 0);
-}
-
 /* fds that cannot be mapped: a pipe and a socket. Each is closed again. */
-static void unmappable(struct env *e, int fd, int peer)
+static void unmappable(struct fake_env *e, int fd, int peer)
 {
         struct fake_vu_region r = { 0, MIB, UVA, 0 };
         struct pollfd p = { .fd = peer, .events = POLLIN };
 
         mem_table(e, 1, &r, 1, &fd, 1);
         close(fd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
         /* our end hears the hang-up only once the backend's copy is gone too */
         assert_int_equal(poll(&p, 1, 0), 1);
@@ -448,30 +285,30 @@ static void unmappable(struct env *e, int fd, int peer)
 
 static void test_mem_pipe(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         int pfd[2];
 
         fe_up(e);
         assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
-        e->fds0++;      /* our end stays open until the check */
+        fds0++;      /* our end stays open until the check */
         unmappable(e, pfd[1], pfd[0]);
 }
 
 static void test_mem_socket(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         int sv[2];
 
         fe_up(e);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        e->fds0++;
+        fds0++;
         unmappable(e, sv[1], sv[0]);
 }
 
 /* /dev/null is a character device that cannot be mapped. */
 static void test_mem_dev_null(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r = { 0, MIB, UVA, 0 };
         int fd;
 
@@ -480,66 +317,7 @@ static void test_mem_dev_null(void **state)
         assert_true(fd >= 0);
         mem_table(e, 1, &r, 1, &fd, 1);
         close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-/* A region count that disagrees with the fds or with the payload. */
-static void test_mem_two_regions_one_fd(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(2 * MIB);
-        mem_table(e, 2, r, 2, &fd, 1);
-        close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-static void test_mem_one_region_two_fds(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r = { 0, MIB, UVA, 0 };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 1, &r, 1, (int[]){ fd, fd }, 2);
-        close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-/* nregions 3 with room for 2 in the payload (and 3 fds). */
-static void test_mem_count_past_payload(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r[2] = { { 0, MIB, UVA, 0 }, { MIB, MIB, UVA + MIB, MIB } };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(2 * MIB);
-        mem_table(e, 3, r, 2, (int[]){ fd, fd, fd }, 3);
-        close(fd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-/* nregions 0xffffffff: its product with the region size must not wrap. */
-static void test_mem_count_huge(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r = { 0, MIB, UVA, 0 };
-        int fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        mem_table(e, 0xffffffffu, &r, 1, &fd, 1);
-        close(fd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
@@ -547,13 +325,13 @@ static void test_mem_count_huge(void **state)
  * it keeps working. (The connection is closed all the same.) */
 static void test_mem_bad_replacement_keeps_nothing_mapped(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region good = { 0, MIB, UVA, 0 };
         struct fake_vu_region bad[2] = { { 0, MIB, UVA, 0 }, { 4096, 4096, UVA + 8 * MIB, 0 } };
         int fd;
 
         fe_up(e);
-        ack_on(e);
+        fake_env_ack_on(e);
         fd = mem_fd(MIB);
         {
                 uint8_t p[8 + 32] = { 0 };
@@ -567,7 +345,7 @@ static void test_mem_bad_replacement_keeps_nothing_mapped(void **state)
         assert_int_equal(count_maps("memfd:hostile-mem"), 1);
         mem_table(e, 2, bad, 2, (int[]){ fd, fd }, 2);
         close(fd);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
@@ -575,23 +353,34 @@ static void test_mem_bad_replacement_keeps_nothing_mapped(void **state)
 
 /* A 2-region QEMU-style guest whose regions touch in gpa and uva but not in
  * the file: [0, 1 MiB) at file offset 0, [1 MiB, 2 MiB) at file offset 4 MiB. */
-static void fe_up_split(struct env *e)
+static void fe_up_split(struct fake_env *e)
 {
-        struct vs_device_config dc = { .max_ports = 4 };
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU, .nregions = 2 };
+        struct fake_env_spec spec = {
+                .dev = { .max_ports = 4 },
+                .drv = { .style = FAKE_STYLE_QEMU, .nregions = 2 },
+                .ports = { { 1, "p1", false, false, false } },
+                .efd = true,
+        };
 
-        c.regions[0] = (struct fake_vu_region){ 0, MIB, UVA, 0 };
-        c.regions[1] = (struct fake_vu_region){ MIB, MIB, UVA + MIB, 4 * MIB };
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        assert_non_null(fake_host_add_port(e->h, 1, "p1", false, NULL));
-        assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
-        e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        assert_true(e->efd >= 0);
-        e->fds0 = count_fds();
+        spec.drv.regions[0] = (struct fake_vu_region){ 0, MIB, UVA, 0 };
+        spec.drv.regions[1] = (struct fake_vu_region){ MIB, MIB, UVA + MIB, 4 * MIB };
+        fake_env_up(e, &spec);
+        fds0 = count_fds();
+}
+
+/* Up (the split guest, or the default one), REPLY_ACK, the memory table. */
+static void mem_up(struct fake_env *e, bool split)
+{
+        if (split)
+                fe_up_split(e);
+        else
+                fe_up(e);
+        fake_env_ack_on(e);
+        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
 }
 
 /* NUM, ADDR (uva), KICK and ENABLE for ring @q; the ring may be broken. */
-static void ring_at(struct env *e, unsigned q, unsigned num, uint64_t desc,
+static void ring_at(struct fake_env *e, unsigned q, unsigned num, uint64_t desc,
                     uint64_t avail, uint64_t used)
 {
         struct fake_vu_vring_addr a = { .index = q, .desc = desc,
@@ -603,7 +392,7 @@ static void ring_at(struct env *e, unsigned q, unsigned num, uint64_t desc,
         FAKE_OK(e->d, fake_vu_state(e->d, FAKE_VU_SET_VRING_ENABLE, NR, q, 1));
 }
 
-static void kick_efd(struct env *e, unsigned times)
+static void kick_efd(struct fake_env *e, unsigned times)
 {
         uint64_t one = 1;
 
@@ -616,11 +405,9 @@ static void kick_efd(struct env *e, unsigned times)
 /* The descriptor table runs from the end of region 0 into region 1. */
 static void test_ring_straddles_regions(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        fe_up_split(e);
-        ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, true);
         ring_at(e, 3, 64, UVA + MIB - 512, UVA + 8192, UVA + 16384);
         kick_efd(e, 3);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), -EFAULT);
@@ -628,32 +415,28 @@ static void test_ring_straddles_regions(void **state)
         ring_at(e, 5, 64, UVA + 8 * KIB, UVA + 12 * KIB, UVA + MIB - 256);
         kick_efd(e, 3);
         assert_int_equal(vs_device_queue_error(e->h->dev, 5), -EFAULT);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* The same ring entirely in region 1, and straddling nothing: fine. */
 static void test_ring_in_second_region_ok(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        fe_up_split(e);
-        ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, true);
         ring_at(e, 3, 64, UVA + MIB, UVA + MIB + 1024, UVA + MIB + 4096);
         kick_efd(e, 3);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), 0);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* Parts past the end of memory by one entry, and misaligned ones. */
 static void test_ring_edges(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t end = UVA + 2 * MIB;
 
-        fe_up_split(e);
-        ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, true);
         /* avail needs 6 + 2 * 64 bytes: one short */
         ring_at(e, 3, 64, UVA, end - 6 - 2 * 64 + 2, UVA + 4096);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), -EFAULT);
@@ -671,48 +454,59 @@ static void test_ring_edges(void **state)
         ring_at(e, 6, 64, ~0ull & ~15ull, UVA + 4096, UVA + 8192);
         assert_int_equal(vs_device_queue_error(e->h->dev, 6), -EFAULT);
         kick_efd(e, 4);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* Ring sizes: 32768 is the largest, anything else not a power of two or
  * larger closes the connection. */
 static void test_ring_size_32768_ok(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        fe_up(e);
-        ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, false);
         ring_at(e, 3, 32768, QUVA + MIB, QUVA + 2 * MIB, QUVA + 3 * MIB);
         kick_efd(e, 2);
         assert_int_equal(vs_device_queue_error(e->h->dev, 3), 0);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
-static void bad_size(void **state, uint32_t num)
+/*
+ * Ring sizes: 32768 is the largest (test_ring_size_32768_ok); anything not
+ * a power of two or larger closes the connection, on ring 0 or 3.
+ */
+struct bad_size {
+        const char *name;
+        uint32_t index, num;
+};
+
+static const struct bad_size bad_sizes[] = {
+        { "test_ring_size_32769", 3, 32769 },
+        { "test_ring_size_3", 3, 3 },
+        { "test_ring_size_2_31", 3, 0x80000000u },
+        { "test_ring_size_max", 3, 0xffffffffu },
+        { "test_bad_num_not_pow2", 0, 100 },
+        { "test_bad_num_too_big", 0, 65536 },
+        { "test_bad_num_zero", 0, 0 },
+};
+
+static void test_bad_size(void **state)
 {
-        struct env *e = *state;
-        uint32_t s[2] = { 3, num };
+        struct fake_env *e = *state;
+        const struct bad_size *b = e->arg;
+        uint32_t s[2] = { b->index, b->num };
 
         fe_up(e);
-        send_msg(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, NULL, 0);
-        expect_closed(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 8, s, 8, NULL, 0);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
-
-static void test_ring_size_32769(void **state) { bad_size(state, 32769); }
-static void test_ring_size_3(void **state) { bad_size(state, 3); }
-static void test_ring_size_2_31(void **state) { bad_size(state, 0x80000000u); }
-static void test_ring_size_max(void **state) { bad_size(state, 0xffffffffu); }
 
 /* A running ring made smaller: the device never looks past the new size. */
 static void test_ring_shrunk_while_running(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
-        fe_up(e);
-        ack_on(e);
-        FAKE_OK(e->d, fake_vu_set_mem_table(e->d, NR));
+        mem_up(e, false);
         ring_at(e, 5, 256, QUVA + MIB, QUVA + MIB + 4096, QUVA + MIB + 8192);
         /* avail idx 200 (fine for 256), then the ring shrinks to 8 */
         *(uint16_t *)fake_gpa(e->d, MIB + 4096 + 2, 2) = 200;
@@ -720,243 +514,238 @@ static void test_ring_shrunk_while_running(void **state)
         FAKE_OK(e->d, fake_vu_state(e->d, FAKE_VU_SET_VRING_ENABLE, NR, 5, 1));
         kick_efd(e, 2);
         assert_int_equal(vs_device_queue_error(e->h->dev, 5), -EOVERFLOW);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* ---- 3. vring indices --------------------------------------------------------- */
 
-static void send_vring(struct env *e, uint32_t req, uint64_t index, int fd)
+/*
+ * Ring indices in vring messages (test_vhost_user.c's rows are the ones
+ * with num 1). A u32 index names at most 1024 rings and a u64 one means
+ * bits 0-8 (and the no-fd bit 8): anything else closes the connection. A
+ * ring past the device's last (QEMU's num_vqs may exceed what the device
+ * uses) is accepted and inert: the connection stays, a kick does nothing,
+ * GET_VRING_BASE answers base 0.
+ */
+struct vring_row {
+        const char *name;
+        uint32_t req;
+        uint64_t index;
+        uint32_t num;           /* a vring state's second word */
+        bool closes;
+};
+
+#define CLOSES(name, req, index, num) { "test_" name, req, index, num, true }
+#define INERT(name, req, index, num) { "test_" name, req, index, num, false }
+
+static const struct vring_row vring_rows[] = {
+        CLOSES("bad_vring_num", FAKE_VU_SET_VRING_NUM, 1024, 1),
+        CLOSES("bad_vring_addr", FAKE_VU_SET_VRING_ADDR, 1024, 1),
+        CLOSES("bad_vring_base", FAKE_VU_SET_VRING_BASE, 1024, 1),
+        CLOSES("bad_vring_get_base", FAKE_VU_GET_VRING_BASE, 1024, 1),
+        CLOSES("bad_vring_kick", FAKE_VU_SET_VRING_KICK, 0x200 | NQ, 1),
+        CLOSES("bad_vring_call", FAKE_VU_SET_VRING_CALL, 0x200 | NQ, 1),
+        CLOSES("bad_vring_err", FAKE_VU_SET_VRING_ERR, 0x200 | NQ, 1),
+        CLOSES("bad_vring_enable", FAKE_VU_SET_VRING_ENABLE, 1024, 1),
+        CLOSES("bad_vring_num_huge", FAKE_VU_SET_VRING_NUM, 0x80000000u, 1),
+        CLOSES("vring_num_u32_max", FAKE_VU_SET_VRING_NUM, 0xffffffffu, 64),
+        CLOSES("vring_addr_u32_max", FAKE_VU_SET_VRING_ADDR, 0xffffffffu, 64),
+        CLOSES("vring_base_u32_max", FAKE_VU_SET_VRING_BASE, 0xffffffffu, 64),
+        CLOSES("vring_get_base_u32_max", FAKE_VU_GET_VRING_BASE, 0xffffffffu, 64),
+        CLOSES("vring_enable_u32_max", FAKE_VU_SET_VRING_ENABLE, 0xffffffffu, 64),
+        CLOSES("vring_kick_high_bits", FAKE_VU_SET_VRING_KICK, 1ull << 40, 64),
+        CLOSES("vring_call_bit_9", FAKE_VU_SET_VRING_CALL, 0x200, 64),
+        CLOSES("vring_err_u64_max", FAKE_VU_SET_VRING_ERR, ~0ull, 64),
+        INERT("inert_vring_num", FAKE_VU_SET_VRING_NUM, NQ, 1),
+        INERT("inert_vring_addr", FAKE_VU_SET_VRING_ADDR, NQ, 1),
+        INERT("inert_vring_base", FAKE_VU_SET_VRING_BASE, NQ, 1),
+        INERT("inert_vring_get_base", FAKE_VU_GET_VRING_BASE, NQ, 1),
+        INERT("inert_vring_kick", FAKE_VU_SET_VRING_KICK, NQ, 1),
+        INERT("inert_vring_call", FAKE_VU_SET_VRING_CALL, NQ, 1),
+        INERT("inert_vring_err", FAKE_VU_SET_VRING_ERR, NQ, 1),
+        INERT("inert_vring_enable", FAKE_VU_SET_VRING_ENABLE, NQ, 1),
+        INERT("inert_vring_num_255", FAKE_VU_SET_VRING_NUM, 255, 1),
+        INERT("inert_vring_call_255", FAKE_VU_SET_VRING_CALL, 255, 1),
+        INERT("vring_num_1023", FAKE_VU_SET_VRING_NUM, 1023, 64),
+        INERT("vring_addr_1023", FAKE_VU_SET_VRING_ADDR, 1023, 64),
+        INERT("vring_base_1023", FAKE_VU_SET_VRING_BASE, 1023, 64),
+        INERT("vring_get_base_1023", FAKE_VU_GET_VRING_BASE, 1023, 64),
+        INERT("vring_enable_1023", FAKE_VU_SET_VRING_ENABLE, 1023, 64),
+        INERT("vring_kick_255", FAKE_VU_SET_VRING_KICK, 255, 64),
+        INERT("vring_err_255", FAKE_VU_SET_VRING_ERR, 255, 64),
+};
+
+static void test_vring_row(void **state)
 {
-        switch (req) {
-        case FAKE_VU_SET_VRING_ADDR: {
-                struct fake_vu_vring_addr a = { .index = (uint32_t)index };
-
-                send_msg(e, req, V, sizeof(a), &a, sizeof(a), NULL, 0);
-                break;
-        }
-        case FAKE_VU_SET_VRING_KICK:
-        case FAKE_VU_SET_VRING_CALL:
-        case FAKE_VU_SET_VRING_ERR:
-                send_msg(e, req, V, 8, &index, 8, &fd, fd >= 0);
-                break;
-        default: {
-                uint32_t s[2] = { (uint32_t)index, 64 };
-
-                send_msg(e, req, V, 8, s, 8, NULL, 0);
-        }
-        }
-}
-
-static void vring_closes(void **state, uint32_t req, uint64_t index)
-{
-        struct env *e = *state;
+        struct fake_env *e = *state;
+        const struct vring_row *v = e->arg;
 
         fe_up(e);
-        send_vring(e, req, index, e->efd);
-        expect_closed(e);
-        expect_released(e);
-}
-
-/* Accepted and inert: the connection stays, a kick on the ring does nothing. */
-static void vring_inert(void **state, uint32_t req, uint64_t index)
-{
-        struct env *e = *state;
-
-        fe_up(e);
-        send_vring(e, req, index, e->efd);
-        if (req == FAKE_VU_GET_VRING_BASE) {
+        fake_env_send_vring(e, v->req, v->index, v->num, e->efd);
+        if (v->closes) {
+                fake_env_expect_closed(e);
+                expect_released(e);
+                return;
+        }
+        if (v->req == FAKE_VU_GET_VRING_BASE) {
                 uint32_t reply[2];
 
-                FAKE_OK(e->d, fake_vu_reply(e->d, req, reply, sizeof(reply)));
-                assert_int_equal(reply[0], (uint32_t)index);
+                FAKE_OK(e->d, fake_vu_reply(e->d, v->req, reply, sizeof(reply)));
+                assert_int_equal(reply[0], (uint32_t)v->index);
                 assert_int_equal(reply[1], 0);
         }
-        assert_open(e);
+        fake_env_assert_open(e);
         kick_efd(e, 3);
-        assert_open(e);
+        fake_env_assert_open(e);
         assert_int_equal(vs_device_queue_error(e->h->dev, 0), 0);
 }
-
-#define VRING_CLOSES(name, req, index)                                  \
-        static void test_vring_##name(void **state)                     \
-        {                                                               \
-                vring_closes(state, req, index);                        \
-        }
-#define VRING_INERT(name, req, index)                                   \
-        static void test_vring_##name(void **state)                     \
-        {                                                               \
-                vring_inert(state, req, index);                         \
-        }
-VRING_CLOSES(num_u32_max, FAKE_VU_SET_VRING_NUM, 0xffffffffu)
-VRING_CLOSES(addr_u32_max, FAKE_VU_SET_VRING_ADDR, 0xffffffffu)
-VRING_CLOSES(base_u32_max, FAKE_VU_SET_VRING_BASE, 0xffffffffu)
-VRING_CLOSES(get_base_u32_max, FAKE_VU_GET_VRING_BASE, 0xffffffffu)
-VRING_CLOSES(enable_u32_max, FAKE_VU_SET_VRING_ENABLE, 0xffffffffu)
-VRING_CLOSES(kick_high_bits, FAKE_VU_SET_VRING_KICK, 1ull << 40)
-VRING_CLOSES(call_bit_9, FAKE_VU_SET_VRING_CALL, 0x200)
-VRING_CLOSES(err_u64_max, FAKE_VU_SET_VRING_ERR, ~0ull)
-VRING_INERT(num_1023, FAKE_VU_SET_VRING_NUM, 1023)
-VRING_INERT(addr_1023, FAKE_VU_SET_VRING_ADDR, 1023)
-VRING_INERT(base_1023, FAKE_VU_SET_VRING_BASE, 1023)
-VRING_INERT(get_base_1023, FAKE_VU_GET_VRING_BASE, 1023)
-VRING_INERT(enable_1023, FAKE_VU_SET_VRING_ENABLE, 1023)
-VRING_INERT(kick_255, FAKE_VU_SET_VRING_KICK, 255)
-VRING_INERT(err_255, FAKE_VU_SET_VRING_ERR, 255)
 
 /* The "no fd" bit on an inert ring, no fd sent: accepted. */
 static void test_vring_nofd_inert(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         fe_up(e);
-        send_vring(e, FAKE_VU_SET_VRING_KICK, 0x100 | 200, -1);
-        send_vring(e, FAKE_VU_SET_VRING_CALL, 0x100 | 255, -1);
-        send_vring(e, FAKE_VU_SET_VRING_ERR, 0x100 | NQ, -1);
-        assert_open(e);
+        fake_env_send_vring(e, FAKE_VU_SET_VRING_KICK, 0x100 | 200, 64, -1);
+        fake_env_send_vring(e, FAKE_VU_SET_VRING_CALL, 0x100 | 255, 64, -1);
+        fake_env_send_vring(e, FAKE_VU_SET_VRING_ERR, 0x100 | NQ, 64, -1);
+        fake_env_assert_open(e);
 }
 
 /* Ring sizes past the device's queues are not checked (inert), inside
  * they are: the same bad size closes on ring 3, not on ring NQ. */
 static void test_vring_bad_size_inert_ring(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         fe_up(e);
         FAKE_OK(e->d, fake_vu_state(e->d, FAKE_VU_SET_VRING_NUM, V, NQ, 100));
-        assert_open(e);
-        send_msg(e, FAKE_VU_SET_VRING_NUM, V, 8, (uint32_t[2]){ 3, 100 }, 8, NULL, 0);
-        expect_closed(e);
+        fake_env_assert_open(e);
+        fake_env_send(e, FAKE_VU_SET_VRING_NUM, V, 8, (uint32_t[2]){ 3, 100 }, 8, NULL, 0);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
 /* ---- 4. fd counts --------------------------------------------------------------- */
 
-static void fds_close(void **state, uint32_t req, uint64_t u64, unsigned nfds)
+/*
+ * fd counts that disagree with the message, each closing the connection
+ * with every fd closed: @req with u64 @u64 (none for messages without a
+ * payload) and @nfds copies of the spare eventfd. Past the 8 a message may
+ * carry the kernel truncates; nothing leaks. (The first five rows were
+ * test_vhost_user.c's.)
+ */
+struct bad_fds {
+        const char *name;
+        uint32_t req;
+        uint64_t u64;
+        unsigned nfds;
+};
+
+static const struct bad_fds bad_fds[] = {
+        { "test_bad_fd_where_none", FAKE_VU_SET_OWNER, 0, 1 },
+        { "test_bad_fd_on_vring_num", FAKE_VU_SET_VRING_NUM, 64ull << 32, 1 },
+        { "test_bad_missing_kick_fd", FAKE_VU_SET_VRING_KICK, 0, 0 },
+        { "test_bad_two_call_fds", FAKE_VU_SET_VRING_CALL, 0, 2 },
+        { "test_bad_backend_req_no_fd", FAKE_VU_SET_BACKEND_REQ_FD, 0, 0 },
+        { "test_fds_kick_two", FAKE_VU_SET_VRING_KICK, 3, 2 },
+        { "test_fds_call_none", FAKE_VU_SET_VRING_CALL, 3, 0 },
+        { "test_fds_err_none", FAKE_VU_SET_VRING_ERR, 3, 0 },
+        { "test_fds_err_two", FAKE_VU_SET_VRING_ERR, 3, 2 },
+        { "test_fds_kick_nofd_with_fd", FAKE_VU_SET_VRING_KICK, 0x100 | 3, 1 },
+        { "test_fds_call_nofd_with_fd", FAKE_VU_SET_VRING_CALL, 0x100 | 3, 1 },
+        { "test_fds_err_nofd_with_fd", FAKE_VU_SET_VRING_ERR, 0x100 | 3, 1 },
+        { "test_fds_backend_req_two", FAKE_VU_SET_BACKEND_REQ_FD, 0, 2 },
+        { "test_fds_get_features_one", FAKE_VU_GET_FEATURES, 0, 1 },
+        { "test_fds_set_features_one", FAKE_VU_SET_FEATURES, 0, 1 },
+        { "test_fds_kick_eight", FAKE_VU_SET_VRING_KICK, 3, 8 },
+        { "test_fds_owner_nine", FAKE_VU_SET_OWNER, 0, 9 },
+        { "test_fds_kick_sixteen", FAKE_VU_SET_VRING_KICK, 3, 16 },
+};
+
+static void test_bad_fds(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
+        const struct bad_fds *b = e->arg;
         uint32_t size;
         int fds[16];
 
         fe_up(e);
-        for (unsigned i = 0; i < nfds; i++)
+        for (unsigned i = 0; i < b->nfds; i++)
                 fds[i] = e->efd;
-        size = req == FAKE_VU_SET_OWNER || req == FAKE_VU_GET_FEATURES ||
-               req == FAKE_VU_SET_BACKEND_REQ_FD ? 0 : 8;
-        send_msg(e, req, V, size, &u64, size, fds, nfds);
-        expect_closed(e);
-        expect_released(e);
-}
-
-#define FDS(name, req, u64, n)                                          \
-        static void test_fds_##name(void **state)                       \
-        {                                                               \
-                fds_close(state, req, u64, n);                          \
-        }
-FDS(kick_two, FAKE_VU_SET_VRING_KICK, 3, 2)
-FDS(call_none, FAKE_VU_SET_VRING_CALL, 3, 0)
-FDS(err_none, FAKE_VU_SET_VRING_ERR, 3, 0)
-FDS(err_two, FAKE_VU_SET_VRING_ERR, 3, 2)
-FDS(kick_nofd_with_fd, FAKE_VU_SET_VRING_KICK, 0x100 | 3, 1)
-FDS(call_nofd_with_fd, FAKE_VU_SET_VRING_CALL, 0x100 | 3, 1)
-FDS(err_nofd_with_fd, FAKE_VU_SET_VRING_ERR, 0x100 | 3, 1)
-FDS(backend_req_two, FAKE_VU_SET_BACKEND_REQ_FD, 0, 2)
-FDS(get_features_one, FAKE_VU_GET_FEATURES, 0, 1)
-FDS(set_features_one, FAKE_VU_SET_FEATURES, 0, 1)
-FDS(kick_eight, FAKE_VU_SET_VRING_KICK, 3, 8)
-/* more than the 8 a message may carry: the kernel truncates, nothing leaks */
-FDS(owner_nine, FAKE_VU_SET_OWNER, 0, 9)
-FDS(kick_sixteen, FAKE_VU_SET_VRING_KICK, 3, 16)
-
-/* A memory table with more fds than regions, past 8. */
-static void test_fds_mem_table_sixteen(void **state)
-{
-        struct env *e = *state;
-        struct fake_vu_region r = { 0, MIB, UVA, 0 };
-        int fds[16], fd;
-
-        fe_up(e);
-        fd = mem_fd(MIB);
-        for (unsigned i = 0; i < 16; i++)
-                fds[i] = fd;
-        mem_table(e, 1, &r, 1, fds, 16);
-        close(fd);
-        expect_closed(e);
+        size = b->req == FAKE_VU_SET_OWNER || b->req == FAKE_VU_GET_FEATURES ||
+               b->req == FAKE_VU_SET_BACKEND_REQ_FD ? 0 : 8;
+        fake_env_send(e, b->req, V, size, &b->u64, size, fds, b->nfds);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
 /* fds split over two pieces of one message: they count together. */
 static void test_fds_in_second_piece(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t b[20];
         uint32_t h[3] = { FAKE_VU_SET_VRING_CALL, NR, 8 };
         uint64_t idx = 3;
 
         fe_up(e);
-        ack_on(e);
+        fake_env_ack_on(e);
         memcpy(b, h, 12);
         memcpy(b + 12, &idx, 8);
-        raw_send(e, b, 7, NULL, 0);
+        fake_env_send_raw(e, b, 7, NULL, 0);
         assert_true(fake_host_pump(e->h) >= 0);
-        raw_send(e, b + 7, 13, &e->efd, 1);
+        fake_env_send_raw(e, b + 7, 13, &e->efd, 1);
         FAKE_OK(e->d, fake_vu_ack(e->d, FAKE_VU_SET_VRING_CALL));
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* ---- 5. messages cut short -------------------------------------------------------- */
 
 /* @n bytes of @msg, then the frontend goes away. */
-static void cut(struct env *e, const void *msg, size_t n, const int *fds, unsigned nfds)
+static void cut(struct fake_env *e, const void *msg, size_t n, const int *fds, unsigned nfds)
 {
-        raw_send(e, msg, n, fds, nfds);
+        fake_env_send_raw(e, msg, n, fds, nfds);
         shutdown(e->d->sock, SHUT_WR);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
-static void test_cut_header_11(void **state)
+/*
+ * The first @n bytes of a message, with the spare eventfd if @fd, then the
+ * frontend goes away: a clean rejection, every fd closed. (The 6-byte
+ * header was test_vhost_user.c's.)
+ */
+struct cut_row {
+        const char *name;
+        uint32_t b[5];          /* header, then an 8-byte payload */
+        size_t n;
+        bool fd;
+};
+
+static const struct cut_row cut_rows[] = {
+        { "test_bad_short_header", { 1, 1 }, 6, false },
+        { "test_cut_header_11", { FAKE_VU_GET_FEATURES, V, 0 }, 11, false },
+        { "test_cut_header_1", { FAKE_VU_SET_OWNER }, 1, false },
+        { "test_cut_payload_none", { FAKE_VU_SET_FEATURES, V, 8 }, 12, false },
+        { "test_cut_payload_half", { FAKE_VU_SET_FEATURES, V, 8 }, 16, false },
+        /* a vring fd message cut after its fd arrived */
+        { "test_cut_kick_with_fd", { FAKE_VU_SET_VRING_KICK, V, 8 }, 14, true },
+};
+
+static void test_cut(void **state)
 {
-        struct env *e = *state;
-        uint32_t h[3] = { FAKE_VU_GET_FEATURES, V, 0 };
+        struct fake_env *e = *state;
+        const struct cut_row *c = e->arg;
 
         fe_up(e);
-        cut(e, h, 11, NULL, 0);
-}
-
-static void test_cut_header_1(void **state)
-{
-        struct env *e = *state;
-        uint8_t b = FAKE_VU_SET_OWNER;
-
-        fe_up(e);
-        cut(e, &b, 1, NULL, 0);
-}
-
-static void test_cut_payload_none(void **state)
-{
-        struct env *e = *state;
-        uint32_t h[3] = { FAKE_VU_SET_FEATURES, V, 8 };
-
-        fe_up(e);
-        cut(e, h, 12, NULL, 0);
-}
-
-static void test_cut_payload_half(void **state)
-{
-        struct env *e = *state;
-        uint8_t b[20] = { 0 };
-        uint32_t h[3] = { FAKE_VU_SET_FEATURES, V, 8 };
-
-        fe_up(e);
-        memcpy(b, h, 12);
-        cut(e, b, 16, NULL, 0);
+        cut(e, c->b, c->n, &e->efd, c->fd);
 }
 
 /* A memory table cut in its regions, its fd already sent: the fd is
  * closed and nothing is mapped. */
 static void test_cut_mem_table_with_fd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t b[12 + 40] = { 0 };
         uint32_t h[3] = { FAKE_VU_SET_MEM_TABLE, V, 40 };
         struct fake_vu_region r = { 0, MIB, UVA, 0 };
@@ -968,37 +757,25 @@ static void test_cut_mem_table_with_fd(void **state)
         memcpy(b, h, 12);
         memcpy(b + 12, &one, 4);
         memcpy(b + 20, &r, 32);
-        raw_send(e, b, 30, &fd, 1);
+        fake_env_send_raw(e, b, 30, &fd, 1);
         close(fd);
         shutdown(e->d->sock, SHUT_WR);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
-}
-
-/* A vring fd message cut after its fd arrived. */
-static void test_cut_kick_with_fd(void **state)
-{
-        struct env *e = *state;
-        uint8_t b[20] = { 0 };
-        uint32_t h[3] = { FAKE_VU_SET_VRING_KICK, V, 8 };
-
-        fe_up(e);
-        memcpy(b, h, 12);
-        cut(e, b, 14, &e->efd, 1);
 }
 
 /* One whole message answered, then a cut one. */
 static void test_cut_after_good(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t h[6] = { FAKE_VU_GET_FEATURES, V, 0, FAKE_VU_GET_QUEUE_NUM, V, 0 };
         uint64_t f;
 
         fe_up(e);
-        raw_send(e, h, 12 + 5, NULL, 0);
+        fake_env_send_raw(e, h, 12 + 5, NULL, 0);
         FAKE_OK(e->d, fake_vu_reply(e->d, FAKE_VU_GET_FEATURES, &f, 8));
         shutdown(e->d->sock, SHUT_WR);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         expect_released(e);
 }
 
@@ -1006,7 +783,7 @@ static void test_cut_after_good(void **state)
  * reply), and the message is whole once the rest comes. */
 static void test_stall_mid_message(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t b[12 + 72] = { 0 };
         uint32_t h[3] = { FAKE_VU_SET_MEM_TABLE, NR, 72 };
         struct fake_vu_region r = { 0x2000000, MIB, 0x2000000, 0 };
@@ -1014,14 +791,14 @@ static void test_stall_mid_message(void **state)
         int fd;
 
         fe_up(e);
-        ack_on(e);
+        fake_env_ack_on(e);
         fd = mem_fd(MIB);
         memcpy(b, h, 12);
         memcpy(b + 12, &one, 4);
         memcpy(b + 20, &r, 32);
         /* one byte at a time, the fd with the first */
         for (size_t i = 0; i < sizeof(b); i++) {
-                raw_send(e, b + i, 1, &fd, i == 0);
+                fake_env_send_raw(e, b + i, 1, &fd, i == 0);
                 assert_true(fake_host_pump(e->h) >= 0);
                 if (i + 1 < sizeof(b)) {
                         struct pollfd p = { .fd = e->d->sock, .events = POLLIN };
@@ -1032,13 +809,13 @@ static void test_stall_mid_message(void **state)
         close(fd);
         FAKE_OK(e->d, fake_vu_ack(e->d, FAKE_VU_SET_MEM_TABLE));
         assert_int_equal(count_maps("memfd:hostile-mem"), 1);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* Many messages in one write: all answered, in order. */
 static void test_burst_of_messages(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint32_t h[3 * 200];
         uint64_t v;
 
@@ -1048,14 +825,14 @@ static void test_burst_of_messages(void **state)
                 h[3 * i + 1] = V;
                 h[3 * i + 2] = 0;
         }
-        raw_send(e, h, sizeof(h), NULL, 0);
+        fake_env_send_raw(e, h, sizeof(h), NULL, 0);
         for (unsigned i = 0; i < 200; i++) {
                 FAKE_OK(e->d, fake_vu_reply(e->d, i % 2 ? FAKE_VU_GET_FEATURES
                                                         : FAKE_VU_GET_QUEUE_NUM, &v, 8));
                 if (i % 2 == 0)
                         assert_int_equal(v, NQ);
         }
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* ---- the guest side ------------------------------------------------------------- */
@@ -1069,25 +846,21 @@ static void test_burst_of_messages(void **state)
 
 /* UML-style guest on a 4-port device: ports 1 and 2 open, no receive
  * buffers posted (each test posts its own). */
-static void guest_up(struct env *e)
+static void guest_up(struct fake_env *e)
 {
-        struct vs_device_config dc = { .max_ports = 4 };
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = FAKE_RX_NONE };
+        static const struct fake_env_spec spec = {
+                .dev = { .max_ports = 4 },
+                .drv = { .style = FAKE_STYLE_UML, .rx_fill = FAKE_RX_NONE },
+                .ports = { { 1, "org.hostile.one", false, false, true },
+                           { 2, "org.hostile.two", false, false, true } },
+                .boot = true,
+        };
 
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-        e->p[1] = fake_host_add_port(e->h, 1, "org.hostile.one", false, NULL);
-        e->p[2] = fake_host_add_port(e->h, 2, "org.hostile.two", false, NULL);
-        assert_non_null(e->p[1]);
-        assert_non_null(e->p[2]);
-        assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
-        FAKE_OK(e->d, fake_uml_boot(e->d));
-        FAKE_OK(e->d, fake_uml_probe(e->d));
-        FAKE_OK(e->d, fake_guest_open(e->d, 1, true));
-        FAKE_OK(e->d, fake_guest_open(e->d, 2, true));
+        fake_env_up(e, &spec);
         assert_true(e->p[1]->guest_connected && e->p[2]->guest_connected);
 }
 
-static uint64_t galloc(struct env *e, uint64_t size)
+static uint64_t galloc(struct fake_env *e, uint64_t size)
 {
         uint64_t gpa = fake_alloc(e->d, size, 64);
 
@@ -1095,7 +868,7 @@ static uint64_t galloc(struct env *e, uint64_t size)
         return gpa;
 }
 
-static uint8_t *gptr(struct env *e, uint64_t gpa, uint64_t len)
+static uint8_t *gptr(struct fake_env *e, uint64_t gpa, uint64_t len)
 {
         uint8_t *p = fake_gpa(e->d, gpa, len);
 
@@ -1104,7 +877,7 @@ static uint8_t *gptr(struct env *e, uint64_t gpa, uint64_t len)
 }
 
 /* A guest buffer of @len bytes filled with a recognizable pattern. */
-static uint64_t gbuf_pattern(struct env *e, uint32_t len, uint8_t seed)
+static uint64_t gbuf_pattern(struct fake_env *e, uint32_t len, uint8_t seed)
 {
         uint64_t gpa = galloc(e, len ? len : 1);
         uint8_t *p = gptr(e, gpa, len ? len : 1);
@@ -1114,7 +887,7 @@ static uint64_t gbuf_pattern(struct env *e, uint32_t len, uint8_t seed)
         return gpa;
 }
 
-static bool pattern_intact(struct env *e, uint64_t gpa, uint32_t len, uint8_t seed)
+static bool pattern_intact(struct fake_env *e, uint64_t gpa, uint32_t len, uint8_t seed)
 {
         uint8_t *p = gptr(e, gpa, len ? len : 1);
 
@@ -1124,7 +897,7 @@ static bool pattern_intact(struct env *e, uint64_t gpa, uint32_t len, uint8_t se
         return true;
 }
 
-static uint64_t gbuf_bytes(struct env *e, const void *data, uint32_t len)
+static uint64_t gbuf_bytes(struct fake_env *e, const void *data, uint32_t len)
 {
         uint64_t gpa = galloc(e, len ? len : 1);
 
@@ -1159,7 +932,7 @@ static void avail_publish(struct fake_vq *vq, unsigned head)
 
 /* Post a chain of @n segments on ring @q; its head. The chain's
  * descriptors stay reserved (the fake frees only heads). */
-static unsigned post_chain(struct env *e, unsigned q, const struct seg *s, unsigned n)
+static unsigned post_chain(struct fake_env *e, unsigned q, const struct seg *s, unsigned n)
 {
         struct fake_vq *vq = &e->d->vq[q];
         unsigned idx[256];
@@ -1184,7 +957,7 @@ static unsigned post_chain(struct env *e, unsigned q, const struct seg *s, unsig
         return idx[0];
 }
 
-static unsigned post1(struct env *e, unsigned q, uint64_t gpa, uint32_t len, uint16_t flags)
+static unsigned post1(struct fake_env *e, unsigned q, uint64_t gpa, uint32_t len, uint16_t flags)
 {
         struct seg s = { gpa, len, flags };
 
@@ -1192,7 +965,7 @@ static unsigned post1(struct env *e, unsigned q, uint64_t gpa, uint32_t len, uin
 }
 
 /* An indirect table of @n segments in guest memory; its gpa. */
-static uint64_t indirect_table(struct env *e, const struct seg *s, unsigned n)
+static uint64_t indirect_table(struct fake_env *e, const struct seg *s, unsigned n)
 {
         uint64_t gpa = galloc(e, 16ull * n);
         struct vs_vring_desc *t = (void *)gptr(e, gpa, 16ull * n);
@@ -1205,7 +978,7 @@ static uint64_t indirect_table(struct env *e, const struct seg *s, unsigned n)
 }
 
 /* A kick the guest did not have to send, and the backend runs. */
-static void kick(struct env *e, unsigned q)
+static void kick(struct fake_env *e, unsigned q)
 {
         uint64_t one = 1;
 
@@ -1215,7 +988,7 @@ static void kick(struct env *e, unsigned q)
 }
 
 /* The next used entry of @q: it must be @head; returns its length. */
-static uint32_t used_next(struct env *e, unsigned q, unsigned head)
+static uint32_t used_next(struct fake_env *e, unsigned q, unsigned head)
 {
         uint16_t h;
         uint32_t len;
@@ -1227,7 +1000,7 @@ static uint32_t used_next(struct env *e, unsigned q, unsigned head)
         return len;
 }
 
-static void no_used(struct env *e, unsigned q)
+static void no_used(struct fake_env *e, unsigned q)
 {
         uint16_t h;
         uint32_t len;
@@ -1237,7 +1010,7 @@ static void no_used(struct env *e, unsigned q)
 }
 
 /* What the host side of port @id received so far equals @s. */
-static void host_got(struct env *e, unsigned id, const void *s, size_t n)
+static void host_got(struct fake_env *e, unsigned id, const void *s, size_t n)
 {
         struct fake_port *p = e->p[id];
 
@@ -1249,7 +1022,7 @@ static void host_got(struct env *e, unsigned id, const void *s, size_t n)
  * Port 2, the control queue and the connection still work: data both ways
  * on port 2, and a close/open round trip.
  */
-static void others_work(struct env *e)
+static void others_work(struct fake_env *e)
 {
         struct fake_driver *d = e->d;
         size_t in0 = e->p[2]->in_len, out0 = d->port[2].len;
@@ -1292,7 +1065,7 @@ static unsigned dev_msgs(const struct fake_driver *d, unsigned from)
  * max_ports, the "no port" id): ignored, nothing sent back. */
 static void test_ctrl_ports_never_added(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         const uint32_t ids[] = { 3, 4, 511, 512, 0x7fffffffu, 0xffffffffu };
         unsigned log0;
 
@@ -1318,7 +1091,7 @@ static void test_ctrl_ports_never_added(void **state)
 /* Events the guest may not send, or that do not exist, for a live port. */
 static void test_ctrl_unknown_events(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         const uint16_t evs[] = { FAKE_C_DEVICE_READY, FAKE_C_PORT_ADD, FAKE_C_PORT_REMOVE,
                                  FAKE_C_CONSOLE_PORT, FAKE_C_RESIZE, FAKE_C_PORT_NAME,
                                  8, 99, 0x7fff, 0xffff };
@@ -1348,7 +1121,7 @@ static void test_ctrl_unknown_events(void **state)
 /* PORT_OPEN and PORT_READY for a port the host removed: ignored. */
 static void test_ctrl_open_removed_port(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned log0;
 
         guest_up(e);
@@ -1374,7 +1147,7 @@ static void test_ctrl_open_removed_port(void **state)
  * 8-byte header is read, the buffer comes back unwritten. */
 static void test_ctrl_64k_buffer(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         const uint32_t big = 64 * KIB;
         uint64_t gpa;
         uint8_t *p;
@@ -1406,7 +1179,7 @@ static void test_ctrl_64k_buffer(void **state)
  * in an indirect table: still one message. */
 static void test_ctrl_header_in_pieces(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t msg[8];
         struct seg s[8];
         unsigned head;
@@ -1434,7 +1207,7 @@ static void test_ctrl_header_in_pieces(void **state)
  * holding a valid-looking message: ignored, never written. */
 static void test_ctrl_short_and_write_only(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t msg[8];
         uint64_t a, b, c;
         unsigned ha, hb, hc, hd;
@@ -1469,7 +1242,7 @@ static void test_ctrl_short_and_write_only(void **state)
  * goes to the next writable buffer. */
 static void test_rx_read_only(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t ro1, ro2, w;
         unsigned h1, h2, hw;
 
@@ -1499,7 +1272,7 @@ static void test_rx_read_only(void **state)
 /* Readable bytes before the writable ones in a receive chain: skipped. */
 static void test_rx_readable_then_writable(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t ro, w;
         struct seg s[2];
         unsigned h;
@@ -1528,7 +1301,7 @@ static void test_rx_readable_then_writable(void **state)
  */
 static void test_rx_read_only_recv_fd(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t ro;
         unsigned h;
         int pfd[2];
@@ -1559,7 +1332,7 @@ static void test_rx_read_only_recv_fd(void **state)
 /* Writable then readable in a receive chain: the queue breaks (EBADMSG). */
 static void test_rx_writable_then_readable(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[2];
         uint64_t w, ro;
 
@@ -1584,7 +1357,7 @@ static void test_rx_writable_then_readable(void **state)
  * real one, and a chain of nothing but zero lengths. */
 static void test_rx_zero_length(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[3];
         uint64_t w;
         unsigned h0, h1;
@@ -1608,7 +1381,7 @@ static void test_rx_zero_length(void **state)
 /* 64 one-byte writable descriptors, then a normal buffer: in order. */
 static void test_rx_one_byte_chain(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[64];
         uint8_t data[100], got[64];
         uint64_t base, w;
@@ -1637,7 +1410,7 @@ static void test_rx_one_byte_chain(void **state)
 /* Receive through an indirect table: two writable halves. */
 static void test_rx_indirect(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[3];
         uint64_t a, b, ro;
         unsigned h;
@@ -1663,7 +1436,7 @@ static void test_rx_indirect(void **state)
 /* A receive chain that loops: ELOOP, nothing written. */
 static void test_rx_loop(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vq *vq;
         uint64_t w;
         unsigned a, b;
@@ -1692,7 +1465,7 @@ static void test_rx_loop(void **state)
  * readable part of a mixed chain is delivered. */
 static void test_tx_write_only(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[2];
         uint64_t w1, w2, r;
         unsigned h1, h2;
@@ -1716,7 +1489,7 @@ static void test_tx_write_only(void **state)
 
 static void test_tx_zero_length(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[4];
         unsigned h0, h1;
 
@@ -1737,7 +1510,7 @@ static void test_tx_zero_length(void **state)
 /* A chain of 128 one-byte descriptors arrives whole and in order. */
 static void test_tx_one_byte_chain(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[128];
         uint8_t data[128];
         unsigned h;
@@ -1762,7 +1535,7 @@ static void test_tx_one_byte_chain(void **state)
  */
 static void test_tx_one_byte_chain_too_long(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         const unsigned n = VS_VQ_MAX_CHAIN - 1;
         struct seg *s = calloc(n + 1, sizeof(*s));
         uint8_t data[VS_VQ_MAX_CHAIN];
@@ -1793,13 +1566,16 @@ static void test_tx_one_byte_chain_too_long(void **state)
  * maps nothing and only the loop bound (the ring size) can stop it: ELOOP;
  * with data the iovec cap may come first: E2BIG.
  */
-static void tx_loop(struct env *e, unsigned len, uint32_t blen)
+static void tx_loop(struct fake_env *e, unsigned len, uint32_t blen)
 {
-        struct fake_vq *vq = &e->d->vq[TX1];
-        uint64_t r = gbuf_bytes(e, "loop", 4);
+        struct fake_vq *vq;
+        uint64_t r;
         unsigned idx[3];
         int err;
 
+        guest_up(e);
+        vq = &e->d->vq[TX1];
+        r = gbuf_bytes(e, "loop", 4);
         for (unsigned i = 0; i < len; i++)
                 idx[i] = desc_take(vq);
         for (unsigned i = 0; i < len; i++)
@@ -1818,42 +1594,15 @@ static void tx_loop(struct env *e, unsigned len, uint32_t blen)
         others_work(e);
 }
 
-static void test_tx_self_loop(void **state)
-{
-        struct env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 1, 0);
-}
-
-static void test_tx_self_loop_data(void **state)
-{
-        struct env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 1, 4);
-}
-
-static void test_tx_loop_of_three(void **state)
-{
-        struct env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 3, 0);
-}
-
-static void test_tx_loop_of_three_data(void **state)
-{
-        struct env *e = *state;
-
-        guest_up(e);
-        tx_loop(e, 3, 4);
-}
+static void test_tx_self_loop(void **s) { tx_loop(*s, 1, 0); }
+static void test_tx_self_loop_data(void **s) { tx_loop(*s, 1, 4); }
+static void test_tx_loop_of_three(void **s) { tx_loop(*s, 3, 0); }
+static void test_tx_loop_of_three_data(void **s) { tx_loop(*s, 3, 4); }
 
 /* Transmit through indirect tables: fine; and every way one can be wrong. */
 static void test_tx_indirect(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[3];
         unsigned h;
 
@@ -1873,7 +1622,7 @@ enum bad_indirect { IND_NESTED, IND_LEN_ODD, IND_LEN_ZERO, IND_OUTSIDE, IND_LOOP
 
 static void tx_bad_indirect(void **state, enum bad_indirect how, int err)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct seg s[2];
         uint64_t t, len;
 
@@ -1934,7 +1683,7 @@ static void test_tx_indirect_across_end(void **s) { tx_bad_indirect(s, IND_ACROS
 
 /* @n eventfd writes on ring @q, the backend running after each; returns
  * the callbacks it dispatched in all (bounded work: a few per kick). */
-static unsigned storm(struct env *e, unsigned q, unsigned n)
+static unsigned storm(struct fake_env *e, unsigned q, unsigned n)
 {
         uint64_t one = 1;
         unsigned total = 0;
@@ -1955,7 +1704,7 @@ static unsigned storm(struct env *e, unsigned q, unsigned n)
  * maximum: nothing moves, nothing loops. */
 static void test_kick_storm_empty(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t big = 0xfffffffffffffffeull;
 
         guest_up(e);
@@ -1979,7 +1728,7 @@ static void test_kick_storm_empty(void **state)
 /* Ten buffers and thousands of kicks: each buffer delivered once. */
 static void test_kick_storm_with_buffers(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         char want[10 * 8 + 1] = "";
         unsigned heads[10];
 
@@ -2003,7 +1752,7 @@ static void test_kick_storm_with_buffers(void **state)
  * and again; once it takes, everything arrives once. */
 static void test_kick_storm_throttled(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         char want[10 * 8 + 1] = "";
 
         guest_up(e);
@@ -2028,7 +1777,7 @@ static void test_kick_storm_throttled(void **state)
  * and on the control queue with one real message among them. */
 static void test_kick_storm_rx_and_broken(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned ready0;
 
         guest_up(e);
@@ -2052,7 +1801,7 @@ static void test_kick_storm_rx_and_broken(void **state)
 
 /* avail idx moved num + 1 past what the device used: the queue is broken,
  * reported once, and the others go on. */
-static void avail_jump(struct env *e, unsigned q)
+static void avail_jump(struct fake_env *e, unsigned q)
 {
         struct fake_vq *vq = &e->d->vq[q];
 
@@ -2070,7 +1819,7 @@ static void avail_jump(struct env *e, unsigned q)
 
 static void test_avail_jump_tx(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         guest_up(e);
         post1(e, TX1, gbuf_bytes(e, "abc", 3), 3, 0);
@@ -2081,7 +1830,7 @@ static void test_avail_jump_tx(void **state)
 
 static void test_avail_jump_rx(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         guest_up(e);
         avail_jump(e, RX1);
@@ -2091,7 +1840,7 @@ static void test_avail_jump_rx(void **state)
 /* Exactly num ahead is a full ring, not a jump: all of it is used. */
 static void test_avail_full_ring_ok(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vq *vq;
         uint64_t r;
 
@@ -2118,7 +1867,7 @@ static void test_avail_full_ring_ok(void **state)
  * open state no longer changes, as the guest cannot say anything). */
 static void test_avail_jump_ctrl_tx(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vq *vq;
 
         guest_up(e);
@@ -2155,7 +1904,7 @@ static uint64_t rnd_next(uint64_t *s)
  */
 static void test_rings_overlap_garbage(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t seed = 0x9e3779b97f4a7c15ull, blk, area;
         uint8_t data[3000];
         unsigned broken = 0, delivered = 0;
@@ -2211,7 +1960,7 @@ static void test_rings_overlap_garbage(void **state)
 /* Two different rings (port 1 rx and port 2 tx) given the same memory. */
 static void test_rings_shared_between_queues(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_vring_addr a = { .index = TX1 };
         struct fake_vq *rx;
 
@@ -2249,7 +1998,7 @@ static void test_rings_shared_between_queues(void **state)
  * again, and they resume where they were. */
 static void test_mem_pulled_from_under_rings(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r = { 0x40000000, MIB, 0x40000000, 0 };
         uint8_t p[72] = { 0 };
         uint32_t one = 1;
@@ -2287,7 +2036,7 @@ static void test_mem_pulled_from_under_rings(void **state)
  * holds are the ones its release closes. */
 static void test_cost_counters(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct vs_queue_stats q0, q1, all;
         struct vs_vu_stats vs;
         struct seg s[3];
@@ -2341,7 +2090,7 @@ static void test_cost_counters(void **state)
 /* ---- 13. the cost of one kick ---------------------------------------------------------- */
 
 /* Every slot of @q's avail ring names @head (a guest may do that). */
-static void avail_repeat(struct env *e, unsigned q, unsigned head)
+static void avail_repeat(struct fake_env *e, unsigned q, unsigned head)
 {
         struct fake_vq *vq = &e->d->vq[q];
 
@@ -2353,7 +2102,7 @@ static void avail_repeat(struct env *e, unsigned q, unsigned head)
 
 /* Take @q's used entries without the fake's checks (a head used more than
  * once would upset them); returns how many there were. */
-static unsigned used_drain_raw(struct env *e, unsigned q)
+static unsigned used_drain_raw(struct fake_env *e, unsigned q)
 {
         struct fake_vq *vq = &e->d->vq[q];
         uint16_t idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
@@ -2368,7 +2117,7 @@ static unsigned used_drain_raw(struct env *e, unsigned q)
 
 /* A table of @n descriptors chained in order, all empty but the first,
  * which holds @len bytes at @first (if @len); @flags on every entry. */
-static uint64_t table_of(struct env *e, unsigned n, uint64_t first, uint32_t len,
+static uint64_t table_of(struct fake_env *e, unsigned n, uint64_t first, uint32_t len,
                          uint16_t flags)
 {
         uint64_t gpa = galloc(e, 16ull * n);
@@ -2382,7 +2131,7 @@ static uint64_t table_of(struct env *e, unsigned n, uint64_t first, uint32_t len
 }
 
 /* The most descriptors one call into the device read so far. */
-static uint32_t max_descs(struct env *e)
+static uint32_t max_descs(struct fake_env *e)
 {
         struct vs_queue_stats st;
 
@@ -2390,7 +2139,7 @@ static uint32_t max_descs(struct env *e)
         return st.max_call_descs;
 }
 
-static void assert_call_bound(struct env *e)
+static void assert_call_bound(struct fake_env *e)
 {
         uint32_t m = max_descs(e);
 
@@ -2407,7 +2156,7 @@ static void assert_call_bound(struct env *e)
  */
 static void test_kick_cost_indirect_next(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vq *vq;
         unsigned idx[8];
         uint64_t t;
@@ -2433,7 +2182,7 @@ static void test_kick_cost_indirect_next(void **state)
  * costs at most VS_VQ_MAX_CHAIN reads, then the queue is broken. */
 static void test_kick_cost_huge_empty_table(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned h;
 
         guest_up(e);
@@ -2455,7 +2204,7 @@ static void test_kick_cost_huge_empty_table(void **state)
  */
 static void test_kick_cost_same_head_everywhere(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct vs_queue_stats st;
         uint64_t one = 1;
         char want[256];
@@ -2489,7 +2238,7 @@ static void test_kick_cost_same_head_everywhere(void **state)
  */
 static void test_rx_cost_same_head_no_room(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t w;
         unsigned h;
 
@@ -2518,7 +2267,7 @@ static void test_rx_cost_same_head_no_room(void **state)
  * chain, in every slot of the control transmit ring. */
 static void test_ctrl_cost_same_head(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint8_t msg[8];
         unsigned h;
 
@@ -2547,7 +2296,7 @@ static void test_ctrl_cost_same_head(void **state)
  */
 static void test_schedule_many_rings(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct vs_device_config dc = { .max_ports = 12 };
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = FAKE_RX_NONE };
         struct fake_port *fp[11];
@@ -2604,7 +2353,7 @@ static void test_schedule_many_rings(void **state)
 
 /* Pump until the backend settles: a watch that fires without progress
  * keeps it busy and fails here. */
-static void settle(struct env *e)
+static void settle(struct fake_env *e)
 {
         int n = fake_host_pump(e->h);
 
@@ -2614,7 +2363,7 @@ static void settle(struct env *e)
 
 /* After settling, an idle backend dispatches nothing: a few loop passes
  * (three polls and one 10 ms wait) run no callback. */
-static void assert_idle(struct env *e)
+static void assert_idle(struct fake_env *e)
 {
         struct vs_epoll_stats a, b;
 
@@ -2629,7 +2378,7 @@ static void assert_idle(struct env *e)
                          (unsigned long long)(b.dispatched - a.dispatched));
 }
 
-static unsigned vu_fds(struct env *e)
+static unsigned vu_fds(struct fake_env *e)
 {
         struct vs_vu_stats st;
 
@@ -2638,7 +2387,7 @@ static unsigned vu_fds(struct env *e)
 }
 
 /* Ring @q's kick fd becomes @fd (ours is closed by the caller). */
-static void set_kick(struct env *e, unsigned q, int fd)
+static void set_kick(struct fake_env *e, unsigned q, int fd)
 {
         FAKE_OK(e->d, fake_vu_fd(e->d, FAKE_VU_SET_VRING_KICK, fake_ack_flags(e->d, true),
                                  q, fd));
@@ -2648,7 +2397,7 @@ static void set_kick(struct env *e, unsigned q, int fd)
  * goes with the fd; the connection and the other rings stay. */
 static void test_kick_fd_pipe_eof(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned fds;
         int p[2];
 
@@ -2667,7 +2416,7 @@ static void test_kick_fd_pipe_eof(void **state)
 /* A last kick and then the writer leaves: the kick is served first. */
 static void test_kick_fd_pipe_data_then_eof(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t one = 1;
         int p[2];
 
@@ -2687,7 +2436,7 @@ static void test_kick_fd_pipe_data_then_eof(void **state)
  * after every read. One wake-up per frontend write, not per unit. */
 static void test_kick_fd_semaphore(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         uint64_t big = 0xfffffffffffffffeull, one = 1;
         struct vs_queue_stats a, b;
         int fd;
@@ -2714,7 +2463,7 @@ static void test_kick_fd_semaphore(void **state)
  * ready fd in it: read() fails with EINVAL): dropped, not spun on. */
 static void test_kick_fd_unreadable(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct epoll_event ev = { .events = EPOLLIN };
         unsigned fds;
         int ep, efd;
@@ -2736,7 +2485,7 @@ static void test_kick_fd_unreadable(void **state)
 /* The backend channel's other end goes away: the channel is dropped. */
 static void test_backend_channel_eof(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         unsigned fds;
 
         guest_up(e);
@@ -2752,16 +2501,16 @@ static void test_backend_channel_eof(void **state)
 /* A pipe at end of file as the backend channel: dropped too. */
 static void test_backend_channel_pipe(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         int p[2];
 
         fe_up(e);
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        send_msg(e, FAKE_VU_SET_BACKEND_REQ_FD, V, 0, NULL, 0, &p[0], 1);
+        fake_env_send(e, FAKE_VU_SET_BACKEND_REQ_FD, V, 0, NULL, 0, &p[0], 1);
         close(p[0]);
         close(p[1]);
         assert_idle(e);
-        assert_open(e);
+        fake_env_assert_open(e);
         assert_int_equal(vu_fds(e), 2);         /* the socket and our eventfd */
 }
 
@@ -2771,19 +2520,19 @@ static void test_backend_channel_pipe(void **state)
  * does not ignore it; a regular file would grow by 8 bytes per interrupt.
  * Both are refused: the connection closes and nothing is written.
  */
-static void call_fd_refused(struct env *e, uint32_t req, int fd)
+static void call_fd_refused(struct fake_env *e, uint32_t req, int fd)
 {
         uint64_t q = TX1;
 
         FAKE_OK(e->d, fake_vu_send(e->d, req, V, &q, 8, &fd, 1));
         post1(e, TX1, gbuf_bytes(e, "x", 1), 1, 0);
         kick(e, TX1);
-        expect_closed(e);
+        fake_env_expect_closed(e);
 }
 
 static void test_call_fd_pipe_refused(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         void (*old)(int) = signal(SIGPIPE, SIG_DFL);
         int p[2];
 
@@ -2797,7 +2546,7 @@ static void test_call_fd_pipe_refused(void **state)
 
 static void test_call_fd_file_refused(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct stat st;
         int fd;
 
@@ -2811,7 +2560,7 @@ static void test_call_fd_file_refused(void **state)
 
 static void test_err_fd_file_refused(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         int fd;
 
         guest_up(e);
@@ -2827,7 +2576,7 @@ static void test_err_fd_file_refused(void **state)
  */
 static void test_extra_rings_keep_no_fds(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         const uint32_t reqs[] = { FAKE_VU_SET_VRING_KICK, FAKE_VU_SET_VRING_CALL,
                                   FAKE_VU_SET_VRING_ERR };
         unsigned fds;
@@ -2836,15 +2585,15 @@ static void test_extra_rings_keep_no_fds(void **state)
         fds = vu_fds(e);
         for (unsigned q = NQ; q < 256; q++)
                 for (unsigned r = 0; r < 3; r++) {
-                        send_vring(e, reqs[r], q, e->efd);
+                        fake_env_send_vring(e, reqs[r], q, 64, e->efd);
                         assert_true(fake_host_pump(e->h) >= 0);
                 }
-        assert_open(e);
+        fake_env_assert_open(e);
         assert_int_equal(vu_fds(e), fds);
-        assert_int_equal(count_fds(), e->fds0);
+        assert_int_equal(count_fds(), fds0);
         /* the device's own rings still keep theirs */
-        send_vring(e, FAKE_VU_SET_VRING_CALL, NQ - 1, e->efd);
-        assert_open(e);
+        fake_env_send_vring(e, FAKE_VU_SET_VRING_CALL, NQ - 1, 64, e->efd);
+        fake_env_assert_open(e);
         assert_int_equal(vu_fds(e), fds + 1);
 }
 
@@ -2860,14 +2609,14 @@ static void test_extra_rings_keep_no_fds(void **state)
  */
 static void test_mem_truncated_then_kick(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         assert_int_equal(vs_sigbus_guard_install(), 0);
         guest_up(e);
         post1(e, TX1, gbuf_bytes(e, "doomed", 6), 6, 0);
         assert_int_equal(ftruncate(e->d->memfd, 0), 0);
         kick(e, TX1);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         assert_int_equal(e->h->closed_err, -EFAULT);
         vs_vu_free(e->h->vu);
         e->h->vu = NULL;
@@ -2878,7 +2627,7 @@ static void test_mem_truncated_then_kick(void **state)
  * write survives, and the connection fails at its next event. */
 static void test_mem_truncated_then_host_write(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
 
         assert_int_equal(vs_sigbus_guard_install(), 0);
         guest_up(e);
@@ -2891,7 +2640,7 @@ static void test_mem_truncated_then_host_write(void **state)
         /* what an embedder copies from guest iovecs now is not guest data */
         assert_true(vs_vu_memory_lost(e->h->vu));
         kick(e, TX1);
-        expect_closed(e);
+        fake_env_expect_closed(e);
         assert_int_equal(e->h->closed_err, -EFAULT);
 }
 
@@ -2899,14 +2648,14 @@ static void test_mem_truncated_then_host_write(void **state)
  * cannot shrink it afterwards. */
 static void test_mem_sealable_gets_sealed(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_vu_region r = { 0, MIB, UVA, 0 };
         uint8_t p[8 + 32] = { 0 };
         uint32_t one = 1;
         int fd;
 
         fe_up(e);
-        ack_on(e);
+        fake_env_ack_on(e);
         fd = memfd_create("hostile-mem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         assert_true(fd >= 0);
         assert_int_equal(ftruncate(fd, MIB), 0);
@@ -2917,7 +2666,7 @@ static void test_mem_sealable_gets_sealed(void **state)
         assert_int_equal(ftruncate(fd, 0), -1);
         assert_int_equal(errno, EPERM);
         close(fd);
-        assert_open(e);
+        fake_env_assert_open(e);
 }
 
 /* ---- the cost oracles, after every case ------------------------------------------------ */
@@ -2930,7 +2679,7 @@ static unsigned cases_checked;
  * than the stated bound (virtq.h), and the backend, once settled, is idle:
  * no callback in a few loop passes.
  */
-static void check_costs(struct env *e)
+static void check_costs(struct fake_env *e)
 {
         uint32_t m = max_descs(e);
 
@@ -2941,51 +2690,24 @@ static void check_costs(struct env *e)
         cases_checked++;
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, fake_env_setup, teardown)
 
 int main(void)
 {
-        const struct CMUnitTest tests[] = {
+        static const struct CMUnitTest cases[] = {
                 /* memory tables */
-                T(test_mem_region_inside_another), T(test_mem_regions_identical),
-                T(test_mem_overlap_late), T(test_mem_adjacent_ok),
-                T(test_mem_zero_size_second), T(test_mem_size_max),
-                T(test_mem_size_end_2_64), T(test_mem_size_huge),
-                T(test_mem_uva_wrap), T(test_mem_gpa_wrap_by_one),
-                T(test_mem_offset_wrap), T(test_mem_file_too_short),
-                T(test_mem_offset_past_file), T(test_mem_file_empty),
-                T(test_mem_pipe), T(test_mem_socket), T(test_mem_dev_null),
-                T(test_mem_two_regions_one_fd), T(test_mem_one_region_two_fds),
-                T(test_mem_count_past_payload), T(test_mem_count_huge),
-                T(test_mem_bad_replacement_keeps_nothing_mapped),
+                T(test_mem_adjacent_ok), T(test_mem_pipe), T(test_mem_socket),
+                T(test_mem_dev_null), T(test_mem_bad_replacement_keeps_nothing_mapped),
                 /* rings */
                 T(test_ring_straddles_regions), T(test_ring_in_second_region_ok),
                 T(test_ring_edges), T(test_ring_size_32768_ok),
-                T(test_ring_size_32769), T(test_ring_size_3),
-                T(test_ring_size_2_31), T(test_ring_size_max),
                 T(test_ring_shrunk_while_running),
                 /* vring indices */
-                T(test_vring_num_u32_max), T(test_vring_addr_u32_max),
-                T(test_vring_base_u32_max), T(test_vring_get_base_u32_max),
-                T(test_vring_enable_u32_max), T(test_vring_kick_high_bits),
-                T(test_vring_call_bit_9), T(test_vring_err_u64_max),
-                T(test_vring_num_1023), T(test_vring_addr_1023),
-                T(test_vring_base_1023), T(test_vring_get_base_1023),
-                T(test_vring_enable_1023), T(test_vring_kick_255),
-                T(test_vring_err_255), T(test_vring_nofd_inert),
-                T(test_vring_bad_size_inert_ring),
+                T(test_vring_nofd_inert), T(test_vring_bad_size_inert_ring),
                 /* fd counts */
-                T(test_fds_kick_two), T(test_fds_call_none), T(test_fds_err_none),
-                T(test_fds_err_two), T(test_fds_kick_nofd_with_fd),
-                T(test_fds_call_nofd_with_fd), T(test_fds_err_nofd_with_fd),
-                T(test_fds_backend_req_two), T(test_fds_get_features_one),
-                T(test_fds_set_features_one), T(test_fds_kick_eight),
-                T(test_fds_owner_nine), T(test_fds_kick_sixteen),
-                T(test_fds_mem_table_sixteen), T(test_fds_in_second_piece),
+                T(test_fds_in_second_piece),
                 /* cut short */
-                T(test_cut_header_11), T(test_cut_header_1), T(test_cut_payload_none),
-                T(test_cut_payload_half), T(test_cut_mem_table_with_fd),
-                T(test_cut_kick_with_fd), T(test_cut_after_good),
+                T(test_cut_mem_table_with_fd), T(test_cut_after_good),
                 T(test_stall_mid_message), T(test_burst_of_messages),
                 /* control messages */
                 T(test_ctrl_ports_never_added), T(test_ctrl_unknown_events),
@@ -3032,7 +2754,18 @@ int main(void)
                 T(test_mem_sealable_gets_sealed),
         };
 
-        int failed = cmocka_run_group_tests(tests, NULL, NULL);
+        struct CMUnitTest tests[FAKE_ENV_ARRAY_SIZE(cases) + FAKE_ENV_ARRAY_SIZE(bad_mems) +
+                                FAKE_ENV_ARRAY_SIZE(bad_sizes) + FAKE_ENV_ARRAY_SIZE(vring_rows) +
+                                FAKE_ENV_ARRAY_SIZE(bad_fds) + FAKE_ENV_ARRAY_SIZE(cut_rows)];
+        unsigned n = FAKE_ENV_ARRAY_SIZE(cases);
+
+        memcpy(tests, cases, sizeof(cases));
+        n = FAKE_ENV_ROWS(tests, n, test_bad_mem, bad_mems, NULL, teardown);
+        n = FAKE_ENV_ROWS(tests, n, test_bad_size, bad_sizes, NULL, teardown);
+        n = FAKE_ENV_ROWS(tests, n, test_vring_row, vring_rows, NULL, teardown);
+        n = FAKE_ENV_ROWS(tests, n, test_bad_fds, bad_fds, NULL, teardown);
+        FAKE_ENV_ROWS(tests, n, test_cut, cut_rows, NULL, teardown);
+        int failed = cmocka_run_group_tests_name("tests", tests, NULL, NULL);
 
         printf("# cost oracles: %u cases; at most %u descriptors read in one call "
                "(bound %u); 0 callbacks while idle after each\n",

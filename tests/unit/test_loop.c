@@ -84,6 +84,13 @@ static void make_readable(int wfd)
         assert_int_equal(write(wfd, "x", 1), 1);
 }
 
+/* @h counts the events of a[0] (the read end of pipe a), watched for input. */
+static void watch_a0(struct fx *f, struct hit *h)
+{
+        hit_init(h, f);
+        assert_int_equal(vs_epoll_ops.add(f->ep, f->a[0], EPOLLIN, on_event, h), 0);
+}
+
 static void test_new_free(void **state)
 {
         struct vs_epoll *ep = NULL;
@@ -101,9 +108,7 @@ static void test_add_dispatch(void **state)
         struct fx *f = *state;
         struct hit h;
 
-        hit_init(&h, f);
-        assert_int_equal(vs_epoll_ops.add(f->ep, f->a[0], EPOLLIN, on_event,
-                                          &h), 0);
+        watch_a0(f, &h);
         assert_int_equal(vs_epoll_run_once(f->ep, 0), 0);
         assert_int_equal(vs_epoll_run_once(f->ep, 10), 0);
         assert_int_equal(h.calls, 0);
@@ -125,9 +130,7 @@ static void test_add_errors(void **state)
         struct hit h;
         int file;
 
-        hit_init(&h, f);
-        assert_int_equal(vs_epoll_ops.add(f->ep, f->a[0], EPOLLIN, on_event,
-                                          &h), 0);
+        watch_a0(f, &h);
         assert_int_equal(vs_epoll_ops.add(f->ep, f->a[0], EPOLLOUT, on_event,
                                           &h), -EEXIST);
         assert_int_equal(vs_epoll_ops.add(f->ep, -1, EPOLLIN, on_event, &h),
@@ -288,9 +291,7 @@ static void test_hangup(void **state)
         struct fx *f = *state;
         struct hit h;
 
-        hit_init(&h, f);
-        assert_int_equal(vs_epoll_ops.add(f->ep, f->a[0], EPOLLIN, on_event,
-                                          &h), 0);
+        watch_a0(f, &h);
         close(f->a[1]);
         f->a[1] = -1;
         assert_int_equal(vs_epoll_run_once(f->ep, 0), 1);

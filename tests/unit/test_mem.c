@@ -20,6 +20,15 @@
 static uint8_t ram_a[4096];
 static uint8_t ram_b[4096];
 
+/* ram_a at gpa 0x1000 (uva 0x9000), ram_b right after it in gpa (0x2000,
+ * uva 0xa000): adjacent in both, two regions all the same. */
+static void two_regions(struct vs_mem *mem)
+{
+        vs_mem_init(mem);
+        assert_int_equal(vs_mem_add_host(mem, ram_a, 0x1000, 4096, 0x9000), 0);
+        assert_int_equal(vs_mem_add_host(mem, ram_b, 0x2000, 4096, 0xa000), 0);
+}
+
 static void test_empty(void **state)
 {
         struct vs_mem mem;
@@ -151,51 +160,61 @@ static void test_overflow(void **state)
         vs_mem_clear(&mem);
 }
 
-static void test_overlap_gpa(void **state)
+/*
+ * Regions added in turn next to one of ram_a at gpa 0x10000 (4 KiB, uva
+ * 0x100000), each from ram_b + @off: the result each must have, and the
+ * regions there are after it.
+ */
+struct add_row {
+        uint64_t off, gpa, size, uva;
+        int want;
+        unsigned n;
+};
+
+static void add_after_one(const struct add_row *r, size_t rows)
 {
         struct vs_mem mem;
 
-        (void)state;
         vs_mem_init(&mem);
         assert_int_equal(vs_mem_add_host(&mem, ram_a, 0x10000, 0x1000,
                                          0x100000), 0);
-        /* Identical, inside, containing, straddling either end. */
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x10000, 0x1000,
-                                         0x200000), -EINVAL);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x10800, 0x10,
-                                         0x200000), -EINVAL);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0xf000, 0x3000,
-                                         0x200000), -EINVAL);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0xf800, 0x801,
-                                         0x200000), -EINVAL);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x10fff, 0x1000,
-                                         0x200000), -EINVAL);
-        assert_int_equal(mem.n, 1);
-        /* Adjacent on both sides is fine. */
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x11000, 0x800,
-                                         0x200000), 0);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b + 0x800, 0xf800, 0x800,
-                                         0x300000), 0);
-        assert_int_equal(mem.n, 3);
+        for (size_t i = 0; i < rows; i++) {
+                assert_int_equal(vs_mem_add_host(&mem, ram_b + r[i].off, r[i].gpa,
+                                                 r[i].size, r[i].uva), r[i].want);
+                assert_int_equal(mem.n, r[i].n);
+        }
         vs_mem_clear(&mem);
 }
 
-static void test_overlap_uva(void **state)
+static void test_overlap_gpa(void **state)
 {
-        struct vs_mem mem;
+        static const struct add_row rows[] = {
+                /* identical, inside, containing, straddling either end */
+                { 0, 0x10000, 0x1000, 0x200000, -EINVAL, 1 },
+                { 0, 0x10800, 0x10, 0x200000, -EINVAL, 1 },
+                { 0, 0xf000, 0x3000, 0x200000, -EINVAL, 1 },
+                { 0, 0xf800, 0x801, 0x200000, -EINVAL, 1 },
+                { 0, 0x10fff, 0x1000, 0x200000, -EINVAL, 1 },
+                /* adjacent on both sides is fine */
+                { 0, 0x11000, 0x800, 0x200000, 0, 2 },
+                { 0x800, 0xf800, 0x800, 0x300000, 0, 3 },
+        };
 
         (void)state;
-        vs_mem_init(&mem);
-        assert_int_equal(vs_mem_add_host(&mem, ram_a, 0x10000, 0x1000,
-                                         0x100000), 0);
-        /* Disjoint in gpa, overlapping in uva. */
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x20000, 0x1000,
-                                         0x100fff), -EINVAL);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x20000, 0x1000,
-                                         0xff001), -EINVAL);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x20000, 0x1000,
-                                         0x101000), 0);
-        vs_mem_clear(&mem);
+        add_after_one(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+/* Disjoint in gpa, overlapping in uva. */
+static void test_overlap_uva(void **state)
+{
+        static const struct add_row rows[] = {
+                { 0, 0x20000, 0x1000, 0x100fff, -EINVAL, 1 },
+                { 0, 0x20000, 0x1000, 0xff001, -EINVAL, 1 },
+                { 0, 0x20000, 0x1000, 0x101000, 0, 2 },
+        };
+
+        (void)state;
+        add_after_one(rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 static void test_full(void **state)
@@ -221,11 +240,7 @@ static void test_range(void **state)
         struct vs_mem mem;
 
         (void)state;
-        vs_mem_init(&mem);
-        assert_int_equal(vs_mem_add_host(&mem, ram_a, 0x1000, 4096, 0x9000),
-                         0);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x2000, 4096, 0xa000),
-                         0);
+        two_regions(&mem);
         assert_ptr_equal(vs_mem_range(&mem, 0x1000, 4096, false), ram_a);
         assert_ptr_equal(vs_mem_range(&mem, 0x1ff0, 16, false),
                          ram_a + 0xff0);
@@ -245,11 +260,7 @@ static void test_iov_split(void **state)
         unsigned n = 1;
 
         (void)state;
-        vs_mem_init(&mem);
-        assert_int_equal(vs_mem_add_host(&mem, ram_a, 0x1000, 4096, 0x9000),
-                         0);
-        assert_int_equal(vs_mem_add_host(&mem, ram_b, 0x2000, 4096, 0xa000),
-                         0);
+        two_regions(&mem);
         /* Appends after the entries in use. */
         iov[0].iov_base = NULL;
         iov[0].iov_len = 7;

@@ -23,33 +23,7 @@
 
 #include <cmocka.h>
 
-#include "fake_driver.h"
-
-#define MAXP 16u
-
-struct env {
-        struct fake_host *h;
-        struct fake_driver *d;
-        struct fake_port *p[MAXP];
-        uint8_t *snap;          /* guest memory snapshot */
-};
-
-static int setup(void **state)
-{
-        *state = calloc(1, sizeof(struct env));
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-        struct env *e = *state;
-
-        fake_driver_free(e->d);
-        fake_host_free(e->h);
-        free(e->snap);
-        free(e);
-        return 0;
-}
+#include "fake_env.h"
 
 static void pattern(uint8_t *b, size_t n, unsigned seed)
 {
@@ -57,26 +31,13 @@ static void pattern(uint8_t *b, size_t n, unsigned seed)
                 b[i] = (uint8_t)(i * 31 + seed + i / 241);
 }
 
-static void host_new(struct env *e, uint32_t max_ports, uint16_t cols,
+static void host_new(struct fake_env *e, uint32_t max_ports, uint16_t cols,
                      uint16_t rows, enum vs_resize_order order)
 {
         struct vs_device_config dc = { .max_ports = max_ports, .cols = cols,
                                        .rows = rows, .resize_order = order };
 
-        assert_int_equal(fake_host_new(&dc, &e->h), 0);
-}
-
-static struct fake_port *add(struct env *e, int32_t id, const char *name,
-                             bool console)
-{
-        int err = 0;
-        struct fake_port *p = fake_host_add_port(e->h, id, name, console, &err);
-
-        if (!p)
-                fail_msg("add port %d (%s): %d", id, name ? name : "-", err);
-        if (p->id < MAXP)
-                e->p[p->id] = p;
-        return p;
+        fake_env_host(e, &dc);
 }
 
 /* A 48 MiB guest, UML-like (gpa == uva == file offset): small enough to
@@ -89,20 +50,19 @@ static void small_mem(struct fake_driver_cfg *c)
                                                  0x100000, 0 };
 }
 
-static void uml_up(struct env *e, const struct fake_driver_cfg *cfg)
+/* The driver on the ports added so far: UML booted and probed, or the
+ * in-process transport probed (@inproc). */
+static void driver_up(struct fake_env *e, const struct fake_driver_cfg *cfg,
+                      bool inproc)
 {
         struct fake_driver_cfg def = { .style = FAKE_STYLE_UML };
 
-        assert_int_equal(fake_driver_new(e->h, cfg ? cfg : &def, &e->d), 0);
-        FAKE_OK(e->d, fake_uml_boot(e->d));
-        FAKE_OK(e->d, fake_uml_probe(e->d));
+        fake_env_driver(e, cfg ? cfg : &def, inproc);
+        fake_env_boot(e);
 }
 
-static void inproc_up(struct env *e, const struct fake_driver_cfg *cfg)
-{
-        assert_int_equal(fake_driver_new_inproc(e->h, cfg, &e->d), 0);
-        FAKE_OK(e->d, fake_inproc_probe(e->d));
-}
+/* Port 0 a console, as every device here has. */
+#define CON0 { 0, NULL, true, false, false }
 
 /* Device->guest messages of @ev for @id from log index @from on. */
 static unsigned count_dev(const struct fake_driver *d, unsigned from,
@@ -160,21 +120,31 @@ static void check_ctrl_log(const struct fake_driver *d)
                 fail_msg("%s", why);
 }
 
-static void snap_take(struct env *e)
+/* The end of every case: the control log consistent, no fake error. */
+static void all_well(const struct fake_driver *d)
 {
-        free(e->snap);
-        e->snap = malloc(e->d->mem_size);
-        assert_non_null(e->snap);
-        memcpy(e->snap, e->d->mem, e->d->mem_size);
+        check_ctrl_log(d);
+        assert_string_equal(fake_error(d), "");
+}
+
+/* A copy of guest memory, kept in e->own (freed with the env). */
+static void snap_take(struct fake_env *e)
+{
+        free(e->own);
+        e->own = malloc(e->d->mem_size);
+        assert_non_null(e->own);
+        memcpy(e->own, e->d->mem, e->d->mem_size);
 }
 
 /* The device wrote nothing into guest memory since snap_take(). */
-static void snap_check(struct env *e)
+static void snap_check(struct fake_env *e)
 {
+        const uint8_t *snap = e->own;
+
         for (size_t i = 0; i < e->d->mem_size; i++)
-                if (e->d->mem[i] != e->snap[i])
+                if (e->d->mem[i] != snap[i])
                         fail_msg("guest memory changed at file offset %#zx (%#x -> %#x) while the rings were down",
-                                 i, e->snap[i], e->d->mem[i]);
+                                 i, snap[i], e->d->mem[i]);
 }
 
 /* A notification the guest did not have to send (always allowed). */
@@ -196,23 +166,22 @@ static uint16_t le16at(const uint8_t *b)
 /* PORT_ADD after DEVICE_READY; name/console/open after PORT_READY; remove. */
 static void test_hotplug_add_remove(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         struct fake_port *p3, *p4;
         unsigned log0;
         int padd, ready, name, open, cons;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        uml_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
+                .boot = true });
         log0 = d->nlog;
         /* a named port with its host side connected before the guest knows it */
-        p3 = add(e, 3, "org.test.hot3", false);
+        p3 = fake_env_add(e, 3, "org.test.hot3", false);
         assert_int_equal(vs_port_set_host_connected(p3->port, true), 0);
         /* and a hot-plugged console */
-        p4 = add(e, 4, "org.test.con4", true);
+        p4 = fake_env_add(e, 4, "org.test.con4", true);
         FAKE_OK(d, fake_service(d));
 
         padd = fake_log_find(d, log0, 3, FAKE_C_PORT_ADD, false);
@@ -253,7 +222,7 @@ static void test_hotplug_add_remove(void **state)
         /* id -1 takes the lowest free non-console id: 2 */
         log0 = d->nlog;
         {
-                struct fake_port *p2 = add(e, -1, "org.test.auto", false);
+                struct fake_port *p2 = fake_env_add(e, -1, "org.test.auto", false);
 
                 assert_int_equal(p2->id, 2);
         }
@@ -271,70 +240,59 @@ static void test_hotplug_add_remove(void **state)
         assert_true(d->port[3].removed);
         assert_false(d->port[3].added);
         /* the id is free again and comes back as a new port */
-        p3 = add(e, 3, "org.test.hot3b", false);
+        p3 = fake_env_add(e, 3, "org.test.hot3b", false);
         FAKE_OK(d, fake_service(d));
         assert_true(d->port[3].added);
         assert_string_equal(d->port[3].name, "org.test.hot3b");
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
+}
+
+/* fake_host_add_port() refuses this port with @want, adding nothing. */
+static void add_refused(struct fake_env *e, int32_t id, const char *name,
+                        bool console, int want)
+{
+        int err = 0;
+
+        assert_null(fake_host_add_port(e->h, id, name, console, &err));
+        assert_int_equal(err, want);
 }
 
 /* Ids and names are unique; bad ids and names are refused, silently. */
 static void test_hotplug_errors(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         struct fake_port *p;
         unsigned log0;
-        int err;
         char longname[VS_PORT_NAME_MAX + 2];
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        uml_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
+                .boot = true });
         log0 = d->nlog;
 
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 1, "org.test.other", false, &err));
-        assert_int_equal(err, -EEXIST);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 2, "org.test.one", false, &err));
-        assert_int_equal(err, -EEXIST);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 0, NULL, true, &err));
-        assert_int_equal(err, -EEXIST);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 4, "org.test.four", false, &err));
-        assert_int_equal(err, -EINVAL);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 1000, NULL, false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 1, "org.test.other", false, -EEXIST);
+        add_refused(e, 2, "org.test.one", false, -EEXIST);
+        add_refused(e, 0, NULL, true, -EEXIST);
+        add_refused(e, 4, "org.test.four", false, -EINVAL);
+        add_refused(e, 1000, NULL, false, -EINVAL);
         /* port 0 is the console's */
         vs_port_remove(e->p[0]->port);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 0, "org.test.zero", false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 0, "org.test.zero", false, -EINVAL);
         /* names: printable, no spaces, at most 255 */
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 2, "bad name", false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 2, "bad name", false, -EINVAL);
         memset(longname, 'n', sizeof(longname) - 1);
         longname[sizeof(longname) - 1] = 0;
-        err = 0;
-        assert_null(fake_host_add_port(e->h, 2, longname, false, &err));
-        assert_int_equal(err, -EINVAL);
+        add_refused(e, 2, longname, false, -EINVAL);
         longname[VS_PORT_NAME_MAX] = 0;
-        p = add(e, 2, longname, false);
+        p = fake_env_add(e, 2, longname, false);
         assert_int_equal(p->id, 2);
         /* no free id left for a non-console */
-        add(e, 3, NULL, false);
-        err = 0;
-        assert_null(fake_host_add_port(e->h, -1, NULL, false, &err));
-        assert_int_equal(err, -ENOSPC);
+        fake_env_add(e, 3, NULL, false);
+        add_refused(e, -1, NULL, false, -ENOSPC);
         /* but a console still finds 0 */
-        p = add(e, -1, NULL, true);
+        p = fake_env_add(e, -1, NULL, true);
         assert_int_equal(p->id, 0);
         FAKE_OK(d, fake_service(d));
 
@@ -358,14 +316,13 @@ static void test_hotplug_errors(void **state)
         assert_false(d->port[3].named);
         assert_true(d->port[0].console);
         assert_string_equal(vs_port_name(e->h->ports[1]->port), "org.test.one");
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Ports come and go while port 1 streams both ways: its bytes stay exact. */
 static void test_hotplug_during_data(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .rx_fill = 4 };
         enum { TOTAL = 300000 };
         static uint8_t g2h[TOTAL], h2g[TOTAL];
@@ -375,13 +332,12 @@ static void test_hotplug_during_data(void **state)
         size_t goff = 0, hoff = 0;
         unsigned adds = 0, removes = 0;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.stream", false);
-        assert_int_equal(vs_port_set_host_connected(p1->port, true), 0);
-        uml_up(e, &c);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.stream", false, true, true } },
+                .boot = true });
+        p1 = e->p[1];
         pattern(g2h, TOTAL, 1);
         pattern(h2g, TOTAL, 2);
 
@@ -429,27 +385,24 @@ static void test_hotplug_during_data(void **state)
         for (uint32_t id = 2; id < 8; id++)
                 assert_int_equal(d->port[id].added,
                                  vs_port_find(e->h->dev, id) != NULL);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Removing a port whose tx chain is half consumed returns the chain. */
 static void test_hotplug_remove_half_consumed(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[4096];
         struct fake_driver *d;
         struct fake_port *p2;
         unsigned tx = fake_port_vq(2, false);
         unsigned log0;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        p2 = add(e, 2, "org.test.two", false);
-        uml_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 2, true));
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one", false, false, false }, { 2, "org.test.two", false, false, true } },
+                .boot = true });
+        p2 = e->p[2];
         pattern(buf, sizeof(buf), 7);
         p2->take_limit = 100;
         assert_int_equal(fake_guest_write(d, 2, buf, sizeof(buf)), sizeof(buf));
@@ -473,8 +426,7 @@ static void test_hotplug_remove_half_consumed(void **state)
         FAKE_OK(d, fake_service(d));
         assert_int_equal(e->p[1]->in_len, 5);
         assert_memory_equal(e->p[1]->in, "still", 5);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -485,18 +437,17 @@ static void test_hotplug_remove_half_consumed(void **state)
  */
 static void test_hotplug_readd_after_throttle(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t buf[4096];
         struct fake_driver *d;
         struct fake_port *p2;
         unsigned log0;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p2 = add(e, 2, "org.test.two", false);
-        uml_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 2, true));
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 2, "org.test.two", false, false, true } },
+                .boot = true });
+        p2 = e->p[2];
         pattern(buf, sizeof(buf), 8);
         p2->take_limit = 100;
         assert_int_equal(fake_guest_write(d, 2, buf, sizeof(buf)), sizeof(buf));
@@ -505,7 +456,7 @@ static void test_hotplug_readd_after_throttle(void **state)
         vs_port_remove(p2->port);
         FAKE_OK(d, fake_service(d));
         log0 = d->nlog;
-        p2 = add(e, 2, "org.test.two", false);
+        p2 = fake_env_add(e, 2, "org.test.two", false);
         FAKE_OK(d, fake_service(d));
         assert_true(fake_log_find(d, log0, 2, FAKE_C_PORT_ADD, false) >= 0);
         FAKE_OK(d, fake_guest_open(d, 2, true));
@@ -513,8 +464,7 @@ static void test_hotplug_readd_after_throttle(void **state)
         FAKE_OK(d, fake_service(d));
         assert_int_equal(p2->in_len, 5);
         assert_memory_equal(p2->in, "again", 5);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* ---- 2. PORT_READY 0, two consoles ---------------------------------------- */
@@ -522,24 +472,19 @@ static void test_hotplug_readd_after_throttle(void **state)
 /* A port the guest failed to add gets no name, no open, no data. */
 static void test_port_ready_zero(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
-                                     .fail_ports = 1u << 2 };
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
         int ready;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.two", false);
-        add(e, 3, "org.test.three", true);
-        /* port 3 is a console too, but the guest fails it */
-        c.fail_ports |= 1u << 3;
-        assert_int_equal(vs_port_set_host_connected(e->p[2]->port, true), 0);
-        assert_int_equal(vs_port_set_host_connected(e->p[3]->port, true), 0);
-        uml_up(e, &c);
-        d = e->d;
+        /* port 3 is a console too, but the guest fails it as well */
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = { .style = FAKE_STYLE_UML, .fail_ports = 1u << 2 | 1u << 3 },
+                .ports = { CON0, { 1, "org.test.one", false, false, false },
+                           { 2, "org.test.two", false, true, false },
+                           { 3, "org.test.three", true, true, false } },
+                .boot = true });
         ready = fake_log_find(d, 0, 2, FAKE_C_PORT_READY, true);
         assert_true(ready >= 0);
         assert_int_equal(d->log[ready].value, 0);
@@ -569,17 +514,15 @@ static void test_port_ready_zero(void **state)
 /* A second console (port 3): CONSOLE_PORT and RESIZE reach it too. */
 static void test_two_consoles(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver *d;
         unsigned log0;
         int cons;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 3, "org.test.con3", true);
-        uml_up(e, NULL);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .ports = { CON0, { 1, "org.test.one", false, false, false }, { 3, "org.test.con3", true, false, false } },
+                .boot = true });
         cons = fake_log_find(d, 0, 3, FAKE_C_CONSOLE_PORT, false);
         assert_true(cons > fake_log_find(d, 0, 3, FAKE_C_PORT_READY, true));
         assert_int_equal(d->log[cons].value, 1);
@@ -603,8 +546,7 @@ static void test_two_consoles(void **state)
         assert_int_equal(d->port[0].len, 2);
         assert_int_equal(d->port[3].len, 2);
         assert_memory_equal(d->port[3].data, "c3", 2);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* ---- 3. control queue: empty, refilled, bounded ---------------------------- */
@@ -612,25 +554,25 @@ static void test_two_consoles(void **state)
 /* No control buffers: messages wait, none lost, delivered in order. */
 static void test_ctrl_queue_refill(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .ctrl_rx_fill = FAKE_RX_NONE };
         struct fake_driver *d;
         uint32_t order[16];
         unsigned n = 0;
 
-        host_new(e, 8, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 8 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
+                .boot = true });
         /* DEVICE_READY was taken, nothing could be answered yet */
         assert_int_equal(d->nlog, 1);
         for (uint32_t id = 2; id <= 6; id++) {
                 char name[32];
 
                 snprintf(name, sizeof(name), "org.test.q%u", id);
-                add(e, (int32_t)id, name, false);
+                fake_env_add(e, (int32_t)id, name, false);
                 if (id % 2)
                         assert_int_equal(vs_port_set_host_connected(e->p[id]->port, true), 0);
         }
@@ -656,8 +598,7 @@ static void test_ctrl_queue_refill(void **state)
                 assert_int_equal(d->port[id].host_open, id % 2);
         }
         assert_true(d->port[0].console);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -666,7 +607,7 @@ static void test_ctrl_queue_refill(void **state)
  * state replaces a queued one only with nothing about the port after it,
  * so each of these is a message of its own. Returns what the device said.
  */
-static int host_step(struct env *e, unsigned i)
+static int host_step(struct fake_env *e, unsigned i)
 {
         struct vs_port *con = e->p[0]->port;
 
@@ -680,7 +621,7 @@ static int host_step(struct env *e, unsigned i)
  * repeating PORT_READY cannot: see test_ctrl_port_ready_repeats). Returns
  * how many host messages were accepted before the queue was full.
  */
-static void ctrl_fill(struct env *e, unsigned *accepted)
+static void ctrl_fill(struct fake_env *e, unsigned *accepted)
 {
         /* The bound is 8 * (max_ports + 1) + 64 = 104 here. */
         for (*accepted = 0; *accepted < 150; (*accepted)++)
@@ -697,7 +638,7 @@ static void ctrl_fill(struct env *e, unsigned *accepted)
  * allowed; here it keeps these tests apart from the lost-kick stall that
  * test_ctrl_backlog_no_stall covers.
  */
-static void ctrl_drain(struct env *e)
+static void ctrl_drain(struct fake_env *e)
 {
         struct fake_driver *d = e->d;
 
@@ -713,27 +654,27 @@ static void ctrl_drain(struct env *e)
         fail_msg("control queue never drained");
 }
 
-static void ctrl_full_env(struct env *e)
+/* Console 0, ports 1 and 2, control rings of 8 buffers; the driver. */
+static struct fake_driver *ctrl_full_env(struct fake_env *e)
 {
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML, .queue_size = 8 };
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.two", false);
-        uml_up(e, &c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one", false, false, false }, { 2, "org.test.two", false, false, false } },
+                .boot = true });
+        return e->d;
 }
 
 /* A refused PORT_OPEN must not be half done: a retry gets it through. */
 static void test_ctrl_full_host_connected(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver *d;
+        struct fake_env *e = *state;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned accepted;
         bool want;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         want = !vs_port_host_connected(e->p[2]->port);
         assert_int_equal(vs_port_set_host_connected(e->p[2]->port, want), -ENOSPC);
@@ -747,8 +688,7 @@ static void test_ctrl_full_host_connected(void **state)
                 fail_msg("guest sees host_connected=%d, host has %d: the refused PORT_OPEN %d was lost, and the retry sent nothing",
                          d->port[2].host_open,
                          vs_port_host_connected(e->p[2]->port), want);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -759,12 +699,10 @@ static void test_ctrl_full_host_connected(void **state)
  */
 static void test_ctrl_backlog_no_stall(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver *d;
+        struct fake_env *e = *state;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned log0, got;
 
-        ctrl_full_env(e);
-        d = e->d;
         log0 = d->nlog;
         for (unsigned i = 0; i < 30; i++)
                 assert_int_equal(host_step(e, i), 0);
@@ -773,8 +711,7 @@ static void test_ctrl_backlog_no_stall(void **state)
         if (got < 30)
                 fail_msg("%u of 30 messages reached the guest; the rest wait in the device with no kick to come",
                          got);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /*
@@ -785,12 +722,10 @@ static void test_ctrl_backlog_no_stall(void **state)
  */
 static void test_ctrl_port_ready_repeats(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver *d;
+        struct fake_env *e = *state;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned log0, names;
 
-        ctrl_full_env(e);
-        d = e->d;
         log0 = d->nlog;
         for (unsigned i = 0; i < 150; i++)
                 FAKE_OK(d, fake_ctrl_send(d, 1, FAKE_C_PORT_READY, 1));
@@ -802,21 +737,18 @@ static void test_ctrl_port_ready_repeats(void **state)
         if (names > 8 + 1)
                 fail_msg("150 PORT_READY got %u PORT_NAME messages", names);
         assert_false(d->port[2].added);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* PORT_ADD on a full queue: refused (-ENOSPC), or delivered later. */
 static void test_ctrl_full_port_add(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver *d;
+        struct fake_env *e = *state;
+        struct fake_driver *d = ctrl_full_env(e);
         struct fake_port *p3;
         unsigned accepted;
         int err = 0;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         p3 = fake_host_add_port(e->h, 3, "org.test.late", false, &err);
         ctrl_drain(e);
@@ -827,19 +759,16 @@ static void test_ctrl_full_port_add(void **state)
         } else if (!d->port[3].added) {
                 fail_msg("vs_port_add returned 0 on a full control queue and the guest never got PORT_ADD 3: dropped silently (serial.c vs_port_add ignores vs__ctrl_send's -ENOSPC)");
         }
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* PORT_REMOVE on a full queue is refused (the port stays), a retry works. */
 static void test_ctrl_full_port_remove(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver *d;
+        struct fake_env *e = *state;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned accepted;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         assert_int_equal(vs_port_remove(e->p[2]->port), -ENOSPC);
         assert_non_null(vs_port_find(e->h->dev, 2));
@@ -849,19 +778,16 @@ static void test_ctrl_full_port_remove(void **state)
         ctrl_drain(e);
         if (d->port[2].added)
                 fail_msg("port 2 removed on the host while the control queue was full; the guest still has it: PORT_REMOVE dropped silently (serial.c vs_port_remove ignores vs__ctrl_send's -ENOSPC)");
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* RESIZE on a full queue is refused (-ENOSPC, as documented); a retry works. */
 static void test_ctrl_full_resize(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver *d;
+        struct fake_env *e = *state;
+        struct fake_driver *d = ctrl_full_env(e);
         unsigned accepted;
 
-        ctrl_full_env(e);
-        d = e->d;
         ctrl_fill(e, &accepted);
         assert_int_equal(vs_port_resize(e->p[0]->port, 99, 33), -ENOSPC);
         ctrl_drain(e);
@@ -869,8 +795,7 @@ static void test_ctrl_full_resize(void **state)
         ctrl_drain(e);
         assert_int_equal(d->port[0].cols, 99);
         assert_int_equal(d->port[0].rows, 33);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* ---- 4. console size ------------------------------------------------------- */
@@ -890,7 +815,7 @@ static int resize_after_console(const struct fake_driver *d, unsigned from,
         return next;
 }
 
-static void resize_order_case(struct env *e, enum vs_resize_order order)
+static void resize_order_case(struct fake_env *e, enum vs_resize_order order)
 {
         struct fake_driver *d;
         const uint8_t *raw;
@@ -898,9 +823,9 @@ static void resize_order_case(struct env *e, enum vs_resize_order order)
         unsigned log0;
 
         host_new(e, 4, 80, 25, order);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.con2", true);
+        fake_env_add(e, 0, NULL, true);
+        fake_env_add(e, 1, "org.test.one", false);
+        fake_env_add(e, 2, "org.test.con2", true);
         /* set before the guest readied the port */
         assert_int_equal(vs_port_resize(e->p[0]->port, 100, 40), 0);
         vs_port_get_size(e->p[0]->port, &cols, &rows);
@@ -910,7 +835,7 @@ static void resize_order_case(struct env *e, enum vs_resize_order order)
         vs_port_get_size(e->p[2]->port, &cols, &rows);
         assert_int_equal(cols, 80);
         assert_int_equal(rows, 25);
-        uml_up(e, NULL);
+        driver_up(e, NULL, false);
         d = e->d;
         resize_after_console(d, 0, 0);
         resize_after_console(d, 0, 2);
@@ -942,8 +867,7 @@ static void resize_order_case(struct env *e, enum vs_resize_order order)
         assert_int_equal(vs_port_resize(e->p[1]->port, 10, 10), -EINVAL);
         FAKE_OK(d, fake_service(d));
         assert_int_equal(d->nlog, log0);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 static void test_resize_cols_rows(void **state)
@@ -967,17 +891,17 @@ static uint16_t cfg16(struct fake_driver *d, uint32_t offset)
 /* No MULTIPORT: the size is in config space, with a config-change message. */
 static void test_resize_single_port(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .single_port = true };
         struct fake_driver *d;
         unsigned msgs;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
+                .boot = true });
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_true(d->pf & (1ull << FAKE_PF_BACKEND_REQ));
         assert_int_equal(cfg16(d, 0), 80);
@@ -1015,17 +939,15 @@ static void emerg(struct fake_driver *d, uint32_t v)
 
 static void test_emerg_write(void **state)
 {
-        struct env *e = *state;
-        struct fake_driver_cfg c = { .style = FAKE_STYLE_UML };
+        struct fake_env *e = *state;
         struct fake_driver *d;
         struct fake_port *p0;
         struct vs_port_stats st;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        p0 = add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        assert_int_equal(fake_driver_new(e->h, &c, &e->d), 0);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one", false, false, false } } });
+        p0 = e->p[0];
         FAKE_OK(d, fake_uml_boot(d));
         /* no features, no memory, no rings, no DEVICE_READY */
         emerg(d, 'E');
@@ -1054,18 +976,19 @@ static void test_emerg_write(void **state)
 
 static void test_single_port_data(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .single_port = true };
         static uint8_t big[10000], in[70000];
         struct fake_driver *d;
         struct fake_port *p0;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        p0 = add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
+                .boot = true });
+        p0 = e->p[0];
         assert_false(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->nvqs, 2);
         /* the console is connected while its rings run */
@@ -1087,7 +1010,7 @@ static void test_single_port_data(void **state)
         assert_int_equal(vs_port_set_host_connected(p0->port, true), 0);
         assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
         assert_int_equal(vs_port_resize(p0->port, 90, 30), 0);
-        add(e, 2, "org.test.two", false);
+        fake_env_add(e, 2, "org.test.two", false);
         vs_port_remove(e->p[2]->port);
         assert_int_equal(vs_port_write(e->p[1]->port, "x", 1), 0);
         FAKE_OK(d, fake_service(d));
@@ -1106,7 +1029,7 @@ static void test_single_port_data(void **state)
  */
 static void test_single_port_inproc(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU,
                                      .single_port = true, .queue_size = 16 };
         struct fake_driver *d;
@@ -1115,11 +1038,12 @@ static void test_single_port_inproc(void **state)
         uint16_t used2, used3;
         uint8_t msg[8] = { 0 };
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        p0 = add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        inproc_up(e, &c);
-        d = e->d;
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .drv = c, .inproc = true,
+                .ports = { CON0, { 1, "org.test.one", false, false, false } },
+                .boot = true });
+        p0 = e->p[0];
         dev = e->h->dev;
         assert_int_equal(d->nvqs, 2);
         /* trap: control rings, with buffers and a DEVICE_READY in them */
@@ -1143,7 +1067,7 @@ static void test_single_port_inproc(void **state)
         assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
         assert_int_equal(vs_port_resize(p0->port, 70, 20), 0);
         assert_int_equal(d->config_changes, 1);
-        add(e, 2, "org.test.two", false);
+        fake_env_add(e, 2, "org.test.two", false);
         FAKE_OK(d, fake_service(d));
         used2 = d->vq[2].used->idx;
         used3 = d->vq[3].used->idx;
@@ -1173,7 +1097,7 @@ static void test_single_port_inproc(void **state)
 /* A partial take throttles one port; the rest of the device keeps going. */
 static void test_flow_throttle(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static uint8_t a[4096], b[3000], c5[5000], all[4096 + 3000 + 5000];
         struct fake_driver *d;
         struct fake_port *p1, *p2;
@@ -1181,16 +1105,12 @@ static void test_flow_throttle(void **state)
         unsigned calls, log0;
         struct vs_port_stats st;
 
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.one", false);
-        p2 = add(e, 2, "org.test.two", false);
-        assert_int_equal(vs_port_set_host_connected(p1->port, true), 0);
-        assert_int_equal(vs_port_set_host_connected(p2->port, true), 0);
-        uml_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
-        FAKE_OK(d, fake_guest_open(d, 2, true));
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .ports = { CON0, { 1, "org.test.one", false, true, true }, { 2, "org.test.two", false, true, true } },
+                .boot = true });
+        p1 = e->p[1];
+        p2 = e->p[2];
         pattern(a, sizeof(a), 10);
         pattern(b, sizeof(b), 11);
         pattern(c5, sizeof(c5), 12);
@@ -1240,14 +1160,13 @@ static void test_flow_throttle(void **state)
         assert_int_equal(d->vq[tx1].last_used, d->vq[tx1].avail_idx);
         vs_port_get_stats(p1->port, &st);
         assert_int_equal(st.from_guest, sizeof(all));
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Takes of odd sizes (and of nothing) across chain boundaries stay exact. */
 static void test_flow_odd_takes(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         static const size_t takes[] = { 1, 0, 7, 4095, 0, 1, 32767, 2, 12345,
                                         3, 65536 };
         static uint8_t buf[150000];
@@ -1255,12 +1174,11 @@ static void test_flow_odd_takes(void **state)
         struct fake_port *p1;
         size_t posted = 0, i = 0;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.one", false);
-        uml_up(e, NULL);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .ports = { CON0, { 1, "org.test.one", false, false, true } },
+                .boot = true });
+        p1 = e->p[1];
         pattern(buf, sizeof(buf), 13);
         p1->take_limit = 0;
         /* chains of uneven sizes */
@@ -1291,7 +1209,7 @@ static void test_flow_odd_takes(void **state)
 /* Host -> guest with no buffers: 0 / -ENOBUFS, then guest_ready on a kick. */
 static void test_flow_guest_no_buffers(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .rx_fill = FAKE_RX_NONE };
         static uint8_t data[5000];
@@ -1302,12 +1220,12 @@ static void test_flow_guest_no_buffers(void **state)
         int pfd[2];
         ssize_t n;
 
-        host_new(e, 4, 0, 0, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        p1 = add(e, 1, "org.test.one", false);
-        uml_up(e, &c);
-        d = e->d;
-        FAKE_OK(d, fake_guest_open(d, 1, true));
+        d = fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4 },
+                .drv = c,
+                .ports = { CON0, { 1, "org.test.one", false, false, true } },
+                .boot = true });
+        p1 = e->p[1];
         assert_int_equal(pipe2(pfd, O_NONBLOCK | O_CLOEXEC), 0);
         pattern(data, sizeof(data), 14);
         assert_int_equal(write(pfd[1], data, sizeof(data)), sizeof(data));
@@ -1342,7 +1260,7 @@ static void test_flow_guest_no_buffers(void **state)
 
 /* ---- 8. 511 ports, in process ------------------------------------------------ */
 
-static void ports_511_case(struct env *e, uint16_t queue_size)
+static void ports_511_case(struct fake_env *e, uint16_t queue_size)
 {
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .max_ports = VS_MAX_PORTS,
@@ -1354,13 +1272,13 @@ static void ports_511_case(struct env *e, uint16_t queue_size)
         host_new(e, VS_MAX_PORTS, 0, 0, VS_RESIZE_COLS_ROWS);
         assert_int_equal(vs_device_num_queues(e->h->dev), 1024);
         p = e->h->ports;
-        add(e, 0, NULL, true);
+        fake_env_add(e, 0, NULL, true);
         for (uint32_t id = 1; id < VS_MAX_PORTS; id++) {
                 snprintf(buf, sizeof(buf), "org.test.p%03u", id);
-                add(e, (int32_t)id, buf, false);
+                fake_env_add(e, (int32_t)id, buf, false);
                 assert_int_equal(vs_port_set_host_connected(p[id]->port, true), 0);
         }
-        inproc_up(e, &c);
+        driver_up(e, &c, true);
         d = e->d;
         assert_true(d->features & (1ull << VS_CONSOLE_F_MULTIPORT));
         assert_int_equal(d->max_nr_ports, VS_MAX_PORTS);
@@ -1404,8 +1322,7 @@ static void ports_511_case(struct env *e, uint16_t queue_size)
         vs_port_remove(p[VS_MAX_PORTS - 1]->port);
         FAKE_OK(d, fake_service(d));
         assert_false(d->port[VS_MAX_PORTS - 1].added);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
 /* Rings of 1024: the control ring holds every announcement at once. */
@@ -1423,7 +1340,7 @@ static void test_inproc_511_ports_small_rings(void **state)
 /* ---- 9. reset in the middle of a transfer ------------------------------------ */
 
 /* Port 1 open both ways, 4096 bytes posted by the guest, 100 taken. */
-static void half_consumed(struct env *e, uint8_t *a, size_t alen)
+static void half_consumed(struct fake_env *e, uint8_t *a, size_t alen)
 {
         struct fake_driver *d = e->d;
         struct fake_port *p1 = e->p[1];
@@ -1444,7 +1361,7 @@ static void half_consumed(struct env *e, uint8_t *a, size_t alen)
  * With @ctrl it also changes what the next driver must be told: a console
  * size, a host connection, a new port 3.
  */
-static void host_pokes_while_down(struct env *e, bool ctrl)
+static void host_pokes_while_down(struct fake_env *e, bool ctrl)
 {
         struct fake_port *p1 = e->p[1];
         unsigned calls = p1->have_data_calls;
@@ -1456,7 +1373,7 @@ static void host_pokes_while_down(struct env *e, bool ctrl)
         if (ctrl) {
                 assert_true(vs_port_resize(e->p[0]->port, 77, 7) >= 0);
                 assert_true(vs_port_set_host_connected(e->p[2]->port, true) >= 0);
-                add(e, 3, "org.test.late", false);
+                fake_env_add(e, 3, "org.test.late", false);
         }
         assert_true(fake_host_pump(e->h) >= 0);
         assert_int_equal(p1->have_data_calls, calls);
@@ -1464,7 +1381,7 @@ static void host_pokes_while_down(struct env *e, bool ctrl)
 }
 
 /* After the new probe: ports back, PORT_OPEN re-sent, data both ways. */
-static void check_back(struct env *e, unsigned log0, bool ctrl)
+static void check_back(struct fake_env *e, unsigned log0, bool ctrl)
 {
         struct fake_driver *d = e->d;
         struct fake_port *p1 = e->p[1];
@@ -1498,17 +1415,30 @@ static void check_back(struct env *e, unsigned log0, bool ctrl)
         assert_memory_equal(p1->in + 100, "after", 5);
         assert_int_equal(d->port[1].len, 5);
         assert_memory_equal(d->port[1].data, "again", 5);
-        check_ctrl_log(d);
-        assert_string_equal(fake_error(d), "");
+        all_well(d);
 }
 
-static void reset_env(struct env *e)
+/*
+ * The reset cases' device (console 0, ports 1 and 2, port 1's host side
+ * open) in a small guest, UML-style or in process (@inproc), and a
+ * transfer on port 1 the host took only half of (pattern @seed).
+ */
+static struct fake_driver *reset_up(struct fake_env *e,
+                                    struct fake_driver_cfg c, bool inproc,
+                                    unsigned seed)
 {
-        host_new(e, 4, 80, 25, VS_RESIZE_COLS_ROWS);
-        add(e, 0, NULL, true);
-        add(e, 1, "org.test.one", false);
-        add(e, 2, "org.test.two", false);
-        assert_int_equal(vs_port_set_host_connected(e->p[1]->port, true), 0);
+        static uint8_t a[4096];
+
+        small_mem(&c);
+        fake_env_up(e, &(struct fake_env_spec){
+                .dev = { .max_ports = 4, .cols = 80, .rows = 25 },
+                .drv = c, .inproc = inproc,
+                .ports = { CON0, { 1, "org.test.one", false, true, false },
+                           { 2, "org.test.two", false, false, false } },
+                .boot = true });
+        pattern(a, sizeof(a), seed);
+        half_consumed(e, a, sizeof(a));
+        return e->d;
 }
 
 /*
@@ -1517,22 +1447,15 @@ static void reset_env(struct env *e)
  * driver must hear of them after its DEVICE_READY, in the usual order, and
  * nothing meant for the old driver.
  */
-static void uml_teardown_case(struct env *e, bool ctrl)
+static void uml_teardown_case(struct fake_env *e, bool ctrl)
 {
         /* events for unknown ports dropped, as Linux does: check_back()
          * judges what the new driver was sent */
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML,
                                      .lenient_ctrl = ctrl };
-        static uint8_t a[4096];
-        struct fake_driver *d;
+        struct fake_driver *d = reset_up(e, c, false, 20);
         unsigned log0;
 
-        small_mem(&c);
-        reset_env(e);
-        uml_up(e, &c);
-        d = e->d;
-        pattern(a, sizeof(a), 20);
-        half_consumed(e, a, sizeof(a));
         FAKE_OK(d, fake_uml_remove(d));
         snap_take(e);
         host_pokes_while_down(e, ctrl);
@@ -1556,19 +1479,12 @@ static void test_reset_uml_teardown_host_events(void **state)
 /* vs_device_reset() mid-transfer (a VMM's status write of 0), in process. */
 static void test_reset_device_inproc(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_QEMU };
-        static uint8_t a[4096];
-        struct fake_driver *d;
+        struct fake_driver *d = reset_up(e, c, true, 21);
         uint64_t calls[10];
         unsigned log0;
 
-        small_mem(&c);
-        reset_env(e);
-        inproc_up(e, &c);
-        d = e->d;
-        pattern(a, sizeof(a), 21);
-        half_consumed(e, a, sizeof(a));
         for (unsigned q = 0; q < 10; q++)
                 calls[q] = d->vq[q].calls;
         vs_device_reset(e->h->dev);
@@ -1597,18 +1513,11 @@ static void test_reset_device_inproc(void **state)
 
 static void test_reset_owner(void **state)
 {
-        struct env *e = *state;
+        struct fake_env *e = *state;
         struct fake_driver_cfg c = { .style = FAKE_STYLE_UML };
-        static uint8_t a[4096];
-        struct fake_driver *d;
+        struct fake_driver *d = reset_up(e, c, false, 22);
         unsigned log0;
 
-        small_mem(&c);
-        reset_env(e);
-        uml_up(e, &c);
-        d = e->d;
-        pattern(a, sizeof(a), 22);
-        half_consumed(e, a, sizeof(a));
         snap_take(e);
         FAKE_OK(d, fake_vu_msg(d, FAKE_VU_RESET_OWNER, FAKE_VU_VERSION, NULL,
                                0, NULL, 0));
@@ -1638,38 +1547,26 @@ static void test_reset_owner(void **state)
         check_back(e, log0, true);
 }
 
+#define T(f) FAKE_ENV_TEST(f)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_hotplug_add_remove, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_errors, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_during_data, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_readd_after_throttle, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hotplug_remove_half_consumed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_port_ready_zero, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_two_consoles, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_queue_refill, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_backlog_no_stall, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_port_ready_repeats, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_host_connected, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_port_add, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_port_remove, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_ctrl_full_resize, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resize_cols_rows, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resize_rows_cols, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resize_single_port, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_emerg_write, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_single_port_data, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_single_port_inproc, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flow_throttle, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flow_odd_takes, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_flow_guest_no_buffers, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_inproc_511_ports, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_inproc_511_ports_small_rings, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_uml_teardown, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_uml_teardown_host_events, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_device_inproc, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reset_owner, setup, teardown),
+                T(test_hotplug_add_remove), T(test_hotplug_errors),
+                T(test_hotplug_during_data), T(test_hotplug_readd_after_throttle),
+                T(test_hotplug_remove_half_consumed), T(test_port_ready_zero),
+                T(test_two_consoles), T(test_ctrl_queue_refill),
+                T(test_ctrl_backlog_no_stall), T(test_ctrl_port_ready_repeats),
+                T(test_ctrl_full_host_connected), T(test_ctrl_full_port_add),
+                T(test_ctrl_full_port_remove), T(test_ctrl_full_resize),
+                T(test_resize_cols_rows), T(test_resize_rows_cols),
+                T(test_resize_single_port), T(test_emerg_write),
+                T(test_single_port_data), T(test_single_port_inproc),
+                T(test_flow_throttle), T(test_flow_odd_takes),
+                T(test_flow_guest_no_buffers), T(test_inproc_511_ports),
+                T(test_inproc_511_ports_small_rings), T(test_reset_uml_teardown),
+                T(test_reset_uml_teardown_host_events), T(test_reset_device_inproc),
+                T(test_reset_owner),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -573,6 +573,7 @@ static void discard_tx(struct vs_device *dev, unsigned q)
 {
         struct vs_vq *vq = &dev->vqs[q];
 
+        /* dev->scratch: each chain is pushed back before the next pop. */
         while (vs__pop(dev, q, &dev->scratch) > 0)
                 vs_vq_push(vq, dev->scratch.head, 0);
         vs__notify(dev, vq, q);
@@ -601,6 +602,8 @@ static int rx_gather(struct vs_port *port, size_t want,
 {
         struct vs_device *dev = port->dev;
         unsigned q = vs__port_rxq(port->id);
+        /* dev->scratch: each chain's head, room and iovecs are copied out
+         * (rx_heads, rx_room, rx_iov) before the next pop reuses it. */
         struct vs_vq_elem *e = &dev->scratch;
         unsigned chains = 0, iovcnt = 0;
         size_t room = 0;

@@ -134,7 +134,16 @@ struct vs_device {
         unsigned ctrl_len;
         unsigned ctrl_max;
 
-        /* Scratch for popping; the rx path gathers many chains at once. */
+        /*
+         * Scratch for popping, so that no path puts a 16 KiB element
+         * (VS_VQ_MAX_IOV iovecs) on the stack. The rule for reusing it: it
+         * holds the chain of the last vs__pop() only, so whoever pops into
+         * it takes what it needs (head, lengths, iovecs) before the next
+         * pop, and keeps no pointer into it past its own function. Safe
+         * because nothing between a pop and that use runs a port op or
+         * anything else that could pop. A path that keeps chains across
+         * calls has its own element (struct vs_tx's).
+         */
         struct vs_vq_elem scratch;
         uint16_t rx_heads[VS_RX_BATCH];
         uint32_t rx_room[VS_RX_BATCH];
