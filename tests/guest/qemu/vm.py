@@ -58,7 +58,8 @@ def _check(path):
 
 def _shared_candidates(top):
     """../shared/qemu/bin/qemu-system-x86_64 beside the repository; in a git
-    worktree also beside the main checkout."""
+    worktree also beside the main checkout; in a clone of a local checkout
+    (git clone /work/main /tmp/fresh) also beside that checkout."""
     tops = [top]
     try:
         common = subprocess.run(['git', '-C', top, 'rev-parse', '--path-format=absolute',
@@ -66,6 +67,10 @@ def _shared_candidates(top):
                                 timeout=10).stdout.strip()
         if common and os.path.basename(common) == '.git':
             tops.append(os.path.dirname(common))
+        origin = subprocess.run(['git', '-C', top, 'remote', 'get-url', 'origin'],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        if origin.startswith('/') and os.path.isdir(origin):
+            tops.append(origin)
     except (OSError, subprocess.SubprocessError):
         pass
     out = []
