@@ -155,11 +155,6 @@ bool hport_memory_lost(struct hport *hp, bool fault)
                hp->env->guest_memory_lost(hp->env->mem_opaque, fault);
 }
 
-static bool memory_lost(struct hport *hp, bool fault)
-{
-        return hport_memory_lost(hp, fault);
-}
-
 /* ---- watches ------------------------------------------------------------ */
 
 static void on_in(void *opaque, int fd, uint32_t events);
@@ -276,7 +271,7 @@ enum hport_recv hport_recv(struct hport *hp, int fd, size_t *want, int *ret_err)
         /* Guest memory gone: the VMM goes, the input waits in the kernel
          * for the next guest (its PORT_READY resumes it). */
         if (n == -EFAULT)
-                memory_lost(hp, true);
+                hport_memory_lost(hp, true);
         if (n == -ENOBUFS || n == -EFAULT)
                 return HPORT_RECV_FULL;
         *ret_err = (int)-n;
@@ -302,7 +297,7 @@ static void poke_later(struct hport *hp)
 
 static void pump_in(struct hport *hp)
 {
-        if (!hp->port || (hp->in_fd >= 0 && !hp->in_paused && memory_lost(hp, false))) {
+        if (!hp->port || (hp->in_fd >= 0 && !hp->in_paused && hport_memory_lost(hp, false))) {
                 /* Unplugged, or guest memory lost: the input waits where it
                  * is for the next plug or guest (guest_ready() resumes). */
                 hp->in_paused = true;
@@ -491,7 +486,7 @@ static size_t peer_have_data(struct hport *hp, const struct iovec *iov, unsigned
 {
         size_t sent = 0, done, kept = hp->buf.len;
 
-        if (hp->out_gone || memory_lost(hp, false)) {
+        if (hp->out_gone || hport_memory_lost(hp, false)) {
                 hp->cnt.output_discarded += total;
                 return total;
         }
@@ -507,7 +502,7 @@ static size_t peer_have_data(struct hport *hp, const struct iovec *iov, unsigned
 
                 if (n > 0) {
                         sent = n;
-                } else if (n < 0 && errno == EFAULT && memory_lost(hp, true)) {
+                } else if (n < 0 && errno == EFAULT && hport_memory_lost(hp, true)) {
                         hp->cnt.output_discarded += total;
                         return total;
                 } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -522,7 +517,7 @@ static size_t peer_have_data(struct hport *hp, const struct iovec *iov, unsigned
          * so what this call buffered is no guest output. What writev()
          * sent before that is.
          */
-        if (done > sent && memory_lost(hp, false)) {
+        if (done > sent && hport_memory_lost(hp, false)) {
                 outbuf_trim(&hp->buf, kept);
                 hp->cnt.output_discarded += total - sent;
                 return total;
@@ -545,13 +540,13 @@ static ssize_t have_data(struct vs_port *port, const struct iovec *iov,
         for (unsigned i = 0; i < cnt; i++)
                 total += iov[i].iov_len;
         /* A listening port's clients each get all of it (clients.c). */
-        if (hp->clients && !memory_lost(hp, false))
+        if (hp->clients && !hport_memory_lost(hp, false))
                 done = clients_have_data(hp->clients, iov, cnt, total);
         else
                 done = peer_have_data(hp, iov, cnt, total);
         /* What the device consumed, whatever the backend did with it:
          * history, logfile= (tap.h); not what truncated memory read as. */
-        if (!memory_lost(hp, false))
+        if (!hport_memory_lost(hp, false))
                 tap_output(hp, iov, cnt, done, total);
         return done;
 }
