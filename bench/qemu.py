@@ -74,7 +74,7 @@ class Run:
         self.opts, self.mode, self.rnd, self.sizes = opts, mode, rnd, sizes
         self.dir = tempfile.mkdtemp(prefix='vsbq-', dir=opts.tmp)
         self.psock = os.path.join(self.dir, 'p.sock')
-        self.daemon = self.vm = self.s = None
+        self.daemon = self.vm = self.s = self.ctl = None
         self.res = {'mode': mode, 'round': rnd}
 
     def start(self):
@@ -83,9 +83,11 @@ class Run:
                   append=append, tag='b')
         if self.mode == 'B':
             vsock = os.path.join(self.dir, 'vs.sock')
+            self.ctl_path = os.path.join(self.dir, 'ctl.sock')
             with open(os.path.join(self.dir, 'daemon.log'), 'wb') as log:
                 self.daemon = subprocess.Popen(
                     [self.opts.vserial, '--socket', vsock, '--max-ports', str(MAX_PORTS),
+                     '--control', self.ctl_path,
                      '--port', 'id=1,name=%s,backend=unix,path=%s' % (NAME, self.psock)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             self.wait_for(lambda: qvm.listening(vsock), 'vserial to listen')
@@ -118,6 +120,20 @@ class Run:
     def cpu(self):
         return (cpu_ns(self.vm.proc.pid), cpu_ns(self.daemon.pid) if self.daemon else 0)
 
+    def counters(self):
+        """B: vserial's loop wake-ups and the device's queue runs (kicks
+        and scheduled runs) so far, from its control socket; A: None."""
+        if not self.daemon:
+            return None
+        if not self.ctl:
+            self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.ctl.connect(self.ctl_path)
+            self.ctl.settimeout(10)
+            self.ctl_f = self.ctl.makefile('rb', buffering=0)
+        self.ctl.sendall(b'{"cmd":"stats"}\n')
+        st = json.loads(self.ctl_f.readline())['stats']
+        return (st['loop']['wakeups'], st['device']['kicks'])
+
     def line(self):
         buf = bytearray()
         while not buf.endswith(b'\n'):
@@ -143,13 +159,15 @@ class Run:
 
     def serve(self):
         """Answer the guest until its RESULT line."""
-        step, c0 = None, None
+        step, c0, k0 = None, None, None
         while True:
             words = self.line()
-            c = self.cpu()
+            c, k = self.cpu(), self.counters()
             if step:
                 self.res['cpu_%s' % step] = (c[0] - c0[0], c[1] - c0[1])
-            step, c0 = words[0].lower(), c
+                if k:
+                    self.res['vs_%s' % step] = (k[0] - k0[0], k[1] - k0[1])
+            step, c0, k0 = words[0].lower(), c, k
             if words[0] == 'G2H':
                 n, w = int(words[1]), int(words[2])
                 step = 'g2h' if w > 4096 else 'g2h4k'
@@ -185,6 +203,8 @@ class Run:
         """QEMU powers off after the last step; abort: kill it now."""
         if self.s:
             self.s.close()
+        if self.ctl:
+            self.ctl.close()
         if self.vm:
             if not abort and self.vm.wait(30) is None:
                 self.res['error'] = 'QEMU still running 30 s after the last step'
@@ -232,6 +252,13 @@ def figures(res, sizes):
     for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
         f['guest interrupts per MiB, %s' % what] = ('/MiB', res['%s_irq' % k] / mib[k])
     f['guest interrupts per round trip'] = ('/rt', res['rtt_irq'] / sizes['rtt'])
+    for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
+        w, q = res.get('vs_%s' % k, (None, None))
+        f['vserial wake-ups per MiB, %s' % what] = ('/MiB', w / mib[k] if w is not None else None)
+        f['vserial queue runs (kicks) per MiB, %s' % what] = ('/MiB', q / mib[k] if q is not None else None)
+    w, q = res.get('vs_rtt', (None, None))
+    f['vserial wake-ups per round trip'] = ('/rt', w / sizes['rtt'] if w is not None else None)
+    f['vserial queue runs (kicks) per round trip'] = ('/rt', q / sizes['rtt'] if q is not None else None)
     return f
 
 
