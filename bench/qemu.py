@@ -52,12 +52,17 @@ FULL = dict(g2h=64 * MIB, g2h4k=16 * MIB, h2g=32 * MIB, rtt=5000)
 SMOKE = dict(g2h=4 * MIB, g2h4k=1 * MIB, h2g=2 * MIB, rtt=200)
 
 
-def cpu_ns(pid):
-    """CPU time of every thread of pid so far (ns), 0 once it is gone."""
+def cpu_ns(pid, vcpu=False):
+    """CPU time of every thread of pid so far (ns), 0 once it is gone;
+    vcpu: of QEMU's vCPU threads only (named "CPU n/TCG")."""
     total = 0
     try:
         for t in os.listdir('/proc/%d/task' % pid):
             try:
+                if vcpu:
+                    with open('/proc/%d/task/%s/comm' % (pid, t)) as f:
+                        if not f.read().startswith('CPU '):
+                            continue
                 with open('/proc/%d/task/%s/schedstat' % (pid, t)) as f:
                     total += int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
@@ -79,8 +84,9 @@ class Run:
 
     def start(self):
         append = 'VSBENCH=name=%s,%s' % (NAME, ','.join('%s=%d' % kv for kv in self.sizes.items()))
+        # Named threads ("CPU 0/TCG"): the vCPU's CPU time is told apart.
         kw = dict(mem='512M', smp=self.opts.smp, max_ports=MAX_PORTS, vq_size=RING,
-                  append=append, tag='b')
+                  append=append, tag='b', extra=['-name', 'vsbench,debug-threads=on'])
         if self.mode == 'B':
             vsock = os.path.join(self.dir, 'vs.sock')
             self.ctl_path = os.path.join(self.dir, 'ctl.sock')
@@ -96,7 +102,7 @@ class Run:
             self.s.connect(self.psock)
             kw.update(vs_sock=vsock)
         else:
-            kw.update(device=None, extra=[
+            kw.update(device=None, extra=kw['extra'] + [
                 '-device', 'virtio-serial-pci,max_ports=%d,addr=0x3' % MAX_PORTS,
                 '-chardev', 'socket,id=p1,path=%s,server=on,wait=off' % self.psock,
                 '-device', 'virtserialport,chardev=p1,name=%s,nr=1' % NAME])
@@ -118,7 +124,8 @@ class Run:
             time.sleep(0.02)
 
     def cpu(self):
-        return (cpu_ns(self.vm.proc.pid), cpu_ns(self.daemon.pid) if self.daemon else 0)
+        return (cpu_ns(self.vm.proc.pid), cpu_ns(self.daemon.pid) if self.daemon else 0,
+                cpu_ns(self.vm.proc.pid, vcpu=True))
 
     def counters(self):
         """B: vserial's loop wake-ups and the device's queue runs (kicks
@@ -132,7 +139,8 @@ class Run:
             self.ctl_f = self.ctl.makefile('rb', buffering=0)
         self.ctl.sendall(b'{"cmd":"stats"}\n')
         st = json.loads(self.ctl_f.readline())['stats']
-        return (st['loop']['wakeups'], st['device']['kicks'])
+        pace = st['device']['pacing']
+        return (st['loop']['wakeups'], st['device']['kicks'], pace['notifies'], pace['batch_timeouts'])
 
     def line(self):
         buf = bytearray()
@@ -164,9 +172,9 @@ class Run:
             words = self.line()
             c, k = self.cpu(), self.counters()
             if step:
-                self.res['cpu_%s' % step] = (c[0] - c0[0], c[1] - c0[1])
+                self.res['cpu_%s' % step] = [b - a for a, b in zip(c0, c)]
                 if k:
-                    self.res['vs_%s' % step] = (k[0] - k0[0], k[1] - k0[1])
+                    self.res['vs_%s' % step] = [b - a for a, b in zip(k0, k)]
             step, c0, k0 = words[0].lower(), c, k
             if words[0] == 'G2H':
                 n, w = int(words[1]), int(words[2])
@@ -243,22 +251,28 @@ def figures(res, sizes):
     f['64 B round trip, p99'] = ('us', res['rtt_p99_us'])
     f['64 B round trips'] = ('msgs/s', res['rtt_per_s'])
     for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
-        q, v = res['cpu_%s' % k]
+        q, v, vcpu = res['cpu_%s' % k]
         f['CPU per MiB, %s: QEMU + vserial' % what] = ('us/MiB', (q + v) / 1e3 / mib[k])
         f['CPU per MiB, %s: vserial' % what] = ('us/MiB', v / 1e3 / mib[k] if res['mode'] == 'B' else None)
-    q, v = res['cpu_rtt']
+        f['CPU per MiB, %s: the guest vCPU thread' % what] = ('us/MiB', vcpu / 1e3 / mib[k])
+        # The vCPU's CPU time against the transfer's time: near 1, the
+        # emulated guest is what sets the rate.
+        secs = res['%s_host_s' % k] if k != 'h2g' else res['h2g_s']
+        f['guest vCPU busy share, %s' % what] = ('ratio', vcpu / 1e9 / secs if secs else None)
+    q, v, _ = res['cpu_rtt']
     f['CPU per round trip: QEMU + vserial'] = ('us', (q + v) / 1e3 / sizes['rtt'])
     f['CPU per round trip: vserial'] = ('us', v / 1e3 / sizes['rtt'] if res['mode'] == 'B' else None)
     for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
         f['guest interrupts per MiB, %s' % what] = ('/MiB', res['%s_irq' % k] / mib[k])
     f['guest interrupts per round trip'] = ('/rt', res['rtt_irq'] / sizes['rtt'])
-    for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
-        w, q = res.get('vs_%s' % k, (None, None))
-        f['vserial wake-ups per MiB, %s' % what] = ('/MiB', w / mib[k] if w is not None else None)
-        f['vserial queue runs (kicks) per MiB, %s' % what] = ('/MiB', q / mib[k] if q is not None else None)
-    w, q = res.get('vs_rtt', (None, None))
-    f['vserial wake-ups per round trip'] = ('/rt', w / sizes['rtt'] if w is not None else None)
-    f['vserial queue runs (kicks) per round trip'] = ('/rt', q / sizes['rtt'] if q is not None else None)
+    names = ('vserial wake-ups', 'vserial queue runs (kicks)', 'vserial notifications',
+             'vserial receive batches the timer ended')
+    for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest'),
+                    ('rtt', 'round trip')):
+        per, unit = (sizes['rtt'], '/rt') if k == 'rtt' else (mib.get(k), '/MiB')
+        vals = res.get('vs_%s' % k) or [None] * len(names)
+        for name, v in zip(names, vals):
+            f['%s per %s, %s' % (name, unit[1:], what)] = (unit, v / per if v is not None else None)
     return f
 
 
