@@ -26,8 +26,10 @@
  * time it adds a buffer: it needs the interrupt only when it runs out of
  * descriptors. So after a notification, later ones on that queue wait for
  * the timer (one period at most; the spec only says a notification is
- * due, not when), unless half the ring is unreaped: then the driver may
- * be about to wait, and it goes at once. A port that was quiet for a
+ * due, not when), unless the driver may be about to wait for room: half
+ * its ring unreaped, or the host side held its data back (throttled)
+ * since the last notification, so it may have filled the ring with
+ * chains of many descriptors. Then it goes at once. A port that was quiet for a
  * period gets its first notification at once (a single write, a round
  * trip: no delay).
  *
@@ -157,12 +159,13 @@ void vs__pace_tx_done(struct vs_port *port, struct vs_vq *vq, unsigned q)
 {
         struct vs_device *dev = port->dev;
 
-        if (pacing(dev, vq) && port->tx_window && !driver_short(vq)) {
+        if (pacing(dev, vq) && port->tx_window && !port->tx_backlog && !driver_short(vq)) {
                 port->tx_held = true;
                 dev->pace.st.notifies_held++;
                 return;
         }
         port->tx_held = false;
+        port->tx_backlog = false;
         if (vs__notify(dev, vq, q) && pacing(dev, vq)) {
                 set_flag(dev, &port->tx_window, true);
                 pace_update(dev);

@@ -524,8 +524,10 @@ static unsigned tx_offer(struct vs_port *port, struct vs_vq *vq)
                 n = tx->bytes;  /* a confused host side cannot overrun us */
         port->stats.from_guest += n;
         used = tx_complete(port, vq, n);
-        if (used < tx->chains)
+        if (used < tx->chains) {
                 port->throttled = true;
+                port->tx_backlog = true;
+        }
         return used;
 }
 
@@ -578,6 +580,7 @@ static void port_flush_tx(struct vs_port *port)
 static void port_throttle(struct vs_port *port, bool throttled)
 {
         port->throttled = throttled;
+        port->tx_backlog |= throttled;
         if (!throttled)
                 port_flush_tx(port);
 }

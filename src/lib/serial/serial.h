@@ -86,6 +86,8 @@ struct vs_port {
         bool tx_window;         /* a transmit notification went out this
                                  * timer period: later ones wait */
         bool tx_held;           /* one waits for the timer */
+        bool tx_backlog;        /* throttled since the last notification:
+                                 * the guest may be waiting for room */
 
         struct vs_port_stats stats;
 };
