@@ -168,15 +168,16 @@ static void test_rx_kicks_paced(void **state)
 }
 
 /*
- * A guest that posts fewer buffers than the batch and stops: no kick, so
- * the timer ends the batch and the device fills what was posted. Batches
- * then follow what the guest posted in that period (3: none), so the next
- * buffer is kicked and taken at once.
+ * A guest that posts fewer buffers than the batch and pauses: no kick, so
+ * the timer ends the batch and the device fills what was posted. Until the
+ * guest kicks again the device waits for one buffer (taken at once), then
+ * batches again.
  */
 static void test_rx_batch_timeout(void **state)
 {
         struct fake_env *e = *state;
         uint16_t used;
+        uint64_t k0;
 
         up(e, MANUAL);
         host_floods(e);
@@ -189,6 +190,39 @@ static void test_rx_batch_timeout(void **state)
         assert_int_equal((uint16_t)(e->d->vq[RXQ].used->idx - used), 3);
         read_slowly(e, 1);
         assert_int_equal((uint16_t)(e->d->vq[RXQ].used->idx - used), 4);
+        /* That kick ends the pause: batches again, as many as before. */
+        k0 = rx_kicks(e);
+        read_slowly(e, 2 * VS_RX_KICK_BATCH);
+        assert_true(rx_kicks(e) - k0 <= 3);
+        assert_int_equal(pace(e).batch_timeouts, 1);
+        manual_settles(e);
+}
+
+/*
+ * A guest that re-posts 3 buffers a period and waits: every batch of 16
+ * times out. From the second timeout in a row the bound halves, so the
+ * batch shrinks to what the guest completes (2 of its 3), and no posted
+ * buffer waits more than one period: each period takes all 3.
+ */
+static void test_rx_batches_shrink_for_a_slow_driver(void **state)
+{
+        struct fake_env *e = *state;
+        struct vs_port *port;
+        uint16_t used;
+
+        up(e, MANUAL);
+        host_floods(e);
+        port = e->h->dev->ports[1];
+        for (int i = 0; i < 20; i++) {
+                used = e->d->vq[RXQ].used->idx;
+                read_slowly(e, 3);
+                if (manual_armed)
+                        period_ends(e);
+                assert_int_equal((uint16_t)(e->d->vq[RXQ].used->idx - used), 3);
+        }
+        assert_true(port->rx_posted / VS_RX_KICK_SHARE <= 2);
+        assert_true(pace(e).batch_timeouts <= 20);
+        manual_settles(e);
 }
 
 /*
@@ -373,6 +407,7 @@ int main(void)
                 FAKE_ENV_TEST(test_rx_kicks_unpaced),
                 FAKE_ENV_TEST(test_rx_kicks_paced),
                 FAKE_ENV_TEST(test_rx_batch_timeout),
+                FAKE_ENV_TEST(test_rx_batches_shrink_for_a_slow_driver),
                 FAKE_ENV_TEST(test_tx_notifies_unpaced),
                 FAKE_ENV_TEST(test_tx_notifies_held),
                 FAKE_ENV_TEST(test_tx_quiet_port_notified_at_once),

@@ -12,14 +12,16 @@
  * Receive kicks. When host data waits and the guest has no receive buffer
  * left, the device asks for a kick. Linux re-posts each buffer as soon as
  * it has read it, with a kick check per buffer, so the device wakes per
- * buffer. Here it asks for the kick only after a batch: at most a quarter
- * of the most buffers it ever saw posted at once. That cannot stall a
- * reader of Linux's kind: when the device runs out, every buffer the
- * guest has is full of unread data, and a reader that wants more re-posts
- * all but the one it is reading. The timer ends a batch that is not
- * complete within a period (a driver that posts fewer buffers, or a
- * reader that stopped); batches then follow what the guest posted in that
- * period, and grow again with what later kicks find posted.
+ * buffer. Here it asks for the kick only after a batch: at most 16, and a
+ * quarter of the most buffers it ever saw posted at once. That cannot
+ * stall a reader of Linux's kind: when the device runs out, every buffer
+ * the guest has is full of unread data, and a reader that wants more
+ * re-posts all but the one it is reading. The timer ends a batch that is
+ * not complete within a period, so no posted buffer waits longer than
+ * that. Then the device waits for single buffers until the guest kicks (a
+ * reader that paused), and from the second timeout in a row on the bound
+ * halves (a driver that posts fewer buffers than it did, or posts them a
+ * few at a time): batches shrink to what the guest completes.
  *
  * Transmit interrupts. Linux asks for an interrupt after each transmit
  * buffer (used_event = its last reaped index) but reaps on its own each
@@ -29,9 +31,9 @@
  * due, not when), unless the driver may be about to wait for room: half
  * its ring unreaped, or the host side held its data back (throttled)
  * since the last notification, so it may have filled the ring with
- * chains of many descriptors. Then it goes at once. A port that was quiet for a
- * period gets its first notification at once (a single write, a round
- * trip: no delay).
+ * chains of many descriptors. Then it goes at once. A port that was quiet
+ * for a period gets its first notification at once (a single write, a
+ * round trip: no delay).
  *
  * Bounded: one timer per device, armed only while a port waits for a
  * batch or had a notification in the current period, so an idle device
@@ -95,6 +97,8 @@ unsigned vs__pace_rx_batch(struct vs_port *port, struct vs_vq *vq)
 
         if (!pacing(dev, vq) || n <= 1)
                 return 1;
+        if (port->rx_skip)
+                return 1;
         if (n > VS_RX_KICK_BATCH)
                 n = VS_RX_KICK_BATCH;
         if (!port->rx_batched) {
@@ -121,7 +125,11 @@ void vs__pace_rx_seen(struct vs_port *port, struct vs_vq *vq)
 
         if (n > port->rx_posted)
                 port->rx_posted = (uint16_t)n;
+        if (!port->rx_in_timeout)
+                port->rx_skip = false;          /* a kick came */
         if (port->rx_batched) {
+                /* the guest completed the batch in time */
+                port->rx_timeouts = 0;
                 rx_unbatch(port);
                 pace_update(port->dev);
         }
@@ -133,17 +141,24 @@ static void rx_timeout(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
         struct vs_vq *vq = &dev->vqs[vs__port_rxq(port->id)];
-        unsigned posted = vs_vq_avail_count(vq);
 
         rx_unbatch(port);
         dev->pace.st.batch_timeouts++;
-        /* A reader that paused, or a driver that posts fewer buffers than
-         * it did: batches follow what it posted in the period (kicks per
-         * buffer if that was a few) and grow again with what later kicks
-         * find posted. */
-        port->rx_posted = (uint16_t)posted;
-        if (port->want_guest_ready && vs__can_send(port) && vs_vq_has_avail(vq))
+        /*
+         * A reader that paused (once in a while), or a driver that posts
+         * fewer buffers than it did (every time): waits are for one buffer
+         * until the guest kicks, and from the second timeout in a row on
+         * the bound halves, so that batches stop for a driver that cannot
+         * complete them.
+         */
+        port->rx_skip = true;
+        if (port->rx_timeouts < UINT8_MAX && ++port->rx_timeouts >= 2)
+                port->rx_posted /= 2;
+        if (port->want_guest_ready && vs__can_send(port) && vs_vq_has_avail(vq)) {
+                port->rx_in_timeout = true;
                 vs__port_guest_ready(port);
+                port->rx_in_timeout = false;
+        }
 }
 
 /* ---- transmit interrupts ------------------------------------------------ */
@@ -201,6 +216,8 @@ void vs__pace_port_gone(struct vs_port *port)
         set_flag(dev, &port->tx_window, false);
         rx_unbatch(port);
         port->rx_posted = 0;
+        port->rx_skip = false;
+        port->rx_timeouts = 0;
         pace_update(dev);
 }
 

@@ -83,6 +83,9 @@ struct vs_port {
         /* Pacing (pace.c). */
         uint16_t rx_posted;     /* most receive buffers seen posted at once */
         bool rx_batched;        /* waiting for a batch of receive buffers */
+        bool rx_skip;           /* waits are for one buffer until a kick */
+        bool rx_in_timeout;     /* rx_timeout() is filling what was posted */
+        uint8_t rx_timeouts;    /* batches the timer ended in a row */
         bool tx_window;         /* a transmit notification went out this
                                  * timer period: later ones wait */
         bool tx_held;           /* one waits for the timer */
