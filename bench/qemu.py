@@ -24,6 +24,7 @@ vsbench's and kept). --smoke: one round with small sizes, numbers only.
                 [--smp 1] [--json bench/results.json] [--smoke]
   bench/qemu.py --merge OLD NEW     (put OLD's qemu section into NEW)
   bench/qemu.py --markdown          (the qemu section as a markdown table)
+  bench/qemu.py --markdown-vsbench  (vsbench's results as a markdown table)
 """
 
 import argparse
@@ -272,6 +273,8 @@ def figures(res, sizes):
         per, unit = (sizes['rtt'], '/rt') if k == 'rtt' else (mib.get(k), '/MiB')
         vals = res.get('vs_%s' % k) or [None] * len(names)
         for name, v in zip(names, vals):
+            if name.startswith('vserial receive') and k != 'h2g':
+                continue        # only host->guest waits for receive buffers
             f['%s per %s, %s' % (name, unit[1:], what)] = (unit, v / per if v is not None else None)
     return f
 
@@ -402,6 +405,24 @@ def markdown(path):
     return '\n'.join(out)
 
 
+def vsbench_markdown(path):
+    """vsbench's results in path (scripts/bench) as the table of docs/performance.md."""
+    res = load(path).get('results')
+    if not res:
+        return 'no vsbench results in %s' % path
+    out = ['| group | case | value | baseline (same run) | ratio | target | verdict |',
+           '|---|---|---|---|---|---|---|']
+    for r in res:
+        base = r.get('baseline') or {}
+        val = '%s %s' % (fmt(r['value'], 0).strip(), r['unit'])
+        bval = '%s: %s %s' % (base['case'], fmt(base['value'], 0).strip(), r['unit']) if base else '-'
+        verdict = '' if r.get('target') in (None, '-') else ('met' if r.get('met') else '**missed**')
+        out.append('| %s | %s | %s | %s | %s | %s | %s |' % (
+            r['group'], r['case'], val, bval, '%.2fx' % r['ratio'] if r.get('ratio') else '-',
+            r.get('target') or '-', verdict))
+    return '\n'.join(out)
+
+
 def loadavg():
     with open('/proc/loadavg') as f:
         return ' '.join(f.read().split()[:3])
@@ -417,6 +438,8 @@ def main():
     ap.add_argument('--timeout', type=float, default=120, help='seconds per step')
     ap.add_argument('--tmp', default=None)
     ap.add_argument('--merge', nargs=2, metavar=('OLD', 'NEW'))
+    ap.add_argument('--markdown-vsbench', action='store_true',
+                    help="print --json's vsbench results as a markdown table, run nothing")
     ap.add_argument('--markdown', action='store_true',
                     help="print --json's qemu section as a markdown table, run nothing")
     opts = ap.parse_args()
@@ -425,6 +448,9 @@ def main():
         return 0
     if opts.markdown:
         print(markdown(opts.json))
+        return 0
+    if opts.markdown_vsbench:
+        print(vsbench_markdown(opts.json))
         return 0
     # Stopped from outside (a timeout): the running Run kills its QEMU and
     # vserial on the way out.

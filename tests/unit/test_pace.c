@@ -394,7 +394,8 @@ static void test_real_timer(void **state)
         calls = write_slowly(e, 8);
         real_settles(e);
         calls += fake_vq_drain_calls(e->d, TXQ);
-        assert_int_equal(pace(e).batch_timeouts, 1);
+        /* ours, and more if a slow build (ASan) took a period per batch */
+        assert_true(pace(e).batch_timeouts >= 1);
         assert_false(e->h->dev->ports[1]->tx_held);
         /* the first at once, the held ones by the timer (or more, if a
          * slow machine ended periods between the writes) */
