@@ -390,19 +390,25 @@ def rounded(v):
     return v
 
 
+def md_table(header, rows):
+    """A markdown table: the header's cells, then each row's."""
+    return '\n'.join(['| %s |' % ' | '.join(header), '|%s' % ('---|' * len(header))] +
+                     ['| %s |' % ' | '.join(r) for r in rows])
+
+
+def ratio(v):
+    return '%.2fx' % v if v else '-'
+
+
 def markdown(path):
     """The qemu section of path as the table of docs/performance.md."""
     sec = load(path).get('qemu')
     if not sec:
         return 'no qemu section in %s' % path
-    out = ['| figure | unit | A: QEMU virtio-serial | B: vserial | B/A (medians) | B/A (paired, median) |',
-           '|---|---|---|---|---|---|']
-    for r in sec['results']:
-        out.append('| %s | %s | %s | %s | %s | %s |' % (
-            r['figure'], r['unit'], fmt(r['a'], 0).strip(), fmt(r['b'], 0).strip(),
-            '%.2fx' % r['b_over_a'] if r['b_over_a'] else '-',
-            '%.2fx' % r['paired_b_over_a'] if r['paired_b_over_a'] else '-'))
-    return '\n'.join(out)
+    return md_table(
+        ('figure', 'unit', 'A: QEMU virtio-serial', 'B: vserial', 'B/A (medians)', 'B/A (paired, median)'),
+        [(r['figure'], r['unit'], fmt(r['a'], 0).strip(), fmt(r['b'], 0).strip(),
+          ratio(r['b_over_a']), ratio(r['paired_b_over_a'])) for r in sec['results']])
 
 
 def vsbench_markdown(path):
@@ -410,17 +416,14 @@ def vsbench_markdown(path):
     res = load(path).get('results')
     if not res:
         return 'no vsbench results in %s' % path
-    out = ['| group | case | value | baseline (same run) | ratio | target | verdict |',
-           '|---|---|---|---|---|---|---|']
+    rows = []
     for r in res:
         base = r.get('baseline') or {}
-        val = '%s %s' % (fmt(r['value'], 0).strip(), r['unit'])
         bval = '%s: %s %s' % (base['case'], fmt(base['value'], 0).strip(), r['unit']) if base else '-'
         verdict = '' if r.get('target') in (None, '-') else ('met' if r.get('met') else '**missed**')
-        out.append('| %s | %s | %s | %s | %s | %s | %s |' % (
-            r['group'], r['case'], val, bval, '%.2fx' % r['ratio'] if r.get('ratio') else '-',
-            r.get('target') or '-', verdict))
-    return '\n'.join(out)
+        rows.append((r['group'], r['case'], '%s %s' % (fmt(r['value'], 0).strip(), r['unit']), bval,
+                     ratio(r.get('ratio')), r.get('target') or '-', verdict))
+    return md_table(('group', 'case', 'value', 'baseline (same run)', 'ratio', 'target', 'verdict'), rows)
 
 
 def loadavg():
