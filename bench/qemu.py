@@ -24,6 +24,7 @@ vsbench's and kept). --smoke: one round with small sizes, numbers only.
                 [--smp 1] [--json bench/results.json] [--smoke]
   bench/qemu.py --merge OLD NEW     (put OLD's qemu section into NEW)
   bench/qemu.py --markdown          (the qemu section as a markdown table)
+  bench/qemu.py --markdown-vsbench  (vsbench's results as a markdown table)
 """
 
 import argparse
@@ -52,12 +53,17 @@ FULL = dict(g2h=64 * MIB, g2h4k=16 * MIB, h2g=32 * MIB, rtt=5000)
 SMOKE = dict(g2h=4 * MIB, g2h4k=1 * MIB, h2g=2 * MIB, rtt=200)
 
 
-def cpu_ns(pid):
-    """CPU time of every thread of pid so far (ns), 0 once it is gone."""
+def cpu_ns(pid, vcpu=False):
+    """CPU time of every thread of pid so far (ns), 0 once it is gone;
+    vcpu: of QEMU's vCPU threads only (named "CPU n/TCG")."""
     total = 0
     try:
         for t in os.listdir('/proc/%d/task' % pid):
             try:
+                if vcpu:
+                    with open('/proc/%d/task/%s/comm' % (pid, t)) as f:
+                        if not f.read().startswith('CPU '):
+                            continue
                 with open('/proc/%d/task/%s/schedstat' % (pid, t)) as f:
                     total += int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
@@ -74,18 +80,21 @@ class Run:
         self.opts, self.mode, self.rnd, self.sizes = opts, mode, rnd, sizes
         self.dir = tempfile.mkdtemp(prefix='vsbq-', dir=opts.tmp)
         self.psock = os.path.join(self.dir, 'p.sock')
-        self.daemon = self.vm = self.s = None
+        self.daemon = self.vm = self.s = self.ctl = None
         self.res = {'mode': mode, 'round': rnd}
 
     def start(self):
         append = 'VSBENCH=name=%s,%s' % (NAME, ','.join('%s=%d' % kv for kv in self.sizes.items()))
+        # Named threads ("CPU 0/TCG"): the vCPU's CPU time is told apart.
         kw = dict(mem='512M', smp=self.opts.smp, max_ports=MAX_PORTS, vq_size=RING,
-                  append=append, tag='b')
+                  append=append, tag='b', extra=['-name', 'vsbench,debug-threads=on'])
         if self.mode == 'B':
             vsock = os.path.join(self.dir, 'vs.sock')
+            self.ctl_path = os.path.join(self.dir, 'ctl.sock')
             with open(os.path.join(self.dir, 'daemon.log'), 'wb') as log:
                 self.daemon = subprocess.Popen(
                     [self.opts.vserial, '--socket', vsock, '--max-ports', str(MAX_PORTS),
+                     '--control', self.ctl_path,
                      '--port', 'id=1,name=%s,backend=unix,path=%s' % (NAME, self.psock)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             self.wait_for(lambda: qvm.listening(vsock), 'vserial to listen')
@@ -94,7 +103,7 @@ class Run:
             self.s.connect(self.psock)
             kw.update(vs_sock=vsock)
         else:
-            kw.update(device=None, extra=[
+            kw.update(device=None, extra=kw['extra'] + [
                 '-device', 'virtio-serial-pci,max_ports=%d,addr=0x3' % MAX_PORTS,
                 '-chardev', 'socket,id=p1,path=%s,server=on,wait=off' % self.psock,
                 '-device', 'virtserialport,chardev=p1,name=%s,nr=1' % NAME])
@@ -116,7 +125,23 @@ class Run:
             time.sleep(0.02)
 
     def cpu(self):
-        return (cpu_ns(self.vm.proc.pid), cpu_ns(self.daemon.pid) if self.daemon else 0)
+        return (cpu_ns(self.vm.proc.pid), cpu_ns(self.daemon.pid) if self.daemon else 0,
+                cpu_ns(self.vm.proc.pid, vcpu=True))
+
+    def counters(self):
+        """B: vserial's loop wake-ups and the device's queue runs (kicks
+        and scheduled runs) so far, from its control socket; A: None."""
+        if not self.daemon:
+            return None
+        if not self.ctl:
+            self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.ctl.connect(self.ctl_path)
+            self.ctl.settimeout(10)
+            self.ctl_f = self.ctl.makefile('rb', buffering=0)
+        self.ctl.sendall(b'{"cmd":"stats"}\n')
+        st = json.loads(self.ctl_f.readline())['stats']
+        pace = st['device']['pacing']
+        return (st['loop']['wakeups'], st['device']['kicks'], pace['notifies'], pace['batch_timeouts'])
 
     def line(self):
         buf = bytearray()
@@ -143,13 +168,15 @@ class Run:
 
     def serve(self):
         """Answer the guest until its RESULT line."""
-        step, c0 = None, None
+        step, c0, k0 = None, None, None
         while True:
             words = self.line()
-            c = self.cpu()
+            c, k = self.cpu(), self.counters()
             if step:
-                self.res['cpu_%s' % step] = (c[0] - c0[0], c[1] - c0[1])
-            step, c0 = words[0].lower(), c
+                self.res['cpu_%s' % step] = [b - a for a, b in zip(c0, c)]
+                if k:
+                    self.res['vs_%s' % step] = [b - a for a, b in zip(k0, k)]
+            step, c0, k0 = words[0].lower(), c, k
             if words[0] == 'G2H':
                 n, w = int(words[1]), int(words[2])
                 step = 'g2h' if w > 4096 else 'g2h4k'
@@ -185,6 +212,8 @@ class Run:
         """QEMU powers off after the last step; abort: kill it now."""
         if self.s:
             self.s.close()
+        if self.ctl:
+            self.ctl.close()
         if self.vm:
             if not abort and self.vm.wait(30) is None:
                 self.res['error'] = 'QEMU still running 30 s after the last step'
@@ -223,15 +252,30 @@ def figures(res, sizes):
     f['64 B round trip, p99'] = ('us', res['rtt_p99_us'])
     f['64 B round trips'] = ('msgs/s', res['rtt_per_s'])
     for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
-        q, v = res['cpu_%s' % k]
+        q, v, vcpu = res['cpu_%s' % k]
         f['CPU per MiB, %s: QEMU + vserial' % what] = ('us/MiB', (q + v) / 1e3 / mib[k])
         f['CPU per MiB, %s: vserial' % what] = ('us/MiB', v / 1e3 / mib[k] if res['mode'] == 'B' else None)
-    q, v = res['cpu_rtt']
+        f['CPU per MiB, %s: the guest vCPU thread' % what] = ('us/MiB', vcpu / 1e3 / mib[k])
+        # The vCPU's CPU time against the transfer's time: near 1, the
+        # emulated guest is what sets the rate.
+        secs = res['%s_host_s' % k] if k != 'h2g' else res['h2g_s']
+        f['guest vCPU busy share, %s' % what] = ('ratio', vcpu / 1e9 / secs if secs else None)
+    q, v, _ = res['cpu_rtt']
     f['CPU per round trip: QEMU + vserial'] = ('us', (q + v) / 1e3 / sizes['rtt'])
     f['CPU per round trip: vserial'] = ('us', v / 1e3 / sizes['rtt'] if res['mode'] == 'B' else None)
     for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest')):
         f['guest interrupts per MiB, %s' % what] = ('/MiB', res['%s_irq' % k] / mib[k])
     f['guest interrupts per round trip'] = ('/rt', res['rtt_irq'] / sizes['rtt'])
+    names = ('vserial wake-ups', 'vserial queue runs (kicks)', 'vserial notifications',
+             'vserial receive batches the timer ended')
+    for k, what in (('g2h', 'guest->host 64 KiB'), ('g2h4k', 'guest->host 4 KiB'), ('h2g', 'host->guest'),
+                    ('rtt', 'round trip')):
+        per, unit = (sizes['rtt'], '/rt') if k == 'rtt' else (mib.get(k), '/MiB')
+        vals = res.get('vs_%s' % k) or [None] * len(names)
+        for name, v in zip(names, vals):
+            if name.startswith('vserial receive') and k != 'h2g':
+                continue        # only host->guest waits for receive buffers
+            f['%s per %s, %s' % (name, unit[1:], what)] = (unit, v / per if v is not None else None)
     return f
 
 
@@ -346,19 +390,40 @@ def rounded(v):
     return v
 
 
+def md_table(header, rows):
+    """A markdown table: the header's cells, then each row's."""
+    return '\n'.join(['| %s |' % ' | '.join(header), '|%s' % ('---|' * len(header))] +
+                     ['| %s |' % ' | '.join(r) for r in rows])
+
+
+def ratio(v):
+    return '%.2fx' % v if v else '-'
+
+
 def markdown(path):
     """The qemu section of path as the table of docs/performance.md."""
     sec = load(path).get('qemu')
     if not sec:
         return 'no qemu section in %s' % path
-    out = ['| figure | unit | A: QEMU virtio-serial | B: vserial | B/A (medians) | B/A (paired, median) |',
-           '|---|---|---|---|---|---|']
-    for r in sec['results']:
-        out.append('| %s | %s | %s | %s | %s | %s |' % (
-            r['figure'], r['unit'], fmt(r['a'], 0).strip(), fmt(r['b'], 0).strip(),
-            '%.2fx' % r['b_over_a'] if r['b_over_a'] else '-',
-            '%.2fx' % r['paired_b_over_a'] if r['paired_b_over_a'] else '-'))
-    return '\n'.join(out)
+    return md_table(
+        ('figure', 'unit', 'A: QEMU virtio-serial', 'B: vserial', 'B/A (medians)', 'B/A (paired, median)'),
+        [(r['figure'], r['unit'], fmt(r['a'], 0).strip(), fmt(r['b'], 0).strip(),
+          ratio(r['b_over_a']), ratio(r['paired_b_over_a'])) for r in sec['results']])
+
+
+def vsbench_markdown(path):
+    """vsbench's results in path (scripts/bench) as the table of docs/performance.md."""
+    res = load(path).get('results')
+    if not res:
+        return 'no vsbench results in %s' % path
+    rows = []
+    for r in res:
+        base = r.get('baseline') or {}
+        bval = '%s: %s %s' % (base['case'], fmt(base['value'], 0).strip(), r['unit']) if base else '-'
+        verdict = '' if r.get('target') in (None, '-') else ('met' if r.get('met') else '**missed**')
+        rows.append((r['group'], r['case'], '%s %s' % (fmt(r['value'], 0).strip(), r['unit']), bval,
+                     ratio(r.get('ratio')), r.get('target') or '-', verdict))
+    return md_table(('group', 'case', 'value', 'baseline (same run)', 'ratio', 'target', 'verdict'), rows)
 
 
 def loadavg():
@@ -376,6 +441,8 @@ def main():
     ap.add_argument('--timeout', type=float, default=120, help='seconds per step')
     ap.add_argument('--tmp', default=None)
     ap.add_argument('--merge', nargs=2, metavar=('OLD', 'NEW'))
+    ap.add_argument('--markdown-vsbench', action='store_true',
+                    help="print --json's vsbench results as a markdown table, run nothing")
     ap.add_argument('--markdown', action='store_true',
                     help="print --json's qemu section as a markdown table, run nothing")
     opts = ap.parse_args()
@@ -384,6 +451,9 @@ def main():
         return 0
     if opts.markdown:
         print(markdown(opts.json))
+        return 0
+    if opts.markdown_vsbench:
+        print(vsbench_markdown(opts.json))
         return 0
     # Stopped from outside (a timeout): the running Run kills its QEMU and
     # vserial on the way out.

@@ -69,6 +69,8 @@ struct fx {
         struct dq q[NVQS];
         struct fz_sched sched;
         uint64_t calls;                 /* calls into the device, for the budget */
+        bool timer_armed;               /* the pacing timer (vs_device_set_timer) */
+        uint8_t timer_fail;             /* arm() fails when this many more are asked: 0 never */
 };
 
 static uint8_t *ram(struct fx *f, uint64_t off)
@@ -290,6 +292,32 @@ static bool run_scheduled(struct fx *f, unsigned rounds)
         return true;
 }
 
+/* The pacing timer: armed and cancelled at the device's word, and
+ * failing once if the input says so (the device then stops pacing). */
+static int timer_arm(void *opaque, uint64_t usec)
+{
+        struct fx *f = opaque;
+
+        FZ_CHECK(usec <= 1000000);
+        if (f->timer_fail && --f->timer_fail == 0)
+                return -EIO;
+        f->timer_armed = usec != 0;
+        return 0;
+}
+
+/* The period ended: the timer runs if it was armed (a bounded round). */
+static void timer_expires(struct fx *f)
+{
+        if (!f->timer_armed)
+                return;
+        f->timer_armed = false;
+        f->calls++;
+        vs_device_timer(f->dev);
+        run_scheduled(f, 4);
+        for (unsigned i = 0; i < NVQS; i++)
+                check_used(f, i);
+}
+
 static void kick(struct fx *f, unsigned q)
 {
         f->calls++;
@@ -326,6 +354,8 @@ enum {
         A_STOP_START,   /* u8 queue: GET_VRING_BASE, then set up again (QEMU stop/cont) */
         A_REMAP,        /* the same memory again (SET_MEM_TABLE): chains are parked */
         A_COUNT
+        /* and every 8th action, the pacing timer expires (if armed): no
+         * input byte of its own, so the corpus keeps its meaning */
 };
 
 /* shape: bits 0-1 descriptors - 1, bit 2 indirect (if negotiated). */
@@ -516,16 +546,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct fz in = { data, size };
         struct fx *f = calloc(1, sizeof(*f));
         unsigned n = 0;
+        uint8_t first;
 
         if (!f)
                 return 0;
         f->ram = calloc(1, RAM_SIZE);
-        dc.resize_order = fz_u8(&in) & 1;
+        first = fz_u8(&in);
+        dc.resize_order = first & 1;
         if (!f->ram || vs_device_new(&dc, &f->dev) < 0)
                 goto out;
         f->map = (struct vs_mem_map){ .gpa = RAM_GPA, .size = RAM_SIZE, .uva = RAM_GPA,
                                       .host = f->ram };
         vs_device_set_transport(f->dev, &fz_transport, &f->sched);
+        f->timer_fail = (first >> 1) % 8;
+        vs_device_set_timer(f->dev, timer_arm, f);
         vs_device_set_event_cb(f->dev, on_event, f);
         vs_device_set_memory(f->dev, &f->map, 1);
         for (unsigned id = 0; id < MAX_PORTS; id++)
@@ -534,11 +568,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         act_reset(f, fz_u8(&in));
         while (!fz_done(&in) && n++ < 4096) {
                 run_action(f, &in);
+                if (n % 8 == 0)
+                        timer_expires(f);
                 check_costs(f);
         }
         /* Nothing loops: what is left to scheduled runs is done within a
          * bound (a ring of 16 longest chains takes 4 runs). */
         FZ_CHECK(run_scheduled(f, 4096));
+        /* With the guest and host quiet, pacing stops within three periods
+         * (an unfinished batch, the fill it allows, a held notification). */
+        for (int i = 0; i < 3; i++)
+                timer_expires(f);
+        FZ_CHECK(!f->timer_armed);
         check_costs(f);
 out:
         vs_device_free(f->dev);

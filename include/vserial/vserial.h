@@ -236,6 +236,19 @@ int vs_device_get_queue_stats(const struct vs_device *dev, unsigned q,
 /* The same summed over all queues (max_chain_descs: the largest). */
 void vs_device_get_stats(const struct vs_device *dev, struct vs_queue_stats *ret);
 
+/* What pacing (vs_device_set_timer()) did, all queues together. */
+struct vs_pace_stats {
+        uint64_t notifies;      /* used-buffer notifications sent */
+        uint64_t notifies_held; /* transmit completions whose notification
+                                 * waited for the timer */
+        uint64_t kick_batches;  /* times a receive queue asked for one kick
+                                 * per batch of buffers */
+        uint64_t batch_timeouts; /* batches the timer ended */
+        uint64_t timer_arms;    /* arm() calls, cancels included */
+        uint64_t timer_runs;    /* vs_device_timer() calls */
+};
+void vs_device_get_pace_stats(const struct vs_device *dev, struct vs_pace_stats *ret);
+
 /* Counters of @port's receive (host->guest) and transmit queues. */
 void vs_port_get_queue_stats(const struct vs_port *port, struct vs_queue_stats *rx,
                              struct vs_queue_stats *tx);
@@ -254,6 +267,29 @@ struct vs_transport_ops {
          */
         int (*schedule)(void *opaque, unsigned q);
 };
+
+/*
+ * Pacing. Give the device a one-shot timer: @arm(@opaque, @usec) asks for
+ * one call of vs_device_timer() about @usec microseconds from now,
+ * replacing an earlier request, and @usec 0 cancels it; it returns 0 or a
+ * negative errno (the device then stops pacing and sends what it held).
+ * With a timer, and EVENT_IDX negotiated, the device asks less of the
+ * guest (docs/performance.md, "Pacing"):
+ *  - a receive queue the guest refills one buffer at a time (Linux) kicks
+ *    once per batch of buffers, not once per buffer, while host data
+ *    waits; the timer ends a batch the guest does not complete;
+ *  - a transmit queue's used-buffer notification goes at once when the
+ *    port had none in the last timer period, or when the guest may be
+ *    short of buffers (half its ring not reaped); otherwise it waits for
+ *    the timer (at most one period), the guest meanwhile reaping on its
+ *    own as it adds buffers.
+ * Without a timer (the default, and with @arm NULL) every notification
+ * goes at once and the guest kicks at every buffer the device waits for.
+ */
+int vs_device_set_timer(struct vs_device *dev, int (*arm)(void *opaque, uint64_t usec),
+                        void *opaque);
+/* The timer asked for by @arm expired. */
+void vs_device_timer(struct vs_device *dev);
 
 /* Bind the device to a transport (replacing any earlier one). */
 void vs_device_set_transport(struct vs_device *dev,

@@ -121,6 +121,22 @@ static json_object *queue_obj(const struct vs_device *dev, unsigned q)
         return o;
 }
 
+/* What pacing saved the guest and the VMM (vserial.h, vs_device_set_timer). */
+static json_object *pace_obj(const struct vs_device *dev)
+{
+        json_object *o = json_object_new_object();
+        struct vs_pace_stats st;
+
+        vs_device_get_pace_stats(dev, &st);
+        json_object_object_add(o, "notifies", u64(st.notifies));
+        json_object_object_add(o, "notifies_held", u64(st.notifies_held));
+        json_object_object_add(o, "kick_batches", u64(st.kick_batches));
+        json_object_object_add(o, "batch_timeouts", u64(st.batch_timeouts));
+        json_object_object_add(o, "timer_arms", u64(st.timer_arms));
+        json_object_object_add(o, "timer_runs", u64(st.timer_runs));
+        return o;
+}
+
 /* The guest's work, all queues together; the control queues (2, 3) on
  * their own, the ports' under each port. */
 static json_object *sec_device(const struct stats_src *src)
@@ -133,6 +149,7 @@ static json_object *sec_device(const struct stats_src *src)
         add_queue(o, &st, true);
         json_object_object_add(o, "control_rx", queue_obj(src->dev, 2));
         json_object_object_add(o, "control_tx", queue_obj(src->dev, 3));
+        json_object_object_add(o, "pacing", pace_obj(src->dev));
         json_object_object_add(o, "guest_resets", u64(src->counters->guest_resets));
         json_object_object_add(o, "queue_errors", u64(src->counters->queue_errors));
         return o;

@@ -16,6 +16,8 @@
  *   "listeners":{"backoffs":B,"paused":P},
  *   "device":{"queues":Q,QUEUE,"max_call_descs":C,
  *             "control_rx":{QUEUE},"control_tx":{QUEUE},
+ *             "pacing":{"notifies":N,"notifies_held":H,"kick_batches":K,
+ *                       "batch_timeouts":T,"timer_arms":A,"timer_runs":R},
  *             "guest_resets":G,"queue_errors":E},
  *   "control":{"clients":C,"requests":Q,"refused":R},
  *   "client":{"id":I,"callbacks":K},
@@ -41,6 +43,10 @@
  * "max_chain_descs" (see struct vs_queue_stats). max_call_descs, the most
  * descriptors one call into the device read, is the oracle of "bounded
  * work per kick" (VS_VQ_CALL_DESCS in src/lib/virtq/virtq.h).
+ * device.pacing: what pacing did (vs_device_get_pace_stats(), see
+ * src/lib/serial/pace.c): notifications sent and held for the timer,
+ * receive kick batches asked for and ended by the timer, the timer's arms
+ * (cancels included) and runs.
  *
  * {"cmd":"stats","format":"prometheus"} -> {"ok":true,"prometheus":"TEXT"}:
  * the same counters in the Prometheus text format (metrics.h).

@@ -500,15 +500,20 @@ def stats_library_counters(d):
     check(got == b'x' * 10000, 'guest data')
     st = cl.ok({'cmd': 'stats'})['stats']
     vmm, dev = st['vmm'], st['device']
-    # 10 rings: a kick and a call eventfd each; the socket, the scheduler
+    # 10 rings: a kick and a call eventfd each; the socket, the scheduler's
+    # eventfd and the pacing timerfd
     check(vmm['connected'] and vmm['messages'] > 40 and vmm['regions'] == 1 and
-          vmm['rings'] == 10 and vmm['fds'] == 2 + 2 * 10, 'vmm: %s' % vmm)
+          vmm['rings'] == 10 and vmm['fds'] == 3 + 2 * 10, 'vmm: %s' % vmm)
     tx = [p for p in st['ports'] if p['id'] == 1][0]['tx']
     check(set(tx) == set(qkeys), 'port tx keys %s' % sorted(tx))
     check(tx['chains'] == 3 and tx['descs'] == 3 and tx['bytes'] == 10000 and tx['errors'] == 0,
           'port 1 tx %s' % tx)
     check(dev['chains'] >= tx['chains'] and 0 < dev['max_call_descs'] <= 4096 and
           dev['control_tx']['chains'] >= 2, 'device %s' % dev)
+    pace = dev['pacing']
+    check(set(pace) == {'notifies', 'notifies_held', 'kick_batches', 'batch_timeouts',
+                        'timer_arms', 'timer_runs'} and pace['notifies'] >= 1,
+          'device pacing %s' % pace)
     counters = ports_by_id(cl)[1]['counters']
     check(counters['tx'] == tx and 'rx' in counters, 'list counters %s' % counters)
     r = d.ctl('list', '--json')

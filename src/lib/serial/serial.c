@@ -84,10 +84,14 @@ bool vs__multiport(const struct vs_device *dev)
         return dev->features & (1ull << VS_CONSOLE_F_MULTIPORT);
 }
 
-void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q)
+/* Interrupt the guest for @q's used buffers if it asked; true if sent. */
+bool vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q)
 {
-        if (dev->tops && vs_vq_need_notify(vq))
-                dev->tops->notify(dev->topaque, q);
+        if (!dev->tops || !vs_vq_need_notify(vq))
+                return false;
+        dev->pace.st.notifies++;
+        dev->tops->notify(dev->topaque, q);
+        return true;
 }
 
 void vs_device_set_event_cb(struct vs_device *dev,
@@ -289,6 +293,7 @@ static int port_remove(struct vs_port *port)
                 if (r < 0)
                         return r;
         }
+        vs__pace_port_gone(port);
         /* What the guest wrote and nobody will read goes back used. */
         dev->ports[port->id] = NULL;
         if (vs_vq_ready(&dev->vqs[vs__port_txq(port->id)]))
@@ -393,6 +398,7 @@ static void rx_kicks(struct vs_port *port)
 
 void vs__port_guest_ready(struct vs_port *port)
 {
+        vs__pace_rx_seen(port, &port->dev->vqs[vs__port_rxq(port->id)]);
         port->want_guest_ready = false;
         if (port->ops->guest_ready)
                 port->ops->guest_ready(port);
@@ -404,6 +410,8 @@ void vs__port_set_guest_connected(struct vs_port *port, bool connected)
         if (port->guest_connected == connected)
                 return;
         port->guest_connected = connected;
+        if (!connected)
+                vs__pace_port_gone(port);
         if (port->ops->set_guest_connected)
                 port->ops->set_guest_connected(port, connected);
         if (connected)
@@ -516,8 +524,10 @@ static unsigned tx_offer(struct vs_port *port, struct vs_vq *vq)
                 n = tx->bytes;  /* a confused host side cannot overrun us */
         port->stats.from_guest += n;
         used = tx_complete(port, vq, n);
-        if (used < tx->chains)
+        if (used < tx->chains) {
                 port->throttled = true;
+                port->tx_backlog = true;
+        }
         return used;
 }
 
@@ -564,12 +574,13 @@ static void port_flush_tx(struct vs_port *port)
         }
         dev->tx.busy = false;
         if (pushed)
-                vs__notify(dev, vq, q);
+                vs__pace_tx_done(port, vq, q);
 }
 
 static void port_throttle(struct vs_port *port, bool throttled)
 {
         port->throttled = throttled;
+        port->tx_backlog |= throttled;
         if (!throttled)
                 port_flush_tx(port);
 }
@@ -588,7 +599,7 @@ static void discard_tx(struct vs_device *dev, unsigned q)
 
 /* ---- host -> guest ----------------------------------------------------- */
 
-static bool can_send(struct vs_port *port)
+bool vs__can_send(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
 
@@ -693,6 +704,7 @@ size_t vs__iov_to_buf(const struct iovec *iov, unsigned cnt, void *buf,
 static bool rx_wait(struct vs_port *port, struct vs_vq *vq)
 {
         port->want_guest_ready = true;
+        vs_vq_set_kick_batch(vq, vs__pace_rx_batch(port, vq));
         vs_vq_set_notify(vq, true);
         return vs_vq_has_avail(vq);
 }
@@ -715,7 +727,7 @@ static ssize_t port_write(struct vs_port *port, const void *buf, size_t len)
         size_t done = 0;
         int err = 0;
 
-        if (!can_send(port)) {
+        if (!vs__can_send(port)) {
                 port->want_guest_ready = true;
                 return 0;
         }
@@ -778,7 +790,7 @@ static ssize_t port_recv_fd(struct vs_port *port, int fd, size_t max)
         ssize_t n;
         int chains;
 
-        if (!can_send(port)) {
+        if (!vs__can_send(port)) {
                 port->want_guest_ready = true;
                 return -ENOBUFS;
         }
@@ -816,7 +828,7 @@ static size_t port_guest_room(struct vs_port *port)
         unsigned iovcnt;
         int chains;
 
-        if (!can_send(port))
+        if (!vs__can_send(port))
                 return 0;
         chains = rx_gather(port, SIZE_MAX, &iovcnt);
         if (chains <= 0)
@@ -995,9 +1007,16 @@ static int device_queue_set_base(struct vs_device *dev, unsigned q, uint16_t bas
 int vs_device_queue_get_base(struct vs_device *dev, unsigned q)
 {
         struct vs_vq *vq = queue(dev, q);
+        struct vs_port *port;
 
         if (!vq)
                 return -ERANGE;
+        port = queue_port(dev, q);
+        /* A held notification goes before the ring stops. */
+        if (port && queue_is_tx(q) && port->tx_held) {
+                port->tx_held = false;
+                vs__notify(dev, vq, q);
+        }
         vq->enabled = false;
         vs_vq_unmap(vq);
         if (q == VS_CTRL_RXQ) {
@@ -1020,7 +1039,7 @@ static void queue_started(struct vs_device *dev, unsigned q)
                 vs_device_queue_kick(dev, q);
                 return;
         }
-        if (port && port->want_guest_ready && can_send(port))
+        if (port && port->want_guest_ready && vs__can_send(port))
                 vs__port_guest_ready(port);
         else if (port)
                 rx_kicks(port);
@@ -1072,7 +1091,7 @@ static int device_queue_kick(struct vs_device *dev, unsigned q)
                         discard_tx(dev, q);
         } else if (queue_is_tx(q)) {
                 port_flush_tx(port);
-        } else if (port->want_guest_ready && can_send(port)) {
+        } else if (port->want_guest_ready && vs__can_send(port)) {
                 vs__port_guest_ready(port);
         }
         return vq->error;
@@ -1188,4 +1207,10 @@ void vs_device_reset(struct vs_device *dev)
 {
         IN_ROUND(dev);
         device_reset(dev);
+}
+
+void vs_device_timer(struct vs_device *dev)
+{
+        IN_ROUND(dev);
+        vs__pace_timer(dev);
 }

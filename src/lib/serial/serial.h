@@ -80,6 +80,18 @@ struct vs_port {
         uint16_t resume_head;
         uint64_t resume_off;
 
+        /* Pacing (pace.c). */
+        uint16_t rx_posted;     /* most receive buffers seen posted at once */
+        bool rx_batched;        /* waiting for a batch of receive buffers */
+        bool rx_skip;           /* waits are for one buffer until a kick */
+        bool rx_in_timeout;     /* rx_timeout() is filling what was posted */
+        uint8_t rx_timeouts;    /* batches the timer ended in a row */
+        bool tx_window;         /* a transmit notification went out this
+                                 * timer period: later ones wait */
+        bool tx_held;           /* one waits for the timer */
+        bool tx_backlog;        /* throttled since the last notification:
+                                 * the guest may be waiting for room */
+
         struct vs_port_stats stats;
 };
 
@@ -116,6 +128,24 @@ struct vs_round {
         uint64_t bytes;         /* bytes of the chains popped in it */
 };
 
+/* Pacing state (pace.c). */
+struct vs_pace {
+        int (*arm)(void *opaque, uint64_t usec);
+        void *opaque;
+        bool armed;
+        unsigned users;         /* rx_batched + tx_window flags set, all ports */
+        struct vs_pace_stats st;
+};
+
+/* The pacing timer's period: how long a held transmit notification or an
+ * unfinished receive batch waits at most. */
+#define VS_PACE_USEC 500u
+/* Receive buffers per kick at most (16 of Linux's 4 KiB buffers: one
+ * 64 KiB read), and the share of the most buffers seen posted at once (a
+ * quarter: the guest keeps the rest). */
+#define VS_RX_KICK_BATCH 16u
+#define VS_RX_KICK_SHARE 4u
+
 /* Counters of one queue, kept across resets for the device's life. */
 struct vs_qwork {
         struct vs_queue_stats st;
@@ -139,6 +169,7 @@ struct vs_device {
         struct vs_qwork *work;  /* nvqs entries */
         struct vs_round round;
         uint32_t max_round_descs;
+        struct vs_pace pace;
         struct vs_mem mem;
 
         const struct vs_transport_ops *tops;
@@ -173,7 +204,7 @@ static inline unsigned vs__port_rxq(uint32_t id) { return id == 0 ? 0 : 2 * id +
 static inline unsigned vs__port_txq(uint32_t id) { return id == 0 ? 1 : 2 * id + 3; }
 
 bool vs__multiport(const struct vs_device *dev);
-void vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
+bool vs__notify(struct vs_device *dev, struct vs_vq *vq, unsigned q);
 void vs__schedule(struct vs_device *dev, unsigned q);
 void vs__count_pop(struct vs_device *dev, unsigned q,
                    const struct vs_vq_elem *e, int r, bool was_broken);
@@ -237,6 +268,15 @@ int vs__ctrl_resize(struct vs_device *dev, struct vs_port *port);
 bool vs__ctrl_room(const struct vs_device *dev);
 void vs__driver_gone(struct vs_device *dev);
 
-/* serial.c, used by control.c */
+/* pace.c */
+unsigned vs__pace_rx_batch(struct vs_port *port, struct vs_vq *vq);
+void vs__pace_rx_seen(struct vs_port *port, struct vs_vq *vq);
+void vs__pace_tx_done(struct vs_port *port, struct vs_vq *vq, unsigned q);
+void vs__pace_port_gone(struct vs_port *port);
+void vs__pace_clear(struct vs_device *dev);
+void vs__pace_timer(struct vs_device *dev);
+
+/* serial.c, used by control.c and pace.c */
+bool vs__can_send(struct vs_port *port);
 void vs__port_guest_ready(struct vs_port *port);
 void vs__port_set_guest_connected(struct vs_port *port, bool connected);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@ struct vs_vu {
         int fd;
         int backend_fd;         /* SET_BACKEND_REQ_FD, or -1 */
         int sched_fd;           /* eventfd: queues to run again */
+        int timer_fd;           /* timerfd: the device's pacing timer */
         unsigned sched_next;    /* where the next scheduled pass starts */
         bool closed;
         uint64_t messages;      /* handled, for vs_vu_get_stats() */
@@ -266,6 +268,18 @@ static int tr_schedule(void *opaque, unsigned q)
         return 0;
 }
 
+/* The device's one-shot pacing timer (vs_device_set_timer()). */
+static int tr_arm(void *opaque, uint64_t usec)
+{
+        struct vs_vu *vu = opaque;
+        struct itimerspec its = {
+                .it_value = { .tv_sec = (time_t)(usec / 1000000),
+                              .tv_nsec = (long)(usec % 1000000) * 1000 },
+        };
+
+        return timerfd_settime(vu->timer_fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
 static const struct vs_transport_ops vu_transport = {
         .notify = tr_notify,
         .config_changed = tr_config_changed,
@@ -369,6 +383,21 @@ static void on_schedule(void *opaque, int fd, uint32_t events)
                 run_queue(vu, q);
                 ran++;
         }
+}
+
+/* The pacing timer expired: the device sends what it held. */
+static void on_timer(void *opaque, int fd, uint32_t events)
+{
+        struct vs_vu *vu = opaque;
+        uint64_t count;
+
+        (void)events;
+        if (read(fd, &count, sizeof(count)) < 0)
+                return;         /* re-armed or cancelled meanwhile */
+        vs_device_timer(vu->dev);
+        for (unsigned q = 0; q < vu->nvqs; q++)
+                check_queue(vu, q);
+        check_memory(vu);
 }
 
 /* Replies to our backend-channel messages carry nothing we need. */
@@ -1053,6 +1082,7 @@ static void vu_shutdown(struct vs_vu *vu)
         unwatch(vu, vu->fd);
         unwatch(vu, vu->backend_fd);
         unwatch(vu, vu->sched_fd);
+        unwatch(vu, vu->timer_fd);
 }
 
 /* End the connection, telling the embedder why; the first cause wins.
@@ -1105,21 +1135,27 @@ int vs_vu_new(struct vs_device *dev, int fd, const struct vs_vu_config *cfg,
                 vu->nvqs = cfg->max_queues;
         vs_mem_init(&vu->mem);
         vu->sched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        r = vu->sched_fd < 0 ? -errno : vrings_new(vu);
+        vu->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        r = vu->sched_fd < 0 || vu->timer_fd < 0 ? -errno : vrings_new(vu);
         if (r < 0)
                 goto fail;
         fd_nonblock(fd);
         r = cfg->loop_ops->add(cfg->loop, fd, EPOLLIN, on_socket, vu);
         if (r == 0)
                 r = cfg->loop_ops->add(cfg->loop, vu->sched_fd, EPOLLIN, on_schedule, vu);
+        if (r == 0)
+                r = cfg->loop_ops->add(cfg->loop, vu->timer_fd, EPOLLIN, on_timer, vu);
         if (r < 0)
                 goto fail;
         vs_device_set_transport(dev, &vu_transport, vu);
+        vs_device_set_timer(dev, tr_arm, vu);
         *ret = vu;
         return 0;
 fail:
         unwatch(vu, fd);
+        unwatch(vu, vu->sched_fd);
         close_fd(&vu->sched_fd);
+        close_fd(&vu->timer_fd);
         close(fd);
         free(vu->vrings);
         free(vu);
@@ -1132,10 +1168,12 @@ void vs_vu_free(struct vs_vu *vu)
                 return;
         vu_shutdown(vu);
         vu_reset(vu);
+        vs_device_set_timer(vu->dev, NULL, NULL);
         vs_device_set_transport(vu->dev, NULL, NULL);
         drop_fds(vu);
         close_fd(&vu->backend_fd);
         close_fd(&vu->sched_fd);
+        close_fd(&vu->timer_fd);
         close_fd(&vu->fd);
         free(vu->vrings);
         free(vu);
@@ -1153,7 +1191,8 @@ static unsigned held(int fd)
 
 void vs_vu_get_stats(const struct vs_vu *vu, struct vs_vu_stats *ret)
 {
-        unsigned fds = held(vu->fd) + held(vu->sched_fd) + held(vu->backend_fd) +
+        unsigned fds = held(vu->fd) + held(vu->sched_fd) + held(vu->timer_fd) +
+                       held(vu->backend_fd) +
                        vu->in_nfds;
 
         for (unsigned q = 0; q < vu->nrings; q++)

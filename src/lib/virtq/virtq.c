@@ -111,6 +111,7 @@ void vs_vq_set_base(struct vs_vq *vq, uint16_t base)
         vq->used_idx = base;
         vq->signalled_used_valid = false;
         vq->no_notify = false;
+        vq->kick_batch = 0;
         vq->error = 0;
 }
 
@@ -311,6 +312,16 @@ static void elem_reset(struct vs_vq_elem *elem, uint16_t head)
         elem->in_len = 0;
 }
 
+/*
+ * The avail_event to publish: the guest kicks when its avail->idx moves
+ * past it (vring_need_event()), so last_avail asks for a kick at the next
+ * add and last_avail + n - 1 at the n-th.
+ */
+static uint16_t kick_at(const struct vs_vq *vq)
+{
+        return (uint16_t)(vq->last_avail + (vq->kick_batch ? vq->kick_batch - 1 : 0));
+}
+
 int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
               struct vs_vq_elem *elem)
 {
@@ -328,7 +339,7 @@ int vs_vq_pop(struct vs_vq *vq, const struct vs_mem *mem,
                  * Empty with EVENT_IDX: ask for a kick at the next add, then
                  * look once more, since the guest may have added meanwhile.
                  */
-                store16(avail_event(vq), vq->last_avail);
+                store16(avail_event(vq), kick_at(vq));
                 __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 avail_idx = load_avail_idx(vq);
         }
@@ -406,7 +417,7 @@ void vs_vq_set_notify(struct vs_vq *vq, bool on)
         if (!vq->event_idx)
                 store16(&vq->used->flags, on ? 0 : VS_VRING_USED_F_NO_NOTIFY);
         else if (on)
-                store16(avail_event(vq), vq->last_avail);
+                store16(avail_event(vq), kick_at(vq));
         /*
          * The request must be visible before the caller re-reads avail->idx,
          * or a buffer added meanwhile would get neither a kick nor a look.
@@ -420,4 +431,37 @@ bool vs_vq_has_avail(struct vs_vq *vq)
         if (!vs_vq_ready(vq))
                 return false;
         return load_avail_idx(vq) != vq->last_avail;
+}
+
+unsigned vs_vq_avail_count(struct vs_vq *vq)
+{
+        uint16_t n;
+
+        if (!vs_vq_ready(vq))
+                return 0;
+        n = (uint16_t)(load_avail_idx(vq) - vq->last_avail);
+        return n > vq->num ? 0 : n;
+}
+
+unsigned vs_vq_unreaped(struct vs_vq *vq)
+{
+        uint16_t n;
+
+        if (!vs_vq_ready(vq) || !vq->event_idx)
+                return 0;
+        n = (uint16_t)(load_avail_idx(vq) - load16(used_event(vq)));
+        return n > vq->num ? vq->num : n;
+}
+
+void vs_vq_set_kick_batch(struct vs_vq *vq, unsigned n)
+{
+        if (n < 1)
+                n = 1;
+        if (vq->num && n > vq->num)
+                n = vq->num;
+        vq->kick_batch = (uint16_t)n;
+        if (vs_vq_ready(vq) && vq->event_idx && !vq->no_notify) {
+                store16(avail_event(vq), kick_at(vq));
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        }
 }

@@ -142,6 +142,9 @@ struct vs_vq {
         uint16_t signalled_used;
         bool signalled_used_valid;
         bool no_notify;         /* vs_vq_set_notify(false) in force */
+        /* With EVENT_IDX: buffers the guest adds before it kicks (0 and 1
+         * both mean at the first); vs_vq_set_kick_batch(). */
+        uint16_t kick_batch;
         int error;              /* 0, or the -errno of the first violation */
 };
 
@@ -227,8 +230,29 @@ bool vs_vq_need_notify(struct vs_vq *vq);
  */
 void vs_vq_set_notify(struct vs_vq *vq, bool on);
 
+/*
+ * With EVENT_IDX, ask for the kick only once the guest has added @n
+ * buffers (clamped to [1, ring size]) after the ones already taken,
+ * instead of at the first. Takes effect now if kicks are on (the caller
+ * then checks vs_vq_has_avail() again) and on every later re-arm. A
+ * guest that adds fewer than @n never kicks: the caller must look again
+ * by itself (a timer). Without EVENT_IDX the guest kicks at each add.
+ */
+void vs_vq_set_kick_batch(struct vs_vq *vq, unsigned n);
+
 /* Are buffers waiting? (false on a queue that is not ready) */
 bool vs_vq_has_avail(struct vs_vq *vq);
+
+/* How many: 0 on a queue that is not ready or an index past the ring. */
+unsigned vs_vq_avail_count(struct vs_vq *vq);
+
+/*
+ * With EVENT_IDX: buffers the guest added since the used index it last
+ * asked a notification for (used_event, which Linux sets where it last
+ * reaped): the ring size if that reads past the ring, 0 without EVENT_IDX
+ * or on a queue that is not ready.
+ */
+unsigned vs_vq_unreaped(struct vs_vq *vq);
 
 /* Mark the queue broken with @err (negative errno) unless already broken. */
 void vs_vq_fail(struct vs_vq *vq, int err);
