@@ -27,10 +27,13 @@
 enum timer { OFF, MANUAL, REAL };
 
 static bool manual_armed;
+static bool manual_fails;       /* arm() fails: the device stops pacing */
 
 static int manual_arm(void *opaque, uint64_t usec)
 {
         (void)opaque;
+        if (manual_fails)
+                return -EIO;
         manual_armed = usec != 0;
         return 0;
 }
@@ -47,6 +50,7 @@ static void up(struct fake_env *e, enum timer t)
         fake_env_up(e, &spec);
         assert_true(e->p[1]->guest_connected);
         manual_armed = false;
+        manual_fails = false;
         if (t != REAL)
                 vs_device_set_timer(e->h->dev, t == MANUAL ? manual_arm : NULL, NULL);
         assert_true(fake_host_pump(e->h) >= 0);
@@ -384,6 +388,25 @@ static void test_tx_held_sent_on_close(void **state)
         manual_settles(e);
 }
 
+/* A timer that cannot be armed: the device stops pacing, and kicks and
+ * notifications go per buffer as without a timer. */
+static void test_arm_failure_stops_pacing(void **state)
+{
+        struct fake_env *e = *state;
+        uint64_t k0;
+
+        up(e, MANUAL);
+        manual_fails = true;
+        host_floods(e);
+        k0 = rx_kicks(e);
+        read_slowly(e, 2 * RING);
+        assert_true(rx_kicks(e) - k0 >= 2 * RING - 2);
+        assert_int_equal(write_slowly(e, 8), 8);
+        assert_int_equal(pace(e).notifies_held, 0);
+        assert_true(e->h->dev->pace.arm == NULL);
+        assert_false(manual_armed);
+}
+
 /* The vs_vu's own timerfd: held notifications and the end of a batch
  * arrive without the test's help, and the timer then goes quiet. */
 static void test_real_timer(void **state)
@@ -419,6 +442,7 @@ int main(void)
                 FAKE_ENV_TEST(test_tx_after_backpressure_notified_at_once),
                 FAKE_ENV_TEST(test_tx_hostile_used_event),
                 FAKE_ENV_TEST(test_tx_held_sent_on_close),
+                FAKE_ENV_TEST(test_arm_failure_stops_pacing),
                 FAKE_ENV_TEST(test_real_timer),
         };
 

@@ -39,9 +39,6 @@
  * batch or had a notification in the current period, so an idle device
  * costs no wake-up; one timer run scans the device's ports.
  */
-#include <errno.h>
-#include <string.h>
-
 #include "serial.h"
 
 static void pace_arm(struct vs_device *dev, uint64_t usec)
@@ -106,7 +103,8 @@ unsigned vs__pace_rx_batch(struct vs_port *port, struct vs_vq *vq)
                 set_flag(dev, &port->rx_batched, true);
                 pace_update(dev);
         }
-        return n;
+        /* The timer could not be armed: pacing stopped, no batch. */
+        return dev->pace.arm ? n : 1;
 }
 
 /* No batch any more: a kick at the first buffer (only a batch with the
