@@ -185,19 +185,24 @@ void vs__pace_tx_done(struct vs_port *port, struct vs_vq *vq, unsigned q)
         }
 }
 
-/* The period ended: send what waited (the window stays open for the next
- * period), or close the window of a port that had nothing more. */
-static void tx_period_end(struct vs_port *port)
+/* Send the transmit notification that waited, if one did; true if sent. */
+bool vs__pace_send_held(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
         unsigned q = vs__port_txq(port->id);
 
-        if (port->tx_held) {
-                port->tx_held = false;
-                if (vs__notify(dev, &dev->vqs[q], q))
-                        return;
-        }
-        set_flag(dev, &port->tx_window, false);
+        if (!port->tx_held)
+                return false;
+        port->tx_held = false;
+        return vs__notify(dev, &dev->vqs[q], q);
+}
+
+/* The period ended: send what waited (the window stays open for the next
+ * period), or close the window of a port that had nothing more. */
+static void tx_period_end(struct vs_port *port)
+{
+        if (!vs__pace_send_held(port))
+                set_flag(port->dev, &port->tx_window, false);
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -206,11 +211,8 @@ static void tx_period_end(struct vs_port *port)
 void vs__pace_port_gone(struct vs_port *port)
 {
         struct vs_device *dev = port->dev;
-        unsigned q = vs__port_txq(port->id);
 
-        if (port->tx_held)
-                vs__notify(dev, &dev->vqs[q], q);
-        port->tx_held = false;
+        vs__pace_send_held(port);
         set_flag(dev, &port->tx_window, false);
         rx_unbatch(port);
         port->rx_posted = 0;

@@ -1013,10 +1013,8 @@ int vs_device_queue_get_base(struct vs_device *dev, unsigned q)
                 return -ERANGE;
         port = queue_port(dev, q);
         /* A held notification goes before the ring stops. */
-        if (port && queue_is_tx(q) && port->tx_held) {
-                port->tx_held = false;
-                vs__notify(dev, vq, q);
-        }
+        if (port && queue_is_tx(q))
+                vs__pace_send_held(port);
         vq->enabled = false;
         vs_vq_unmap(vq);
         if (q == VS_CTRL_RXQ) {

@@ -273,6 +273,7 @@ void vs__driver_gone(struct vs_device *dev);
 unsigned vs__pace_rx_batch(struct vs_port *port, struct vs_vq *vq);
 void vs__pace_rx_seen(struct vs_port *port, struct vs_vq *vq);
 void vs__pace_tx_done(struct vs_port *port, struct vs_vq *vq, unsigned q);
+bool vs__pace_send_held(struct vs_port *port);
 void vs__pace_port_gone(struct vs_port *port);
 void vs__pace_clear(struct vs_device *dev);
 void vs__pace_timer(struct vs_device *dev);
